@@ -1,0 +1,72 @@
+"""Durable workflows for Django: plain functions whose steps and sleeps survive restarts.
+
+The names below are imported lazily, so that `INSTALLED_APPS` can load this package before
+Django's app registry is ready.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "workflow": "registry",
+    "RetryPolicy": "retry",
+    "State": "states",
+    "start": "client",
+    "get": "client",
+    "cancel": "client",
+    "list": "client",
+    "meta": "client",
+    "run_inline": "client",
+    "WorkflowHandle": "client",
+    "fire_alarms": "engine",
+    "recover": "engine",
+    "DurableWorkflowError": "exceptions",
+    "WorkflowNotFound": "exceptions",
+    "UnknownWorkflow": "exceptions",
+    "InvalidTransition": "exceptions",
+    "NonDeterminismError": "exceptions",
+    "SerializationError": "exceptions",
+    "StepTimeout": "exceptions",
+    "StepScopeError": "exceptions",
+    "NonRetryableError": "exceptions",
+    "WorkflowCancelled": "exceptions",
+    "WorkflowFailed": "exceptions",
+}
+
+__all__ = sorted([*_EXPORTS, "client"])
+
+if TYPE_CHECKING:
+    from . import client
+    from .client import WorkflowHandle, cancel, get, list, meta, run_inline, start
+    from .engine import fire_alarms, recover
+    from .exceptions import (
+        DurableWorkflowError,
+        InvalidTransition,
+        NonDeterminismError,
+        NonRetryableError,
+        SerializationError,
+        StepScopeError,
+        StepTimeout,
+        UnknownWorkflow,
+        WorkflowCancelled,
+        WorkflowFailed,
+        WorkflowNotFound,
+    )
+    from .registry import workflow
+    from .retry import RetryPolicy
+    from .states import State
+
+
+def __getattr__(name: str) -> Any:
+    if name == "client":
+        return import_module(".client", __name__)
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'durable_workflows' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

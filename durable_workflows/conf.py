@@ -1,0 +1,86 @@
+"""Settings: one `DURABLE_WORKFLOWS` dict, read through `settings`, with every default here.
+
+Reloaded on `setting_changed`, so `override_settings(DURABLE_WORKFLOWS=...)` works in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+DEFAULTS: dict[str, Any] = {
+    # How long a claim on a Running instance lasts without a heartbeat or step write.
+    "LEASE_SECONDS": 30,
+    # How often a long step renews its lease; keep it well under LEASE_SECONDS.
+    "HEARTBEAT_SECONDS": 10,
+    # Recoveries of one instance without a finished step before it is Failed.
+    "MAX_RECOVERY_ATTEMPTS": 3,
+    # How the engine hands an instance to a worker. The default runs it on django-q2.
+    "DISPATCHER": "durable_workflows.tasks.DjangoQDispatcher",
+    # Stores inputs, step results and outputs. Needs `dumps(obj) -> str` and `loads(str)`.
+    "SERIALIZER": "durable_workflows.serialization.JSONSerializer",
+    # Queued instances nobody claimed, or fired alarms nobody resumed, for this long are
+    # dispatched again (the broker may have lost the task).
+    "REDISPATCH_AFTER_SECONDS": 60,
+    # How often the in-worker ticker looks for due alarms, and for stale leases and lost tasks.
+    "ALARM_POLL_SECONDS": 0.2,
+    "RECOVERY_POLL_SECONDS": 1.0,
+    # Run the ticker thread inside each qcluster worker process.
+    "WORKER_TICKER": True,
+    # django-q2 options passed to async_task (for example {"cluster": "workflows"}).
+    "Q_OPTIONS": {},
+    # Import strings of the DRF permission classes guarding the REST API.
+    "API_PERMISSION_CLASSES": ["durable_workflows.api.permissions.IsStaff"],
+    # Keep each lifecycle event as a row of the event log (signals are sent either way).
+    "EVENT_LOG": True,
+}
+
+IMPORT_STRINGS = {"DISPATCHER", "SERIALIZER"}
+
+
+class Settings:
+    """Attribute access to the merged settings, with import strings resolved lazily."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def _user(self) -> dict[str, Any]:
+        value = getattr(django_settings, "DURABLE_WORKFLOWS", None) or {}
+        if not isinstance(value, dict):
+            raise TypeError("settings.DURABLE_WORKFLOWS must be a dict")
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._cache:
+            return self._cache[name]
+        if name not in DEFAULTS:
+            raise AttributeError(f"unknown durable_workflows setting {name!r}")
+        user = self._user()
+        unknown = set(user) - set(DEFAULTS)
+        if unknown:
+            raise AttributeError(
+                f"unknown key(s) in settings.DURABLE_WORKFLOWS: {', '.join(sorted(unknown))}"
+            )
+        value = user.get(name, DEFAULTS[name])
+        if name in IMPORT_STRINGS and isinstance(value, str):
+            value = import_string(value)
+        self._cache[name] = value
+        return value
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+settings = Settings()
+
+
+@receiver(setting_changed)
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DURABLE_WORKFLOWS":
+        settings.reload()

@@ -1,0 +1,51 @@
+"""How the engine hands an instance to whatever runs it.
+
+The engine never imports the task queue: it calls the dispatcher named by the DISPATCHER
+setting. The default is django-q2 (`durable_workflows.tasks.DjangoQDispatcher`);
+`InlineDispatcher` runs instances in the calling thread, for scripts and tests without a queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from django.db import connection, transaction
+
+
+class Dispatcher(Protocol):
+    #: True when dispatch() runs the instance before it returns (no separate worker).
+    synchronous: bool
+
+    def dispatch(self, instance_id: str, mode: str, epoch: int) -> None: ...
+
+
+class InlineDispatcher:
+    """Runs the instance at once, in this thread."""
+
+    synchronous = True
+
+    def dispatch(self, instance_id: str, mode: str, epoch: int) -> None:
+        from .engine import execute
+
+        execute(instance_id, mode, epoch)
+
+
+def get_dispatcher() -> Dispatcher:
+    from .conf import settings
+
+    dispatcher: Any = settings.DISPATCHER
+    return dispatcher() if isinstance(dispatcher, type) else dispatcher
+
+
+def on_commit(fn: Callable[[], Any]) -> None:
+    """Run `fn` once the current transaction commits, or now outside one.
+
+    Inside Django's TestCase, whose transaction never commits, the test's own atomic blocks
+    are treated as committed, so that `start()` in a test behaves as it does in production.
+    """
+    blocks = getattr(connection, "atomic_blocks", [])
+    if connection.in_atomic_block and all(getattr(b, "_from_testcase", False) for b in blocks):
+        fn()
+    else:
+        transaction.on_commit(fn)

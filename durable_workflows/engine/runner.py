@@ -1,0 +1,84 @@
+"""Running one step attempt: in this thread, or in a worker thread when it has a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+
+from ..exceptions import StepTimeout
+
+# Set while a step's function runs, so that wf.step/wf.sleep inside it can be refused.
+IN_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("durable_workflows_in_step", default=False)
+
+
+def call_in_scope(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    token = IN_STEP.set(True)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        IN_STEP.reset(token)
+
+
+def run_sync(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+    timeout: float | None, describe: str,
+) -> Any:
+    """Call `fn`; with a timeout, in a daemon thread that is abandoned at the deadline.
+
+    Python cannot stop a thread, so a timed-out attempt may still finish its work in the
+    background; its result is thrown away. Steps with timeouts should be idempotent.
+    """
+    if timeout is None:
+        return call_in_scope(fn, args, kwargs)
+    outcome: dict[str, Any] = {}
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            outcome["value"] = context.run(call_in_scope, fn, args, kwargs)
+        except BaseException as exc:  # handed to the caller below
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target, name=f"durable-step {describe}", daemon=True)
+    thread.start()
+    thread.join(max(timeout, 0))
+    if thread.is_alive():
+        raise StepTimeout(f"{describe} ran past its {_fmt(timeout)} timeout")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+async def run_async(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+    timeout: float | None, describe: str, is_coroutine: bool,
+) -> Any:
+    """Await an async step (cancelled at its deadline), or run a sync one in a thread."""
+    if not is_coroutine:
+        from asgiref.sync import sync_to_async
+
+        if timeout is None:
+            return await sync_to_async(call_in_scope, thread_sensitive=True)(fn, args, kwargs)
+        return await asyncio.to_thread(run_sync, fn, args, kwargs, timeout, describe)
+
+    async def scoped() -> Any:
+        IN_STEP.set(True)
+        return await fn(*args, **kwargs)
+
+    if timeout is None:
+        return await scoped()
+    try:
+        return await asyncio.wait_for(scoped(), max(timeout, 0))
+    except asyncio.TimeoutError:
+        raise StepTimeout(f"{describe} ran past its {_fmt(timeout)} timeout") from None
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:g}s"

@@ -1,0 +1,97 @@
+"""The periodic work: firing due alarms, and recovering runs whose worker went away."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ..conf import settings
+from ..dispatch import get_dispatcher, on_commit
+from ..models import Alarm, WorkflowInstance
+from ..states import State
+
+RECOVERY_OWNER = "recovery:"
+
+
+def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
+    """Resume the Paused instances whose alarm is due. Returns the ids dispatched.
+
+    Safe to call from any number of processes at once: each alarm is claimed by exactly one
+    (SKIP LOCKED on PostgreSQL, a compare-and-set on fired_at elsewhere), and the resume is
+    dispatched only after the claim commits.
+    """
+    now = timezone.now()
+    due = Alarm.objects.filter(fired_at__isnull=True, fire_at__lte=now).order_by("fire_at")
+    if instance_id is not None:
+        due = due.filter(instance_id=instance_id)
+    fired = _claim_alarms(due, now, limit)
+    stale_before = now - timedelta(seconds=settings.REDISPATCH_AFTER_SECONDS)
+    lost = Alarm.objects.filter(fired_at__lt=stale_before, instance__state=State.PAUSED)
+    if instance_id is not None:
+        lost = lost.filter(instance_id=instance_id)
+    for alarm_id, epoch, fired_at in lost.values_list("instance_id", "epoch", "fired_at")[:limit]:
+        if Alarm.objects.filter(instance_id=alarm_id, fired_at=fired_at).update(fired_at=now):
+            fired.append((alarm_id, epoch))
+    dispatcher = get_dispatcher()
+    for alarm_id, epoch in fired:
+        on_commit(lambda i=alarm_id, e=epoch: dispatcher.dispatch(i, "resume", e))
+    return [alarm_id for alarm_id, _ in fired]
+
+
+def _claim_alarms(due, now: datetime, limit: int) -> list[tuple[str, int]]:
+    if connection.vendor == "postgresql":
+        with transaction.atomic():
+            rows = list(
+                due.select_for_update(skip_locked=True).values_list("instance_id", "epoch")[:limit]
+            )
+            if rows:
+                Alarm.objects.filter(instance_id__in=[r[0] for r in rows]).update(fired_at=now)
+        return rows
+    claimed = []
+    for alarm_id, epoch in due.values_list("instance_id", "epoch")[:limit]:
+        if Alarm.objects.filter(instance_id=alarm_id, fired_at__isnull=True).update(fired_at=now):
+            claimed.append((alarm_id, epoch))
+    return claimed
+
+
+def fire_alarm_now(instance_id: str) -> bool:
+    """Resume a Paused instance now, ending its sleep or retry delay early ("resume now")."""
+    updated = Alarm.objects.filter(
+        instance_id=instance_id, instance__state=State.PAUSED
+    ).update(fire_at=timezone.now(), fired_at=None)
+    if not updated:
+        return False
+    return instance_id in fire_alarms(instance_id=instance_id)
+
+
+def recover(limit: int = 500) -> list[str]:
+    """Re-run, in recover mode, Running instances whose lease expired; re-dispatch Queued
+    instances no worker claimed in REDISPATCH_AFTER_SECONDS (a broker lost the task).
+
+    A stale instance is reserved for one lease period when its recovery is dispatched, so
+    frequent scans do not pile up duplicate tasks; if that task is lost too, the next scan
+    after the reservation finds it again.
+    """
+    now = timezone.now()
+    lease = timedelta(seconds=settings.LEASE_SECONDS)
+    dispatched: list[tuple[str, str, int]] = []
+    stale = WorkflowInstance.objects.filter(state=State.RUNNING, lease_expires_at__lt=now)
+    for pk, epoch, expires in stale.values_list("pk", "epoch", "lease_expires_at")[:limit]:
+        reserved = WorkflowInstance.objects.filter(
+            pk=pk, state=State.RUNNING, epoch=epoch, lease_expires_at=expires
+        ).update(lease_owner=f"{RECOVERY_OWNER}{now.isoformat()}", lease_expires_at=now + lease)
+        if reserved:
+            dispatched.append((pk, "recover", epoch))
+    stale_before = now - timedelta(seconds=settings.REDISPATCH_AFTER_SECONDS)
+    lost = WorkflowInstance.objects.filter(state=State.QUEUED, dispatched_at__lt=stale_before)
+    for pk, epoch, at in lost.values_list("pk", "epoch", "dispatched_at")[:limit]:
+        if WorkflowInstance.objects.filter(pk=pk, state=State.QUEUED, dispatched_at=at).update(
+            dispatched_at=now
+        ):
+            dispatched.append((pk, "fresh", epoch))
+    dispatcher = get_dispatcher()
+    for pk, mode, epoch in dispatched:
+        on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+    return [pk for pk, _, _ in dispatched]

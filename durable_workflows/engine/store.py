@@ -1,0 +1,240 @@
+"""The engine's reads and writes. Every write of a running executor is fenced by its epoch.
+
+A run's writes go out in as few transactions as possible: a step's record, the events of
+everything since the last write and the lease extension share one commit. Each transaction
+starts with its UPDATE of the instance row (write-first), which on PostgreSQL takes the row
+lock that orders it against a competing claim, and on SQLite avoids a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import traceback as tb
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from .. import serialization
+from ..conf import settings
+from ..exceptions import InvalidTransition, LeaseLost
+from ..models import Alarm, StepRecord, WorkflowInstance
+from ..states import State, transition
+from .events import EventBuffer
+
+MODES = ("fresh", "resume", "recover")
+_CLAIMABLE = {"fresh": (State.QUEUED, State.PENDING), "resume": (State.PAUSED,)}
+
+
+def executor_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def error_fields(error: BaseException) -> dict[str, str]:
+    return {
+        "error_type": type(error).__name__,
+        "error_message": str(error),
+        "error_traceback": "".join(tb.format_exception(type(error), error, error.__traceback__)),
+    }
+
+
+@dataclass
+class Run:
+    """One claim of one instance: what this executor may write, and what it has not yet."""
+
+    instance: WorkflowInstance
+    mode: str
+    owner: str
+    epoch: int
+    events: EventBuffer
+    woken_position: int | None = None
+    dirty: dict[int, StepRecord] = field(default_factory=dict)
+    step_finished: bool = False
+
+    @property
+    def instance_id(self) -> str:
+        return self.instance.pk
+
+    def lease_until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=settings.LEASE_SECONDS)
+
+    # -- fenced writes -------------------------------------------------------------------
+    def save(self, record: StepRecord | None = None) -> None:
+        """Commit `record`, the buffered records and events, and extend the lease."""
+        if record is not None:
+            self.dirty[record.position] = record
+        now = timezone.now()
+        fields: dict[str, Any] = {"lease_expires_at": self.lease_until(now), "updated_at": now}
+        if self.step_finished:
+            fields["recovery_count"] = 0
+        try:
+            with transaction.atomic():
+                updated = WorkflowInstance.objects.filter(
+                    pk=self.instance_id, epoch=self.epoch, state=State.RUNNING,
+                    cancel_requested=False,
+                ).update(**fields)
+                if updated != 1:
+                    raise LeaseLost()
+                self._write_records_txn()
+                self.events.write_txn()
+        except BaseException:
+            self.events.discard()
+            raise
+        self.step_finished = False
+        self.events.send()
+
+    def finish(self, to: State, *, alarm: Alarm | None = None, **fields: Any) -> None:
+        """Commit the move to Paused, Completed or Failed, with everything still buffered."""
+        try:
+            with transaction.atomic():
+                try:
+                    transition(
+                        self.instance, to, expect_epoch=self.epoch,
+                        extra_filter={"cancel_requested": False}, **fields,
+                    )
+                except InvalidTransition:
+                    raise LeaseLost() from None
+                self._write_records_txn()
+                if alarm is not None:
+                    Alarm.objects.filter(instance_id=self.instance_id).delete()
+                    alarm.save(force_insert=True)
+                self.events.write_txn()
+        except BaseException:
+            self.events.discard()
+            raise
+        self.events.send()
+
+    def _write_records_txn(self) -> None:
+        if not self.dirty:
+            return
+        new = [r for r in self.dirty.values() if r._state.adding]
+        for record in self.dirty.values():
+            if not record._state.adding:
+                record.save(force_update=True)
+        if new:
+            StepRecord.objects.bulk_create(new)
+            for record in new:
+                record._state.adding = False
+        self.dirty = {}
+
+    def publish_meta(self, meta: dict[str, Any]) -> None:
+        updated = WorkflowInstance.objects.filter(
+            pk=self.instance_id, epoch=self.epoch, state=State.RUNNING
+        ).update(meta=meta, updated_at=timezone.now())
+        if updated != 1:
+            raise LeaseLost()
+        self.instance.meta = meta
+
+    def settle_lost_lease(self) -> None:
+        """After a refused write: cancel if that is why, otherwise leave it to the new owner."""
+        current = WorkflowInstance.objects.filter(pk=self.instance_id).first()
+        if current is None or current.epoch != self.epoch or current.state != State.RUNNING:
+            return
+        if current.cancel_requested:
+            cancel_running(current, self.epoch, self.events)
+
+
+def cancel_running(instance: WorkflowInstance, epoch: int, events: EventBuffer) -> bool:
+    """Move a Running instance whose cancel was requested to Cancelled (by its owner)."""
+    events.add("workflow.cancelled", None, reason=instance.cancel_reason)
+    try:
+        with transaction.atomic():
+            transition(instance, State.CANCELLED, expect_epoch=epoch)
+            events.write_txn()
+    except InvalidTransition:
+        events.discard()
+        return False
+    events.send()
+    return True
+
+
+def claim(instance_id: str, mode: str, epoch: int | None = None) -> Run | None:
+    """Take ownership of an instance for one run, or return None if it is not ours to run.
+
+    `epoch` is the epoch the task was dispatched for: a duplicate or stale task finds the epoch
+    moved on and does nothing.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    instance = WorkflowInstance.objects.filter(pk=instance_id).first()
+    if instance is None or (epoch is not None and instance.epoch != epoch):
+        return None
+    now = timezone.now()
+    owner = executor_name()
+    events = EventBuffer(instance.pk, instance.workflow)
+    new_epoch = instance.epoch + 1
+    common: dict[str, Any] = {
+        "epoch": new_epoch,
+        "lease_owner": owner,
+        "lease_expires_at": now + timedelta(seconds=settings.LEASE_SECONDS),
+        "run_count": instance.run_count + 1,
+        "last_mode": mode,
+    }
+    if instance.started_at is None:
+        common["started_at"] = now
+    woken = None
+    try:
+        with transaction.atomic():
+            if mode == "recover":
+                if not _take_over_txn(instance, now, common):
+                    return None
+                events.add("workflow.recovered", None, attempt=instance.recovery_count)
+            else:
+                if instance.state not in _CLAIMABLE[mode]:
+                    return None
+                try:
+                    transition(instance, State.RUNNING, expect_epoch=instance.epoch, **common)
+                except InvalidTransition:
+                    return None
+                if mode == "resume":
+                    alarm = Alarm.objects.filter(instance_id=instance.pk).first()
+                    if alarm is not None:
+                        woken = alarm.position
+                        alarm.delete()
+                    events.add("workflow.resumed", None, woken_position=woken)
+                else:
+                    events.add("workflow.started", None)
+            events.write_txn()
+    except BaseException:
+        events.discard()
+        raise
+    events.send()
+    return Run(instance=instance, mode=mode, owner=owner, epoch=new_epoch, events=events,
+               woken_position=woken)
+
+
+def _take_over_txn(instance: WorkflowInstance, now: datetime, fields: dict[str, Any]) -> bool:
+    """Claim a Running instance whose lease expired. Its state does not change, so this is
+    a lease takeover, not a transition: the compare-and-set is on the old epoch."""
+    if instance.state != State.RUNNING:
+        return False
+    reserved = instance.lease_owner.startswith("recovery:")
+    if not reserved and instance.lease_expires_at is not None and instance.lease_expires_at > now:
+        return False
+    fields = {**fields, "recovery_count": instance.recovery_count + 1, "updated_at": now}
+    updated = WorkflowInstance.objects.filter(
+        pk=instance.pk, state=State.RUNNING, epoch=instance.epoch
+    ).update(**fields)
+    if updated != 1:
+        return False
+    for key, value in fields.items():
+        setattr(instance, key, value)
+    return True
+
+
+def load_records(instance_id: str) -> dict[int, StepRecord]:
+    """Every step record of the instance, in one query."""
+    return {r.position: r for r in StepRecord.objects.filter(instance_id=instance_id)}
+
+
+def decode_input(instance: WorkflowInstance) -> tuple[list[Any], dict[str, Any]]:
+    data = serialization.loads(instance.input) or {}
+    return list(data.get("args", [])), dict(data.get("kwargs", {}))
+
+
+def encode_input(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str:
+    return serialization.dumps({"args": list(args), "kwargs": kwargs}, "the workflow input")

@@ -1,0 +1,67 @@
+"""Every error the library raises, in one place.
+
+Each class's docstring is its default message, so a new failure is a two-line subclass.
+`Suspend` and `LeaseLost` are control flow, not errors: they derive from `BaseException`
+so that a workflow's own `except Exception:` cannot swallow them.
+"""
+
+from __future__ import annotations
+
+
+class DurableWorkflowError(Exception):
+    """A durable workflow error occurred."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__doc__)
+
+
+class WorkflowNotFound(DurableWorkflowError, LookupError):
+    """No workflow instance has that id."""
+
+
+class UnknownWorkflow(DurableWorkflowError, LookupError):
+    """No workflow is registered under that name."""
+
+
+class InvalidTransition(DurableWorkflowError):
+    """The state machine does not allow that state change."""
+
+
+class NonDeterminismError(DurableWorkflowError):
+    """The workflow took a different path on replay than the one it recorded."""
+
+
+class SerializationError(DurableWorkflowError, TypeError):
+    """The value cannot be stored."""
+
+
+class StepTimeout(DurableWorkflowError, TimeoutError):
+    """The step attempt ran past its deadline."""
+
+
+class StepScopeError(DurableWorkflowError):
+    """Workflow primitives cannot be called from inside a running step."""
+
+
+class NonRetryableError(DurableWorkflowError):
+    """Raised by a step to fail at once, whatever its retry policy says."""
+
+
+class WorkflowCancelled(DurableWorkflowError):
+    """The workflow instance was cancelled."""
+
+
+class WorkflowFailed(DurableWorkflowError):
+    """The workflow instance failed."""
+
+
+class Suspend(BaseException):
+    """Unwinds a workflow function at a durable wait (sleep, retry delay).
+
+    Raised by the engine and caught by the engine; user code never sees it unless it
+    catches `BaseException`, which it must not.
+    """
+
+
+class LeaseLost(BaseException):
+    """This executor no longer owns the instance: another one claimed it, or it was cancelled."""

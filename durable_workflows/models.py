@@ -1,0 +1,223 @@
+"""What is stored: instances, their step records, their pending alarm and their event log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+
+from .states import State
+
+
+class StepKind(models.TextChoices):
+    STEP = "step", "Step"
+    SLEEP = "sleep", "Sleep"
+
+
+class StepState(models.TextChoices):
+    RUNNING = "running", "Running"
+    WAITING = "waiting", "Waiting to retry"
+    SLEEPING = "sleeping", "Sleeping"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class AlarmReason(models.TextChoices):
+    SLEEP = "sleep", "Sleep"
+    RETRY = "retry", "Retry delay"
+
+
+class WorkflowInstance(models.Model):
+    id = models.CharField(
+        "id", max_length=255, primary_key=True,
+        help_text="Given to start() for an idempotent start, or generated.",
+    )
+    workflow = models.CharField(
+        "workflow", max_length=255, db_index=True,
+        help_text="The registered name of the workflow function.",
+    )
+    input = models.TextField(
+        "input", default="", blank=True,
+        help_text="The positional and keyword arguments, serialized.",
+    )
+    state = models.CharField(
+        "state", max_length=16, choices=State.choices, default=State.PENDING,
+        help_text="Changes only through the state machine.",
+    )
+    result = models.TextField("result", null=True, blank=True, help_text="The return value, serialized.")
+    error_type = models.CharField("error type", max_length=255, blank=True, default="")
+    error_message = models.TextField("error message", blank=True, default="")
+    error_traceback = models.TextField("error traceback", blank=True, default="")
+    meta = models.JSONField(
+        "meta", default=dict, blank=True,
+        help_text="Small values the workflow publishes with wf.set_meta() (progress).",
+    )
+    created_at = models.DateTimeField("created", auto_now_add=True)
+    started_at = models.DateTimeField("started", null=True, blank=True, help_text="First claim.")
+    updated_at = models.DateTimeField("updated", auto_now=True)
+    finished_at = models.DateTimeField("finished", null=True, blank=True)
+    dispatched_at = models.DateTimeField(
+        "dispatched", null=True, blank=True,
+        help_text="When the instance was last handed to the task queue.",
+    )
+    run_count = models.PositiveIntegerField("runs", default=0, help_text="How many times it was claimed.")
+    last_mode = models.CharField(
+        "last mode", max_length=16, blank=True, default="",
+        help_text="fresh, resume or recover: how the last run started.",
+    )
+    lease_owner = models.CharField(
+        "lease owner", max_length=255, blank=True, default="",
+        help_text="The executor (host:pid:thread) running it now.",
+    )
+    lease_expires_at = models.DateTimeField(
+        "lease expires", null=True, blank=True,
+        help_text="Past this, a Running instance is considered abandoned and recovered.",
+    )
+    epoch = models.PositiveIntegerField(
+        "epoch", default=0,
+        help_text="Fencing token, +1 on every claim: writes from an older claim are refused.",
+    )
+    recovery_count = models.PositiveIntegerField(
+        "recoveries", default=0,
+        help_text="Recoveries since a step last finished.",
+    )
+    cancel_requested = models.BooleanField("cancel requested", default=False)
+    cancel_reason = models.TextField("cancel reason", blank=True, default="")
+
+    class Meta:
+        verbose_name = "workflow instance"
+        verbose_name_plural = "workflow instances"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["state", "-created_at"], name="dw_instance_state_created"),
+            models.Index(fields=["-created_at"], name="dw_instance_created"),
+            models.Index(
+                fields=["lease_expires_at"], name="dw_instance_stale",
+                condition=Q(state="running"),
+            ),
+            models.Index(
+                fields=["dispatched_at"], name="dw_instance_queued",
+                condition=Q(state="queued"),
+            ),
+        ]
+        permissions = [("cancel_workflowinstance", "Can cancel workflow instances")]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} {self.pk} ({self.get_state_display()})"
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        if not self.error_type and not self.error_message:
+            return None
+        return {
+            "type": self.error_type,
+            "message": self.error_message,
+            "traceback": self.error_traceback,
+        }
+
+
+class StepRecord(models.Model):
+    instance = models.ForeignKey(
+        WorkflowInstance, on_delete=models.CASCADE, related_name="steps",
+        verbose_name="instance",
+    )
+    position = models.PositiveIntegerField(
+        "position", help_text="Order in the run; how a replay finds the step."
+    )
+    name = models.CharField("name", max_length=255, help_text="Checked on replay.")
+    kind = models.CharField("kind", max_length=16, choices=StepKind.choices, default=StepKind.STEP)
+    state = models.CharField("state", max_length=16, choices=StepState.choices)
+    result = models.TextField("result", null=True, blank=True, help_text="Serialized return value.")
+    error_type = models.CharField("error type", max_length=255, blank=True, default="")
+    error_message = models.TextField("error message", blank=True, default="")
+    error_traceback = models.TextField("error traceback", blank=True, default="")
+    attempts = models.PositiveIntegerField("attempts", default=0)
+    started_at = models.DateTimeField("started", null=True, blank=True, help_text="First attempt's start.")
+    attempt_started_at = models.DateTimeField("attempt started", null=True, blank=True)
+    finished_at = models.DateTimeField("finished", null=True, blank=True)
+    deadline_at = models.DateTimeField(
+        "deadline", null=True, blank=True,
+        help_text="The running attempt's timeout, stored so that it survives a restart.",
+    )
+    wake_at = models.DateTimeField(
+        "wake at", null=True, blank=True,
+        help_text="When a sleep ends, or when a retry is due.",
+    )
+
+    class Meta:
+        verbose_name = "step"
+        verbose_name_plural = "steps"
+        ordering = ["instance", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "position"], name="dw_step_unique_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.position} {self.name} ({self.get_state_display()})"
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        if not self.error_type and not self.error_message:
+            return None
+        return {
+            "type": self.error_type,
+            "message": self.error_message,
+            "traceback": self.error_traceback,
+        }
+
+    @property
+    def duration(self) -> Any:
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class Alarm(models.Model):
+    instance = models.OneToOneField(
+        WorkflowInstance, on_delete=models.CASCADE, primary_key=True, related_name="alarm",
+        verbose_name="instance",
+    )
+    fire_at = models.DateTimeField("fire at", help_text="When the instance is due to resume.")
+    reason = models.CharField("reason", max_length=16, choices=AlarmReason.choices)
+    position = models.PositiveIntegerField("position", help_text="The step or sleep it ends.")
+    epoch = models.PositiveIntegerField(
+        "epoch", help_text="The instance epoch it resumes; a later claim makes it void."
+    )
+    fired_at = models.DateTimeField(
+        "fired", null=True, blank=True,
+        help_text="When a dispatcher handed the resume to the queue.",
+    )
+    created_at = models.DateTimeField("created", auto_now_add=True)
+
+    class Meta:
+        verbose_name = "alarm"
+        verbose_name_plural = "alarms"
+        ordering = ["fire_at"]
+        indexes = [
+            models.Index(fields=["fire_at"], name="dw_alarm_due", condition=Q(fired_at__isnull=True)),
+            models.Index(fields=["fired_at"], name="dw_alarm_fired", condition=Q(fired_at__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} alarm for {self.instance_id} at {self.fire_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Event(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    instance = models.ForeignKey(
+        WorkflowInstance, on_delete=models.CASCADE, related_name="events",
+        verbose_name="instance",
+    )
+    kind = models.CharField("event", max_length=40, help_text="For example step.completed.")
+    position = models.PositiveIntegerField("position", null=True, blank=True)
+    data = models.JSONField("data", default=dict, blank=True)
+    created_at = models.DateTimeField("at")
+
+    class Meta:
+        verbose_name = "event"
+        verbose_name_plural = "events"
+        ordering = ["instance", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.instance_id}"

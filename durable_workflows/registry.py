@@ -1,0 +1,137 @@
+"""The workflow registry: `@workflow` puts a function here under its name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+from .exceptions import UnknownWorkflow
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    description: str
+
+    @property
+    def module(self) -> str:
+        return self.fn.__module__
+
+    def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Refuse arguments the function could not be called with, before anything is stored."""
+        signature = inspect.signature(self.fn)
+        try:
+            signature.bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"workflow {self.name!r} cannot take these arguments: {exc}") from None
+
+    def parameters(self) -> list[str]:
+        return list(inspect.signature(self.fn).parameters)[1:]
+
+
+_registry: dict[str, WorkflowDefinition] = {}
+
+
+@overload
+def workflow(name_or_fn: F) -> F: ...
+
+
+@overload
+def workflow(name_or_fn: str | None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def workflow(name_or_fn: Any = None, *, name: str | None = None) -> Any:
+    """Register a function as a workflow: `@workflow`, `@workflow()` or `@workflow("order")`.
+
+    The name is what instances store, so renaming a workflow strands its running instances:
+    give long-lived workflows an explicit name. It defaults to "<module>.<function>". Two
+    module-level functions cannot share a name; a function defined inside another one (as
+    tests do) replaces an earlier registration of its name.
+    """
+    if callable(name_or_fn) and name is None:
+        return _register(name_or_fn, None)
+    if name_or_fn is not None and name is not None:
+        raise TypeError("give the workflow name once, positionally or as name=")
+    chosen = name if name is not None else name_or_fn
+    if chosen is not None and (not isinstance(chosen, str) or not chosen.strip()):
+        raise TypeError(f"a workflow name must be non-empty text, got {chosen!r}")
+
+    def decorator(fn: F) -> F:
+        return _register(fn, chosen)
+
+    return decorator
+
+
+def _register(fn: F, name: str | None) -> F:
+    if not callable(fn):
+        raise TypeError(f"@workflow decorates a function, got {fn!r}")
+    params = list(inspect.signature(fn).parameters.values())
+    if not params or params[0].kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        raise TypeError(
+            f"workflow function {fn.__qualname__} must take the workflow context as its "
+            f"first argument, e.g. def {fn.__name__}(wf, ...)"
+        )
+    name = name or f"{fn.__module__}.{fn.__qualname__}"
+    existing = _registry.get(name)
+    if (
+        existing is not None
+        and _origin(existing.fn) != _origin(fn)
+        and "<locals>" not in existing.fn.__qualname__ + fn.__qualname__
+    ):
+        raise ValueError(
+            f"workflow name {name!r} is already registered by "
+            f"{existing.fn.__module__}.{existing.fn.__qualname__}"
+        )
+    definition = WorkflowDefinition(
+        name=name,
+        fn=fn,
+        is_async=inspect.iscoroutinefunction(fn),
+        description=inspect.getdoc(fn) or "",
+    )
+    _registry[name] = definition
+    fn.workflow_name = name  # type: ignore[attr-defined]
+    fn.durable_workflow = definition  # type: ignore[attr-defined]
+    return fn
+
+
+def _origin(fn: Callable[..., Any]) -> tuple[str, str]:
+    return (fn.__module__, fn.__qualname__)
+
+
+def get_definition(workflow: str | Callable[..., Any] | WorkflowDefinition) -> WorkflowDefinition:
+    """Find a registered workflow by name, by its function, or pass a definition through."""
+    if isinstance(workflow, WorkflowDefinition):
+        return workflow
+    if callable(workflow):
+        name = getattr(workflow, "workflow_name", None)
+        if name is None:
+            raise UnknownWorkflow(
+                f"{getattr(workflow, '__qualname__', workflow)!r} is not a registered workflow; "
+                f"decorate it with @workflow"
+            )
+        workflow = name
+    if not isinstance(workflow, str):
+        raise UnknownWorkflow(f"{workflow!r} is not a workflow name")
+    try:
+        return _registry[workflow]
+    except KeyError:
+        known = ", ".join(sorted(_registry)) or "none are registered"
+        raise UnknownWorkflow(f"unknown workflow {workflow!r} (registered: {known})") from None
+
+
+def all_definitions() -> list[WorkflowDefinition]:
+    return [_registry[name] for name in sorted(_registry)]
+
+
+def unregister(name: str) -> None:
+    """Remove a workflow; for tests that define workflows of their own."""
+    _registry.pop(name, None)

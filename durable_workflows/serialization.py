@@ -1,0 +1,125 @@
+"""How inputs, step results and outputs are stored: JSON text with a few tagged types.
+
+Plain JSON would turn a datetime into a string on replay, so a workflow would see a different
+value on its first run than on every later one. Tagging datetime, date, time, timedelta,
+Decimal, UUID, tuple and set keeps replays identical to the first run.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+from typing import Any, Protocol
+
+from django.utils.dateparse import parse_date, parse_datetime, parse_time
+
+from .exceptions import SerializationError
+
+TAG = "__dw__"
+
+
+class Serializer(Protocol):
+    def dumps(self, value: Any) -> str: ...
+
+    def loads(self, text: str) -> Any: ...
+
+
+def _encode(value: Any) -> Any:
+    """Return a JSON-ready copy of `value`, tagging the types JSON would change."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise SerializationError(f"{value!r} is not a finite number")
+        return value
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SerializationError(
+                    f"dict keys must be strings to be stored, got {type(key).__name__} {key!r}"
+                )
+            out[key] = _encode(item)
+        if TAG in out:
+            return {TAG: "dict", "v": out}
+        return out
+    if isinstance(value, list):
+        return [_encode(item) for item in value]
+    if isinstance(value, tuple):
+        return {TAG: "tuple", "v": [_encode(item) for item in value]}
+    if isinstance(value, (set, frozenset)):
+        return {TAG: "set", "v": [_encode(item) for item in value]}
+    if isinstance(value, dt.datetime):
+        return {TAG: "datetime", "v": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {TAG: "date", "v": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {TAG: "time", "v": value.isoformat()}
+    if isinstance(value, dt.timedelta):
+        return {TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
+    if isinstance(value, Decimal):
+        return {TAG: "decimal", "v": str(value)}
+    if isinstance(value, uuid.UUID):
+        return {TAG: "uuid", "v": str(value)}
+    if isinstance(value, bytes):
+        return {TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
+    raise SerializationError(f"values of type {type(value).__name__} cannot be stored as JSON")
+
+
+_DECODERS = {
+    "dict": lambda v: v,
+    "tuple": tuple,
+    "set": set,
+    "datetime": parse_datetime,
+    "date": parse_date,
+    "time": parse_time,
+    "timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    "decimal": Decimal,
+    "uuid": uuid.UUID,
+    "bytes": lambda v: base64.b64decode(v),
+}
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    tag = obj.get(TAG)
+    if tag is not None and len(obj) == 2 and "v" in obj:
+        decoder = _DECODERS.get(tag)
+        if decoder is not None:
+            return decoder(obj["v"])
+    return obj
+
+
+class JSONSerializer:
+    """The default serializer: compact JSON, tagged types restored on load."""
+
+    def dumps(self, value: Any) -> str:
+        return json.dumps(_encode(value), separators=(",", ":"), allow_nan=False)
+
+    def loads(self, text: str) -> Any:
+        return json.loads(text, object_hook=_hook)
+
+
+def get_serializer() -> Serializer:
+    from .conf import settings
+
+    serializer = settings.SERIALIZER
+    return serializer() if isinstance(serializer, type) else serializer
+
+
+def dumps(value: Any, what: str) -> str:
+    """Serialize `value`, naming `what` (the input, a step) in the error if it cannot be stored."""
+    try:
+        return get_serializer().dumps(value)
+    except SerializationError as exc:
+        raise SerializationError(f"{what} cannot be stored: {exc}") from None
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise SerializationError(f"{what} cannot be stored: {exc}") from None
+
+
+def loads(text: str | None) -> Any:
+    if text is None or text == "":
+        return None
+    return get_serializer().loads(text)
