@@ -31,6 +31,10 @@ else:
         }
     }
 
+# Subprocesses started by tests (crash tests, qcluster workers) point at the test database.
+if os.environ.get("DW_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["DW_DB_NAME"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -75,4 +79,7 @@ REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
 # Tasks run in the caller's thread: start() runs the instance before it returns.
 Q_CLUSTER = {"name": "tests", "orm": "default", "sync": True, "timeout": 60, "retry": 120}
 
-DURABLE_WORKFLOWS = {"LEASE_SECONDS": 30, "HEARTBEAT_SECONDS": 10}
+DURABLE_WORKFLOWS = {
+    "LEASE_SECONDS": float(os.environ.get("DW_LEASE_SECONDS", 30)),
+    "HEARTBEAT_SECONDS": float(os.environ.get("DW_HEARTBEAT_SECONDS", 10)),
+}
