@@ -69,8 +69,11 @@ async def run_async(
         return await asyncio.to_thread(run_sync, fn, args, kwargs, timeout, describe)
 
     async def scoped() -> Any:
-        IN_STEP.set(True)
-        return await fn(*args, **kwargs)
+        token = IN_STEP.set(True)
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            IN_STEP.reset(token)
 
     if timeout is None:
         return await scoped()

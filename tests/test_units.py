@@ -1,0 +1,110 @@
+"""Durations, retry formulas and serialization: pure functions, no database."""
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from durable_workflows import NonRetryableError, RetryPolicy, SerializationError
+from durable_workflows.durations import parse_duration
+from durable_workflows.serialization import JSONSerializer
+
+
+@pytest.mark.parametrize(
+    "value, seconds",
+    [
+        ("24 hours", 86400), ("1.5h", 5400), ("500ms", 0.5), ("2 days", 172800), ("30s", 30),
+        ("5 minutes", 300), ("1 week", 604800), ("2w", 1209600), ("10 sec", 10), ("3 hr", 10800),
+        ("1h 30m", 5400), ("45", 45), (12, 12), (0.25, 0.25), (dt.timedelta(minutes=2), 120),
+        ("1 DAY", 86400), ("0s", 0),
+    ],
+)
+def test_durations(value, seconds):
+    assert parse_duration(value).total_seconds() == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("value", ["banana", "", "5 parsecs", "1h banana", "h", None, True, [1]])
+def test_bad_durations_name_the_input(value):
+    with pytest.raises(ValueError) as info:
+        parse_duration(value)
+    assert repr(value) in str(info.value)
+
+
+def test_negative_duration_only_where_allowed():
+    with pytest.raises(ValueError, match="negative"):
+        parse_duration(-1)
+    assert parse_duration("-5s", allow_negative=True).total_seconds() == -5
+
+
+def test_exponential_backoff():
+    policy = RetryPolicy(max_attempts=6, backoff="exponential", initial_delay="1s", jitter=False)
+    assert policy.delays() == [1, 2, 4, 8, 16]
+    triple = RetryPolicy(max_attempts=4, initial_delay=2, multiplier=3, jitter=False)
+    assert triple.delays() == [2, 6, 18]
+
+
+def test_linear_backoff_defaults_increment_to_initial_delay():
+    assert RetryPolicy(max_attempts=5, backoff="linear", initial_delay="2s", jitter=False).delays() == [2, 4, 6, 8]
+    stepped = RetryPolicy(max_attempts=4, backoff="linear", initial_delay="1s", increment="5s", jitter=False)
+    assert stepped.delays() == [1, 6, 11]
+
+
+def test_constant_backoff_and_cap():
+    assert RetryPolicy(max_attempts=4, backoff="constant", initial_delay="3s", jitter=False).delays() == [3, 3, 3]
+    capped = RetryPolicy(max_attempts=8, initial_delay="1s", max_delay="10s", jitter=False)
+    assert capped.delays() == [1, 2, 4, 8, 10, 10, 10]
+
+
+def test_jitter_stays_within_fraction():
+    policy = RetryPolicy(max_attempts=3, initial_delay="10s", jitter=True)
+    delays = [policy.delay(1) for _ in range(200)]
+    assert all(9 <= d <= 11 for d in delays)
+    assert len(set(delays)) > 1
+    assert RetryPolicy(max_attempts=3, initial_delay="10s", jitter=0).delay(1) == 10
+
+
+def test_presets():
+    for preset in (RetryPolicy.standard(), RetryPolicy.aggressive(), RetryPolicy.patient()):
+        assert preset.max_attempts > 1
+        assert preset.delays() == sorted(preset.delays())
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"max_attempts": 0}, "max_attempts"), ({"max_attempts": "3"}, "max_attempts"),
+        ({"backoff": "fibonacci"}, "backoff"), ({"initial_delay": "banana"}, "banana"),
+        ({"jitter": 2}, "jitter"), ({"multiplier": 0}, "multiplier"),
+        ({"retry_on": "ValueError"}, "retry_on"),
+    ],
+)
+def test_bad_retry_policies(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        RetryPolicy(**{"max_attempts": 3, **kwargs})
+
+
+def test_retry_filters():
+    only_conn = RetryPolicy(max_attempts=3, retry_on=(ConnectionError,))
+    assert only_conn.should_retry(ConnectionError())
+    assert not only_conn.should_retry(ValueError())
+    assert not only_conn.should_retry(NonRetryableError("no"))
+    picky = RetryPolicy(max_attempts=3, is_retryable=lambda e: "again" in str(e))
+    assert picky.should_retry(RuntimeError("try again")) and not picky.should_retry(RuntimeError("x"))
+
+
+def test_serializer_round_trips_tagged_types():
+    value = {
+        "when": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc), "day": dt.date(2026, 1, 2),
+        "amount": Decimal("12.30"), "id": uuid.UUID(int=7), "pair": (1, "a"), "tags": {"x"},
+        "gap": dt.timedelta(hours=1, microseconds=3), "raw": b"\x00\x01", "plain": [1, None, 2.5],
+        "__dw__": "user data that looks like a tag",
+    }
+    serializer = JSONSerializer()
+    assert serializer.loads(serializer.dumps(value)) == value
+
+
+@pytest.mark.parametrize("value", [object(), {1: "a"}, float("nan"), {"f": lambda: 1}])
+def test_unstorable_values(value):
+    with pytest.raises(SerializationError):
+        JSONSerializer().dumps(value)
