@@ -198,3 +198,12 @@ async def async_timeout(wf):
         await asyncio.sleep(30)
 
     return await wf.step("Forever", forever, timeout="100ms")
+
+
+@workflow("engine.retry_filtered")
+def retry_filtered(wf, kind: str, how: str):
+    if how == "retry_on":
+        policy = RetryPolicy(max_attempts=5, initial_delay="1s", retry_on=(ConnectionError,))
+    else:
+        policy = RetryPolicy(max_attempts=5, initial_delay="1s", is_retryable=lambda e: False)
+    return wf.step("Call", always_fails, kind, retry=policy)
