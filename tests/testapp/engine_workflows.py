@@ -207,3 +207,19 @@ def retry_filtered(wf, kind: str, how: str):
     else:
         policy = RetryPolicy(max_attempts=5, initial_delay="1s", is_retryable=lambda e: False)
     return wf.step("Call", always_fails, kind, retry=policy)
+
+
+def block_first(name: str):
+    """The first call waits at the gate; any later call (another executor) passes at once."""
+    SEEN[f"gate:{name}"] += 1
+    calls = SEEN[f"gate:{name}"]
+    if calls == 1:
+        GATES.setdefault(name, threading.Event()).wait(30)
+    return f"{name}:{calls}"
+
+
+@workflow("engine.contested")
+def contested(wf, gate: str):
+    value = wf.step("Gate", block_first, gate)
+    wf.step("After gate", count, "after-gate", 1)
+    return value

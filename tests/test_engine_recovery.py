@@ -1,0 +1,137 @@
+"""Leases, fencing and recovery: a stale executor cannot write; a crashed run resumes."""
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+from django.utils import timezone
+
+from durable_workflows import client, recover
+from durable_workflows.engine import execute
+from durable_workflows.models import StepRecord, WorkflowInstance
+from tests.helpers import wait_until
+from tests.testapp.engine_workflows import GATES, SEEN
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parent.parent
+NO_DISPATCH = {"DISPATCHER": "tests.test_engine_client.NoDispatch"}
+
+
+@pytest.fixture(autouse=True)
+def _clear_seen():
+    SEEN.clear()
+    yield
+    for gate in GATES.values():
+        gate.set()
+    GATES.clear()
+    SEEN.clear()
+
+
+def test_an_executor_with_a_stale_epoch_cannot_write_a_step():
+    with override_settings(DURABLE_WORKFLOWS=NO_DISPATCH):
+        handle = client.start("engine.contested", "g")
+    outcome = {}
+    first = threading.Thread(target=lambda: outcome.update(a=execute(handle.instance_id, "fresh")))
+    first.start()
+    try:
+        wait_until(lambda: SEEN["gate:g"] == 1, message="the first executor to enter its step")
+        # The first executor's lease lapses (as if its heartbeat stopped); a second one takes over.
+        WorkflowInstance.objects.filter(pk=handle.instance_id).update(
+            lease_expires_at=timezone.now() - timezone.timedelta(seconds=1)
+        )
+        assert execute(handle.instance_id, "recover") == "completed"
+    finally:
+        GATES.setdefault("g", threading.Event()).set()
+        first.join(30)
+    assert outcome["a"] is None, "the stale executor must find its write refused"
+    instance = WorkflowInstance.objects.get(pk=handle.instance_id)
+    assert instance.state == "completed" and instance.epoch == 2
+    assert client.get(handle.instance_id).result() == "g:2"
+    record = StepRecord.objects.get(instance_id=handle.instance_id, position=0)
+    assert record.result == '"g:2"'
+    assert SEEN["after-gate"] == 1
+
+
+def _run_script(code: str, lease: float = 1.0) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DW_DB_NAME": connection.settings_dict["NAME"],
+        "DW_LEASE_SECONDS": str(lease),
+        "DW_HEARTBEAT_SECONDS": str(lease / 4),
+    }
+    script = (
+        "import django; django.setup()\n"
+        "import tests.testapp.engine_workflows\n"
+        "from durable_workflows import client, recover\n" + code
+    )
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _recover_once(instance_id: str) -> None:
+    wait_until(lambda: instance_id in recover(), timeout=15, message="the lease to expire")
+
+
+def test_a_real_crash_then_recover_reruns_only_the_step_in_flight(tmp_path):
+    marker = tmp_path / "steps.log"
+    done = _run_script(f"client.run_inline('engine.crashy', {str(marker)!r}, instance_id='crash-1')")
+    assert done.returncode == 17, done.stderr
+    instance = WorkflowInstance.objects.get(pk="crash-1")
+    assert instance.state == "running"
+    assert marker.read_text().split() == ["one", "two", "in-flight"]
+
+    _recover_once("crash-1")
+    handle = client.get("crash-1")
+    assert handle.state == "completed", handle.error
+    assert handle.result() == "survived"
+    assert handle.instance.last_mode == "recover" and handle.instance.epoch == 2
+    assert marker.read_text().split() == ["one", "two", "in-flight", "in-flight", "four"]
+    assert [s.attempts for s in handle.steps] == [1, 1, 1, 1]
+
+
+def test_recovery_gives_up_after_max_recovery_attempts(tmp_path):
+    marker = tmp_path / "killer.log"
+    done = _run_script(f"client.run_inline('engine.killer', {str(marker)!r}, instance_id='killer')")
+    assert done.returncode == 17
+    for _ in range(3):
+        wait_until(
+            lambda: WorkflowInstance.objects.get(pk="killer").lease_expires_at < timezone.now(),
+            timeout=15, message="the lease to expire",
+        )
+        done = _run_script("print(recover())")
+        assert done.returncode == 17, done.stderr
+    assert marker.read_text().split() == ["in-flight"] * 4
+    _recover_once("killer")
+    handle = client.get("killer")
+    assert handle.state == "failed"
+    assert handle.error["message"] == "failed after 3 recovery attempts"
+    assert marker.read_text().split() == ["in-flight"] * 4
+
+
+def test_recover_leaves_live_leases_alone():
+    with override_settings(DURABLE_WORKFLOWS=NO_DISPATCH):
+        handle = client.start("tests.greet", "x")
+    WorkflowInstance.objects.filter(pk=handle.instance_id).update(
+        state="running", epoch=1, lease_expires_at=timezone.now() + timezone.timedelta(minutes=5)
+    )
+    assert recover() == []
+    assert execute(handle.instance_id, "recover") is None
+
+
+def test_lost_queued_task_is_dispatched_again():
+    with override_settings(DURABLE_WORKFLOWS=NO_DISPATCH):
+        handle = client.start("tests.greet", "lost")
+        assert handle.state == "queued"
+        assert recover() == []
+    WorkflowInstance.objects.filter(pk=handle.instance_id).update(
+        dispatched_at=timezone.now() - timezone.timedelta(minutes=5)
+    )
+    assert recover() == [handle.instance_id]
+    assert client.get(handle.instance_id).result() == "Hello, lost!"
