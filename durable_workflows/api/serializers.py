@@ -1,0 +1,312 @@
+"""What goes over the wire: instance, step and definition JSON, the start and cancel bodies,
+and the error bodies (described here too, so the OpenAPI schema documents every response)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import inspect
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .. import serialization
+from ..engine.store import decode_input
+from ..exceptions import SerializationError, UnknownWorkflow
+from ..models import Alarm, StepRecord, WorkflowInstance
+from ..registry import WorkflowDefinition, get_definition
+from ..states import State, as_state
+
+INPUT_SCHEMA = {
+    "oneOf": [
+        {"type": "object", "additionalProperties": True, "description": "Keyword arguments."},
+        {"type": "array", "items": {}, "description": "Positional arguments."},
+    ],
+}
+ERROR_INFO_FIELDS = ("type", "message", "traceback")
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready copy of a stored value.
+
+    The serializer restores datetimes, Decimals, tuples and sets for the workflow's sake; an
+    HTTP client gets their usual JSON spelling instead (ISO text, decimal text, arrays).
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(item) for item in value]
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return str(value)
+
+
+def stored(text: str | None) -> Any:
+    try:
+        return plain(serialization.loads(text))
+    except (TypeError, ValueError):
+        return text
+
+
+def input_json(instance: WorkflowInstance) -> Any:
+    """The input as it was given to `start`: an object of keyword arguments or an array of
+    positional ones; `{"args": [...], "kwargs": {...}}` when a client passed both."""
+    try:
+        args, kwargs = decode_input(instance)
+    except (TypeError, ValueError, AttributeError):
+        return instance.input
+    if args and kwargs:
+        return {"args": plain(args), "kwargs": plain(kwargs)}
+    if args:
+        return plain(args)
+    return plain(kwargs)
+
+
+class ErrorInfoSerializer(serializers.Serializer):
+    type = serializers.CharField(allow_blank=True, help_text="The exception class name.")
+    message = serializers.CharField(allow_blank=True)
+    traceback = serializers.CharField(allow_blank=True)
+
+
+class StepSerializer(serializers.ModelSerializer):
+    result = serializers.SerializerMethodField(help_text="The step's return value (null until it completes).")
+    error = serializers.SerializerMethodField(help_text="The last attempt's error, if any.")
+    duration = serializers.SerializerMethodField(help_text="Seconds from the first attempt to the end.")
+
+    class Meta:
+        model = StepRecord
+        fields = [
+            "position", "name", "kind", "state", "attempts", "result", "error",
+            "started_at", "finished_at", "wake_at", "duration",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_result(self, record: StepRecord) -> Any:
+        return stored(record.result)
+
+    @extend_schema_field(ErrorInfoSerializer(allow_null=True))
+    def get_error(self, record: StepRecord) -> dict[str, str] | None:
+        return record.error
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_duration(self, record: StepRecord) -> float | None:
+        duration = record.duration
+        return None if duration is None else duration.total_seconds()
+
+
+class AlarmSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Alarm
+        fields = ["fire_at", "reason", "fired_at"]
+        read_only_fields = fields
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    state = serializers.ChoiceField(choices=State.choices, help_text="Lower case.")
+    input = serializers.SerializerMethodField()
+    result = serializers.SerializerMethodField(help_text="The return value once completed, else null.")
+    error = serializers.SerializerMethodField(help_text="The failure once failed, else null.")
+    meta = serializers.SerializerMethodField(help_text="What the workflow published with wf.set_meta().")
+
+    class Meta:
+        model = WorkflowInstance
+        fields = [
+            "id", "workflow", "state", "input", "result", "error", "meta",
+            "cancel_requested", "cancel_reason",
+            "created_at", "started_at", "updated_at", "finished_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field({**INPUT_SCHEMA, "description": "The arguments it was started with."})
+    def get_input(self, instance: WorkflowInstance) -> Any:
+        return input_json(instance)
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_result(self, instance: WorkflowInstance) -> Any:
+        return stored(instance.result)
+
+    @extend_schema_field(ErrorInfoSerializer(allow_null=True))
+    def get_error(self, instance: WorkflowInstance) -> dict[str, str] | None:
+        return instance.error
+
+    @extend_schema_field({"type": "object", "additionalProperties": True})
+    def get_meta(self, instance: WorkflowInstance) -> dict[str, Any]:
+        return dict(instance.meta or {})
+
+
+class InstanceDetailSerializer(InstanceSerializer):
+    steps = serializers.SerializerMethodField(help_text="Steps and sleeps in run order.")
+    alarm = serializers.SerializerMethodField(help_text="When a Paused instance resumes, else null.")
+
+    class Meta(InstanceSerializer.Meta):
+        fields = [*InstanceSerializer.Meta.fields, "run_count", "recovery_count", "alarm", "steps"]
+        read_only_fields = fields
+
+    @extend_schema_field(StepSerializer(many=True))
+    def get_steps(self, instance: WorkflowInstance) -> list[dict[str, Any]]:
+        records = StepRecord.objects.filter(instance_id=instance.pk).order_by("position")
+        return StepSerializer(records, many=True).data
+
+    @extend_schema_field(AlarmSerializer(allow_null=True))
+    def get_alarm(self, instance: WorkflowInstance) -> dict[str, Any] | None:
+        alarm = Alarm.objects.filter(instance_id=instance.pk).first()
+        return None if alarm is None else AlarmSerializer(alarm).data
+
+
+@extend_schema_field(INPUT_SCHEMA)
+class InputField(serializers.Field):
+    """A JSON object (keyword arguments) or array (positional arguments); nothing else."""
+
+    default_error_messages = {
+        "invalid": "input must be a JSON object (keyword arguments) or an array "
+        "(positional arguments), not {kind}.",
+        "null": "input must be a JSON object (keyword arguments) or an array "
+        "(positional arguments), not null.",
+    }
+
+    def to_internal_value(self, data: Any) -> tuple[list[Any], dict[str, Any]]:
+        if isinstance(data, dict):
+            return [], data
+        if isinstance(data, list):
+            return data, {}
+        kind = "null" if data is None else type(data).__name__
+        self.fail("invalid", kind={"str": "text", "bool": "a boolean"}.get(kind, kind))
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class ExactCharField(serializers.CharField):
+    """Text taken exactly as given: not trimmed, and a number is not quietly turned into text
+    (an id of 12 and one of "12" would otherwise be the same instance)."""
+
+    default_error_messages = {"not_text": "Must be text, not {kind}."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("not_text", kind=type(data).__name__)
+        return super().to_internal_value(data)
+
+
+class StartSerializer(serializers.Serializer):
+    workflow = ExactCharField(max_length=255, help_text="A registered workflow name (see definitions/).")
+    input = InputField(
+        required=False,
+        help_text="Keyword arguments as an object, or positional arguments as an array.",
+    )
+    instance_id = ExactCharField(
+        max_length=255, required=False, allow_null=True,
+        help_text="Makes the start idempotent: the same id returns the existing instance.",
+    )
+
+    def validate_workflow(self, value: str) -> WorkflowDefinition:
+        try:
+            return get_definition(value)
+        except UnknownWorkflow as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_instance_id(self, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise serializers.ValidationError("instance_id must not be blank.")
+        return value
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        definition: WorkflowDefinition = data["workflow"]
+        args, kwargs = data.get("input", ([], {}))
+        try:
+            definition.check_arguments(tuple(args), kwargs)
+        except TypeError as exc:
+            raise serializers.ValidationError({"input": [str(exc)]}) from None
+        try:
+            serialization.dumps({"args": args, "kwargs": kwargs}, "the workflow input")
+        except SerializationError as exc:
+            raise serializers.ValidationError({"input": [str(exc)]}) from None
+        data["args"], data["kwargs"] = list(args), dict(kwargs)
+        return data
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = ExactCharField(
+        required=False, allow_blank=True, default="", max_length=10_000,
+        help_text="Kept on the instance and sent with the workflow.cancelled event.",
+    )
+
+
+class InstanceFilterSerializer(serializers.Serializer):
+    state = serializers.CharField(required=False, help_text="One state, lower case.")
+    workflow = serializers.CharField(required=False, max_length=255, help_text="A workflow name.")
+
+    def validate_state(self, value: str) -> State:
+        try:
+            return as_state(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class ParameterSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    kind = serializers.ChoiceField(
+        choices=["positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword"]
+    )
+    required = serializers.BooleanField()
+
+
+class DefinitionSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="What `workflow` takes in a start body.")
+    module = serializers.CharField()
+    description = serializers.CharField(allow_blank=True, help_text="The function's docstring.")
+    is_async = serializers.BooleanField()
+    parameters = serializers.SerializerMethodField(help_text="The arguments after the workflow context.")
+
+    @extend_schema_field(ParameterSerializer(many=True))
+    def get_parameters(self, definition: WorkflowDefinition) -> list[dict[str, Any]]:
+        params = list(inspect.signature(definition.fn).parameters.values())[1:]
+        return [
+            {
+                "name": p.name,
+                "kind": p.kind.name.lower(),
+                "required": p.default is inspect.Parameter.empty
+                and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD),
+            }
+            for p in params
+        ]
+
+
+class DetailSerializer(serializers.Serializer):
+    """The body of 401, 403 and 404 responses."""
+
+    detail = serializers.CharField()
+
+
+class ConflictSerializer(serializers.Serializer):
+    """The body of a 409: the state machine refused the change."""
+
+    detail = serializers.CharField()
+    state = serializers.ChoiceField(choices=State.choices, help_text="The instance's state now.")
+
+
+VALIDATION_ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Messages by field name (`non_field_errors` for the body as a whole), "
+    "or `detail` for a body that is not JSON.",
+    "additionalProperties": {
+        "oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}],
+    },
+}

@@ -1,0 +1,250 @@
+"""The API views: thin glue that validates a request, calls the client and renders the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import __version__, client
+from ..exceptions import InvalidTransition, WorkflowNotFound
+from ..models import WorkflowInstance
+from ..registry import all_definitions
+from ..states import State
+from .pagination import InstancePagination
+from .permissions import configured_permissions
+from .serializers import (
+    VALIDATION_ERROR_SCHEMA,
+    CancelSerializer,
+    ConflictSerializer,
+    DefinitionSerializer,
+    DetailSerializer,
+    InstanceDetailSerializer,
+    InstanceFilterSerializer,
+    InstanceSerializer,
+    StartSerializer,
+)
+
+DENIED = {
+    401: OpenApiResponse(DetailSerializer, description="Not authenticated."),
+    403: OpenApiResponse(DetailSerializer, description="Not allowed (staff only by default)."),
+}
+BAD_REQUEST = OpenApiResponse(VALIDATION_ERROR_SCHEMA, description="Invalid input; messages by field.")
+NOT_FOUND = OpenApiResponse(DetailSerializer, description="No instance has that id.")
+INSTANCE_ID = OpenApiParameter(
+    "instance_id", OpenApiTypes.STR, OpenApiParameter.PATH,
+    description="The instance id.", pattern=r"^[^/]+$",
+)
+
+
+class WorkflowAPIView(GenericAPIView):
+    """What every endpoint shares: JSON in and out, and the configured permission classes."""
+
+    schema = AutoSchema()
+    parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
+
+    def get_permissions(self) -> list[BasePermission]:
+        return configured_permissions()
+
+
+def _find(instance_id: str) -> WorkflowInstance | None:
+    # No stored id contains NUL (PostgreSQL text cannot), and asking would be a database error.
+    if "\x00" in instance_id:
+        return None
+    return WorkflowInstance.objects.filter(pk=instance_id).first()
+
+
+def _not_found(instance_id: str) -> Response:
+    return Response({"detail": f"No workflow instance with id {instance_id!r}."}, status=status.HTTP_404_NOT_FOUND)
+
+
+def _conflict(instance_id: str, error: InvalidTransition) -> Response:
+    current = WorkflowInstance.objects.filter(pk=instance_id).values_list("state", flat=True).first()
+    if current is None:
+        return _not_found(instance_id)
+    return Response({"detail": str(error), "state": current}, status=status.HTTP_409_CONFLICT)
+
+
+class InstanceListView(WorkflowAPIView):
+    """Instances, newest first, filtered by `state` and `workflow`; POST starts one."""
+
+    serializer_class = InstanceSerializer
+    pagination_class = InstancePagination
+
+    def get_queryset(self) -> Any:
+        return WorkflowInstance.objects.order_by("-created_at", "-pk")
+
+    @extend_schema(
+        operation_id="workflow_instances_list",
+        summary="List instances, newest first",
+        parameters=[
+            OpenApiParameter("state", OpenApiTypes.STR, enum=[s.value for s in State], description="Only this state."),
+            OpenApiParameter("workflow", OpenApiTypes.STR, description="Only this workflow."),
+        ],
+        responses={
+            200: InstanceSerializer(many=True), 400: BAD_REQUEST,
+            404: OpenApiResponse(DetailSerializer, description="No such page."), **DENIED,
+        },
+    )
+    def get(self, request: Request) -> Response:
+        filters = InstanceFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        queryset = self.get_queryset()
+        if "state" in filters.validated_data:
+            queryset = queryset.filter(state=filters.validated_data["state"])
+        if "workflow" in filters.validated_data:
+            queryset = queryset.filter(workflow=filters.validated_data["workflow"])
+        page = self.paginate_queryset(queryset)
+        return self.get_paginated_response(InstanceSerializer(page, many=True).data)
+
+    @extend_schema(
+        operation_id="workflow_instances_start",
+        summary="Start an instance",
+        description="Idempotent with `instance_id`: starting the same id again returns the "
+        "existing instance with 200 and runs nothing.",
+        request=StartSerializer,
+        responses={
+            201: OpenApiResponse(InstanceDetailSerializer, description="Started."),
+            200: OpenApiResponse(InstanceDetailSerializer, description="That instance_id already existed."),
+            400: BAD_REQUEST,
+            409: OpenApiResponse(ConflictSerializer, description="That instance_id belongs to another workflow."),
+            **DENIED,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        body = StartSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        definition = body.validated_data["workflow"]
+        instance_id = body.validated_data.get("instance_id")
+        if instance_id is not None:
+            existing = WorkflowInstance.objects.filter(pk=instance_id).first()
+            if existing is not None:
+                return self._repeat(existing, definition.name)
+        args, kwargs = body.validated_data["args"], body.validated_data["kwargs"]
+        try:
+            handle = client.start(definition, *args, instance_id=instance_id, **kwargs)
+        except TypeError as exc:
+            return Response({"input": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        handle.refresh()
+        return Response(InstanceDetailSerializer(handle.instance).data, status=status.HTTP_201_CREATED)
+
+    def _repeat(self, existing: WorkflowInstance, workflow: str) -> Response:
+        if existing.workflow != workflow:
+            return Response(
+                {
+                    "detail": f"instance {existing.pk!r} already exists for workflow "
+                    f"{existing.workflow!r}, not {workflow!r}.",
+                    "state": existing.state,
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(InstanceDetailSerializer(existing).data, status=status.HTTP_200_OK)
+
+
+class InstanceDetailView(WorkflowAPIView):
+    """One instance with its steps in run order and its pending alarm."""
+
+    serializer_class = InstanceDetailSerializer
+
+    @extend_schema(
+        operation_id="workflow_instances_retrieve",
+        summary="One instance, with its steps",
+        parameters=[INSTANCE_ID],
+        responses={200: InstanceDetailSerializer, 404: NOT_FOUND, **DENIED},
+    )
+    def get(self, request: Request, instance_id: str) -> Response:
+        instance = _find(instance_id)
+        if instance is None:
+            return _not_found(instance_id)
+        return Response(InstanceDetailSerializer(instance).data)
+
+
+class InstanceCancelView(WorkflowAPIView):
+    """Cancels through the state machine; a finished instance answers 409."""
+
+    serializer_class = CancelSerializer
+
+    @extend_schema(
+        operation_id="workflow_instances_cancel",
+        summary="Cancel an instance",
+        description="Queued and Paused instances are cancelled at once; a Running one at its "
+        "next step boundary (`cancel_requested` is true until then).",
+        parameters=[INSTANCE_ID],
+        request=CancelSerializer,
+        responses={
+            200: InstanceDetailSerializer, 400: BAD_REQUEST, 404: NOT_FOUND,
+            409: OpenApiResponse(ConflictSerializer, description="It has already finished."),
+            **DENIED,
+        },
+    )
+    def post(self, request: Request, instance_id: str) -> Response:
+        if _find(instance_id) is None:
+            return _not_found(instance_id)
+        body = CancelSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            handle = client.cancel(instance_id, reason=body.validated_data["reason"])
+        except WorkflowNotFound:
+            return _not_found(instance_id)
+        except InvalidTransition as exc:
+            return _conflict(instance_id, exc)
+        return Response(InstanceDetailSerializer(handle.instance).data)
+
+
+class DefinitionListView(WorkflowAPIView):
+    """The registered workflows and the arguments each takes."""
+
+    serializer_class = DefinitionSerializer
+
+    @extend_schema(
+        operation_id="workflow_definitions_list",
+        summary="Registered workflows",
+        responses={200: DefinitionSerializer(many=True), **DENIED},
+    )
+    def get(self, request: Request) -> Response:
+        return Response(DefinitionSerializer(all_definitions(), many=True).data)
+
+
+def only_workflow_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
+    """drf-spectacular hook: describe this API only, whatever else the project mounts."""
+    return [e for e in endpoints if getattr(e[3], "cls", None) in API_VIEWS]
+
+
+API_VIEWS = (InstanceListView, InstanceDetailView, InstanceCancelView, DefinitionListView)
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI 3 document of this API, guarded like the API itself.
+
+    JSON by default, like the rest of the API; YAML with `?format=yaml` or by `Accept`.
+    """
+
+    renderer_classes = [JSONRenderer, *SpectacularAPIView.renderer_classes]
+
+    custom_settings = {
+        "TITLE": "Durable workflows API",
+        "DESCRIPTION": "List, start, inspect and cancel durable workflow instances.",
+        "VERSION": __version__,
+        "PREPROCESSING_HOOKS": ["durable_workflows.api.views.only_workflow_endpoints"],
+        "ENUM_NAME_OVERRIDES": {
+            "InstanceStateEnum": "durable_workflows.states.State",
+            "StepStateEnum": "durable_workflows.models.StepState",
+            "StepKindEnum": "durable_workflows.models.StepKind",
+            "AlarmReasonEnum": "durable_workflows.models.AlarmReason",
+        },
+    }
+
+    def get_permissions(self) -> list[BasePermission]:
+        return configured_permissions()
