@@ -102,11 +102,19 @@ class JSONSerializer:
         return json.loads(text, object_hook=_hook)
 
 
+_instances: dict[type, Serializer] = {}
+
+
 def get_serializer() -> Serializer:
     from .conf import settings
 
     serializer = settings.SERIALIZER
-    return serializer() if isinstance(serializer, type) else serializer
+    if isinstance(serializer, type):
+        instance = _instances.get(serializer)
+        if instance is None:
+            instance = _instances[serializer] = serializer()
+        return instance
+    return serializer
 
 
 def dumps(value: Any, what: str) -> str:

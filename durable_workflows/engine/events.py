@@ -54,6 +54,7 @@ class EventBuffer:
 
     def discard(self) -> None:
         """Drop events whose transaction rolled back: what they describe did not happen."""
+        self.pending = []
         self.committed = []
 
     def send(self) -> None:

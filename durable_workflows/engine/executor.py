@@ -40,6 +40,7 @@ def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None) -> 
     except UnknownWorkflow as error:
         return _fail(run, error)
     beat = heartbeat.register(run.instance_id, run.epoch)
+    run.beat = beat
     try:
         return _run(run, definition)
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import traceback as tb
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from ..conf import settings
 from ..exceptions import InvalidTransition, LeaseLost
 from ..models import Alarm, StepRecord, WorkflowInstance
 from ..states import State, transition
+from . import heartbeat, pg
 from .events import EventBuffer
 
 MODES = ("fresh", "resume", "recover")
@@ -54,6 +56,8 @@ class Run:
     woken_position: int | None = None
     dirty: dict[int, StepRecord] = field(default_factory=dict)
     step_finished: bool = False
+    renewed_at: float = field(default_factory=time.monotonic)
+    beat: int | None = None
 
     @property
     def instance_id(self) -> str:
@@ -68,24 +72,43 @@ class Run:
         if record is not None:
             self.dirty[record.position] = record
         now = timezone.now()
-        fields: dict[str, Any] = {"lease_expires_at": self.lease_until(now), "updated_at": now}
-        if self.step_finished:
-            fields["recovery_count"] = 0
+        fields: dict[str, Any] = {}
+        reset = self.step_finished and self.instance.recovery_count > 0
+        renew = reset or time.monotonic() - self.renewed_at >= settings.HEARTBEAT_SECONDS / 2
+        if renew:
+            fields = {"lease_expires_at": self.lease_until(now), "updated_at": now}
+            if reset:
+                fields["recovery_count"] = 0
         try:
-            with transaction.atomic():
-                updated = WorkflowInstance.objects.filter(
-                    pk=self.instance_id, epoch=self.epoch, state=State.RUNNING,
-                    cancel_requested=False,
-                ).update(**fields)
-                if updated != 1:
-                    raise LeaseLost()
-                self._write_records_txn()
-                self.events.write_txn()
+            if pg.usable() and all(r._state.adding for r in self.dirty.values()):
+                records, self.dirty = list(self.dirty.values()), {}
+                pg.save_fenced(self, records, fields)
+            else:
+                fields = fields or {"lease_expires_at": self.lease_until(now), "updated_at": now}
+                self._save_orm(fields)
+                renew = True
+            if renew:
+                self.renewed_at = time.monotonic()
+                if reset:
+                    self.instance.recovery_count = 0
+                if self.beat is not None:
+                    heartbeat.touched(self.beat)
         except BaseException:
             self.events.discard()
             raise
         self.step_finished = False
         self.events.send()
+
+    def _save_orm(self, fields: dict[str, Any]) -> None:
+        with transaction.atomic():
+            updated = WorkflowInstance.objects.filter(
+                pk=self.instance_id, epoch=self.epoch, state=State.RUNNING,
+                cancel_requested=False,
+            ).update(**fields)
+            if updated != 1:
+                raise LeaseLost()
+            self._write_records_txn()
+            self.events.write_txn()
 
     def finish(self, to: State, *, alarm: Alarm | None = None, **fields: Any) -> None:
         """Commit the move to Paused, Completed or Failed, with everything still buffered."""
@@ -191,8 +214,10 @@ def claim(instance_id: str, mode: str, epoch: int | None = None) -> Run | None:
                 except InvalidTransition:
                     return None
                 if mode == "resume":
+                    # Only a fired alarm ends its sleep or retry delay early; a duplicate or
+                    # premature resume replays up to the wait and pauses again.
                     alarm = Alarm.objects.filter(instance_id=instance.pk).first()
-                    if alarm is not None:
+                    if alarm is not None and alarm.fired_at is not None:
                         woken = alarm.position
                         alarm.delete()
                     events.add("workflow.resumed", None, woken_position=woken)
@@ -227,8 +252,19 @@ def _take_over_txn(instance: WorkflowInstance, now: datetime, fields: dict[str, 
 
 
 def load_records(instance_id: str) -> dict[int, StepRecord]:
-    """Every step record of the instance, in one query."""
-    return {r.position: r for r in StepRecord.objects.filter(instance_id=instance_id)}
+    """Every step record of the instance, in one query.
+
+    Columns a replay of a finished step never reads are deferred: the rare record that needs
+    them (a step in flight or waiting to retry) loads them on access.
+    """
+    records = StepRecord.objects.filter(instance_id=instance_id).defer(*_REPLAY_DEFERRED)
+    return {r.position: r for r in records}
+
+
+_REPLAY_DEFERRED = (
+    "error_type", "error_message", "error_traceback", "started_at", "attempt_started_at",
+    "deadline_at",
+)
 
 
 def decode_input(instance: WorkflowInstance) -> tuple[list[Any], dict[str, Any]]:
