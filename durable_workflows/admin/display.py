@@ -1,0 +1,109 @@
+"""How the admin words times, durations and stored values, kept apart from the pages.
+
+Operators read these at a glance ("resumes in 3 h 12 min"), so the wording is fixed here and
+tested here rather than in templates.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from .. import serialization
+
+_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+#: Stored values longer than this are cut in lists and in the step timeline.
+SHORT_VALUE_CHARS = 160
+
+
+def humanize_seconds(seconds: float) -> str:
+    """Two units at most, largest first: '3 h 12 min', '2 d 4 h', '45 s', '850 ms'.
+
+    A pause of days is read for its days and hours; a retry delay of seconds for its
+    seconds. More precision than two units is noise on a monitoring page.
+    """
+    seconds = abs(seconds)
+    if seconds < 1:
+        return f"{round(seconds * 1000)} ms"
+    if seconds < 10 and seconds != int(seconds):
+        return f"{seconds:.1f} s"
+    remaining = int(round(seconds))
+    parts: list[str] = []
+    for unit, size in _UNITS:
+        if remaining >= size or (unit == "s" and not parts):
+            count, remaining = divmod(remaining, size)
+            parts.append(f"{count} {unit}")
+            if len(parts) == 2:
+                break
+        elif parts:
+            break
+    return " ".join(parts)
+
+
+def humanize_delta(delta: timedelta) -> str:
+    return humanize_seconds(delta.total_seconds())
+
+
+def relative(moment: datetime, now: datetime | None = None) -> str:
+    """'in 3 h 12 min' for the future, '5 s ago' for the past."""
+    now = now or timezone.now()
+    delta = (moment - now).total_seconds()
+    if delta >= 0:
+        return f"in {humanize_seconds(delta)}"
+    return f"{humanize_seconds(delta)} ago"
+
+
+def alarm_text(fire_at: datetime, fired_at: datetime | None, reason_label: str,
+               now: datetime | None = None) -> str:
+    """What a pending alarm means for the operator, in one line."""
+    now = now or timezone.now()
+    if fired_at is not None:
+        return f"{reason_label} over; handed to a worker {relative(fired_at, now)}"
+    if fire_at > now:
+        return f"resumes {relative(fire_at, now)} ({reason_label.lower()} ends)"
+    return f"due {relative(fire_at, now)}: waiting for the alarm dispatcher"
+
+
+def step_duration(started_at: datetime | None, finished_at: datetime | None,
+                  now: datetime | None = None) -> str:
+    if started_at is None:
+        return ""
+    if finished_at is None:
+        return f"{humanize_delta((now or timezone.now()) - started_at)} so far"
+    return humanize_delta(finished_at - started_at)
+
+
+def decode(text: str | None) -> Any:
+    """Load a stored value; a value the serializer cannot read is shown as it is stored."""
+    if text is None or text == "":
+        return None
+    try:
+        return serialization.loads(text)
+    except Exception:  # a page must render even if the serializer setting changed
+        return text
+
+
+def pretty(value: Any) -> str:
+    """Indented JSON for the instance page; types JSON lacks are shown as text."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+
+
+def pretty_input(text: str | None) -> str:
+    """The arguments as the function received them: the keyword object, the positional list,
+    or both when both were given."""
+    data = decode(text)
+    if not isinstance(data, dict) or set(data) - {"args", "kwargs"}:
+        return pretty(data)
+    args, kwargs = data.get("args") or [], data.get("kwargs") or {}
+    if args and kwargs:
+        return pretty({"args": args, "kwargs": kwargs})
+    return pretty(kwargs if kwargs or not args else args)
+
+
+def shorten(text: str, limit: int = SHORT_VALUE_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

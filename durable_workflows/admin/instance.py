@@ -1,0 +1,268 @@
+"""The workflow instance admin: a read-only list and page, and actions that use the engine.
+
+Nothing here can edit a field. The change permission is never granted to the form; the
+model's `change_workflowinstance` permission instead allows "resume now" and "recover", and
+`cancel_workflowinstance` allows cancelling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.views.main import ChangeList
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from ..exceptions import InvalidTransition, WorkflowNotFound
+from ..models import WorkflowInstance
+from ..registry import all_definitions
+from ..states import State, as_state
+from . import actions, operations, timeline
+from .badges import state_badge
+from .display import alarm_text, decode, pretty, pretty_input
+
+# The columns the list reads; large text (input, result, traceback) stays in the database.
+LIST_FIELDS = (
+    "id", "workflow", "state", "created_at", "updated_at", "finished_at", "error_type",
+    "alarm__fire_at", "alarm__fired_at", "alarm__reason",
+)
+
+
+class WorkflowFilter(admin.SimpleListFilter):
+    """Registered workflows, from the registry: no DISTINCT over a large table."""
+
+    title = "workflow"
+    parameter_name = "workflow"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(d.name, d.name) for d in all_definitions()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(workflow=value) if value else queryset
+
+
+class InstanceChangeList(ChangeList):
+    def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
+        return super().get_queryset(request, exclude_parameters).only(*LIST_FIELDS)
+
+
+class WorkflowInstanceAdmin(admin.ModelAdmin):
+    list_display = ("id", "workflow", "state_badge", "created_at", "updated_at", "next_alarm", "error_type")
+    list_filter = ("state", WorkflowFilter, "created_at")
+    list_select_related = ("alarm",)
+    search_fields = ("id", "workflow")
+    search_help_text = "The beginning of an instance id or of a workflow name."
+    ordering = ("-created_at",)
+    show_full_result_count = False
+    list_per_page = 50
+    actions = (actions.cancel_selected, actions.resume_selected, actions.recover_selected)
+    change_form_template = "admin/durable_workflows/workflowinstance/change_form.html"
+    change_list_template = "admin/durable_workflows/workflowinstance/change_list.html"
+    fieldsets = (
+        (None, {"fields": (
+            "id", "workflow", "state_badge", "pending_alarm", "progress",
+            "created_at", "started_at", "finished_at", "updated_at",
+        )}),
+        ("Input", {"fields": ("input_display",)}),
+        ("Outcome", {"fields": ("result_display", "error_display", "cancel_reason")}),
+        ("Execution", {
+            "classes": ("collapse",),
+            "fields": (
+                "run_count", "last_mode", "epoch", "lease_owner", "lease_expires_at",
+                "recovery_count", "cancel_requested", "dispatched_at",
+            ),
+        }),
+    )
+    readonly_fields = tuple(f for _, options in fieldsets for f in options["fields"])
+
+    class Media:
+        css = {"all": ("durable_workflows/admin.css",)}
+
+    # -- permissions: read-only pages, state changes only through actions ------------------
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_cancel_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(self._perm("cancel"))
+
+    def has_resume_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(self._perm("change"))
+
+    def _perm(self, action: str) -> str:
+        return f"{self.opts.app_label}.{get_permission_codename(action, self.opts)}"
+
+    # -- list ----------------------------------------------------------------------------------
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return InstanceChangeList
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
+        """Prefix matches on the id or the workflow: both are served by an index."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(pk__startswith=term) | Q(workflow__startswith=term)), False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        counts = dict(
+            WorkflowInstance.objects.order_by().values_list("state").annotate(n=Count("pk"))
+        )
+        extra_context = {
+            **(extra_context or {}),
+            "state_counts": [
+                {
+                    "state": state,
+                    "count": counts.get(state.value, 0),
+                    "badge": state_badge(state),
+                    "query": f"?state__exact={state.value}",
+                }
+                for state in State
+            ],
+            "total_count": sum(counts.values()),
+        }
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, obj: WorkflowInstance) -> str:
+        return state_badge(obj.state)
+
+    @admin.display(description="alarm")
+    def next_alarm(self, obj: WorkflowInstance) -> str:
+        alarm = _alarm(obj)
+        if alarm is None or as_state(obj.state) != State.PAUSED:
+            return ""
+        return alarm_text(alarm.fire_at, alarm.fired_at, alarm.get_reason_display())
+
+    # -- instance page -------------------------------------------------------------------------
+    @admin.display(description="pending alarm")
+    def pending_alarm(self, obj: WorkflowInstance) -> str:
+        alarm = _alarm(obj)
+        if alarm is None:
+            return "none"
+        when = timezone.localtime(alarm.fire_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return f"{alarm_text(alarm.fire_at, alarm.fired_at, alarm.get_reason_display())}, at {when}"
+
+    @admin.display(description="progress")
+    def progress(self, obj: WorkflowInstance) -> str:
+        return pretty(obj.meta) if obj.meta else ""
+
+    @admin.display(description="input")
+    def input_display(self, obj: WorkflowInstance) -> str:
+        return format_html('<pre class="dw-value">{}</pre>', pretty_input(obj.input))
+
+    @admin.display(description="result")
+    def result_display(self, obj: WorkflowInstance) -> str:
+        if as_state(obj.state) != State.COMPLETED:
+            return ""
+        return format_html('<pre class="dw-value">{}</pre>', pretty(decode(obj.result)))
+
+    @admin.display(description="error")
+    def error_display(self, obj: WorkflowInstance) -> str:
+        error = obj.error
+        if error is None:
+            return ""
+        return format_html(
+            '<div class="dw-error"><strong>{}</strong>: {}</div>'
+            '<details class="dw-traceback" open><summary>Traceback</summary><pre>{}</pre></details>',
+            error["type"], error["message"], error["traceback"] or "(no traceback recorded)",
+        )
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
+                           change: bool = False, form_url: str = "", obj: Any = None) -> HttpResponse:
+        if obj is not None:
+            steps, step_total = timeline.step_rows(obj)
+            events, event_total = timeline.event_rows(obj)
+            context.update({
+                "dw_steps": steps,
+                "dw_step_total": step_total,
+                "dw_events": events,
+                "dw_event_total": event_total,
+                "dw_can_cancel": operations.can_cancel(obj) and self.has_cancel_permission(request),
+                "dw_can_resume": operations.can_resume(obj) and self.has_resume_permission(request),
+                "dw_can_recover": operations.is_stale(obj) and self.has_resume_permission(request),
+                "dw_urls": {
+                    name: self._operation_url(obj, name) for name in ("cancel", "resume", "recover")
+                },
+            })
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # -- instance page operations --------------------------------------------------------------
+    def get_urls(self) -> list[URLPattern]:
+        prefix = f"{self.opts.app_label}_{self.opts.model_name}"
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/cancel/", view(self.cancel_view), name=f"{prefix}_cancel"),
+            path("<path:object_id>/resume/", view(self.resume_view), name=f"{prefix}_resume"),
+            path("<path:object_id>/recover/", view(self.recover_view), name=f"{prefix}_recover"),
+            *super().get_urls(),
+        ]
+
+    def _operation_url(self, obj: WorkflowInstance, name: str) -> str:
+        return reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_{name}",
+            args=[quote(obj.pk)], current_app=self.admin_site.name,
+        )
+
+    def _run_operation(self, request: HttpRequest, object_id: str, allowed: bool, operation: Any) -> HttpResponse:
+        instance_id = unquote(object_id)
+        if not allowed:
+            raise PermissionDenied
+        try:
+            self.message_user(request, operation(instance_id), messages.SUCCESS)
+        except WorkflowNotFound as error:
+            self.message_user(request, str(error), messages.WARNING)
+            return HttpResponseRedirect(reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+                current_app=self.admin_site.name,
+            ))
+        except (operations.Refused, InvalidTransition) as error:
+            self.message_user(request, str(error), messages.WARNING)
+        return HttpResponseRedirect(reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+            args=[quote(instance_id)], current_app=self.admin_site.name,
+        ))
+
+    def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return _post_only(request) or self._run_operation(
+            request, object_id, self.has_cancel_permission(request),
+            lambda i: operations.cancel(i, request.POST.get("reason", "").strip()
+                                        or actions.cancel_reason(request)),
+        )
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return _post_only(request) or self._run_operation(
+            request, object_id, self.has_resume_permission(request), operations.resume_now
+        )
+
+    def recover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return _post_only(request) or self._run_operation(
+            request, object_id, self.has_resume_permission(request), operations.recover
+        )
+
+
+def _post_only(request: HttpRequest) -> HttpResponse | None:
+    """Operations change state, so a link or a prefetch (GET) must never trigger one."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    return None
+
+
+def _alarm(obj: WorkflowInstance) -> Any:
+    try:
+        return obj.alarm
+    except WorkflowInstance.alarm.RelatedObjectDoesNotExist:
+        return None
+

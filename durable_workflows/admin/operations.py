@@ -1,0 +1,84 @@
+"""The three things an operator may do to an instance from the admin, each through the engine.
+
+The admin never writes a state itself: cancel goes through `client.cancel`, "resume now"
+through `engine.fire_alarm_now`, and "recover" hands the instance to the dispatcher in recover
+mode, where `engine.execute` takes it over only if its lease really expired. Each function
+returns the sentence to show, or raises `Refused` (or the engine's `InvalidTransition`) with
+the reason the instance was left as it was.
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from .. import client
+from ..dispatch import get_dispatcher, on_commit
+from ..engine import fire_alarm_now
+from ..engine.scans import RECOVERY_OWNER
+from ..exceptions import DurableWorkflowError
+from ..models import WorkflowInstance
+from ..states import TERMINAL, State, as_state
+from .display import relative
+
+
+class Refused(DurableWorkflowError):
+    """The instance is not in a state this operation applies to."""
+
+
+def cancel(instance_id: str, reason: str) -> str:
+    handle = client.cancel(instance_id, reason)
+    if handle.state == State.CANCELLED:
+        return f"{instance_id} is cancelled."
+    return f"{instance_id}: cancel requested; it stops at its next step boundary."
+
+
+def resume_now(instance_id: str) -> str:
+    instance = _load(instance_id)
+    state = as_state(instance.state)
+    if state != State.PAUSED:
+        raise Refused(f"{instance_id} is {state.label}: only a Paused instance can be resumed.")
+    if not fire_alarm_now(instance_id):
+        raise Refused(f"{instance_id} has no pending alarm to fire; it may have resumed already.")
+    state = as_state(_load(instance_id).state)
+    if state == State.PAUSED:
+        return f"{instance_id} resumes now: it has been handed to a worker."
+    return f"{instance_id} resumed; it is {state.label} now."
+
+
+def recover(instance_id: str) -> str:
+    instance = _load(instance_id)
+    state = as_state(instance.state)
+    if state != State.RUNNING:
+        raise Refused(f"{instance_id} is {state.label}: only a Running instance can be recovered.")
+    now = timezone.now()
+    reserved = instance.lease_owner.startswith(RECOVERY_OWNER)
+    expires = instance.lease_expires_at
+    if not reserved and expires is not None and expires > now:
+        raise Refused(
+            f"{instance_id} is not stale: {instance.lease_owner or 'its worker'} holds its lease, "
+            f"which expires {relative(expires, now)}."
+        )
+    dispatcher = get_dispatcher()
+    pk, epoch = instance.pk, instance.epoch
+    on_commit(lambda: dispatcher.dispatch(pk, "recover", epoch))
+    return f"{instance_id} handed to a worker for recovery."
+
+
+def can_cancel(instance: WorkflowInstance) -> bool:
+    return as_state(instance.state) not in TERMINAL
+
+
+def can_resume(instance: WorkflowInstance) -> bool:
+    return as_state(instance.state) == State.PAUSED
+
+
+def is_stale(instance: WorkflowInstance) -> bool:
+    if as_state(instance.state) != State.RUNNING:
+        return False
+    if instance.lease_owner.startswith(RECOVERY_OWNER):
+        return True
+    return instance.lease_expires_at is None or instance.lease_expires_at <= timezone.now()
+
+
+def _load(instance_id: str) -> WorkflowInstance:
+    return client.get(instance_id).instance

@@ -1,0 +1,116 @@
+"""The rows of the instance page's step timeline and event log, ready for the template.
+
+Both are read in one query each and capped, so an instance that looped through thousands of
+steps still opens quickly; the page says how many rows it left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from django.utils.safestring import SafeString
+
+from ..models import Event, StepKind, StepRecord, StepState, WorkflowInstance
+from .badges import step_state_badge
+from .display import decode, humanize_delta, pretty, relative, shorten, step_duration
+
+MAX_STEPS = 500
+MAX_EVENTS = 200
+
+
+@dataclass(frozen=True)
+class StepRow:
+    position: int
+    name: str
+    kind: str
+    badge: SafeString
+    attempts: int
+    started_at: datetime | None
+    duration: str
+    result: str
+    result_full: str
+    error_summary: str
+    error_traceback: str
+    note: str
+
+
+@dataclass(frozen=True)
+class EventRow:
+    at: datetime
+    kind: str
+    position: int | None
+    data: str
+
+
+def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int]:
+    """The first MAX_STEPS steps in run order, and how many there are in all."""
+    records = list(
+        StepRecord.objects.filter(instance_id=instance.pk).order_by("position")[: MAX_STEPS + 1]
+    )
+    total = len(records)
+    if total > MAX_STEPS:
+        total = StepRecord.objects.filter(instance_id=instance.pk).count()
+        records = records[:MAX_STEPS]
+    now = timezone.now()
+    return [_step_row(record, now) for record in records], total
+
+
+def _step_row(record: StepRecord, now: datetime) -> StepRow:
+    result_full = result = ""
+    if record.state == StepState.COMPLETED and record.kind == StepKind.STEP:
+        result_full = pretty(decode(record.result))
+        result = shorten(result_full)
+    error_summary = ""
+    if record.error_type or record.error_message:
+        error_summary = f"{record.error_type}: {record.error_message}".strip(": ")
+    return StepRow(
+        position=record.position,
+        name=record.name,
+        kind=record.get_kind_display(),
+        badge=step_state_badge(record.state),
+        attempts=record.attempts,
+        started_at=record.started_at,
+        duration=step_duration(record.started_at, record.finished_at, now),
+        result=result,
+        result_full=result_full,
+        error_summary=error_summary,
+        error_traceback=record.error_traceback,
+        note=_note(record, now),
+    )
+
+
+def _note(record: StepRecord, now: datetime) -> str:
+    if record.state == StepState.SLEEPING and record.wake_at is not None:
+        return f"wakes {relative(record.wake_at, now)}"
+    if record.state == StepState.WAITING and record.wake_at is not None:
+        return f"next attempt {relative(record.wake_at, now)}"
+    if record.kind == StepKind.SLEEP and record.wake_at and record.started_at:
+        return f"slept {humanize_delta(record.wake_at - record.started_at)}"
+    if record.state == StepState.RUNNING and record.deadline_at is not None:
+        return f"attempt deadline {relative(record.deadline_at, now)}"
+    return ""
+
+
+def event_rows(instance: WorkflowInstance) -> tuple[list[EventRow], int]:
+    """The latest MAX_EVENTS events, oldest first, and how many there are in all."""
+    latest = list(Event.objects.filter(instance_id=instance.pk).order_by("-id")[: MAX_EVENTS + 1])
+    total = len(latest)
+    if total > MAX_EVENTS:
+        total = Event.objects.filter(instance_id=instance.pk).count()
+        latest = latest[:MAX_EVENTS]
+    latest.reverse()
+    return [
+        EventRow(at=e.created_at, kind=e.kind, position=e.position, data=_event_data(e.data))
+        for e in latest
+    ], total
+
+
+def _event_data(data: Any) -> str:
+    if not data:
+        return ""
+    if isinstance(data, dict):
+        return shorten(", ".join(f"{key}={value}" for key, value in data.items()), 240)
+    return shorten(str(data), 240)

@@ -1,0 +1,45 @@
+"""Workflows the admin and browser tests show: a failure with a traceback, and a step that
+blocks until released, to leave an instance Running for as long as a test needs."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from durable_workflows import workflow
+
+GATE = threading.Event()
+ENTERED: Counter[str] = Counter()
+
+
+class NoDispatch:
+    """Loses every task, so that a test decides when and where an instance runs."""
+
+    synchronous = False
+
+    def dispatch(self, instance_id: str, mode: str, epoch: int) -> None:
+        return None
+
+
+def decline_card(order: dict) -> None:
+    raise ValueError(f"card declined for order {order['id']}")
+
+
+@workflow("admin.charge")
+def charge(wf, order_id: str, amount: int = 10) -> dict:
+    order = wf.step("Fetch order", lambda: {"id": order_id, "amount": amount})
+    wf.step("Charge card", decline_card, order)
+    return order
+
+
+def _wait_at_gate_on_first_entry() -> str:
+    ENTERED["gate"] += 1
+    if ENTERED["gate"] == 1:
+        GATE.wait(30)
+    return "through"
+
+
+@workflow("admin.gated")
+def gated(wf) -> str:
+    wf.step("Before", lambda: "ready")
+    return wf.step("Gate", _wait_at_gate_on_first_entry, timeout="60s")
