@@ -192,11 +192,13 @@ def _prepare(workflow: WorkflowRef, args: tuple[Any, ...], kwargs: dict[str, Any
     return definition, stored, instance_id or uuid.uuid4().hex
 
 
-def _create(definition: WorkflowDefinition, stored: str, instance_id: str) -> tuple[WorkflowInstance, bool]:
+def _create(definition: WorkflowDefinition, stored: str, instance_id: str,
+            given: bool = True) -> tuple[WorkflowInstance, bool]:
     """Insert the instance, or return the existing one with that id (idempotent start)."""
-    existing = WorkflowInstance.objects.filter(pk=instance_id).first()
-    if existing is not None:
-        return existing, False
+    if given:
+        existing = WorkflowInstance.objects.filter(pk=instance_id).first()
+        if existing is not None:
+            return existing, False
     try:
         with transaction.atomic():
             instance = WorkflowInstance.objects.create(
@@ -217,17 +219,24 @@ def start(workflow: WorkflowRef, *args: Any, instance_id: str | None = None, **k
     Nothing is stored when the workflow is unknown (`UnknownWorkflow`), the arguments do not
     fit its signature (`TypeError`) or cannot be stored (`SerializationError`).
     """
+    given = instance_id is not None
     definition, stored, instance_id = _prepare(workflow, args, kwargs, instance_id)
-    instance, created = _create(definition, stored, instance_id)
-    if created:
-        on_commit(lambda: enqueue(instance_id))
-    return WorkflowHandle(instance).refresh() if created else WorkflowHandle(instance)
+    instance, created = _create(definition, stored, instance_id, given)
+    if not created:
+        return WorkflowHandle(instance)
+    handle = WorkflowHandle(instance)
+    on_commit(lambda: enqueue(instance))
+    return handle.refresh() if getattr(get_dispatcher(), "synchronous", False) else handle
 
 
-def enqueue(instance_id: str) -> None:
+def enqueue(instance: WorkflowInstance | str) -> None:
     """Move a Pending instance to Queued and hand it to the dispatcher."""
-    instance = WorkflowInstance.objects.filter(pk=instance_id).first()
-    if instance is None or instance.state != State.PENDING:
+    if isinstance(instance, str):
+        found = WorkflowInstance.objects.filter(pk=instance).first()
+        if found is None:
+            return
+        instance = found
+    if instance.state != State.PENDING:
         return
     events = record_events(instance.pk, instance.workflow, ("workflow.queued", {}))
     try:
@@ -245,8 +254,9 @@ def run_inline(workflow: WorkflowRef, *args: Any, instance_id: str | None = None
 
     With the id of an existing Paused instance whose alarm is due, resumes it instead.
     """
+    given = instance_id is not None
     definition, stored, instance_id = _prepare(workflow, args, kwargs, instance_id)
-    instance, created = _create(definition, stored, instance_id)
+    instance, created = _create(definition, stored, instance_id, given)
     if created:
         execute(instance.pk, "fresh", instance.epoch)
     elif instance.state == State.PAUSED:

@@ -223,3 +223,14 @@ def contested(wf, gate: str):
     value = wf.step("Gate", block_first, gate)
     wf.step("After gate", count, "after-gate", 1)
     return value
+
+
+@workflow("engine.until")
+def until(wf, when):
+    wf.sleep_until(when)
+    return wf.step("Woke", count, "woke", "up")
+
+
+@workflow("engine.meta_in_step")
+def meta_in_step(wf):
+    return wf.step("Publish", wf.set_meta, "k", 1)

@@ -1,0 +1,55 @@
+"""Guards: migrations complete, every setting documented, public names exported."""
+
+import re
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+import durable_workflows
+from durable_workflows.conf import DEFAULTS, settings
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+@pytest.mark.django_db
+def test_migrations_are_complete():
+    out = StringIO()
+    call_command("makemigrations", "durable_workflows", "--check", "--dry-run", stdout=out)
+
+
+@pytest.mark.parametrize("key", sorted(DEFAULTS))
+def test_every_setting_is_documented_with_its_default(key):
+    row = re.search(rf"^\| `{key}` \| (.+?) \|", README, re.MULTILINE)
+    assert row, f"{key} is not in the README settings table"
+    default = DEFAULTS[key]
+    shown = row.group(1).strip("`\"")
+    assert str(default).strip("[]'\"") in shown.replace('"', "").replace("'", "")
+
+
+def test_public_names_are_exported():
+    for name in ("workflow", "RetryPolicy", "start", "get", "cancel", "list", "meta",
+                 "run_inline", "client", "NonRetryableError", "WorkflowNotFound",
+                 "UnknownWorkflow", "InvalidTransition", "NonDeterminismError",
+                 "SerializationError", "StepTimeout", "StepScopeError", "WorkflowCancelled"):
+        assert getattr(durable_workflows, name) is not None
+    from durable_workflows import client
+
+    assert client.start is durable_workflows.start
+
+
+def test_override_settings_is_seen(settings_override=None):
+    from django.test import override_settings
+
+    with override_settings(DURABLE_WORKFLOWS={"LEASE_SECONDS": 99, "HEARTBEAT_SECONDS": 5}):
+        assert settings.LEASE_SECONDS == 99
+    assert settings.LEASE_SECONDS != 99
+
+
+def test_unknown_setting_is_refused():
+    from django.test import override_settings
+
+    with override_settings(DURABLE_WORKFLOWS={"LEASE_SECOND": 5}):
+        with pytest.raises(AttributeError, match="LEASE_SECOND"):
+            settings.LEASE_SECONDS
