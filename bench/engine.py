@@ -13,7 +13,6 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,11 +25,11 @@ django.setup()
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
+from django.utils import timezone  # noqa: E402
 
 from durable_workflows import client, workflow  # noqa: E402
 from durable_workflows.engine import execute  # noqa: E402
 from durable_workflows.models import Alarm, WorkflowInstance  # noqa: E402
-from django.utils import timezone  # noqa: E402
 
 STEPS = int(os.environ.get("BENCH_STEPS", 200))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 5))

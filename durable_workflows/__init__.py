@@ -37,7 +37,13 @@ _EXPORTS = {
     "WorkflowFailed": "exceptions",
 }
 
-__all__ = sorted([*_EXPORTS, "client"])
+__all__ = [
+    "DurableWorkflowError", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
+    "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
+    "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle",
+    "WorkflowNotFound", "cancel", "client", "fire_alarms", "get", "list", "meta", "recover",
+    "run_inline", "start", "workflow",
+]
 
 if TYPE_CHECKING:
     from . import client

@@ -28,7 +28,28 @@ class AlarmReason(models.TextChoices):
     RETRY = "retry", "Retry delay"
 
 
-class WorkflowInstance(models.Model):
+class ErrorFields(models.Model):
+    """The failure of an instance or a step: its exception type, message and traceback."""
+
+    error_type = models.CharField("error type", max_length=255, blank=True, default="")
+    error_message = models.TextField("error message", blank=True, default="")
+    error_traceback = models.TextField("error traceback", blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+    @property
+    def error(self) -> dict[str, str] | None:
+        if not self.error_type and not self.error_message:
+            return None
+        return {
+            "type": self.error_type,
+            "message": self.error_message,
+            "traceback": self.error_traceback,
+        }
+
+
+class WorkflowInstance(ErrorFields):
     id = models.CharField(
         "id", max_length=255, primary_key=True,
         help_text="Given to start() for an idempotent start, or generated.",
@@ -46,9 +67,6 @@ class WorkflowInstance(models.Model):
         help_text="Changes only through the state machine.",
     )
     result = models.TextField("result", null=True, blank=True, help_text="The return value, serialized.")
-    error_type = models.CharField("error type", max_length=255, blank=True, default="")
-    error_message = models.TextField("error message", blank=True, default="")
-    error_traceback = models.TextField("error traceback", blank=True, default="")
     meta = models.JSONField(
         "meta", default=dict, blank=True,
         help_text="Small values the workflow publishes with wf.set_meta() (progress).",
@@ -106,18 +124,8 @@ class WorkflowInstance(models.Model):
     def __str__(self) -> str:
         return f"{self.workflow} {self.pk} ({self.get_state_display()})"
 
-    @property
-    def error(self) -> dict[str, str] | None:
-        if not self.error_type and not self.error_message:
-            return None
-        return {
-            "type": self.error_type,
-            "message": self.error_message,
-            "traceback": self.error_traceback,
-        }
 
-
-class StepRecord(models.Model):
+class StepRecord(ErrorFields):
     instance = models.ForeignKey(
         WorkflowInstance, on_delete=models.CASCADE, related_name="steps",
         verbose_name="instance",
@@ -129,9 +137,6 @@ class StepRecord(models.Model):
     kind = models.CharField("kind", max_length=16, choices=StepKind.choices, default=StepKind.STEP)
     state = models.CharField("state", max_length=16, choices=StepState.choices)
     result = models.TextField("result", null=True, blank=True, help_text="Serialized return value.")
-    error_type = models.CharField("error type", max_length=255, blank=True, default="")
-    error_message = models.TextField("error message", blank=True, default="")
-    error_traceback = models.TextField("error traceback", blank=True, default="")
     attempts = models.PositiveIntegerField("attempts", default=0)
     started_at = models.DateTimeField("started", null=True, blank=True, help_text="First attempt's start.")
     attempt_started_at = models.DateTimeField("attempt started", null=True, blank=True)
@@ -155,16 +160,6 @@ class StepRecord(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.position} {self.name} ({self.get_state_display()})"
-
-    @property
-    def error(self) -> dict[str, str] | None:
-        if not self.error_type and not self.error_message:
-            return None
-        return {
-            "type": self.error_type,
-            "message": self.error_message,
-            "traceback": self.error_traceback,
-        }
 
     @property
     def duration(self) -> Any:

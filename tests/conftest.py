@@ -3,6 +3,7 @@ import os
 import pytest
 from django.db import connection
 
+from tests.testapp.engine_workflows import GATES, SEEN
 from tests.testapp.workflows import CALLS
 
 
@@ -16,9 +17,15 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _reset_calls():
+    """Step call counters start empty; gates a test left closed are opened afterwards."""
     CALLS.clear()
+    SEEN.clear()
     yield
+    for gate in GATES.values():
+        gate.set()
+    GATES.clear()
     CALLS.clear()
+    SEEN.clear()
 
 
 @pytest.fixture

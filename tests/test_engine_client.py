@@ -24,11 +24,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 INLINE = {"DISPATCHER": "durable_workflows.dispatch.InlineDispatcher"}
 
 
-@pytest.fixture(autouse=True)
-def _clear_seen():
-    SEEN.clear()
-    yield
-    SEEN.clear()
 
 
 def snapshot():

@@ -7,14 +7,6 @@ from django.utils import timezone
 
 from durable_workflows import start
 from durable_workflows.engine import fire_alarm_now
-from tests.testapp.engine_workflows import SEEN
-
-
-@pytest.fixture(autouse=True)
-def _clear_seen():
-    SEEN.clear()
-    yield
-    SEEN.clear()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -23,16 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_DISPATCH = {"DISPATCHER": "tests.test_engine_client.NoDispatch"}
 
 
-@pytest.fixture(autouse=True)
-def _clear_seen():
-    SEEN.clear()
-    yield
-    for gate in GATES.values():
-        gate.set()
-    GATES.clear()
-    SEEN.clear()
-
-
 def test_an_executor_with_a_stale_epoch_cannot_write_a_step():
     with override_settings(DURABLE_WORKFLOWS=NO_DISPATCH):
         handle = client.start("engine.contested", "g")

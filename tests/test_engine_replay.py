@@ -17,11 +17,6 @@ from tests.testapp.engine_workflows import SEEN
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def _clear_seen():
-    SEEN.clear()
-    yield
-    SEEN.clear()
 
 
 def test_step_runs_once_across_resumes_and_code_between_reruns():

@@ -6,20 +6,9 @@ from django.utils import timezone
 from durable_workflows import StepScopeError, start
 from durable_workflows.engine import fire_alarm_now
 from durable_workflows.models import Alarm, StepRecord
-from tests.testapp.engine_workflows import GATES, SEEN
+from tests.testapp.engine_workflows import SEEN
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def _clear_seen():
-    SEEN.clear()
-    yield
-    SEEN.clear()
-    for gate in GATES.values():
-        gate.set()
-    GATES.clear()
-
 
 def _observed_delays(handle, attempts):
     """Drive a failing step through its retries; return each stored retry delay in seconds."""

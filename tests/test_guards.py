@@ -39,7 +39,7 @@ def test_public_names_are_exported():
     assert client.start is durable_workflows.start
 
 
-def test_override_settings_is_seen(settings_override=None):
+def test_override_settings_is_seen():
     from django.test import override_settings
 
     with override_settings(DURABLE_WORKFLOWS={"LEASE_SECONDS": 99, "HEARTBEAT_SECONDS": 5}):
@@ -52,4 +52,8 @@ def test_unknown_setting_is_refused():
 
     with override_settings(DURABLE_WORKFLOWS={"LEASE_SECOND": 5}):
         with pytest.raises(AttributeError, match="LEASE_SECOND"):
-            settings.LEASE_SECONDS
+            _ = settings.LEASE_SECONDS
+
+
+def test_exports_match_all():
+    assert sorted(durable_workflows.__all__) == sorted(set(durable_workflows._EXPORTS) | {"client"})

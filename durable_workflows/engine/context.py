@@ -267,9 +267,7 @@ class AsyncWorkflowContext(WorkflowContext):
 def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
     import inspect
 
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)
-    )
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
 _RUN = object()
