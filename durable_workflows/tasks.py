@@ -2,29 +2,87 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
+from django.db import connections
+from django.utils import timezone
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from .conf import settings
 from .engine import execute, fire_alarms, recover
+from .engine.store import executor_name
+from .models import WorkflowInstance
+from .states import State
+
+logger = logging.getLogger("durable_workflows")
 
 RUN_INSTANCE = "durable_workflows.tasks.run_instance"
+# django_q.models.Task.name is 100 characters long.
+TASK_NAME_LENGTH = 100
 
 
 def run_instance(instance_id: str, mode: str = "fresh", epoch: int | None = None) -> str | None:
-    """The task a worker runs. A duplicate or stale task (its epoch moved on) does nothing."""
-    state = execute(instance_id, mode, epoch)
+    """The task a worker runs. A duplicate or stale task (its epoch moved on) does nothing.
+
+    A worker that is told to go away mid-run (SIGTERM, or django-q2's own task timeout,
+    both raised here as SystemExit) gives its lease back on the way out, so that the run is
+    recovered at the next recovery scan instead of after the lease expires.
+    """
+    owner = executor_name()
+    try:
+        state = execute(instance_id, mode, epoch)
+    except (SystemExit, KeyboardInterrupt):
+        release_leases(owner)
+        raise
     return None if state is None else str(state)
 
 
+def release_leases(owner: str, wait: float = 5.0) -> int:
+    """Mark the runs `owner` holds as abandoned now. Returns how many it released.
+
+    Runs in a thread of its own, with a connection of its own: the caller's connection may
+    be mid-statement when a signal unwinds it. If the row is locked (the caller's transaction
+    still holds it) the release gives up after `wait` seconds; the lease then expires as usual.
+    """
+    released: list[int] = []
+
+    def target() -> None:
+        try:
+            released.append(
+                WorkflowInstance.objects.filter(state=State.RUNNING, lease_owner=owner).update(
+                    lease_expires_at=timezone.now()
+                )
+            )
+        except Exception:
+            logger.exception("durable_workflows: could not release the leases of %s", owner)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target, name="durable-workflows-release", daemon=True)
+    thread.start()
+    thread.join(wait)
+    return released[0] if released else 0
+
+
 def fire_alarms_task() -> int:
+    """Backstop run by a django-q2 Schedule: fire due alarms, and revive this worker's ticker."""
+    _revive_ticker()
     return len(fire_alarms())
 
 
 def recover_task() -> int:
+    """Backstop run by a django-q2 Schedule: recover stale runs and lost tasks."""
+    _revive_ticker()
     return len(recover())
+
+
+def _revive_ticker() -> None:
+    from . import ticker
+
+    ticker.ensure_running()
 
 
 class DjangoQDispatcher:
@@ -36,5 +94,5 @@ class DjangoQDispatcher:
 
     def dispatch(self, instance_id: str, mode: str, epoch: int) -> None:
         options: dict[str, Any] = dict(settings.Q_OPTIONS or {})
-        options.setdefault("task_name", f"dw:{mode}:{instance_id}:{epoch}")
+        options.setdefault("task_name", f"dw:{mode}:{epoch}:{instance_id}"[:TASK_NAME_LENGTH])
         async_task(RUN_INSTANCE, instance_id, mode, epoch, q_options=options)

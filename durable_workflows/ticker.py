@@ -1,0 +1,189 @@
+"""The ticker: a thread in each qcluster worker that fires due alarms and recovers lost work.
+
+django-q2's scheduler looks at `Schedule` rows about every 30 seconds, far too coarse for a
+two-second sleep or a retry delay. So each worker process, once django-q2 has spawned it
+(`post_spawn`), runs this thread: every ALARM_POLL_SECONDS it fires due alarms, every
+RECOVERY_POLL_SECONDS it re-dispatches runs whose lease expired and tasks the broker lost.
+It only claims rows and enqueues tasks; the runs themselves go through the broker like any
+other task, so the workers stay free for them. Claims are safe from any number of processes
+at once (SKIP LOCKED on PostgreSQL, compare-and-set elsewhere), so every worker of every
+cluster can tick without coordination. The `Schedule` rows stay as the backstop: the tasks
+they run restart this thread if it is gone.
+
+The thread keeps one database connection for its life: polling five times a second with
+Django's default `CONN_MAX_AGE=0` would otherwise reconnect five times a second. It closes
+the connection after an error, when the connection outlives a positive `CONN_MAX_AGE`, and
+when the ticker stops. It never opens a transaction that outlives one short claim.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+from django_q.conf import Conf
+
+from .conf import settings
+
+logger = logging.getLogger("durable_workflows.ticker")
+
+_lock = threading.Lock()
+_ticker: Ticker | None = None
+_in_worker = False
+
+
+class Ticker(threading.Thread):
+    """Calls `fire_alarms()` and `recover()` on their intervals until `stop()`."""
+
+    def __init__(self, alarm_interval: float | None = None, recovery_interval: float | None = None) -> None:
+        super().__init__(name="durable-workflows-ticker", daemon=True)
+        self.alarm_interval = float(alarm_interval if alarm_interval is not None else settings.ALARM_POLL_SECONDS)
+        self.recovery_interval = float(
+            recovery_interval if recovery_interval is not None else settings.RECOVERY_POLL_SECONDS
+        )
+        if self.alarm_interval <= 0 or self.recovery_interval <= 0:
+            raise ValueError(
+                "ALARM_POLL_SECONDS and RECOVERY_POLL_SECONDS must be positive, got "
+                f"{self.alarm_interval!r} and {self.recovery_interval!r}"
+            )
+        self._stopping = threading.Event()
+        self.ticks = 0
+        self.errors = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def run(self) -> None:
+        from .engine import fire_alarms, recover
+
+        # Workers start together; a random phase keeps their polls from arriving in step.
+        start = time.monotonic()
+        jobs: list[tuple[Callable[[], Any], float, float]] = [
+            (fire_alarms, self.alarm_interval, start + random.uniform(0, self.alarm_interval)),
+            (recover, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
+        ]
+        try:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                for index, (job, interval, due) in enumerate(jobs):
+                    if now >= due:
+                        delay = interval if self._call(job) else max(interval, 1.0)
+                        jobs[index] = (job, interval, time.monotonic() + delay)
+                self._stopping.wait(max(0.0, min(due for _, _, due in jobs) - time.monotonic()))
+        finally:
+            connections.close_all()
+
+    def _call(self, job: Callable[[], Any]) -> bool:
+        """Run one scan; on error log it, drop the connection and report failure (back off)."""
+        try:
+            job()
+        except Exception:
+            self.errors += 1
+            logger.exception("durable_workflows ticker: %s failed", job.__name__)
+            connections.close_all()
+            return False
+        self.ticks += 1
+        _retire_old_connections()
+        return True
+
+
+def _retire_old_connections() -> None:
+    """Close connections past a positive CONN_MAX_AGE; with 0, keep them (errors close
+    them in `_call`), since "one query per connection" would mean reconnecting every tick."""
+    for connection in connections.all(initialized_only=True):
+        if connection.settings_dict.get("CONN_MAX_AGE") != 0:
+            connection.close_if_unusable_or_obsolete()
+
+
+def start(alarm_interval: float | None = None, recovery_interval: float | None = None) -> Ticker | None:
+    """Start this process's ticker, unless WORKER_TICKER is off or it already runs."""
+    global _ticker
+    if not settings.WORKER_TICKER:
+        return None
+    with _lock:
+        if _ticker is not None and _ticker.is_alive() and not _ticker.stopping:
+            return _ticker
+        _ticker = Ticker(alarm_interval, recovery_interval)
+        _ticker.start()
+        return _ticker
+
+
+def stop(timeout: float | None = None) -> None:
+    """Stop this process's ticker and wait up to `timeout` seconds for it to finish."""
+    with _lock:
+        ticker = _ticker
+    if ticker is None:
+        return
+    ticker.stop()
+    if timeout is None or timeout > 0:
+        ticker.join(timeout)
+
+
+def current() -> Ticker | None:
+    """The running ticker of this process, if any."""
+    ticker = _ticker
+    return ticker if ticker is not None and ticker.is_alive() else None
+
+
+def ensure_running() -> Ticker | None:
+    """Restart the ticker in a qcluster worker whose ticker is gone (the backstop's job)."""
+    if not _in_worker:
+        return None
+    return start()
+
+
+def on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> None:
+    """django-q2 `post_spawn` receiver: runs in each new worker process, in its main thread.
+
+    django-q2 also sends `post_spawn` when it runs a task in the caller's own process (the
+    `sync` option), so only a child process of a cluster with `sync` off counts as a worker.
+    """
+    global _in_worker
+    if Conf.SYNC or multiprocessing.parent_process() is None:
+        return
+    _in_worker = True
+    _install_sigterm()
+    start()
+    if current() is not None:
+        logger.info("durable_workflows ticker running in %s (pid %s)", proc_name, os.getpid())
+
+
+def _install_sigterm() -> None:
+    """Make SIGTERM unwind the worker instead of killing it where it stands.
+
+    django-q2 leaves workers with the default SIGTERM action: the process vanishes and the
+    run it held waits for its lease to expire. Raising SystemExit instead lets the task
+    release its lease on the way out (see `tasks.run_instance`), so another worker recovers
+    the run at once. A handler the project installed itself is left alone.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    ticker = current()
+    if ticker is not None:
+        ticker.stop()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
+
+
+def connect() -> None:
+    from django_q.signals import post_spawn
+
+    post_spawn.connect(on_worker_spawn, dispatch_uid="durable_workflows.ticker")

@@ -1,0 +1,65 @@
+"""Workflows for the worker tests. Every step execution appends a start and an end line to
+the step log (DW_STEP_LOG), so a test can prove which process ran what, when, under which
+epoch, and that no step ran inside an open transaction."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from django.db import connection
+
+from durable_workflows import workflow
+
+
+def _write(entry: dict) -> None:
+    line = (json.dumps(entry) + "\n").encode()
+    fd = os.open(os.environ["DW_STEP_LOG"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)  # one small O_APPEND write: lines from many processes never mix
+    finally:
+        os.close(fd)
+
+
+def logged(instance_id: str, epoch: int, step: str, seconds: float = 0.0) -> str:
+    entry = {"instance": instance_id, "epoch": epoch, "step": step, "pid": os.getpid()}
+    _write({**entry, "event": "start", "at": time.time(),
+            "in_transaction": connection.in_atomic_block or not connection.get_autocommit()})
+    if seconds:
+        time.sleep(seconds)
+    _write({**entry, "event": "end", "at": time.time()})
+    return step
+
+
+def _epoch(wf) -> int:
+    # The fencing token of this run. Not public API: the log needs it to show which claim
+    # ran each step.
+    return wf._run.epoch
+
+
+@workflow("workers.nap")
+def nap(wf, pause: float = 1.0, work: float = 0.0) -> str:
+    wf.step("before", logged, wf.instance_id, _epoch(wf), "before", work)
+    wf.sleep(pause)
+    wf.step("after", logged, wf.instance_id, _epoch(wf), "after", work)
+    return "rested"
+
+
+@workflow("workers.steps")
+def steps(wf, count: int = 3, seconds: float = 0.0) -> int:
+    for n in range(count):
+        wf.step(f"step-{n}", logged, wf.instance_id, _epoch(wf), f"step-{n}", seconds)
+    return count
+
+
+@workflow("workers.noop_steps")
+def noop_steps(wf, count: int = 3) -> int:
+    total = 0
+    for n in range(count):
+        total += wf.step(f"step-{n}", _identity, n)
+    return total
+
+
+def _identity(value: int) -> int:
+    return value
