@@ -1,0 +1,377 @@
+"""`manage.py durable_workflows <sub-command>`: start, list, show, cancel and maintain instances
+from a shell, for operators and deploy scripts.
+
+Each sub-command parses its arguments, calls the client or the engine, and prints the outcome.
+Bad arguments, an unknown id or workflow and a refused transition end in `CommandError`, so
+the process exits non-zero with a message that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from argparse import ArgumentParser
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from durable_workflows import client
+from durable_workflows.durations import parse_duration
+from durable_workflows.engine import fire_alarms, recover
+from durable_workflows.exceptions import (
+    InvalidTransition,
+    SerializationError,
+    UnknownWorkflow,
+    WorkflowNotFound,
+)
+from durable_workflows.models import WorkflowInstance
+from durable_workflows.states import TERMINAL, State, as_state
+
+FINISHED = ", ".join(sorted(state.value for state in TERMINAL))
+
+
+class Command(BaseCommand):
+    help = "Start, inspect, cancel and maintain durable workflow instances."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        subs = parser.add_subparsers(dest="sub", metavar="<sub-command>", required=True)
+
+        start = subs.add_parser("start", help="Start an instance of a registered workflow.")
+        start.add_argument("workflow", metavar="NAME", help="The registered workflow name.")
+        start.add_argument(
+            "--input", default=None, metavar="JSON",
+            help="A JSON object (keyword arguments) or array (positional arguments).",
+        )
+        start.add_argument("--id", dest="instance_id", default=None, metavar="ID",
+                           help="Instance id; starting the same id again does nothing.")
+        start.add_argument("--wait", action="store_true", help="Wait for it to finish and print its result.")
+        start.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                           help="With --wait: give up after this long (default: wait as long as it takes).")
+
+        listing = subs.add_parser("list", help="List instances, newest first.")
+        listing.add_argument("--state", default=None, help="Only this state (pending, queued, running, ...).")
+        listing.add_argument("--workflow", default=None, help="Only this workflow.")
+        listing.add_argument("--limit", type=int, default=50, help="At most this many rows (default 50).")
+
+        show = subs.add_parser("show", help="One instance: its state, input, outcome and steps.")
+        show.add_argument("instance_id", metavar="ID")
+
+        cancel = subs.add_parser("cancel", help="Cancel an instance that has not finished.")
+        cancel.add_argument("instance_id", metavar="ID")
+        cancel.add_argument("--reason", default="", help="Kept on the instance.")
+
+        subs.add_parser("recover", help="Re-run instances whose worker died; re-send lost tasks.")
+
+        fire = subs.add_parser("fire-alarms", help="Resume the paused instances whose alarm is due.")
+        fire.add_argument("--limit", type=int, default=500, help="At most this many (default 500).")
+
+        subs.add_parser("setup", help="Create the django-q2 schedules that back up alarms and recovery.")
+
+        purge = subs.add_parser("purge", help=f"Delete finished instances ({FINISHED}).")
+        purge.add_argument("--older-than", required=True, metavar="DURATION",
+                           help='Finished longer ago than this, e.g. "30d", "12 hours".')
+        purge.add_argument("--state", default=None, help=f"Only this finished state ({FINISHED}).")
+        purge.add_argument("--batch-size", type=int, default=500, help="Rows deleted per transaction.")
+        purge.add_argument("--dry-run", action="store_true", help="Count what would go; delete nothing.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        handler = getattr(self, "do_" + options["sub"].replace("-", "_"))
+        try:
+            handler(options)
+        except (WorkflowNotFound, UnknownWorkflow, InvalidTransition, SerializationError) as exc:
+            raise CommandError(str(exc)) from None
+
+    # -- sub-commands --------------------------------------------------------------------------
+
+    def do_start(self, options: dict[str, Any]) -> None:
+        args, kwargs = parse_input(options["input"])
+        instance_id = options["instance_id"]
+        existed = instance_id is not None and WorkflowInstance.objects.filter(pk=instance_id).exists()
+        try:
+            handle = client.start(options["workflow"], *args, instance_id=instance_id, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        verb = "Already exists" if existed else "Started"
+        self.stdout.write(f"{verb}: {handle.workflow} {handle.instance_id} ({handle.state.label})")
+        if not options["wait"]:
+            return
+        handle.wait(options["timeout"])
+        if not handle.is_finished:
+            raise CommandError(
+                f"instance {handle.instance_id!r} is still {handle.state.label} after "
+                f"{options['timeout']:g} s; it goes on without you"
+            )
+        if handle.state == State.COMPLETED:
+            self.stdout.write(self.style.SUCCESS(f"Completed: {as_json(handle.result())}"))
+            return
+        self.stdout.write(describe_outcome(handle.instance, traceback=False))
+        raise CommandError(f"instance {handle.instance_id!r} ended {handle.state.label}")
+
+    def do_list(self, options: dict[str, Any]) -> None:
+        if options["limit"] < 1:
+            raise CommandError("--limit must be at least 1")
+        state = parse_state(options["state"], "--state")
+        handles = client.list(state=state, workflow=options["workflow"], limit=options["limit"])
+        rows = [
+            (h.instance_id, h.workflow, h.state.label, when(h.instance.created_at), when(h.instance.finished_at))
+            for h in handles
+        ]
+        if not rows:
+            self.stdout.write("No instances.")
+            return
+        self.stdout.write(table(("ID", "WORKFLOW", "STATE", "CREATED", "FINISHED"), rows))
+
+    def do_show(self, options: dict[str, Any]) -> None:
+        handle = client.get(options["instance_id"])
+        instance = handle.instance
+        lines = [
+            f"Instance  {instance.pk}",
+            f"Workflow  {instance.workflow}",
+            f"State     {handle.state.label}",
+            f"Created   {when(instance.created_at)}",
+            f"Started   {when(instance.started_at)}",
+            f"Finished  {when(instance.finished_at)}",
+            f"Runs      {instance.run_count}",
+            f"Input     {as_json(input_of(instance))}",
+        ]
+        alarm = handle.alarm
+        if alarm is not None and handle.state == State.PAUSED:
+            lines.append(f"Resumes   {resumes(alarm.fire_at)} ({alarm.get_reason_display().lower()})")
+        if instance.cancel_requested and not handle.is_finished:
+            lines.append("Cancel    requested; it stops at its next step")
+        lines.append(describe_outcome(instance))
+        self.stdout.write("\n".join(line for line in lines if line))
+        rows = [
+            (
+                str(step.position), step.name, step.kind, step.state, str(step.attempts),
+                when(step.started_at), duration(step.started_at, step.finished_at),
+                shorten(step_outcome(step)),
+            )
+            for step in handle.steps
+        ]
+        self.stdout.write("")
+        if rows:
+            self.stdout.write(table(("#", "NAME", "KIND", "STATE", "ATTEMPTS", "STARTED", "DURATION", "RESULT"), rows))
+        else:
+            self.stdout.write("No steps yet.")
+
+    def do_cancel(self, options: dict[str, Any]) -> None:
+        handle = client.cancel(options["instance_id"], reason=options["reason"])
+        if handle.state == State.CANCELLED:
+            self.stdout.write(self.style.SUCCESS(f"Cancelled {handle.instance_id}."))
+        else:
+            self.stdout.write(
+                f"Cancel requested for {handle.instance_id} ({handle.state.label}): "
+                f"it stops at its next step."
+            )
+
+    def do_recover(self, options: dict[str, Any]) -> None:
+        ids = recover()
+        self.stdout.write(f"Re-dispatched {plural(len(ids), 'instance')}{listed(ids)}")
+
+    def do_fire_alarms(self, options: dict[str, Any]) -> None:
+        if options["limit"] < 1:
+            raise CommandError("--limit must be at least 1")
+        ids = fire_alarms(limit=options["limit"])
+        self.stdout.write(f"Fired {plural(len(ids), 'alarm')}{listed(ids)}")
+
+    def do_setup(self, options: dict[str, Any]) -> None:
+        try:
+            from durable_workflows.scheduling import SCHEDULES, ensure_schedules
+        except ImportError as exc:
+            raise CommandError(f"django-q2 is not installed: {exc}") from None
+        created = ensure_schedules()
+        for name in SCHEDULES:
+            status = "created" if name in created else "up to date"
+            self.stdout.write(f"Schedule {name}: {status}")
+
+    def do_purge(self, options: dict[str, Any]) -> None:
+        try:
+            age = parse_duration(options["older_than"], what="--older-than")
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1")
+        states = list(TERMINAL)
+        if options["state"] is not None:
+            state = parse_state(options["state"], "--state")
+            if state not in TERMINAL:
+                raise CommandError(
+                    f"--state {state.value} is not finished; purge deletes only {FINISHED} instances"
+                )
+            states = [state]
+        cutoff = timezone.now() - age
+        doomed = WorkflowInstance.objects.filter(state__in=states, finished_at__lt=cutoff)
+        total = doomed.count()
+        if options["dry_run"] or not total:
+            verb = "Would delete" if options["dry_run"] else "Deleted"
+            self.stdout.write(f"{verb} {plural(total, 'instance')} finished before {when(cutoff)}.")
+            return
+        progress = Progress(self.stderr, total, enabled=total > options["batch_size"])
+        deleted = 0
+        while True:
+            batch = list(doomed.order_by("pk").values_list("pk", flat=True)[: options["batch_size"]])
+            if not batch:
+                break
+            # The state and age are checked again so that nothing restarted meanwhile is lost.
+            _, by_model = WorkflowInstance.objects.filter(
+                pk__in=batch, state__in=states, finished_at__lt=cutoff
+            ).delete()
+            deleted += by_model.get(WorkflowInstance._meta.label, 0)
+            progress.show(min(deleted, total))
+        progress.done()
+        self.stdout.write(f"Deleted {plural(deleted, 'instance')} finished before {when(cutoff)}.")
+
+
+# -- parsing -----------------------------------------------------------------------------------
+
+
+def parse_input(text: str | None) -> tuple[list[Any], dict[str, Any]]:
+    if text is None:
+        return [], {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"--input is not valid JSON: {exc}") from None
+    if isinstance(value, dict):
+        return [], value
+    if isinstance(value, list):
+        return value, {}
+    raise CommandError(
+        f"--input must be a JSON object (keyword arguments) or array (positional arguments), "
+        f"not {type(value).__name__}: {text}"
+    )
+
+
+def parse_state(value: str | None, option: str) -> State | None:
+    if value is None:
+        return None
+    try:
+        return as_state(value)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line bar on stderr, redrawn in place, for purges that walk many rows."""
+
+    WIDTH = 30
+
+    def __init__(self, out: Any, total: int, enabled: bool) -> None:
+        self.out, self.total, self.enabled = out, total, enabled
+
+    def show(self, count: int) -> None:
+        if not self.enabled:
+            return
+        filled = self.WIDTH * count // self.total
+        bar = "#" * filled + "-" * (self.WIDTH - filled)
+        self.out.write(f"\r[{bar}] {count}/{self.total}", style_func=str, ending="")
+        self.out.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.out.write("", style_func=str)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in (headers, *rows)]
+    return "\n".join(lines)
+
+
+def when(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(start: datetime | None, end: datetime | None) -> str:
+    if start is None or end is None:
+        return "-"
+    return span((end - start).total_seconds(), precise=True)
+
+
+def span(seconds: float, precise: bool = False) -> str:
+    """3 h 12 min, 45 s, 2 d 4 h: two units at most, the way an operator reads it."""
+    if precise and seconds < 10:
+        return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:.1f} s"
+    seconds = max(0, math.ceil(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size} {unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+def resumes(fire_at: datetime) -> str:
+    delay = (fire_at - timezone.now()).total_seconds()
+    if delay <= 0:
+        return f"now (due since {when(fire_at)})"
+    return f"in {span(delay)} ({when(fire_at)})"
+
+
+def input_of(instance: WorkflowInstance) -> Any:
+    from durable_workflows.engine.store import decode_input
+
+    args, kwargs = decode_input(instance)
+    if args and kwargs:
+        return {"args": args, "kwargs": kwargs}
+    return args if args else kwargs
+
+
+def describe_outcome(instance: WorkflowInstance, traceback: bool = True) -> str:
+    state = as_state(instance.state)
+    if state == State.COMPLETED:
+        return f"Result    {as_json(client.WorkflowHandle(instance).result())}"
+    if instance.error:
+        line = f"Error     {error_line(instance.error)}"
+        if traceback and instance.error["traceback"]:
+            line += "\n\n" + instance.error["traceback"].rstrip()
+        return line
+    if state == State.CANCELLED and instance.cancel_reason:
+        return f"Reason    {instance.cancel_reason}"
+    return ""
+
+
+def step_outcome(step: client.StepInfo) -> str:
+    if step.error:
+        return error_line(step.error)
+    if step.kind == "sleep":
+        return f"until {when(step.wake_at)}"
+    return as_json(step.result)
+
+
+def error_line(error: dict[str, str]) -> str:
+    return f"{error.get('type') or 'Error'}: {error.get('message', '')}"
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def listed(ids: Sequence[str], limit: int = 10) -> str:
+    if not ids:
+        return "."
+    shown = ", ".join(ids[:limit])
+    more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+    return f": {shown}{more}."
+
