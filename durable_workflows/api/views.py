@@ -15,7 +15,6 @@ from rest_framework.permissions import BasePermission
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from .. import __version__, client
 from ..exceptions import InvalidTransition, WorkflowNotFound

@@ -21,6 +21,7 @@ from django.utils import timezone
 from durable_workflows import client
 from durable_workflows.durations import parse_duration
 from durable_workflows.engine import fire_alarms, recover
+from durable_workflows.engine.store import decode_input
 from durable_workflows.exceptions import (
     InvalidTransition,
     SerializationError,
@@ -280,8 +281,8 @@ class Progress:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
              for row in (headers, *rows)]
     return "\n".join(lines)
 
@@ -321,8 +322,6 @@ def resumes(fire_at: datetime) -> str:
 
 
 def input_of(instance: WorkflowInstance) -> Any:
-    from durable_workflows.engine.store import decode_input
-
     args, kwargs = decode_input(instance)
     if args and kwargs:
         return {"args": args, "kwargs": kwargs}
