@@ -99,8 +99,11 @@ def test_a_pending_alarm_reads_as_when_it_resumes():
 
 
 def test_input_shows_the_arguments_as_given():
-    assert pretty_input('{"args":["A-1"],"kwargs":{}}') == '[\n  "A-1"\n]'
-    assert pretty_input('{"args":[],"kwargs":{"n":1}}') == '{\n  "n": 1\n}'
+    assert pretty_input('{"args":["A-1"],"kwargs":{}}') == '["A-1"]'
+    assert pretty_input('{"args":[],"kwargs":{"n":1}}') == '{"n": 1}'
+    assert pretty_input('{"args":["A-1"],"kwargs":{"n":1}}') == '{"args": ["A-1"], "kwargs": {"n": 1}}'
+    long = pretty_input('{"args":[],"kwargs":{"note":"%s"}}' % ("x" * 90))
+    assert long.startswith('{\n  "note": ')
 
 
 # -- the list ---------------------------------------------------------------------------------
@@ -119,7 +122,7 @@ def test_the_list_shows_badges_and_counts_by_state_newest_first(admin_client):
     assert set(counts) == set(State)
     shown = [row.pk for row in response.context["cl"].result_list]
     assert shown == ["paused-2", "paused-1", "done-1"]
-    assert "resumes in 59 min" in html or "resumes in 1 h" in html
+    assert "in 59 min (sleep)" in html or "in 1 h (sleep)" in html
 
 
 def test_the_list_filters_by_state_workflow_and_created(admin_client):
@@ -249,7 +252,7 @@ def test_cancel_action_cancels_a_paused_instance_and_reports_a_finished_one(admi
     assert state_of("to-cancel") == "cancelled" and state_of("finished") == "completed"
     assert not Alarm.objects.filter(instance_id="to-cancel").exists()
     text = messages_of(response)
-    assert "to-cancel is cancelled." in text
+    assert "Cancelled to-cancel." in text
     assert any(m.startswith("Not cancelled:") and "finished" in m and "Completed" in m for m in text)
     assert WorkflowInstance.objects.get(pk="to-cancel").cancel_reason == "cancelled in the admin by admin"
 
@@ -260,7 +263,7 @@ def test_cancel_from_the_page_keeps_the_reason(admin_client):
     assert response.redirect_chain[-1][0] == page_url("with-reason")
     instance = WorkflowInstance.objects.get(pk="with-reason")
     assert instance.state == "cancelled" and instance.cancel_reason == "customer asked"
-    assert "with-reason is cancelled." in messages_of(response)
+    assert "Cancelled with-reason." in messages_of(response)
 
 
 def test_cancel_of_a_finished_instance_from_the_page_is_a_message_not_an_error(admin_client):
@@ -293,8 +296,8 @@ def test_resume_now_ends_a_sleep_early(admin_client):
     assert state_of("sleeper") == "completed"
     assert client.get("sleeper").result() == "rested"
     text = messages_of(response)
-    assert "sleeper resumed; it is Completed now." in text
-    assert any("awake is Completed: only a Paused instance can be resumed." in m for m in text)
+    assert "Resumed sleeper; it is Completed now." in text
+    assert any("instance awake is Completed: only a Paused instance can be resumed." in m for m in text)
 
 
 def test_resume_now_from_the_page(admin_client):
@@ -337,7 +340,7 @@ def test_recover_takes_over_a_stale_running_instance(admin_client):
         page = admin_client.get(page_url("stale")).content.decode()
         assert 'id="dw-recover"' in page and "Running" in page
         response = run_action(admin_client, "recover_selected", "stale")
-        assert "stale handed to a worker for recovery." in messages_of(response)
+        assert "Recovering stale: it has been handed to a worker." in messages_of(response)
         assert state_of("stale") == "completed"
         assert client.get("stale").result() == "through"
     finally:
@@ -355,8 +358,8 @@ def test_recover_refuses_a_live_or_finished_instance(admin_client):
         start("tests.greet", "Ada", instance_id="ended")
         response = run_action(admin_client, "recover_selected", "live", "ended")
         text = messages_of(response)
-        assert any("live is not stale" in m for m in text)
-        assert any("ended is Completed: only a Running instance can be recovered." in m for m in text)
+        assert any("instance live is not stale" in m for m in text)
+        assert any("instance ended is Completed: only a Running instance can be recovered." in m for m in text)
         assert WorkflowInstance.objects.get(pk="live").epoch == 1
     finally:
         GATE.set()

@@ -69,10 +69,13 @@ def alarm_text(fire_at: datetime, fired_at: datetime | None, reason_label: str,
 
 
 def step_duration(started_at: datetime | None, finished_at: datetime | None,
-                  now: datetime | None = None) -> str:
+                  now: datetime | None = None, planned_end: datetime | None = None) -> str:
+    """How long a step took, or has taken so far; a sleep reads as the pause it asked for."""
     if started_at is None:
         return ""
     if finished_at is None:
+        if planned_end is not None:
+            return humanize_delta(planned_end - started_at)
         return f"{humanize_delta((now or timezone.now()) - started_at)} so far"
     return humanize_delta(finished_at - started_at)
 
@@ -87,9 +90,17 @@ def decode(text: str | None) -> Any:
         return text
 
 
+def compact(value: Any) -> str:
+    """One-line JSON; types JSON lacks are shown as text."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 def pretty(value: Any) -> str:
-    """Indented JSON for the instance page; types JSON lacks are shown as text."""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+    """One line when it fits, indented JSON when it does not."""
+    line = compact(value)
+    if len(line) <= 80:
+        return line
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
 def pretty_input(text: str | None) -> str:

@@ -26,7 +26,7 @@ from ..registry import all_definitions
 from ..states import State, as_state
 from . import actions, operations, timeline
 from .badges import state_badge
-from .display import alarm_text, decode, pretty, pretty_input
+from .display import alarm_text, decode, pretty, pretty_input, relative
 
 # The columns the list reads; large text (input, result, traceback) stays in the database.
 LIST_FIELDS = (
@@ -66,22 +66,12 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     actions = (actions.cancel_selected, actions.resume_selected, actions.recover_selected)
     change_form_template = "admin/durable_workflows/workflowinstance/change_form.html"
     change_list_template = "admin/durable_workflows/workflowinstance/change_list.html"
-    fieldsets = (
-        (None, {"fields": (
-            "id", "workflow", "state_badge", "pending_alarm", "progress",
-            "created_at", "started_at", "finished_at", "updated_at",
-        )}),
-        ("Input", {"fields": ("input_display",)}),
-        ("Outcome", {"fields": ("result_display", "error_display", "cancel_reason")}),
-        ("Execution", {
-            "classes": ("collapse",),
-            "fields": (
-                "run_count", "last_mode", "epoch", "lease_owner", "lease_expires_at",
-                "recovery_count", "cancel_requested", "dispatched_at",
-            ),
-        }),
+    readonly_fields = (
+        "id", "workflow", "state_badge", "pending_alarm", "progress", "created_at",
+        "started_at", "finished_at", "updated_at", "input_display", "result_display",
+        "error_display", "cancel_reason", "run_count", "last_mode", "epoch", "lease_owner",
+        "lease_expires_at", "recovery_count", "cancel_requested", "dispatched_at",
     )
-    readonly_fields = tuple(f for _, options in fieldsets for f in options["fields"])
 
     class Media:
         css = {"all": ("durable_workflows/admin.css",)}
@@ -139,14 +129,49 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     def state_badge(self, obj: WorkflowInstance) -> str:
         return state_badge(obj.state)
 
-    @admin.display(description="alarm")
+    @admin.display(description="resumes")
     def next_alarm(self, obj: WorkflowInstance) -> str:
         alarm = _alarm(obj)
         if alarm is None or as_state(obj.state) != State.PAUSED:
             return ""
+        if alarm.fired_at is None and alarm.fire_at > timezone.now():
+            return f"{relative(alarm.fire_at)} ({alarm.get_reason_display().lower()})"
         return alarm_text(alarm.fire_at, alarm.fired_at, alarm.get_reason_display())
 
     # -- instance page -------------------------------------------------------------------------
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
+        """Only what applies to this instance: no empty result row on a paused one."""
+        if obj is None:
+            return []
+        state = as_state(obj.state)
+        summary = ["id", "workflow", "state_badge"]
+        if state == State.PAUSED:
+            summary.append("pending_alarm")
+        if obj.meta:
+            summary.append("progress")
+        summary += ["created_at", "started_at", "finished_at", "updated_at"]
+        outcome = []
+        if state == State.COMPLETED:
+            outcome.append("result_display")
+        if obj.error_type or obj.error_message:
+            outcome.append("error_display")
+        if state == State.CANCELLED or obj.cancel_requested:
+            outcome.append("cancel_reason")
+        fieldsets: list[tuple[str | None, dict[str, Any]]] = [
+            (None, {"fields": summary}),
+            ("Input", {"fields": ["input_display"]}),
+        ]
+        if outcome:
+            fieldsets.append(("Outcome", {"fields": outcome}))
+        fieldsets.append(("Execution", {
+            "classes": ["collapse"],
+            "fields": [
+                "run_count", "last_mode", "epoch", "lease_owner", "lease_expires_at",
+                "recovery_count", "cancel_requested", "dispatched_at",
+            ],
+        }))
+        return fieldsets
+
     @admin.display(description="pending alarm")
     def pending_alarm(self, obj: WorkflowInstance) -> str:
         alarm = _alarm(obj)

@@ -28,40 +28,40 @@ class Refused(DurableWorkflowError):
 def cancel(instance_id: str, reason: str) -> str:
     handle = client.cancel(instance_id, reason)
     if handle.state == State.CANCELLED:
-        return f"{instance_id} is cancelled."
-    return f"{instance_id}: cancel requested; it stops at its next step boundary."
+        return f"Cancelled {instance_id}."
+    return f"Cancel requested for {instance_id}: it stops at its next step boundary."
 
 
 def resume_now(instance_id: str) -> str:
     instance = _load(instance_id)
     state = as_state(instance.state)
     if state != State.PAUSED:
-        raise Refused(f"{instance_id} is {state.label}: only a Paused instance can be resumed.")
+        raise Refused(f"instance {instance_id} is {state.label}: only a Paused instance can be resumed.")
     if not fire_alarm_now(instance_id):
-        raise Refused(f"{instance_id} has no pending alarm to fire; it may have resumed already.")
+        raise Refused(f"instance {instance_id} has no pending alarm to fire; it may have resumed already.")
     state = as_state(_load(instance_id).state)
     if state == State.PAUSED:
-        return f"{instance_id} resumes now: it has been handed to a worker."
-    return f"{instance_id} resumed; it is {state.label} now."
+        return f"Resuming {instance_id}: it has been handed to a worker."
+    return f"Resumed {instance_id}; it is {state.label} now."
 
 
 def recover(instance_id: str) -> str:
     instance = _load(instance_id)
     state = as_state(instance.state)
     if state != State.RUNNING:
-        raise Refused(f"{instance_id} is {state.label}: only a Running instance can be recovered.")
+        raise Refused(f"instance {instance_id} is {state.label}: only a Running instance can be recovered.")
     now = timezone.now()
     reserved = instance.lease_owner.startswith(RECOVERY_OWNER)
     expires = instance.lease_expires_at
     if not reserved and expires is not None and expires > now:
         raise Refused(
-            f"{instance_id} is not stale: {instance.lease_owner or 'its worker'} holds its lease, "
+            f"instance {instance_id} is not stale: {instance.lease_owner or 'its worker'} holds its lease, "
             f"which expires {relative(expires, now)}."
         )
     dispatcher = get_dispatcher()
     pk, epoch = instance.pk, instance.epoch
     on_commit(lambda: dispatcher.dispatch(pk, "recover", epoch))
-    return f"{instance_id} handed to a worker for recovery."
+    return f"Recovering {instance_id}: it has been handed to a worker."
 
 
 def can_cancel(instance: WorkflowInstance) -> bool:

@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 
 from ..models import Event, StepKind, StepRecord, StepState, WorkflowInstance
 from .badges import step_state_badge
-from .display import decode, humanize_delta, pretty, relative, shorten, step_duration
+from .display import compact, decode, pretty, relative, shorten, step_duration
 
 MAX_STEPS = 500
 MAX_EVENTS = 200
@@ -27,7 +27,7 @@ class StepRow:
     name: str
     kind: str
     badge: SafeString
-    attempts: int
+    attempts: int | None
     started_at: datetime | None
     duration: str
     result: str
@@ -61,8 +61,11 @@ def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int]:
 def _step_row(record: StepRecord, now: datetime) -> StepRow:
     result_full = result = ""
     if record.state == StepState.COMPLETED and record.kind == StepKind.STEP:
-        result_full = pretty(decode(record.result))
-        result = shorten(result_full)
+        value = decode(record.result)
+        result = shorten(compact(value))
+        if result != compact(value):
+            result_full = pretty(value)
+    is_sleep = record.kind == StepKind.SLEEP
     error_summary = ""
     if record.error_type or record.error_message:
         error_summary = f"{record.error_type}: {record.error_message}".strip(": ")
@@ -71,9 +74,11 @@ def _step_row(record: StepRecord, now: datetime) -> StepRow:
         name=record.name,
         kind=record.get_kind_display(),
         badge=step_state_badge(record.state),
-        attempts=record.attempts,
+        attempts=None if is_sleep else record.attempts,
         started_at=record.started_at,
-        duration=step_duration(record.started_at, record.finished_at, now),
+        duration=step_duration(
+            record.started_at, record.finished_at, now, record.wake_at if is_sleep else None
+        ),
         result=result,
         result_full=result_full,
         error_summary=error_summary,
@@ -87,8 +92,6 @@ def _note(record: StepRecord, now: datetime) -> str:
         return f"wakes {relative(record.wake_at, now)}"
     if record.state == StepState.WAITING and record.wake_at is not None:
         return f"next attempt {relative(record.wake_at, now)}"
-    if record.kind == StepKind.SLEEP and record.wake_at and record.started_at:
-        return f"slept {humanize_delta(record.wake_at - record.started_at)}"
     if record.state == StepState.RUNNING and record.deadline_at is not None:
         return f"attempt deadline {relative(record.deadline_at, now)}"
     return ""

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import timedelta
 
-from durable_workflows import workflow
+from durable_workflows import RetryPolicy, workflow
 
 GATE = threading.Event()
 ENTERED: Counter[str] = Counter()
@@ -43,3 +44,25 @@ def _wait_at_gate_on_first_entry() -> str:
 def gated(wf) -> str:
     wf.step("Before", lambda: "ready")
     return wf.step("Gate", _wait_at_gate_on_first_entry, timeout="60s")
+
+
+def fetch_order(order_id: str, amount: str) -> dict:
+    return {"id": order_id, "amount": amount, "currency": "EUR", "lines": 3}
+
+
+def reserve_stock(order: dict) -> dict:
+    return {"reserved": order["lines"], "warehouse": "Lyon"}
+
+
+def charge_card(order: dict) -> str:
+    return f"ch_{order['id'].lower()}"
+
+
+@workflow("orders.fulfil")
+def fulfil(wf, order_id: str, amount: str = "19.90") -> dict:
+    """An order as the admin screenshots show it: two steps done, then a long wait."""
+    order = wf.step("Fetch order", fetch_order, order_id, amount)
+    wf.step("Reserve stock", reserve_stock, order)
+    wf.sleep(timedelta(hours=3, minutes=12, seconds=30), name="Wait for the warehouse")
+    receipt = wf.step("Charge card", charge_card, order, retry=RetryPolicy(max_attempts=5))
+    return {"order": order_id, "receipt": receipt}
