@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
+import subprocess
+import sys
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -237,6 +242,9 @@ def test_start_refuses_a_body_that_is_not_an_object(api):
     malformed = api.post(f"{BASE}instances/", "{not json", content_type="application/json")
     assert malformed.status_code == 400
     assert "detail" in malformed.json()
+    form = api.post(f"{BASE}instances/", {"workflow": "tests.greet"})
+    assert form.status_code == 415
+    assert "multipart/form-data" in form.json()["detail"]
     assert WorkflowInstance.objects.count() == 0
 
 
@@ -373,3 +381,25 @@ def test_schema_is_openapi_3_for_this_api_only(api):
     assert {"200", "404", "409"} <= set(cancel_op["responses"])
     states = schema["components"]["schemas"]["InstanceStateEnum"]["enum"]
     assert states == ["pending", "queued", "running", "paused", "completed", "failed", "cancelled"]
+
+
+def test_schema_needs_no_schema_setting_in_the_project():
+    """A project that never set DEFAULT_SCHEMA_CLASS (DRF's own AutoSchema) still gets the
+    document: the API's views carry drf-spectacular's schema class themselves."""
+    script = (
+        "import tests.settings as s\n"
+        "s.REST_FRAMEWORK = {}\n"
+        "s.DURABLE_WORKFLOWS = {'API_PERMISSION_CLASSES': ['rest_framework.permissions.AllowAny']}\n"
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "response = Client().get('/api/workflows/schema/')\n"
+        "print(response.status_code)\n"
+        "print(response.content.decode())\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    status, document = done.stdout.split("\n", 1)
+    assert status == "200"
+    assert "/api/workflows/instances/{instance_id}/cancel/" in json.loads(document)["paths"]

@@ -290,7 +290,7 @@ class DefinitionSerializer(serializers.Serializer):
 
 
 class DetailSerializer(serializers.Serializer):
-    """The body of 401, 403 and 404 responses."""
+    """The body of 401, 403, 404 and 415 responses."""
 
     detail = serializers.CharField()
 
