@@ -1,0 +1,42 @@
+"""The demo's workflows, found by durable_workflows like `admin.py` is found by the admin."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from durable_workflows import RetryPolicy, workflow
+
+from . import services
+
+
+@workflow("shop.order")
+def order_workflow(wf, order_id: str, pack_seconds: float = 0.5, declines: int = 0) -> dict:
+    """Fetch an order, wait for the warehouse, pack it, and charge the card with retries."""
+    order = wf.step("Fetch order", services.fetch_order, order_id)
+    # In a real shop this would be hours; the demo keeps it short.
+    wf.sleep("2s", name="Wait for the warehouse")
+    # A deadline makes each attempt durable: a worker that dies mid-step leaves a record
+    # saying so, and the next worker runs the step again.
+    parcel = wf.step("Pack parcel", services.pack_parcel, order, pack_seconds, timeout="30s")
+    receipt = wf.step(
+        "Charge card",
+        lambda: services.charge_card(order, attempt=wf.attempt, declines=declines),
+        retry=RetryPolicy(max_attempts=4, backoff="exponential", initial_delay="1s", jitter=False),
+    )
+    return {"order": order_id, "parcel": parcel, "receipt": receipt}
+
+
+def next_run(now: datetime, at: time) -> datetime:
+    """The next moment the clock shows `at`, after `now`."""
+    candidate = datetime.combine(now.date(), at, tzinfo=now.tzinfo)
+    return candidate if candidate > now else candidate + timedelta(days=1)
+
+
+@workflow("shop.nightly_report")
+def nightly_report(wf, day: str) -> dict:
+    """Collect the day's orders now, and send the report at 02:00, when nobody is shopping."""
+    totals = wf.step("Collect orders", services.collect_orders, day)
+    wf.sleep_until(next_run(wf.now(), time(2, 0)), name="Wait for 02:00")
+    report = wf.step("Build report", services.build_report, totals)
+    wf.step("E-mail report", services.email_report, report)
+    return report
