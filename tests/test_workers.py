@@ -51,3 +51,140 @@ def test_fifty_workflows_with_a_sleep_complete_with_each_step_run_once(workers):
     resumed = Event.objects.filter(instance_id__in=ids, kind="workflow.resumed")
     assert resumed.count() == 50
     assert all(client.get(pk).result() == "rested" for pk in ids[:5])
+
+
+CRASH_ENV = {
+    "DW_LEASE_SECONDS": 3, "DW_HEARTBEAT_SECONDS": 1, "DW_REDISPATCH_AFTER_SECONDS": 5,
+    "DW_Q_TIMEOUT": 8, "DW_Q_RETRY": 10,
+}
+
+
+def test_sigkill_while_steps_run_then_restart_completes_every_instance(workers):
+    cluster = workers.clusters.start("a", **CRASH_ENV)
+    ids = [client.start("workers.steps", 3, 0.3, instance_id=f"crash-{n}").instance_id
+           for n in range(30)]
+
+    def steps_in_flight() -> bool:
+        executions = workers.executions()
+        fresh = [e for e in executions if e.end is None and time.time() - e.start < 0.15]
+        return len(executions) >= 12 and bool(fresh)
+
+    wait_until(steps_in_flight, timeout=60, message="a dozen steps, one of them just started")
+    cluster.kill(signal.SIGKILL)
+    killed_at = time.time()
+
+    # What survived the crash is what the database holds now.
+    finished = set(
+        StepRecord.objects.filter(instance_id__in=ids, state="completed")
+        .values_list("instance_id", "name")
+    )
+    cut_short = [e for e in workers.executions() if e.end is None]
+    assert cut_short, "the kill should have caught a step in flight"
+    assert WorkflowInstance.objects.filter(pk__in=ids, state="running").exists()
+
+    cluster.start().wait_ready()
+    _wait_all_completed(ids, workers)
+
+    executions = workers.executions()
+    counts = steplog.starts(executions)
+    for key in finished:
+        assert counts[key] == 1, f"{key} had finished before the crash, yet ran again"
+    for pk in ids:
+        again = [step for (instance, step), n in counts.items() if instance == pk and n > 1]
+        assert len(again) <= 1, f"{pk}: more than the step in flight ran again: {again}"
+        assert not again or (pk, again[0]) not in finished
+        for n in range(3):
+            assert any(e.instance == pk and e.step == f"step-{n}" and e.end for e in executions)
+    assert steplog.overlaps(executions, killed_at) == []
+    assert client.get(ids[0]).result() == 3
+
+
+def test_sigterm_to_a_worker_mid_step_hands_its_run_over_at_once(workers):
+    # A lease far longer than the deadline below: only a released lease lets the run
+    # finish in time.
+    workers.clusters.start("a", DW_LEASE_SECONDS=300, DW_HEARTBEAT_SECONDS=5)
+    handle = client.start("workers.steps", 2, 2.0, instance_id="term-1")
+    first = wait_until(
+        lambda: [e for e in workers.executions() if e.step == "step-1"], timeout=60,
+        message="the second step to start",
+    )[0]
+    os.kill(first.pid, signal.SIGTERM)
+    wait_until(lambda: not _pid_alive(first.pid), timeout=30, message="the worker to exit")
+
+    wait_until(lambda: handle.refresh().state == "completed", timeout=60,
+               message="the run to be recovered before its lease would have expired")
+    counts = steplog.starts(workers.executions())
+    assert counts[("term-1", "step-0")] == 1
+    assert counts[("term-1", "step-1")] == 2
+    assert Event.objects.filter(instance_id="term-1", kind="workflow.recovered").count() == 1
+    assert handle.instance.last_mode == "recover"
+
+
+def test_sigterm_to_the_cluster_lets_runs_finish_and_leaves_nothing_running(workers):
+    cluster = workers.clusters.start("a")
+    ids = [client.start("workers.steps", 3, 0.3, instance_id=f"stop-{n}").instance_id
+           for n in range(8)]
+    wait_until(lambda: len(workers.executions()) >= 2, timeout=60, message="steps to start")
+    assert cluster.terminate(timeout=120) == 0
+
+    assert not WorkflowInstance.objects.filter(pk__in=ids, state="running").exists()
+    assert all(e.end is not None for e in workers.executions()), "a step was cut short"
+    cluster.start().wait_ready()
+    _wait_all_completed(ids, workers)
+    assert set(steplog.starts(workers.executions()).values()) == {1}
+
+
+def test_two_clusters_share_the_work_and_never_run_an_instance_twice_at_once(workers):
+    env = {"DW_LEASE_SECONDS": 2, "DW_HEARTBEAT_SECONDS": 0.5}
+    a = workers.clusters.start("a", **env)
+    b = workers.clusters.start("b", **env)
+    naps = [client.start("workers.nap", 1.0, 0.02, instance_id=f"pair-{n}").instance_id
+            for n in range(95)]
+    # Steps longer than the lease: only the heartbeat keeps another worker from taking over.
+    long = [client.start("workers.steps", 1, 3.0, instance_id=f"long-{n}").instance_id
+            for n in range(5)]
+    ids = naps + long
+    _wait_all_completed(ids, workers)
+
+    executions = workers.executions()
+    assert steplog.overlaps(executions) == []
+    assert set(steplog.starts(executions).values()) == {1}
+    pids = {e.pid for e in executions}
+    assert pids & set(a.worker_pids()) and pids & set(b.worker_pids()), "one cluster did all the work"
+    resumed = Event.objects.filter(instance_id__in=naps, kind="workflow.resumed")
+    assert resumed.count() == len(naps)
+    assert sorted(resumed.values_list("instance_id", flat=True)) == sorted(naps)
+    assert not Event.objects.filter(instance_id__in=ids, kind="workflow.recovered").exists()
+
+
+@pytest.mark.requires_postgres
+def test_no_transaction_stays_open_while_a_step_runs(workers):
+    from django.db import connection
+
+    workers.clusters.start("a")
+    handle = client.start("workers.steps", 1, 3.0, instance_id="open-txn")
+    wait_until(lambda: workers.executions(), timeout=60, message="the step to start")
+    held = []
+    while not [e for e in workers.executions() if e.end is not None]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid, state, query FROM pg_stat_activity WHERE datname = current_database()"
+                " AND xact_start < now() - interval '500 milliseconds' AND pid <> pg_backend_pid()"
+            )
+            held.extend(cursor.fetchall())
+        time.sleep(0.1)
+    assert held == []
+    wait_until(lambda: handle.refresh().state == "completed", timeout=30, message="completion")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by its parent) counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
