@@ -70,14 +70,14 @@ def log_in(driver, base_url: str, username: str, password: str) -> None:
     driver.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
 
 
-def screenshot(driver, tmp_path: Path, name: str, full_height: bool = False) -> Path:
+def screenshot(driver, tmp_path: Path, name: str, full_height: bool = False, docs: bool = False) -> Path:
     if full_height:
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1360, min(max(height + 60, 900), 2400))
     path = tmp_path / name
     assert driver.save_screenshot(str(path)), f"no screenshot written to {path}"
     assert path.stat().st_size > 10_000
-    if os.environ.get("DW_UPDATE_SCREENSHOTS") == "1":
+    if docs and os.environ.get("DW_UPDATE_SCREENSHOTS") == "1":
         DOCS.mkdir(exist_ok=True)
         shutil.copyfile(path, DOCS / name)
     if full_height:
@@ -95,11 +95,11 @@ def staff(django_user_model):
 
 
 def test_staff_lists_opens_and_cancels_a_paused_instance(browser, live_server, staff, tmp_path):
-    start("tests.greet", "Ada", instance_id="greeting-ada")
-    start("admin.charge", "A-0999", instance_id="order-A-0999")
-    for number in ("1001", "1002", "1003"):
+    start("orders.fulfil", "A-0997", "54.00", wait_seconds=0, instance_id="order-A-0997")
+    start("orders.fulfil", "A-0998", "12.50", wait_seconds=0, card_ok=False, instance_id="order-A-0998")
+    for number in ("0999", "1000", "1001"):
         start("orders.fulfil", f"A-{number}", instance_id=f"order-A-{number}")
-    start("tests.nap", "1h", instance_id="nap-to-cancel")
+    start("orders.fulfil", "A-1002", instance_id="order-A-1002")
 
     log_in(browser, live_server.url, "operator", "op-secret")
     wait_for(browser, "#user-tools")
@@ -111,9 +111,9 @@ def test_staff_lists_opens_and_cancels_a_paused_instance(browser, live_server, s
     assert badges.count("Paused") == 4 and "Completed" in badges and "Failed" in badges
     counts = browser.find_element(By.CSS_SELECTOR, ".dw-counts").text
     assert "Paused 4" in counts and "Failed 1" in counts
-    screenshot(browser, tmp_path, "admin-list.png")
+    screenshot(browser, tmp_path, "admin-list.png", docs=True)
 
-    browser.find_element(By.LINK_TEXT, "order-A-1002").click()
+    browser.find_element(By.LINK_TEXT, "order-A-1000").click()
     wait_for(browser, "#dw-steps")
     page = browser.find_element(By.ID, "content").text
     assert "resumes in 3 h 12 min" in page
@@ -121,24 +121,24 @@ def test_staff_lists_opens_and_cancels_a_paused_instance(browser, live_server, s
     assert [row.find_elements(By.TAG_NAME, "td")[1].text for row in steps] == [
         "Fetch order", "Reserve stock", "Wait for the warehouse",
     ]
-    screenshot(browser, tmp_path, "admin-instance.png", full_height=True)
+    screenshot(browser, tmp_path, "admin-instance.png", full_height=True, docs=True)
 
     browser.get(f"{live_server.url}/admin/durable_workflows/workflowinstance/")
     wait_for(browser, "#result_list")
-    row = browser.find_element(By.XPATH, "//tr[.//a[text()='nap-to-cancel']]")
+    row = browser.find_element(By.XPATH, "//tr[.//a[text()='order-A-1002']]")
     row.find_element(By.CSS_SELECTOR, "input.action-select").click()
     Select(browser.find_element(By.NAME, "action")).select_by_value("cancel_selected")
     browser.find_element(By.CSS_SELECTOR, "button[name=index]").click()
     message = wait_for(browser, "ul.messagelist li.success")
-    assert "Cancelled nap-to-cancel." in message.text
-    row = browser.find_element(By.XPATH, "//tr[.//a[text()='nap-to-cancel']]")
+    assert "Cancelled order-A-1002." in message.text
+    row = browser.find_element(By.XPATH, "//tr[.//a[text()='order-A-1002']]")
     assert row.find_element(By.CSS_SELECTOR, ".dw-badge").text == "Cancelled"
-    browser.find_element(By.LINK_TEXT, "nap-to-cancel").click()
+    browser.find_element(By.LINK_TEXT, "order-A-1002").click()
     wait_for(browser, "#dw-steps")
     assert browser.find_element(By.CSS_SELECTOR, ".field-state_badge .dw-badge").text == "Cancelled"
     assert not browser.find_elements(By.ID, "dw-cancel")
     screenshot(browser, tmp_path, "admin-cancelled.png")
-    assert WorkflowInstance.objects.get(pk="nap-to-cancel").state == "cancelled"
+    assert WorkflowInstance.objects.get(pk="order-A-1002").state == "cancelled"
 
 
 def test_a_non_staff_user_is_refused(browser, live_server, django_user_model, tmp_path):

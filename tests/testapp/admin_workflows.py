@@ -54,15 +54,18 @@ def reserve_stock(order: dict) -> dict:
     return {"reserved": order["lines"], "warehouse": "Lyon"}
 
 
-def charge_card(order: dict) -> str:
+def charge_card(order: dict, card_ok: bool) -> str:
+    if not card_ok:
+        raise ValueError(f"card declined for order {order['id']}")
     return f"ch_{order['id'].lower()}"
 
 
 @workflow("orders.fulfil")
-def fulfil(wf, order_id: str, amount: str = "19.90") -> dict:
-    """An order as the admin screenshots show it: two steps done, then a long wait."""
+def fulfil(wf, order_id: str, amount: str = "19.90", wait_seconds: float = 11550,
+           card_ok: bool = True) -> dict:
+    """An order as the admin screenshots show it: two steps, a long wait, a charge."""
     order = wf.step("Fetch order", fetch_order, order_id, amount)
     wf.step("Reserve stock", reserve_stock, order)
-    wf.sleep(timedelta(hours=3, minutes=12, seconds=30), name="Wait for the warehouse")
-    receipt = wf.step("Charge card", charge_card, order, retry=RetryPolicy(max_attempts=5))
+    wf.sleep(timedelta(seconds=wait_seconds), name="Wait for the warehouse")
+    receipt = wf.step("Charge card", charge_card, order, card_ok, retry=RetryPolicy(max_attempts=1))
     return {"order": order_id, "receipt": receipt}
