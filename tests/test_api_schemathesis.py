@@ -9,6 +9,7 @@ run takes seconds and fails the same way every time.
 from __future__ import annotations
 
 import base64
+from urllib.parse import quote
 
 import pytest
 import schemathesis
@@ -110,7 +111,7 @@ def fuzz(operation, mode, auth, seeded_ids, statuses):
     def exercise(case, data):
         # Half the time, aim at a real instance instead of a generated (unknown) id.
         if "instance_id" in (case.path_parameters or {}) and data.draw(st.booleans()):
-            case.path_parameters["instance_id"] = data.draw(st.sampled_from(seeded_ids))
+            case.path_parameters["instance_id"] = path_segment(data.draw(st.sampled_from(seeded_ids)))
         # Generated start bodies name no registered workflow; half of them start a real one,
         # with generated text as its argument and, sometimes, as the instance id.
         started = None
@@ -125,3 +126,11 @@ def fuzz(operation, mode, auth, seeded_ids, statuses):
             seeded_ids.append(started)
 
     exercise()
+
+
+def path_segment(instance_id: str) -> str:
+    """An id as it must appear in a URL: percent-encoded, and never "." or ".." (which a
+    client would resolve as a relative path)."""
+    if instance_id in (".", ".."):
+        return instance_id.replace(".", "%2E")
+    return quote(instance_id, safe="")
