@@ -61,6 +61,15 @@ def test_start_with_positional_arguments_and_an_id():
     assert client.get("count-5").result() == 8
 
 
+def test_options_can_be_given_as_keyword_arguments_to_call_command():
+    out = io.StringIO()
+    call_command("durable_workflows", "start", "tests.greet", input='{"name": "Ada"}', id="kw", wait=True, stdout=out)
+    assert 'Completed: "Hello, Ada!"' in out.getvalue()
+    age("kw", days=40)
+    call_command("durable_workflows", "purge", older_than="30d", state="completed", stdout=out)
+    assert not WorkflowInstance.objects.filter(pk="kw").exists()
+
+
 def test_start_again_with_the_same_id_runs_nothing():
     run("start", "tests.greet", "--input", '["Ada"]', "--id", "once")
     output = run("start", "tests.greet", "--input", '["Ada"]', "--id", "once")

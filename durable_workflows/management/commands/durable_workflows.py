@@ -46,7 +46,7 @@ class Command(BaseCommand):
             "--input", default=None, metavar="JSON",
             help="A JSON object (keyword arguments) or array (positional arguments).",
         )
-        start.add_argument("--id", dest="instance_id", default=None, metavar="ID",
+        start.add_argument("--id", default=None, metavar="ID",
                            help="Instance id; starting the same id again does nothing.")
         start.add_argument("--wait", action="store_true", help="Wait for it to finish and print its result.")
         start.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
@@ -89,7 +89,7 @@ class Command(BaseCommand):
 
     def do_start(self, options: dict[str, Any]) -> None:
         args, kwargs = parse_input(options["input"])
-        instance_id = options["instance_id"]
+        instance_id = options["id"]
         existed = instance_id is not None and WorkflowInstance.objects.filter(pk=instance_id).exists()
         try:
             handle = client.start(options["workflow"], *args, instance_id=instance_id, **kwargs)
