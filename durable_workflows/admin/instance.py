@@ -108,7 +108,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         counts = dict(
-            WorkflowInstance.objects.order_by().values_list("state").annotate(n=Count("pk"))
+            WorkflowInstance.objects.order_by().values_list("state").annotate(n=Count("*"))
         )
         extra_context = {
             **(extra_context or {}),
