@@ -231,7 +231,9 @@ def run_orders_and_report(feed: Feed, worker: Worker, tag: str) -> list[str]:
 
 def crash_and_recover(feed: Feed, worker: Worker, tag: str) -> str:
     heading("3. Crash test: kill the worker in the middle of a step")
-    instance_id = client.start("shop.order", "1003", pack_seconds=3, instance_id=f"order-1003-{tag}").instance_id
+    instance_id = client.start(
+        "shop.order", "1003", pack_seconds=4, instance_id=f"order-1003-{tag}"
+    ).instance_id
     feed.follow(instance_id, "order 1003")
     packing = StepRecord.objects.filter(instance_id=instance_id, name="Pack parcel", state="running")
     wait("order 1003 to start packing its parcel", packing.exists, feed, worker)
@@ -291,7 +293,8 @@ def summary(instance_ids: list[str]) -> None:
 
 def main() -> int:
     started = time.monotonic()
-    log_path = Path(tempfile.gettempdir()) / f"durable-workflows-demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = Path(tempfile.gettempdir()) / f"durable-workflows-demo-{stamp}-{os.getpid()}.log"
     migrate()
     # Each run starts its own instances, so the demo can be run again on the same database.
     tag = f"run{WorkflowInstance.objects.filter(pk__startswith='report-run').count() + 1}"
@@ -307,7 +310,9 @@ def main() -> int:
         return 1
     finally:
         worker.stop()
-    python = os.path.relpath(sys.executable) if not os.path.relpath(sys.executable).startswith("..") else sys.executable
+    python = os.path.relpath(sys.executable)
+    if python.startswith(".."):
+        python = sys.executable
     heading(f"5. Done in {time.monotonic() - started:.0f} s. See it all in the admin:")
     say(f"   {python} example_project/manage.py runserver")
     say(f"   then open http://127.0.0.1:8000/admin/ and log in as {DEMO_USER} / {DEMO_PASSWORD}.")
