@@ -120,6 +120,20 @@ def test_sigterm_to_a_worker_mid_step_hands_its_run_over_at_once(workers):
     assert handle.instance.last_mode == "recover"
 
 
+def test_a_run_stopped_by_the_django_q_timeout_is_recovered_at_once(workers):
+    # django-q2 stops a task at its timeout (2 s here); the lease (300 s) would keep the run
+    # stuck far past the deadline below unless the worker gives it back as it stops.
+    workers.clusters.start("a", DW_Q_TIMEOUT=2, DW_Q_RETRY=5, DW_LEASE_SECONDS=300,
+                           DW_HEARTBEAT_SECONDS=5)
+    handle = client.start("workers.slow_once", 30.0, instance_id="timeout-1")
+    wait_until(lambda: handle.refresh().state == "completed", timeout=60,
+               message="the timed-out run to be recovered and finish")
+    counts = steplog.starts(workers.executions())
+    assert counts[("timeout-1", "first")] == 1
+    assert counts[("timeout-1", "slow-once")] == 2
+    assert handle.instance.last_mode == "recover"
+
+
 def test_sigterm_to_the_cluster_lets_runs_finish_and_leaves_nothing_running(workers):
     cluster = workers.clusters.start("a")
     ids = [client.start("workers.steps", 3, 0.3, instance_id=f"stop-{n}").instance_id

@@ -63,3 +63,18 @@ def noop_steps(wf, count: int = 3) -> int:
 
 def _identity(value: int) -> int:
     return value
+
+
+def slow_the_first_time(instance_id: str, epoch: int, seconds: float) -> str:
+    """Slow on its first execution only (a marker file next to the step log remembers it)."""
+    marker = f"{os.environ['DW_STEP_LOG']}.{instance_id}.slow"
+    first = not os.path.exists(marker)
+    if first:
+        open(marker, "w").close()
+    return logged(instance_id, epoch, "slow-once", seconds if first else 0.0)
+
+
+@workflow("workers.slow_once")
+def slow_once(wf, seconds: float) -> str:
+    wf.step("first", logged, wf.instance_id, _epoch(wf), "first")
+    return wf.step("slow-once", slow_the_first_time, wf.instance_id, _epoch(wf), seconds)

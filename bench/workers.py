@@ -1,0 +1,368 @@
+"""Workers benchmark: real 2-worker `qcluster` processes on PostgreSQL + Redis and on
+SQLite + the ORM broker. Prints a table; asserts nothing.
+
+    python bench/workers.py                      # both set-ups
+    python bench/workers.py --setup sqlite-orm   # one of them
+
+Measured per set-up, in one run:
+- alarm latency: how long after its `fire_at` a sleeping instance is Running again
+  (p50/p99/max over many sleeps whose ends are spread over a few seconds);
+- recovery: time from SIGKILL to the instance Running again, for a killed worker (its
+  cluster lives on) and for a killed cluster restarted at once; LEASE_SECONDS is 5;
+- throughput: three-step workflows per second, against bare django-q2 no-op tasks on the
+  same broker, database and settings, enqueued and drained the same way.
+
+PostgreSQL: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/dw_bench, created
+if missing). Redis: BENCH_REDIS_URL (default redis://127.0.0.1:6379/0). Sizes: BENCH_N (three-
+step workflows and no-op tasks, default 1000), BENCH_ALARMS (default 200).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+if __name__ == "__main__":
+    # Run under the module's real name, so that the workflows below register once, as they
+    # do in the workers (bench.workers_settings imports bench.workers when apps are ready).
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.workers_settings")
+    import django
+
+    django.setup()
+    from bench.workers import main
+
+    sys.exit(main(sys.argv[1:]))
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from datetime import datetime, timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+
+from durable_workflows import workflow  # noqa: E402
+
+SETUPS = {
+    "postgres-redis": {"label": "PostgreSQL + Redis", "database": "postgres", "broker": "redis"},
+    "postgres-orm": {"label": "PostgreSQL + ORM broker", "database": "postgres", "broker": "orm"},
+    "sqlite-orm": {"label": "SQLite + ORM broker", "database": "sqlite", "broker": "orm"},
+}
+POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/dw_bench")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+N = int(os.environ.get("BENCH_N", "1000"))
+ALARMS = int(os.environ.get("BENCH_ALARMS", "200"))
+KILLS = int(os.environ.get("BENCH_KILLS", "3"))
+LEASE_SECONDS = 5.0
+
+
+# -- what the workers run ---------------------------------------------------------------------
+def identity(value: Any) -> Any:
+    return value
+
+
+def noop() -> None:
+    return None
+
+
+def mark_done(path: str) -> None:
+    """Drops a file once every task enqueued before it has been taken by a worker."""
+    Path(path).touch()
+
+
+@workflow("bench.three_steps")
+def three_steps(wf, n: int) -> int:
+    a = wf.step("one", identity, n)
+    b = wf.step("two", identity, a + 1)
+    return wf.step("three", identity, b + 1)
+
+
+@workflow("bench.sleeper")
+def sleeper(wf, wake_at: str) -> str:
+    wf.sleep_until(datetime.fromisoformat(wake_at))
+    return wf.step("after", identity, "awake")
+
+
+@workflow("bench.long_step")
+def long_step(wf, seconds: float) -> None:
+    wf.step("long", time.sleep, seconds)
+
+
+# -- the driver -------------------------------------------------------------------------------
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setup", choices=sorted(SETUPS), action="append")
+    parser.add_argument("--json", action="store_true", help="measure in this process, print JSON")
+    args = parser.parse_args(argv)
+    if args.json:
+        print(json.dumps(measure()))
+        return 0
+    results = {}
+    for key in args.setup or list(SETUPS):
+        print(f"running {SETUPS[key]['label']} ...", file=sys.stderr, flush=True)
+        results[key] = _run_setup(key)
+    print(_table(results))
+    return 0
+
+
+def _run_setup(key: str) -> dict[str, Any]:
+    setup = SETUPS[key]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.workers_settings",
+           "BENCH_BROKER": setup["broker"], "BENCH_CLUSTER": f"bench{uuid.uuid4().hex[:8]}",
+           "BENCH_LEASE_SECONDS": str(LEASE_SECONDS), "PYTHONUNBUFFERED": "1"}
+    if setup["database"] == "postgres":
+        _create_postgres_database(POSTGRES_URL)
+        env["DATABASE_URL"] = POSTGRES_URL
+    else:
+        env.pop("DATABASE_URL", None)
+        env["BENCH_SQLITE"] = os.path.join(tempfile.mkdtemp(prefix="dw-bench-"), "bench.sqlite3")
+    done = subprocess.run([sys.executable, __file__, "--json"], env=env, cwd=ROOT,
+                          stdout=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{setup['label']}: the measuring process failed ({done.returncode})")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _create_postgres_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def measure() -> dict[str, Any]:
+    """Runs in a process whose settings point at one database and one broker."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    from durable_workflows.models import WorkflowInstance
+    from tests.workers.cluster import QCluster
+
+    call_command("migrate", verbosity=0)
+    WorkflowInstance.objects.all().delete()
+    log_dir = Path(tempfile.mkdtemp(prefix="dw-bench-logs-"))
+    cluster = QCluster("bench", dict(os.environ), log_dir / "cluster.log", workers=2,
+                       settings="bench.workers_settings")
+    results: dict[str, Any] = {"database": connection.vendor}
+    try:
+        cluster.start().wait_ready()
+        results["bare"] = _bare_throughput(N, log_dir)
+        results["ours"] = _workflow_throughput(N, log_dir)
+        results["alarms"] = _alarm_latency(ALARMS)
+        results["kill_worker"] = [_kill_worker(cluster) for _ in range(KILLS)]
+        results["kill_cluster"] = [_kill_cluster(cluster) for _ in range(KILLS)]
+        # The same throughput runs with django-q2's default save_limit (250): the monitor
+        # then stores every successful task and prunes the table, for both kinds of task.
+        cluster.close()
+        cluster = QCluster("bench-save", {**os.environ, "BENCH_SAVE_LIMIT": "250"},
+                           log_dir / "cluster-save.log", workers=2, settings="bench.workers_settings")
+        cluster.start().wait_ready()
+        results["bare_saved"] = _bare_throughput(N, log_dir)
+        results["ours_saved"] = _workflow_throughput(N, log_dir)
+    except BaseException:
+        print(cluster.log()[-5000:], file=sys.stderr)
+        raise
+    finally:
+        cluster.close()
+    return results
+
+
+def _wait(condition, timeout: float, what: str, interval: float = 0.02) -> float:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(interval)
+    return time.monotonic()
+
+
+def gate(entered: str, release: str, limit: float = 300.0) -> None:
+    """Holds a worker until `release` exists, so that the queue fills up behind it."""
+    Path(entered).touch()
+    deadline = time.monotonic() + limit
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+class _Gates:
+    """Occupies every worker with a gate task; the work enqueued meanwhile waits in the
+    broker, and the drain is timed from the moment the gates open."""
+
+    def __init__(self, log_dir: Path) -> None:
+        from django_q.conf import Conf
+
+        self.workers = int(Conf.WORKERS)
+        self.dir = log_dir / f"gates-{uuid.uuid4().hex}"
+        self.dir.mkdir()
+        self.release = self.dir / "release"
+
+    def close(self) -> None:
+        from django_q.tasks import async_task
+
+        entered = [self.dir / f"entered-{i}" for i in range(self.workers)]
+        for marker in entered:
+            async_task("bench.workers.gate", str(marker), str(self.release))
+        _wait(lambda: all(m.exists() for m in entered), 60, "every worker to hold a gate")
+
+    def open(self) -> float:
+        self.release.touch()
+        return time.monotonic()
+
+
+def _bare_throughput(n: int, log_dir: Path) -> dict[str, float]:
+    """n no-op tasks, then one marker task per worker: when every marker has run, every
+    task before them has been taken, and all but the last few finished."""
+    from django_q.tasks import async_task
+
+    gates = _Gates(log_dir)
+    gates.close()
+    markers = [gates.dir / f"done-{i}" for i in range(gates.workers)]
+    began = time.monotonic()
+    for _ in range(n):
+        async_task("bench.workers.noop")
+    enqueued = time.monotonic()
+    for marker in markers:
+        async_task("bench.workers.mark_done", str(marker))
+    opened = gates.open()
+    finished = _wait(lambda: all(m.exists() for m in markers), 600, "the no-op tasks")
+    return {"n": n, "seconds": finished - opened, "per_second": n / (finished - opened),
+            "enqueue_per_second": n / (enqueued - began)}
+
+
+def _workflow_throughput(n: int, log_dir: Path) -> dict[str, float]:
+    from durable_workflows import client
+    from durable_workflows.models import WorkflowInstance
+
+    WorkflowInstance.objects.filter(workflow="bench.three_steps").delete()
+    gates = _Gates(log_dir)
+    gates.close()
+    began = time.monotonic()
+    for i in range(n):
+        client.start("bench.three_steps", i)
+    enqueued = time.monotonic()
+    opened = gates.open()
+    done = WorkflowInstance.objects.filter(workflow="bench.three_steps", state="completed")
+    finished = _wait(lambda: done.count() >= n, 600, "the workflows", interval=0.05)
+    return {"n": n, "seconds": finished - opened, "per_second": n / (finished - opened),
+            "enqueue_per_second": n / (enqueued - began)}
+
+
+def _alarm_latency(count: int) -> dict[str, float]:
+    """Sleeps ending at a steady rate (25 a second), all of them asleep before the first
+    ends, so that the delay measured is the dispatch's, not a backlog's."""
+    from django.utils import timezone
+
+    from durable_workflows import client
+    from durable_workflows.models import Event, StepRecord, WorkflowInstance
+
+    first = timezone.now() + timedelta(seconds=3 + 0.03 * count)
+    ids = [
+        client.start("bench.sleeper", (first + timedelta(seconds=i / 25)).isoformat()).instance_id
+        for i in range(count)
+    ]
+    done = WorkflowInstance.objects.filter(pk__in=ids, state="completed")
+    _wait(lambda: done.count() == count, 120 + count / 25, "the sleepers", interval=0.1)
+    wake_at = dict(
+        StepRecord.objects.filter(instance_id__in=ids, kind="sleep").values_list("instance_id", "wake_at")
+    )
+    resumed = dict(
+        Event.objects.filter(instance_id__in=ids, kind="workflow.resumed")
+        .values_list("instance_id", "created_at")
+    )
+    # An instance whose first run came after its wake time never slept: it has no delay.
+    delays = sorted((resumed[pk] - wake_at[pk]).total_seconds() for pk in ids if pk in resumed)
+    return {
+        "n": len(delays),
+        "p50": statistics.median(delays),
+        "p99": delays[min(len(delays) - 1, int(round(0.99 * len(delays))) - 1)],
+        "max": delays[-1],
+    }
+
+
+def _start_long_step():
+    from durable_workflows import client
+    from durable_workflows.models import WorkflowInstance
+
+    handle = client.start("bench.long_step", 3600.0)
+    row = WorkflowInstance.objects.filter(pk=handle.instance_id)
+    _wait(lambda: row.filter(state="running").exists(), 60, "the long step to start")
+    # The claim commits just before the step starts; give it a moment to be inside it.
+    time.sleep(0.2)
+    return handle, row
+
+
+def _running_again(row, epoch: int, since: float) -> float:
+    _wait(lambda: row.filter(state="running", epoch__gt=epoch).exists(), 120,
+          "the instance to run again", interval=0.01)
+    return time.monotonic() - since
+
+
+def _kill_worker(cluster) -> float:
+    handle, row = _start_long_step()
+    owner, epoch = row.values_list("lease_owner", "epoch").get()
+    pid = int(owner.split(":")[1])
+    killed = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    seconds = _running_again(row, epoch, killed)
+    handle.cancel("benchmark over")
+    return seconds
+
+
+def _kill_cluster(cluster) -> float:
+    handle, row = _start_long_step()
+    epoch = row.values_list("epoch", flat=True).get()
+    killed = time.monotonic()
+    cluster.kill(signal.SIGKILL)
+    cluster.start()
+    seconds = _running_again(row, epoch, killed)
+    cluster.wait_ready()
+    handle.cancel("benchmark over")
+    return seconds
+
+
+def _table(results: dict[str, dict[str, Any]]) -> str:
+    rows = [
+        ("alarm latency p50 / p99 / max past fire_at",
+         lambda r: f"{r['alarms']['p50']:.2f} / {r['alarms']['p99']:.2f} / {r['alarms']['max']:.2f} s "
+         f"(n={r['alarms']['n']})"),
+        (f"SIGKILL worker -> Running again (lease {LEASE_SECONDS:g} s)",
+         lambda r: _spread(r["kill_worker"])),
+        (f"SIGKILL cluster + restart -> Running again (lease {LEASE_SECONDS:g} s)",
+         lambda r: _spread(r["kill_cluster"])),
+        ("three-step workflows / s",
+         lambda r: f"{r['ours']['per_second']:.0f} (n={r['ours']['n']})"),
+        ("bare django-q2 no-op tasks / s",
+         lambda r: f"{r['bare']['per_second']:.0f} (n={r['bare']['n']})"),
+        ("workflows / no-op tasks",
+         lambda r: f"{r['ours']['per_second'] / r['bare']['per_second']:.2f}x"),
+        ("same, django-q2 default save_limit=250: workflows / s",
+         lambda r: f"{r['ours_saved']['per_second']:.0f}"),
+        ("same, django-q2 default save_limit=250: no-op tasks / s",
+         lambda r: f"{r['bare_saved']['per_second']:.0f}"),
+        ("same, django-q2 default save_limit=250: workflows / no-op tasks",
+         lambda r: f"{r['ours_saved']['per_second'] / r['bare_saved']['per_second']:.2f}x"),
+        ("start() / async_task() calls per s (one thread)",
+         lambda r: f"{r['ours']['enqueue_per_second']:.0f} / {r['bare']['enqueue_per_second']:.0f}"),
+    ]
+    keys = list(results)
+    header = ["measure (2 workers)", *[SETUPS[k]["label"] for k in keys]]
+    body = [[name, *[fmt(results[k]) for k in keys]] for name, fmt in rows]
+    widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header))]
+    line = "| " + " | ".join("{:<%d}" % w for w in widths) + " |"
+    out = [line.format(*header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line.format(*row) for row in body]
+    return "\n".join(out)
+
+
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f} s (n={len(values)})"

@@ -1,0 +1,74 @@
+"""Settings for bench/workers.py and the `qcluster` processes it starts.
+
+DATABASE_URL picks PostgreSQL, otherwise a SQLite file; BENCH_BROKER picks "redis" or "orm".
+Q_CLUSTER and DATABASES here are the ones the README recommends for workers.
+"""
+
+import os
+import tempfile
+
+import dj_database_url
+from django.apps import AppConfig
+
+SECRET_KEY = "bench-only"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+
+class BenchWorkersConfig(AppConfig):
+    """Registers the benchmark's workflows in every process, the workers included."""
+
+    name = "bench"
+    label = "bench_workers"
+
+    def ready(self) -> None:
+        import bench.workers  # noqa: F401
+
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django_q",
+    "durable_workflows",
+    "bench.workers_settings.BenchWorkersConfig",
+]
+
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=600)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("BENCH_SQLITE")
+            or os.path.join(tempfile.gettempdir(), "dw_bench_workers.sqlite3"),
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+            "CONN_MAX_AGE": 600,
+        }
+    }
+
+Q_CLUSTER = {
+    "name": os.environ.get("BENCH_CLUSTER", "bench"),
+    "workers": int(os.environ.get("BENCH_WORKERS", "2")),
+    "timeout": 300,
+    "retry": 360,
+    "poll": 0.1,
+    "save_limit": int(os.environ.get("BENCH_SAVE_LIMIT", "-1")),
+    "catch_up": False,
+    "log_level": "WARNING",
+}
+if os.environ.get("BENCH_BROKER", "orm") == "redis":
+    Q_CLUSTER["redis"] = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+else:
+    Q_CLUSTER["orm"] = "default"
+
+DURABLE_WORKFLOWS = {
+    "LEASE_SECONDS": float(os.environ.get("BENCH_LEASE_SECONDS", "5")),
+    "HEARTBEAT_SECONDS": float(os.environ.get("BENCH_HEARTBEAT_SECONDS", "1")),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"durable_workflows": {"handlers": ["stderr"], "level": "INFO"}},
+}
