@@ -14,7 +14,8 @@ Measured per set-up, in one run:
 
 PostgreSQL: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/dw_bench, created
 if missing). Redis: BENCH_REDIS_URL (default redis://127.0.0.1:6379/0). Sizes: BENCH_N (three-
-step workflows and no-op tasks, default 1000), BENCH_ALARMS (default 200).
+step workflows and no-op tasks, default 1000), BENCH_ALARMS (default 200), BENCH_KILLS (default 3);
+BENCH_PARTS picks what to run (default "throughput,alarms,kills,saved").
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 N = int(os.environ.get("BENCH_N", "1000"))
 ALARMS = int(os.environ.get("BENCH_ALARMS", "200"))
 KILLS = int(os.environ.get("BENCH_KILLS", "3"))
+PARTS = set(os.environ.get("BENCH_PARTS", "throughput,alarms,kills,saved").split(","))
 LEASE_SECONDS = 5.0
 
 
@@ -156,14 +158,19 @@ def measure() -> dict[str, Any]:
     results: dict[str, Any] = {"database": connection.vendor}
     try:
         cluster.start().wait_ready()
-        results["bare"] = _bare_throughput(N, log_dir)
-        results["ours"] = _workflow_throughput(N, log_dir)
-        results["alarms"] = _alarm_latency(ALARMS)
-        results["kill_worker"] = [_kill_worker(cluster) for _ in range(KILLS)]
-        results["kill_cluster"] = [_kill_cluster(cluster) for _ in range(KILLS)]
+        if "throughput" in PARTS:
+            results["bare"] = _bare_throughput(N, log_dir)
+            results["ours"] = _workflow_throughput(N, log_dir)
+        if "alarms" in PARTS:
+            results["alarms"] = _alarm_latency(ALARMS)
+        if "kills" in PARTS:
+            results["kill_worker"] = [_kill_worker(cluster) for _ in range(KILLS)]
+            results["kill_cluster"] = [_kill_cluster(cluster) for _ in range(KILLS)]
+        cluster.close()
+        if "saved" not in PARTS:
+            return results
         # The same throughput runs with django-q2's default save_limit (250): the monitor
         # then stores every successful task and prunes the table, for both kinds of task.
-        cluster.close()
         cluster = QCluster("bench-save", {**os.environ, "BENCH_SAVE_LIMIT": "250"},
                            log_dir / "cluster-save.log", workers=2, settings="bench.workers_settings")
         cluster.start().wait_ready()
@@ -307,14 +314,25 @@ def _running_again(row, epoch: int, since: float) -> float:
     return time.monotonic() - since
 
 
+def _owner_pid(row) -> int:
+    return int(row.values_list("lease_owner", flat=True).get().split(":")[1])
+
+
+def _end_long_step(handle, row) -> None:
+    """Cancel the instance and kill the worker still sleeping in its step, so that the
+    next trial finds both workers free (the cluster replaces the worker)."""
+    handle.cancel("benchmark over")
+    os.kill(_owner_pid(row), signal.SIGKILL)
+
+
 def _kill_worker(cluster) -> float:
     handle, row = _start_long_step()
-    owner, epoch = row.values_list("lease_owner", "epoch").get()
-    pid = int(owner.split(":")[1])
+    epoch = row.values_list("epoch", flat=True).get()
+    pid = _owner_pid(row)
     killed = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     seconds = _running_again(row, epoch, killed)
-    handle.cancel("benchmark over")
+    _end_long_step(handle, row)
     return seconds
 
 
@@ -326,7 +344,7 @@ def _kill_cluster(cluster) -> float:
     cluster.start()
     seconds = _running_again(row, epoch, killed)
     cluster.wait_ready()
-    handle.cancel("benchmark over")
+    _end_long_step(handle, row)
     return seconds
 
 
@@ -356,12 +374,19 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
     ]
     keys = list(results)
     header = ["measure (2 workers)", *[SETUPS[k]["label"] for k in keys]]
-    body = [[name, *[fmt(results[k]) for k in keys]] for name, fmt in rows]
+    body = [[name, *[_cell(fmt, results[k]) for k in keys]] for name, fmt in rows]
     widths = [max(len(str(row[i])) for row in [header, *body]) for i in range(len(header))]
-    line = "| " + " | ".join("{:<%d}" % w for w in widths) + " |"
+    line = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
     out = [line.format(*header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line.format(*row) for row in body]
     return "\n".join(out)
+
+
+def _cell(fmt, result: dict[str, Any]) -> str:
+    try:
+        return fmt(result)
+    except KeyError:
+        return "-"  # a part left out with BENCH_PARTS
 
 
 def _spread(values: list[float]) -> str:

@@ -64,6 +64,8 @@ else:
 DURABLE_WORKFLOWS = {
     "LEASE_SECONDS": float(os.environ.get("BENCH_LEASE_SECONDS", "5")),
     "HEARTBEAT_SECONDS": float(os.environ.get("BENCH_HEARTBEAT_SECONDS", "1")),
+    "ALARM_POLL_SECONDS": float(os.environ.get("BENCH_ALARM_POLL_SECONDS", "0.2")),
+    "RECOVERY_POLL_SECONDS": float(os.environ.get("BENCH_RECOVERY_POLL_SECONDS", "1")),
 }
 
 LOGGING = {

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.util
 import os
 import random
 import signal
@@ -35,9 +36,13 @@ from .conf import settings
 
 logger = logging.getLogger("durable_workflows.ticker")
 
+# How long an exiting worker waits for its ticker to finish the tick in progress.
+EXIT_WAIT_SECONDS = 5.0
+
 _lock = threading.Lock()
 _ticker: Ticker | None = None
 _in_worker = False
+_exit_hook_installed = False
 
 
 class Ticker(threading.Thread):
@@ -84,6 +89,7 @@ class Ticker(threading.Thread):
                 self._stopping.wait(max(0.0, min(due for _, _, due in jobs) - time.monotonic()))
         finally:
             connections.close_all()
+            logger.info("durable_workflows ticker stopped in pid %s", os.getpid())
 
     def _call(self, job: Callable[[], Any]) -> bool:
         """Run one scan; on error log it, drop the connection and report failure (back off)."""
@@ -150,12 +156,17 @@ def on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> N
     django-q2 also sends `post_spawn` when it runs a task in the caller's own process (the
     `sync` option), so only a child process of a cluster with `sync` off counts as a worker.
     """
-    global _in_worker
+    global _in_worker, _exit_hook_installed
     if Conf.SYNC or multiprocessing.parent_process() is None:
         return
     _in_worker = True
     _install_sigterm()
-    start()
+    if start() is not None and not _exit_hook_installed:
+        _exit_hook_installed = True
+        # When the worker exits (recycled, stopped, or told to by SIGTERM), let a tick in
+        # progress finish: a claimed alarm whose resume was not yet enqueued would otherwise
+        # wait REDISPATCH_AFTER_SECONDS for the lost-alarm scan.
+        multiprocessing.util.Finalize(None, stop, args=(EXIT_WAIT_SECONDS,), exitpriority=10)
     if current() is not None:
         logger.info("durable_workflows ticker running in %s (pid %s)", proc_name, os.getpid())
 

@@ -17,7 +17,7 @@ from durable_workflows import client
 from durable_workflows.models import Event, StepRecord, WorkflowInstance
 from tests.helpers import wait_until
 from tests.workers import steplog
-from tests.workers.fixtures import workers  # noqa: F401  (fixture)
+from tests.workers.fixtures import workers_fixture  # noqa: F401  (the `workers` fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -140,6 +140,8 @@ def test_sigterm_to_the_cluster_lets_runs_finish_and_leaves_nothing_running(work
            for n in range(8)]
     wait_until(lambda: len(workers.executions()) >= 2, timeout=60, message="steps to start")
     assert cluster.terminate(timeout=120) == 0
+    # Each worker let its ticker finish before exiting.
+    assert cluster.log().count("durable_workflows ticker stopped") == len(cluster.worker_pids())
 
     assert not WorkflowInstance.objects.filter(pk__in=ids, state="running").exists()
     assert all(e.end is not None for e in workers.executions()), "a step was cut short"

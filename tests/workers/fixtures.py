@@ -38,8 +38,8 @@ def broker_for_database() -> str:
     return "orm" if connection.vendor == "sqlite" else "redis"
 
 
-@pytest.fixture
-def workers(transactional_db, monkeypatch, tmp_path) -> Iterator[WorkerSetup]:
+@pytest.fixture(name="workers")
+def workers_fixture(transactional_db, monkeypatch, tmp_path) -> Iterator[WorkerSetup]:
     from django_q.conf import Conf
 
     name = f"dwt{uuid.uuid4().hex[:10]}"
