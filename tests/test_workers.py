@@ -11,6 +11,7 @@ import signal
 import time
 
 import pytest
+from django_q.brokers import get_broker
 
 import tests.workers.workflows  # noqa: F401  (registers the workflows the clusters run)
 from durable_workflows import client
@@ -191,6 +192,33 @@ def test_no_transaction_stays_open_while_a_step_runs(workers):
         time.sleep(0.1)
     assert held == []
     wait_until(lambda: handle.refresh().state == "completed", timeout=30, message="completion")
+
+
+def test_tasks_the_broker_lost_are_sent_again(workers):
+    # Started while no cluster runs, then the queue is emptied: every task is lost.
+    ids = [client.start("workers.steps", 1, instance_id=f"lost-{n}").instance_id for n in range(10)]
+    assert WorkflowInstance.objects.filter(pk__in=ids, state="queued").count() == 10
+    broker = get_broker()
+    broker.purge_queue()
+    assert broker.queue_size() == 0
+
+    workers.clusters.start("a", DW_REDISPATCH_AFTER_SECONDS=2)
+    _wait_all_completed(ids, workers)
+    assert set(steplog.starts(workers.executions()).values()) == {1}
+
+
+@pytest.mark.requires_postgres
+def test_workers_keep_their_database_connection_across_tasks(workers):
+    # With the recommended CONN_MAX_AGE, django-q2's close_old_connections() before each
+    # task keeps the connection: each worker process uses one for all its runs.
+    workers.clusters.start("a")
+    ids = [client.start("workers.connection", instance_id=f"conn-{n}").instance_id for n in range(40)]
+    _wait_all_completed(ids, workers)
+    seen: dict[int, set[str]] = {}
+    for pk in ids:
+        pid, opened = client.get(pk).result()
+        seen.setdefault(pid, set()).add(opened)
+    assert seen and all(len(opened) == 1 for opened in seen.values()), seen
 
 
 def _pid_alive(pid: int) -> bool:

@@ -36,7 +36,7 @@ DURABLE_WORKFLOWS = {
 }
 
 # Persistent connections, as the README recommends for workers.
-DATABASES["default"].setdefault("CONN_MAX_AGE", 600)
+DATABASES["default"]["CONN_MAX_AGE"] = int(_env("DW_CONN_MAX_AGE", "600"))
 
 LOGGING = {
     "version": 1,

@@ -78,3 +78,16 @@ def slow_the_first_time(instance_id: str, epoch: int, seconds: float) -> str:
 def slow_once(wf, seconds: float) -> str:
     wf.step("first", logged, wf.instance_id, _epoch(wf), "first")
     return wf.step("slow-once", slow_the_first_time, wf.instance_id, _epoch(wf), seconds)
+
+
+def _connection_identity() -> list:
+    """This worker's pid and when its database connection was opened (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        (started,) = cursor.fetchone()
+    return [os.getpid(), started.isoformat()]
+
+
+@workflow("workers.connection")
+def connection_probe(wf) -> list:
+    return wf.step("probe", _connection_identity)
