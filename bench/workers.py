@@ -40,6 +40,7 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import shutil  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -125,8 +126,12 @@ def _run_setup(key: str) -> dict[str, Any]:
     else:
         env.pop("DATABASE_URL", None)
         env["BENCH_SQLITE"] = os.path.join(tempfile.mkdtemp(prefix="dw-bench-"), "bench.sqlite3")
-    done = subprocess.run([sys.executable, __file__, "--json"], env=env, cwd=ROOT,
-                          stdout=subprocess.PIPE, text=True)
+    try:
+        done = subprocess.run([sys.executable, __file__, "--json"], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    finally:
+        if "BENCH_SQLITE" in env:
+            shutil.rmtree(os.path.dirname(env["BENCH_SQLITE"]), ignore_errors=True)
     if done.returncode != 0:
         raise SystemExit(f"{setup['label']}: the measuring process failed ({done.returncode})")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -181,7 +186,16 @@ def measure() -> dict[str, Any]:
         raise
     finally:
         cluster.close()
+        _empty_queue()
+        shutil.rmtree(log_dir, ignore_errors=True)
     return results
+
+
+def _empty_queue() -> None:
+    """Drop what the kills left in the broker (tasks of instances that no longer matter)."""
+    from django_q.brokers import get_broker
+
+    get_broker().delete_queue()
 
 
 def _wait(condition, timeout: float, what: str, interval: float = 0.02) -> float:

@@ -152,13 +152,13 @@ def test_sigterm_to_the_cluster_lets_runs_finish_and_leaves_nothing_running(work
 
 
 def test_two_clusters_share_the_work_and_never_run_an_instance_twice_at_once(workers):
-    env = {"DW_LEASE_SECONDS": 2, "DW_HEARTBEAT_SECONDS": 0.5}
+    env = {"DW_LEASE_SECONDS": 3, "DW_HEARTBEAT_SECONDS": 0.5}
     a = workers.clusters.start("a", **env)
     b = workers.clusters.start("b", **env)
     naps = [client.start("workers.nap", 1.0, 0.02, instance_id=f"pair-{n}").instance_id
             for n in range(95)]
     # Steps longer than the lease: only the heartbeat keeps another worker from taking over.
-    long = [client.start("workers.steps", 1, 3.0, instance_id=f"long-{n}").instance_id
+    long = [client.start("workers.steps", 1, 4.0, instance_id=f"long-{n}").instance_id
             for n in range(5)]
     ids = naps + long
     _wait_all_completed(ids, workers)
