@@ -121,6 +121,29 @@ def test_sigterm_to_a_worker_mid_step_hands_its_run_over_at_once(workers):
     assert handle.instance.last_mode == "recover"
 
 
+def test_sigterm_to_every_process_of_a_cluster_hands_its_runs_to_another(workers):
+    # systemd's default KillMode sends SIGTERM to the main process, the sentinel and every
+    # worker at once. The workers give their runs back as they exit; the other cluster
+    # recovers them long before the lease (300 s) would have run out.
+    env = {"DW_LEASE_SECONDS": 300, "DW_HEARTBEAT_SECONDS": 5}
+    first = workers.clusters.start("a", **env)
+    ids = [client.start("workers.steps", 2, 2.0, instance_id=f"group-{n}").instance_id
+           for n in range(2)]
+    wait_until(lambda: {e.instance for e in workers.executions()} == set(ids), timeout=60,
+               message="both runs to start a step")
+    first.kill(signal.SIGTERM)
+    wait_until(lambda: not any(_pid_alive(pid) for pid in first.worker_pids()), timeout=60,
+               message="the workers to exit")
+    # django-q2's main process can hang after this (its sentinel died while it waited on a
+    # shared condition); the service manager then kills it, as we do here.
+    first.kill(signal.SIGKILL)
+    workers.clusters.start("b", **env)
+    _wait_all_completed(ids, workers, timeout=60)
+    assert Event.objects.filter(instance_id__in=ids, kind="workflow.recovered").count() == 2
+    counts = steplog.starts(workers.executions())
+    assert all(counts[(pk, "step-1")] == 1 for pk in ids)
+
+
 def test_a_run_stopped_by_the_django_q_timeout_is_recovered_at_once(workers):
     # django-q2 stops a task at its timeout (2 s here); the lease (300 s) would keep the run
     # stuck far past the deadline below unless the worker gives it back as it stops.
