@@ -21,6 +21,8 @@ _sqlite_dir = os.environ.get("DW_TEST_DIR") or tempfile.gettempdir()
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=600)}
+    # One test database per pytest process, so that two runs on one server never share it.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_dw_{os.getpid()}"}
 else:
     DATABASES = {
         "default": {
