@@ -106,8 +106,9 @@ class Ticker(threading.Thread):
 
 
 def _retire_old_connections() -> None:
-    """Close connections past a positive CONN_MAX_AGE; with 0, keep them (errors close
-    them in `_call`), since "one query per connection" would mean reconnecting every tick."""
+    """Close connections older than a positive CONN_MAX_AGE. With 0 ("close after each
+    request", which never comes in this thread) keep them: reconnecting on every tick would
+    cost more than the tick. A failed tick closes them in `_call`."""
     for connection in connections.all(initialized_only=True):
         if connection.settings_dict.get("CONN_MAX_AGE") != 0:
             connection.close_if_unusable_or_obsolete()
