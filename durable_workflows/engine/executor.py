@@ -48,7 +48,9 @@ def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None) -> 
 
 
 def _run(run: Run, definition: WorkflowDefinition) -> str | None:
-    records = load_records(run.instance_id)
+    # An instance's first run has no records yet: skip the query.
+    first_run = run.mode == "fresh" and run.instance.run_count == 1
+    records = {} if first_run else load_records(run.instance_id)
     context_class = AsyncWorkflowContext if definition.is_async else WorkflowContext
     wf = context_class(run, records, definition.name)
     try:
