@@ -397,6 +397,7 @@ class StepCall:
         run.step_finished = True
         run.save(record)
         self.wf._clock = now
+        # Hand back the stored form, so the first run sees exactly what every replay will.
         return serialization.loads(stored)
 
     def failed(self, error: BaseException) -> Any:

@@ -49,24 +49,25 @@ def _statement(n_records: int, n_events: int, renew: bool, reset_recoveries: boo
         # UPDATE, but it adds no row version: a long run does not bloat the instance row.
         parts = [f"WITH fence AS (SELECT id FROM {instance_table} {where} FOR SHARE)"]
     if n_records:
-        row = "(" + ", ".join(f"%s::{kind}" for _, kind in STEP_COLUMNS) + ")"
-        names = ", ".join(name for name, _ in STEP_COLUMNS)
-        parts.append(
-            f"steps AS (INSERT INTO {StepRecord._meta.db_table} (instance_id, {names}) "
-            f"SELECT fence.id, v.* FROM fence, (VALUES {', '.join([row] * n_records)}) "
-            f"AS v({names}) RETURNING position, id)"
-        )
+        parts.append(_insert_cte("steps", StepRecord, STEP_COLUMNS, n_records, "RETURNING position, id"))
     if n_events:
-        row = "(" + ", ".join(f"%s::{kind}" for _, kind in EVENT_COLUMNS) + ")"
-        names = ", ".join(name for name, _ in EVENT_COLUMNS)
-        parts.append(
-            f"events AS (INSERT INTO {Event._meta.db_table} (instance_id, {names}) "
-            f"SELECT fence.id, v.* FROM fence, (VALUES {', '.join([row] * n_events)}) AS v({names}))"
-        )
+        parts.append(_insert_cte("events", Event, EVENT_COLUMNS, n_events, ""))
     select = "SELECT -1, count(*) FROM fence"
     if n_records:
         select += " UNION ALL SELECT position, id FROM steps"
     return ",\n".join(parts) + "\n" + select
+
+
+def _insert_cte(name: str, model: Any, columns: tuple[tuple[str, str], ...], rows: int,
+                returning: str) -> str:
+    """An INSERT of `rows` rows that writes only if the fence CTE found the instance."""
+    row = "(" + ", ".join(f"%s::{kind}" for _, kind in columns) + ")"
+    names = ", ".join(column for column, _ in columns)
+    return (
+        f"{name} AS (INSERT INTO {model._meta.db_table} (instance_id, {names}) "
+        f"SELECT fence.id, v.* FROM fence, (VALUES {', '.join([row] * rows)}) AS v({names}) "
+        f"{returning})"
+    )
 
 
 def save_fenced(run: Run, records: list[StepRecord], fields: dict[str, Any]) -> None:
