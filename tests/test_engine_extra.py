@@ -43,3 +43,11 @@ def test_start_inside_a_test_case_transaction_runs_as_if_committed():
     handle = start("tests.three_steps", 2)
     assert handle.state == "completed"
     assert handle.result() == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_meta_that_is_not_plain_json_fails_the_instance_naming_the_key():
+    handle = start("engine.bad_meta")
+    assert handle.state == "failed"
+    assert handle.error["type"] == "SerializationError" and "'when'" in handle.error["message"]
+    assert handle.meta == {}

@@ -8,6 +8,7 @@ records it. `Suspend` unwinds the function at a durable wait.
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,9 +104,9 @@ class WorkflowContext:
         if not isinstance(key, str) or not key:
             raise ValueError(f"meta keys must be non-empty text, got {key!r}")
         try:
-            serialization.dumps(value, f"meta value {key!r}")
-        except SerializationError:
-            raise
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise SerializationError(f"meta value {key!r} must be plain JSON: {exc}") from None
         meta = dict(self._run.instance.meta or {})
         if key in meta and meta[key] == value:
             return None

@@ -234,3 +234,8 @@ def until(wf, when):
 @workflow("engine.meta_in_step")
 def meta_in_step(wf):
     return wf.step("Publish", wf.set_meta, "k", 1)
+
+
+@workflow("engine.bad_meta")
+def bad_meta(wf):
+    wf.set_meta("when", object())
