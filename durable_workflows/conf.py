@@ -71,9 +71,13 @@ class Settings:
         if name in IMPORT_STRINGS and isinstance(value, str):
             value = import_string(value)
         self._cache[name] = value
+        # Later reads find the attribute directly, without __getattr__ (hot on replay).
+        self.__dict__[name] = value
         return value
 
     def reload(self) -> None:
+        for name in self._cache:
+            self.__dict__.pop(name, None)
         self._cache.clear()
 
 

@@ -98,8 +98,10 @@ class JSONSerializer:
     def dumps(self, value: Any) -> str:
         return json.dumps(_encode(value), separators=(",", ":"), allow_nan=False)
 
+    _decoder = json.JSONDecoder(object_hook=_hook)
+
     def loads(self, text: str) -> Any:
-        return json.loads(text, object_hook=_hook)
+        return self._decoder.decode(text)
 
 
 _instances: dict[type, Serializer] = {}
