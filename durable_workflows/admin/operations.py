@@ -14,7 +14,7 @@ from django.utils import timezone
 from .. import client
 from ..dispatch import get_dispatcher, on_commit
 from ..engine import fire_alarm_now
-from ..engine.scans import RECOVERY_OWNER
+from ..engine.store import is_stale
 from ..exceptions import DurableWorkflowError
 from ..models import WorkflowInstance
 from ..states import TERMINAL, State, as_state
@@ -51,9 +51,8 @@ def recover(instance_id: str) -> str:
     if state != State.RUNNING:
         raise Refused(f"instance {instance_id} is {state.label}: only a Running instance can be recovered.")
     now = timezone.now()
-    reserved = instance.lease_owner.startswith(RECOVERY_OWNER)
     expires = instance.lease_expires_at
-    if not reserved and expires is not None and expires > now:
+    if not is_stale(instance, now):
         raise Refused(
             f"instance {instance_id} is not stale: {instance.lease_owner or 'its worker'} holds its lease, "
             f"which expires {relative(expires, now)}."
@@ -70,14 +69,6 @@ def can_cancel(instance: WorkflowInstance) -> bool:
 
 def can_resume(instance: WorkflowInstance) -> bool:
     return as_state(instance.state) == State.PAUSED
-
-
-def is_stale(instance: WorkflowInstance) -> bool:
-    if as_state(instance.state) != State.RUNNING:
-        return False
-    if instance.lease_owner.startswith(RECOVERY_OWNER):
-        return True
-    return instance.lease_expires_at is None or instance.lease_expires_at <= timezone.now()
 
 
 def _load(instance_id: str) -> WorkflowInstance:

@@ -11,8 +11,7 @@ from ..conf import settings
 from ..dispatch import get_dispatcher, on_commit
 from ..models import Alarm, WorkflowInstance
 from ..states import State
-
-RECOVERY_OWNER = "recovery:"
+from .store import RECOVERY_OWNER
 
 
 def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:

@@ -232,13 +232,24 @@ def claim(instance_id: str, mode: str, epoch: int | None = None) -> Run | None:
                woken_position=woken)
 
 
+RECOVERY_OWNER = "recovery:"
+
+
+def is_stale(instance: WorkflowInstance, now: datetime | None = None) -> bool:
+    """Whether a recovery may take the instance over: it is Running and its lease lapsed, or
+    a recovery scan has reserved it (lease owner "recovery:...")."""
+    if instance.state != State.RUNNING:
+        return False
+    if instance.lease_owner.startswith(RECOVERY_OWNER):
+        return True
+    expires = instance.lease_expires_at
+    return expires is None or expires <= (now or timezone.now())
+
+
 def _take_over_txn(instance: WorkflowInstance, now: datetime, fields: dict[str, Any]) -> bool:
     """Claim a Running instance whose lease expired. Its state does not change, so this is
     a lease takeover, not a transition: the compare-and-set is on the old epoch."""
-    if instance.state != State.RUNNING:
-        return False
-    reserved = instance.lease_owner.startswith("recovery:")
-    if not reserved and instance.lease_expires_at is not None and instance.lease_expires_at > now:
+    if not is_stale(instance, now):
         return False
     fields = {**fields, "recovery_count": instance.recovery_count + 1, "updated_at": now}
     updated = WorkflowInstance.objects.filter(
