@@ -35,12 +35,13 @@ _EXPORTS = {
     "NonRetryableError": "exceptions",
     "WorkflowCancelled": "exceptions",
     "WorkflowFailed": "exceptions",
+    "WorkflowNotFinished": "exceptions",
 }
 
 __all__ = [
     "DurableWorkflowError", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
     "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
-    "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle",
+    "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowNotFinished",
     "WorkflowNotFound", "cancel", "client", "fire_alarms", "get", "list", "meta", "recover",
     "run_inline", "start", "workflow",
 ]
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
         UnknownWorkflow,
         WorkflowCancelled,
         WorkflowFailed,
+        WorkflowNotFinished,
         WorkflowNotFound,
     )
     from .registry import workflow

@@ -22,6 +22,7 @@ from .exceptions import (
     InvalidTransition,
     WorkflowCancelled,
     WorkflowFailed,
+    WorkflowNotFinished,
     WorkflowNotFound,
 )
 from .models import Alarm, StepRecord, WorkflowInstance
@@ -121,7 +122,8 @@ class WorkflowHandle:
 
     def result(self, timeout: float | None = None) -> Any:
         """The return value. Raises `WorkflowFailed` or `WorkflowCancelled` for an instance that
-        ended otherwise; with `timeout`, first waits that long for it to finish."""
+        ended otherwise, and `WorkflowNotFinished` for one still under way; with `timeout`,
+        first waits that long for it to finish."""
         if timeout is not None:
             self.wait(timeout)
         state = self.state
@@ -139,7 +141,7 @@ class WorkflowHandle:
                 f"workflow instance {self.instance_id!r} was cancelled"
                 + (f": {reason}" if reason else "")
             )
-        raise WorkflowFailed(
+        raise WorkflowNotFinished(
             f"workflow instance {self.instance_id!r} has not finished (it is {state.label}); "
             f"call wait() or result(timeout=...)"
         )

@@ -55,6 +55,10 @@ class WorkflowFailed(DurableWorkflowError):
     """The workflow instance failed."""
 
 
+class WorkflowNotFinished(DurableWorkflowError):
+    """The workflow instance has not finished yet."""
+
+
 class Suspend(BaseException):
     """Unwinds a workflow function at a durable wait (sleep, retry delay).
 

@@ -203,3 +203,11 @@ class NoDispatch:
 
     def dispatch(self, instance_id, mode, epoch):
         return None
+
+
+def test_result_of_an_unfinished_instance_says_so():
+    from durable_workflows import WorkflowNotFinished
+
+    handle = start("engine.between", "1h")
+    with pytest.raises(WorkflowNotFinished, match="Paused"):
+        handle.result()
