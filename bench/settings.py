@@ -14,15 +14,20 @@ INSTALLED_APPS = [
     "django_q",
     "durable_workflows",
 ]
-if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=600)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.path.join(tempfile.gettempdir(), "dw_bench.sqlite3"),
-            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
-        }
+
+
+def database(sqlite_name: str) -> dict:
+    """DATABASE_URL if set, otherwise a SQLite file in the temp dir; persistent connections."""
+    if os.environ.get("DATABASE_URL"):
+        return dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=600)
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.path.join(tempfile.gettempdir(), sqlite_name),
+        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        "CONN_MAX_AGE": 600,
     }
+
+
+DATABASES = {"default": database("dw_bench.sqlite3")}
 Q_CLUSTER = {"name": "bench", "orm": "default", "sync": True}
 DURABLE_WORKFLOWS = {"DISPATCHER": "durable_workflows.dispatch.InlineDispatcher"}

@@ -5,10 +5,10 @@ Q_CLUSTER and DATABASES here are the ones the README recommends for workers.
 """
 
 import os
-import tempfile
 
-import dj_database_url
 from django.apps import AppConfig
+
+from bench.settings import database
 
 SECRET_KEY = "bench-only"
 USE_TZ = True
@@ -33,18 +33,9 @@ INSTALLED_APPS = [
     "bench.workers_settings.BenchWorkersConfig",
 ]
 
-if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=600)}
-else:
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ.get("BENCH_SQLITE")
-            or os.path.join(tempfile.gettempdir(), "dw_bench_workers.sqlite3"),
-            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
-            "CONN_MAX_AGE": 600,
-        }
-    }
+DATABASES = {"default": database("dw_bench_workers.sqlite3")}
+if os.environ.get("BENCH_SQLITE") and not os.environ.get("DATABASE_URL"):
+    DATABASES["default"]["NAME"] = os.environ["BENCH_SQLITE"]
 
 Q_CLUSTER = {
     "name": os.environ.get("BENCH_CLUSTER", "bench"),
