@@ -97,6 +97,9 @@ class DjangoQDispatcher:
     def dispatch(self, instance_id: str, mode: str, epoch: int) -> None:
         options: dict[str, Any] = dict(settings.Q_OPTIONS or {})
         options.setdefault("task_name", f"dw:{mode}:{epoch}:{instance_id}"[:TASK_NAME_LENGTH])
+        # The instance row records how the run went; a django-q2 success row per run would
+        # only cost the monitor writes and a prune. Failures are stored whatever this says.
+        options.setdefault("save", False)
         if "broker" not in options and not options.get("sync", Conf.SYNC):
             options["broker"] = _broker(options.get("cluster"))
         async_task(RUN_INSTANCE, instance_id, mode, epoch, q_options=options)

@@ -1,19 +1,23 @@
-"""PostgreSQL fast path: a step's checkpoint as one statement, so one round trip and one commit.
+"""PostgreSQL fast path: a step's checkpoint as one prepared statement, one round trip, one commit.
 
-Data-modifying CTEs let the fence (the UPDATE of the instance row on its epoch), the step
-records and the events go out together: when the fence matches no row, the INSERTs select from
-an empty set and write nothing, so the statement is all-or-nothing like the ORM transaction it
-replaces. Used for the common checkpoint (new records only); everything else takes the ORM path.
+Data-modifying CTEs let the fence, the step records and the events go out together: when the
+fence matches no row, the INSERTs select from an empty set and write nothing, so the statement
+is all-or-nothing like the ORM transaction it replaces. Used for the common checkpoint (new
+records only); everything else takes the ORM path.
+
+Parsing and planning that statement costs more than executing it, so it is a prepared
+statement: planned once per connection, then only bound and executed. A pooler that cannot
+keep prepared statements (PgBouncer in transaction mode before 1.21) needs
+`PREPARED_STATEMENTS: False`.
 """
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from ..conf import settings
 from ..exceptions import LeaseLost
@@ -31,6 +35,7 @@ STEP_COLUMNS = (
     ("deadline_at", "timestamptz"), ("wake_at", "timestamptz"),
 )
 EVENT_COLUMNS = (("kind", "text"), ("position", "int"), ("data", "jsonb"), ("created_at", "timestamptz"))
+_encode = DjangoJSONEncoder().encode
 
 
 def usable() -> bool:
@@ -40,9 +45,12 @@ def usable() -> bool:
 @lru_cache(maxsize=64)
 def _statement(n_records: int, n_events: int, renew: bool, reset_recoveries: bool) -> str:
     instance_table = WorkflowInstance._meta.db_table
-    where = "WHERE id = %s AND epoch = %s AND state = %s AND NOT cancel_requested"
+    where = ("WHERE id = %s::text AND epoch = %s::bigint AND state = %s::text "
+             "AND NOT cancel_requested")
     if renew:
-        sets = "lease_expires_at = %s, updated_at = %s" + (", recovery_count = 0" if reset_recoveries else "")
+        sets = "lease_expires_at = %s::timestamptz, updated_at = %s::timestamptz"
+        if reset_recoveries:
+            sets += ", recovery_count = 0"
         parts = [f"WITH fence AS (UPDATE {instance_table} SET {sets} {where} RETURNING id)"]
     else:
         # FOR SHARE conflicts with the claim's UPDATE, so the two are ordered as with an
@@ -70,6 +78,29 @@ def _insert_cte(name: str, model: Any, columns: tuple[tuple[str, str], ...], row
     )
 
 
+def _run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    db = connections[DEFAULT_DB_ALIAS]
+    if not settings.PREPARED_STATEMENTS:
+        with db.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    import psycopg
+
+    db.ensure_connection()
+    raw = db.connection
+    # Django keeps psycopg's automatic preparation off for the whole connection (poolers);
+    # it is turned on only for this statement, on a cursor that binds parameters on the
+    # server, so only our fixed statement text is ever prepared.
+    previous, raw.prepare_threshold = raw.prepare_threshold, 0
+    try:
+        cursor = psycopg.Cursor(raw)
+        with db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor) as wrapped:
+            wrapped.execute(sql, params)
+            return wrapped.fetchall()
+    finally:
+        raw.prepare_threshold = previous
+
+
 def save_fenced(run: Run, records: list[StepRecord], fields: dict[str, Any]) -> None:
     """Write `records` and the run's pending events if, and only if, the run still owns the
     instance; raise LeaseLost otherwise. `fields` (lease, recovery count) are written only
@@ -81,11 +112,8 @@ def save_fenced(run: Run, records: list[StepRecord], fields: dict[str, Any]) -> 
     for record in records:
         params.extend(getattr(record, name) for name, _ in STEP_COLUMNS)
     for event in events:
-        params.extend((event.kind, event.position, json.dumps(event.data, cls=DjangoJSONEncoder), event.at))
-    sql = _statement(len(records), len(events), renew, "recovery_count" in fields)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+        params.extend((event.kind, event.position, _encode(event.data), event.at))
+    rows = _run(_statement(len(records), len(events), renew, "recovery_count" in fields), params)
     if not rows or rows[0][0] != -1 or rows[0][1] != 1:
         raise LeaseLost()
     ids = {position: pk for position, pk in rows[1:]}

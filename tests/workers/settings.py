@@ -21,7 +21,6 @@ Q_CLUSTER = {
     "timeout": int(_env("DW_Q_TIMEOUT", "20")),
     "retry": int(_env("DW_Q_RETRY", "30")),
     "poll": 0.1,
-    "save_limit": -1,
     "catch_up": False,
 }
 if _env("DW_BROKER", "orm") == "redis":
