@@ -51,3 +51,18 @@ def test_meta_that_is_not_plain_json_fails_the_instance_naming_the_key():
     assert handle.state == "failed"
     assert handle.error["type"] == "SerializationError" and "'when'" in handle.error["message"]
     assert handle.meta == {}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepared", [True, False])
+def test_checkpoints_with_and_without_prepared_statements(prepared):
+    from django.db import connection
+    from django.test import override_settings
+
+    with override_settings(DURABLE_WORKFLOWS={"PREPARED_STATEMENTS": prepared}):
+        handle = start("engine.loop", 4)
+    assert handle.state == "completed"
+    assert [s.position for s in handle.steps] == [0, 1, 2, 3]
+    if connection.vendor == "postgresql":
+        # The checkpoint prepares its own statement only: Django's setting is left as it was.
+        assert connection.connection.prepare_threshold is None
