@@ -75,6 +75,23 @@ def check_transition(from_state: State | str, to_state: State | str) -> None:
         )
 
 
+def transition_values(source: State, target: State, fields: dict[str, Any]) -> dict[str, Any]:
+    """Check the move against the table and return the columns it writes.
+
+    `transition()` runs the compare-and-set through the ORM; the engine's PostgreSQL fast
+    path (engine/pg.py) sends the same values and the same conditions as one statement
+    together with the move's event rows. Both go through this check.
+    """
+    check_transition(source, target)
+    now = timezone.now()
+    values: dict[str, Any] = {"state": target, "updated_at": now, **fields}
+    if target in FINISHING:
+        values.setdefault("finished_at", now)
+        values.setdefault("lease_owner", "")
+        values.setdefault("lease_expires_at", None)
+    return values
+
+
 def transition(
     instance: WorkflowInstance,
     to: State | str,
@@ -93,13 +110,7 @@ def transition(
 
     target = as_state(to)
     source = as_state(instance.state)
-    check_transition(source, target)
-    now = timezone.now()
-    values: dict[str, Any] = {"state": target, "updated_at": now, **fields}
-    if target in FINISHING:
-        values.setdefault("finished_at", now)
-        values.setdefault("lease_owner", "")
-        values.setdefault("lease_expires_at", None)
+    values = transition_values(source, target, fields)
     conditions: dict[str, Any] = {"pk": instance.pk, "state": source}
     if expect_epoch is not None:
         conditions["epoch"] = expect_epoch

@@ -1,9 +1,11 @@
-"""PostgreSQL fast path: a step's checkpoint as one prepared statement, one round trip, one commit.
+"""PostgreSQL fast path: the hot writes of a run as one prepared statement each, so one round
+trip and one commit: a fresh claim, a step's checkpoint, and the final move to Completed or
+Failed.
 
-Data-modifying CTEs let the fence, the step records and the events go out together: when the
-fence matches no row, the INSERTs select from an empty set and write nothing, so the statement
-is all-or-nothing like the ORM transaction it replaces. Used for the common checkpoint (new
-records only); everything else takes the ORM path.
+Data-modifying CTEs let the fence (or the compare-and-set of a transition), the step records
+and the events go out together: when the fence matches no row, the INSERTs select from an
+empty set and write nothing, so the statement is all-or-nothing like the ORM transaction it
+replaces. Used for the common cases only; everything else takes the ORM path.
 
 Parsing and planning that statement costs more than executing it, so it is a prepared
 statement: planned once per connection, then only bound and executed. A pooler that cannot
@@ -13,6 +15,7 @@ keep prepared statements (PgBouncer in transaction mode before 1.21) needs
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +25,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from ..conf import settings
 from ..exceptions import LeaseLost
 from ..models import Event, StepRecord, WorkflowInstance
-from ..states import State
+from ..states import State, check_transition
 
 if TYPE_CHECKING:
     from .store import Run
@@ -59,11 +62,22 @@ def _statement(n_records: int, n_events: int, renew: bool, reset_recoveries: boo
     if n_records:
         parts.append(_insert_cte("steps", StepRecord, STEP_COLUMNS, n_records, "RETURNING position, id"))
     if n_events:
-        parts.append(_insert_cte("events", Event, EVENT_COLUMNS, n_events, ""))
+        parts.append(_events_cte(n_events))
     select = "SELECT -1, count(*) FROM fence"
     if n_records:
         select += " UNION ALL SELECT position, id FROM steps"
     return ",\n".join(parts) + "\n" + select
+
+
+def _events_cte(n_events: int) -> str:
+    return _insert_cte("events", Event, EVENT_COLUMNS, n_events, "") if n_events else ""
+
+
+def _event_params(events: list[Any]) -> list[Any]:
+    params: list[Any] = []
+    for event in events:
+        params.extend((event.kind, event.position, _encode(event.data), event.at))
+    return params
 
 
 def _insert_cte(name: str, model: Any, columns: tuple[tuple[str, str], ...], rows: int,
@@ -92,13 +106,17 @@ def _run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     # it is turned on only for this statement, on a cursor that binds parameters on the
     # server, so only our fixed statement text is ever prepared.
     previous, raw.prepare_threshold = raw.prepare_threshold, 0
+    started = time.monotonic()
     try:
-        cursor = psycopg.Cursor(raw)
-        with db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor) as wrapped:
-            wrapped.execute(sql, params)
-            return wrapped.fetchall()
+        with db.make_cursor(psycopg.Cursor(raw)) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
     finally:
         raw.prepare_threshold = previous
+        if db.queries_logged:
+            # Django's debug cursor cannot show a prepared statement's text; log it here.
+            text = psycopg.ClientCursor(raw).mogrify(sql, params)
+            db.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
 
 
 def save_fenced(run: Run, records: list[StepRecord], fields: dict[str, Any]) -> None:
@@ -111,8 +129,7 @@ def save_fenced(run: Run, records: list[StepRecord], fields: dict[str, Any]) -> 
     params += [run.instance_id, run.epoch, State.RUNNING.value]
     for record in records:
         params.extend(getattr(record, name) for name, _ in STEP_COLUMNS)
-    for event in events:
-        params.extend((event.kind, event.position, _encode(event.data), event.at))
+    params += _event_params(events)
     rows = _run(_statement(len(records), len(events), renew, "recovery_count" in fields), params)
     if not rows or rows[0][0] != -1 or rows[0][1] != 1:
         raise LeaseLost()
@@ -120,5 +137,80 @@ def save_fenced(run: Run, records: list[StepRecord], fields: dict[str, Any]) -> 
     for record in records:
         record.pk = ids[record.position]
         record._state.adding = False
+    run.events.committed.extend(run.events.pending)
+    run.events.pending = []
+
+
+# -- transitions -------------------------------------------------------------------------------
+_INSTANCE_FIELDS = tuple(WorkflowInstance._meta.concrete_fields)
+_CLAIM_SOURCES = (State.QUEUED, State.PENDING)
+
+
+@lru_cache(maxsize=8)
+def _claim_statement(n_events: int) -> str:
+    table = WorkflowInstance._meta.db_table
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in _INSTANCE_FIELDS)
+    parts = [
+        f"WITH fence AS (UPDATE {table} SET state = %s, updated_at = %s, epoch = epoch + 1, "
+        "lease_owner = %s, lease_expires_at = %s, run_count = run_count + 1, last_mode = %s, "
+        "started_at = COALESCE(started_at, %s) "
+        f"WHERE id = %s AND epoch = %s AND state IN (%s, %s) RETURNING {columns})"
+    ]
+    if n_events:
+        parts.append(_events_cte(n_events))
+    return ",\n".join(parts) + f"\nSELECT {columns} FROM fence"
+
+
+def claim_fresh(instance_id: str, epoch: int, owner: str, now: Any, lease_until: Any,
+                events: Any) -> WorkflowInstance | None:
+    """Queued (or Pending) -> Running for the task dispatched at `epoch`, with the claim's
+    events, in one statement. None when the row is not in that state at that epoch: the
+    caller then takes the general path, which reads the row and sorts out why."""
+    for source in _CLAIM_SOURCES:
+        check_transition(source, State.RUNNING)
+    pending = events.pending if settings.EVENT_LOG else []
+    params: list[Any] = [State.RUNNING.value, now, owner, lease_until, "fresh", now,
+                         instance_id, epoch, *(s.value for s in _CLAIM_SOURCES)]
+    params += _event_params(pending)
+    rows = _run(_claim_statement(len(pending)), params)
+    if not rows:
+        return None
+    db = connections[DEFAULT_DB_ALIAS]
+    values = [
+        f.from_db_value(value, None, db) if hasattr(f, "from_db_value") else value
+        for f, value in zip(_INSTANCE_FIELDS, rows[0])
+    ]
+    events.committed.extend(events.pending)
+    events.pending = []
+    return WorkflowInstance.from_db(db.alias, [f.attname for f in _INSTANCE_FIELDS], values)
+
+
+@lru_cache(maxsize=32)
+def _finish_statement(columns: tuple[str, ...], n_events: int) -> str:
+    table = WorkflowInstance._meta.db_table
+    sets = ", ".join(f"{connection.ops.quote_name(column)} = %s" for column in columns)
+    parts = [
+        f"WITH fence AS (UPDATE {table} SET {sets} WHERE id = %s AND state = %s AND epoch = %s "
+        "AND NOT cancel_requested RETURNING id)"
+    ]
+    if n_events:
+        parts.append(_events_cte(n_events))
+    return ",\n".join(parts) + "\nSELECT count(*) FROM fence"
+
+
+def finish(run: Run, values: dict[str, Any]) -> None:
+    """Write a checked transition of the running instance (`values` from
+    `states.transition_values`) and the run's pending events, fenced on the run's epoch;
+    raise LeaseLost when the run no longer owns the instance."""
+    db = connections[DEFAULT_DB_ALIAS]
+    meta = WorkflowInstance._meta
+    fields = [meta.get_field(name) for name in values]
+    params = [f.get_db_prep_save(values[f.name], db) for f in fields]
+    params += [run.instance_id, State.RUNNING.value, run.epoch]
+    pending = run.events.pending if settings.EVENT_LOG else []
+    params += _event_params(pending)
+    rows = _run(_finish_statement(tuple(f.column for f in fields), len(pending)), params)
+    if rows[0][0] != 1:
+        raise LeaseLost()
     run.events.committed.extend(run.events.pending)
     run.events.pending = []
