@@ -7,7 +7,7 @@ and the events go out together: when the fence matches no row, the INSERTs selec
 empty set and write nothing, so the statement is all-or-nothing like the ORM transaction it
 replaces. Used for the common cases only; everything else takes the ORM path.
 
-Parsing and planning that statement costs more than executing it, so it is a prepared
+Parsing and planning such a statement costs more than executing it, so each is a prepared
 statement: planned once per connection, then only bound and executed. A pooler that cannot
 keep prepared statements (PgBouncer in transaction mode before 1.21) needs
 `PREPARED_STATEMENTS: False`.
@@ -70,7 +70,7 @@ def _statement(n_records: int, n_events: int, renew: bool, reset_recoveries: boo
 
 
 def _events_cte(n_events: int) -> str:
-    return _insert_cte("events", Event, EVENT_COLUMNS, n_events, "") if n_events else ""
+    return _insert_cte("events", Event, EVENT_COLUMNS, n_events, "")
 
 
 def _event_params(events: list[Any]) -> list[Any]:
@@ -115,7 +115,10 @@ def _run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         raw.prepare_threshold = previous
         if db.queries_logged:
             # Django's debug cursor cannot show a prepared statement's text; log it here.
-            text = psycopg.ClientCursor(raw).mogrify(sql, params)
+            try:
+                text = psycopg.ClientCursor(raw).mogrify(sql, params)
+            except Exception:
+                text = sql
             db.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
 
 
@@ -143,36 +146,36 @@ def save_fenced(run: Run, records: list[StepRecord], fields: dict[str, Any]) -> 
 
 # -- transitions -------------------------------------------------------------------------------
 _INSTANCE_FIELDS = tuple(WorkflowInstance._meta.concrete_fields)
-_CLAIM_SOURCES = (State.QUEUED, State.PENDING)
 
 
 @lru_cache(maxsize=8)
-def _claim_statement(n_events: int) -> str:
+def _claim_statement(n_sources: int, n_events: int) -> str:
     table = WorkflowInstance._meta.db_table
     columns = ", ".join(connection.ops.quote_name(f.column) for f in _INSTANCE_FIELDS)
     parts = [
         f"WITH fence AS (UPDATE {table} SET state = %s, updated_at = %s, epoch = epoch + 1, "
         "lease_owner = %s, lease_expires_at = %s, run_count = run_count + 1, last_mode = %s, "
         "started_at = COALESCE(started_at, %s) "
-        f"WHERE id = %s AND epoch = %s AND state IN (%s, %s) RETURNING {columns})"
+        f"WHERE id = %s AND epoch = %s AND state IN ({', '.join(['%s'] * n_sources)}) "
+        f"RETURNING {columns})"
     ]
     if n_events:
         parts.append(_events_cte(n_events))
     return ",\n".join(parts) + f"\nSELECT {columns} FROM fence"
 
 
-def claim_fresh(instance_id: str, epoch: int, owner: str, now: Any, lease_until: Any,
-                events: Any) -> WorkflowInstance | None:
-    """Queued (or Pending) -> Running for the task dispatched at `epoch`, with the claim's
-    events, in one statement. None when the row is not in that state at that epoch: the
-    caller then takes the general path, which reads the row and sorts out why."""
-    for source in _CLAIM_SOURCES:
+def claim_fresh(instance_id: str, epoch: int, sources: tuple[State, ...], owner: str, now: Any,
+                lease_until: Any, events: Any) -> WorkflowInstance | None:
+    """`sources` -> Running for the task dispatched at `epoch`, with the claim's events, in
+    one statement. None when the row is not in such a state at that epoch: the caller then
+    takes the general path, which reads the row and sorts out why."""
+    for source in sources:
         check_transition(source, State.RUNNING)
     pending = events.pending if settings.EVENT_LOG else []
     params: list[Any] = [State.RUNNING.value, now, owner, lease_until, "fresh", now,
-                         instance_id, epoch, *(s.value for s in _CLAIM_SOURCES)]
+                         instance_id, epoch, *(s.value for s in sources)]
     params += _event_params(pending)
-    rows = _run(_claim_statement(len(pending)), params)
+    rows = _run(_claim_statement(len(sources), len(pending)), params)
     if not rows:
         return None
     db = connections[DEFAULT_DB_ALIAS]

@@ -254,11 +254,10 @@ def claim(instance_id: str, mode: str, epoch: int | None = None) -> Run | None:
 
 def _claim_fresh_pg(instance_id: str, epoch: int, owner: str, now: datetime) -> Run | None:
     """The common claim in one statement: a fresh task for the epoch it was dispatched at."""
-
     events = EventBuffer(instance_id, "")
     events.add("workflow.started", None)
     try:
-        instance = pg.claim_fresh(instance_id, epoch, owner, now,
+        instance = pg.claim_fresh(instance_id, epoch, _CLAIMABLE["fresh"], owner, now,
                                   now + timedelta(seconds=settings.LEASE_SECONDS), events)
     except BaseException:
         events.discard()
