@@ -37,8 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "API_PERMISSION_CLASSES": ["durable_workflows.api.permissions.IsStaff"],
     # Keep each lifecycle event as a row of the event log (signals are sent either way).
     "EVENT_LOG": True,
-    # PostgreSQL: PREPARE the step checkpoint once per connection. Turn off behind a pooler
-    # that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+    # PostgreSQL: send the engine's hot statements (fresh claim, checkpoint, final transition)
+    # as prepared statements, planned once per connection. Turn off behind a pooler that
+    # cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
     "PREPARED_STATEMENTS": True,
 }
 
