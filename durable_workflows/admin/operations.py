@@ -33,10 +33,7 @@ def cancel(instance_id: str, reason: str) -> str:
 
 
 def resume_now(instance_id: str) -> str:
-    instance = _load(instance_id)
-    state = as_state(instance.state)
-    if state != State.PAUSED:
-        raise Refused(f"instance {instance_id} is {state.label}: only a Paused instance can be resumed.")
+    _load_in(instance_id, State.PAUSED, "resumed")
     if not fire_alarm_now(instance_id):
         raise Refused(f"instance {instance_id} has no pending alarm to fire; it may have resumed already.")
     state = as_state(_load(instance_id).state)
@@ -46,10 +43,7 @@ def resume_now(instance_id: str) -> str:
 
 
 def recover(instance_id: str) -> str:
-    instance = _load(instance_id)
-    state = as_state(instance.state)
-    if state != State.RUNNING:
-        raise Refused(f"instance {instance_id} is {state.label}: only a Running instance can be recovered.")
+    instance = _load_in(instance_id, State.RUNNING, "recovered")
     now = timezone.now()
     expires = instance.lease_expires_at
     if not is_stale(instance, now):
@@ -69,6 +63,15 @@ def can_cancel(instance: WorkflowInstance) -> bool:
 
 def can_resume(instance: WorkflowInstance) -> bool:
     return as_state(instance.state) == State.PAUSED
+
+
+def _load_in(instance_id: str, wanted: State, done: str) -> WorkflowInstance:
+    """The instance, if it is in the one state the operation applies to."""
+    instance = _load(instance_id)
+    state = as_state(instance.state)
+    if state != wanted:
+        raise Refused(f"instance {instance_id} is {state.label}: only a {wanted.label} instance can be {done}.")
+    return instance
 
 
 def _load(instance_id: str) -> WorkflowInstance:

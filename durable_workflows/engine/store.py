@@ -114,34 +114,26 @@ class Run:
 
     def finish(self, to: State, *, alarm: Alarm | None = None, **fields: Any) -> None:
         """Commit the move to Paused, Completed or Failed, with everything still buffered."""
-        if alarm is None and not self.dirty and pg.usable():
-            try:
+        try:
+            if alarm is None and not self.dirty and pg.usable():
                 values = transition_values(as_state(self.instance.state), as_state(to), fields)
                 pg.finish(self, values)
-            except InvalidTransition:
-                self.events.discard()
-                raise LeaseLost() from None
-            except BaseException:
-                self.events.discard()
-                raise
-            for key, value in values.items():
-                setattr(self.instance, key, value)
-            self.events.send()
-            return
-        try:
-            with transaction.atomic():
-                try:
+                for key, value in values.items():
+                    setattr(self.instance, key, value)
+            else:
+                with transaction.atomic():
                     transition(
                         self.instance, to, expect_epoch=self.epoch,
                         extra_filter={"cancel_requested": False}, **fields,
                     )
-                except InvalidTransition:
-                    raise LeaseLost() from None
-                self._write_records_txn()
-                if alarm is not None:
-                    Alarm.objects.filter(instance_id=self.instance_id).delete()
-                    alarm.save(force_insert=True)
-                self.events.write_txn()
+                    self._write_records_txn()
+                    if alarm is not None:
+                        Alarm.objects.filter(instance_id=self.instance_id).delete()
+                        alarm.save(force_insert=True)
+                    self.events.write_txn()
+        except InvalidTransition:
+            self.events.discard()
+            raise LeaseLost() from None
         except BaseException:
             self.events.discard()
             raise
