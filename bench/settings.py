@@ -29,5 +29,5 @@ def database(sqlite_name: str) -> dict:
 
 
 DATABASES = {"default": database("dw_bench.sqlite3")}
-Q_CLUSTER = {"name": "bench", "orm": "default", "sync": True}
+Q_CLUSTER = {"name": "bench", "orm": "default", "sync": True, "timeout": 60, "retry": 120}
 DURABLE_WORKFLOWS = {"DISPATCHER": "durable_workflows.dispatch.InlineDispatcher"}

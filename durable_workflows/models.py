@@ -126,9 +126,11 @@ class WorkflowInstance(ErrorFields):
 
 
 class StepRecord(ErrorFields):
+    # No index of its own: the unique (instance, position) constraint serves every lookup by
+    # instance, and each extra index is written on every step's checkpoint.
     instance = models.ForeignKey(
         WorkflowInstance, on_delete=models.CASCADE, related_name="steps",
-        verbose_name="instance",
+        verbose_name="instance", db_index=False,
     )
     position = models.PositiveIntegerField(
         "position", help_text="Order in the run; how a replay finds the step."
@@ -199,10 +201,19 @@ class Alarm(models.Model):
 
 
 class Event(models.Model):
+    """One lifecycle event, append-only.
+
+    Every event is written by a statement or transaction that has already locked its instance
+    row (the fence of a run, or the compare-and-set of a transition), so the row is known to
+    exist and cannot be deleted before the commit: a database foreign key would check that
+    again for every event, at every commit. Deleting an instance still deletes its events
+    (Django cascades them), and `manage.py durable_workflows purge` goes through that path.
+    """
+
     id = models.BigAutoField(primary_key=True)
     instance = models.ForeignKey(
         WorkflowInstance, on_delete=models.CASCADE, related_name="events",
-        verbose_name="instance",
+        verbose_name="instance", db_constraint=False, db_index=False,
     )
     kind = models.CharField("event", max_length=40, help_text="For example step.completed.")
     position = models.PositiveIntegerField("position", null=True, blank=True)
@@ -213,6 +224,7 @@ class Event(models.Model):
         verbose_name = "event"
         verbose_name_plural = "events"
         ordering = ["instance", "id"]
+        indexes = [models.Index(fields=["instance", "id"], name="dw_event_instance")]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.instance_id}"

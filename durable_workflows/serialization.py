@@ -95,8 +95,10 @@ def _hook(obj: dict[str, Any]) -> Any:
 class JSONSerializer:
     """The default serializer: compact JSON, tagged types restored on load."""
 
+    _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
     def dumps(self, value: Any) -> str:
-        return json.dumps(_encode(value), separators=(",", ":"), allow_nan=False)
+        return self._encoder.encode(_encode(value))
 
     _decoder = json.JSONDecoder(object_hook=_hook)
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from durable_workflows import client
-from durable_workflows.models import Alarm, StepRecord, WorkflowInstance
+from durable_workflows.models import Alarm, Event, StepRecord, WorkflowInstance
 from tests.testapp.workflows import CALLS
 
 pytestmark = pytest.mark.django_db
@@ -250,10 +250,14 @@ def remaining() -> list[str]:
 
 
 def test_purge_deletes_only_old_finished_instances(finished_and_unfinished):
+    assert Event.objects.filter(instance__pk__startswith="old-").count() >= 3
     output = run("purge", "--older-than", "30d")
     assert output.startswith("Deleted 3 instances finished before ")
     assert remaining() == ["new-completed", "still-paused"]
     assert not StepRecord.objects.filter(instance__pk__startswith="old-").exists()
+    # The event log has no database foreign key: Django deletes it with its instance.
+    assert not Event.objects.filter(instance__pk__startswith="old-").exists()
+    assert Event.objects.filter(instance_id="new-completed").exists()
 
 
 def test_purge_one_state(finished_and_unfinished):

@@ -98,13 +98,43 @@ def _run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
-    import psycopg
-
     db.ensure_connection()
     raw = db.connection
+    if db.queries_logged:
+        return _run_logged(db, raw, sql, params)
     # Django keeps psycopg's automatic preparation off for the whole connection (poolers);
     # it is turned on only for this statement, on a cursor that binds parameters on the
     # server, so only our fixed statement text is ever prepared.
+    cursor = _server_cursor(db, raw)
+    db.validate_no_broken_transaction()
+    previous, raw.prepare_threshold = raw.prepare_threshold, 0
+    try:
+        with db.wrap_database_errors:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    finally:
+        raw.prepare_threshold = previous
+
+
+def _server_cursor(db: Any, raw: Any) -> Any:
+    """One server-binding cursor per connection, kept for the engine's statements: a run
+    sends one statement per step, and a new cursor (and Django's wrapper around it) for
+    each is a measurable part of a checkpoint."""
+    cached = getattr(db, "_durable_workflows_cursor", None)
+    if cached is not None and cached[0] is raw and not cached[1].closed:
+        return cached[1]
+    import psycopg
+
+    cursor = psycopg.Cursor(raw)
+    db._durable_workflows_cursor = (raw, cursor)
+    return cursor
+
+
+def _run_logged(db: Any, raw: Any, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """The same, through Django's debug cursor, with the statement's text in the query log
+    (the debug cursor cannot show a prepared statement's text by itself)."""
+    import psycopg
+
     previous, raw.prepare_threshold = raw.prepare_threshold, 0
     started = time.monotonic()
     try:
@@ -113,13 +143,11 @@ def _run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
             return cursor.fetchall()
     finally:
         raw.prepare_threshold = previous
-        if db.queries_logged:
-            # Django's debug cursor cannot show a prepared statement's text; log it here.
-            try:
-                text = psycopg.ClientCursor(raw).mogrify(sql, params)
-            except Exception:
-                text = sql
-            db.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
+        try:
+            text = psycopg.ClientCursor(raw).mogrify(sql, params)
+        except Exception:
+            text = sql
+        db.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
 
 
 def save_fenced(run: Run, records: list[StepRecord], fields: dict[str, Any]) -> None:

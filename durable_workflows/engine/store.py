@@ -60,6 +60,8 @@ class Run:
     step_finished: bool = False
     renewed_at: float = field(default_factory=time.monotonic)
     beat: int | None = None
+    # Whether the PostgreSQL single-statement writes apply; looked up once per run.
+    fast: bool = field(default_factory=pg.usable)
 
     @property
     def instance_id(self) -> str:
@@ -82,7 +84,7 @@ class Run:
             if reset:
                 fields["recovery_count"] = 0
         try:
-            if pg.usable() and all(r._state.adding for r in self.dirty.values()):
+            if self.fast and all(r._state.adding for r in self.dirty.values()):
                 records, self.dirty = list(self.dirty.values()), {}
                 pg.save_fenced(self, records, fields)
             else:
@@ -115,7 +117,7 @@ class Run:
     def finish(self, to: State, *, alarm: Alarm | None = None, **fields: Any) -> None:
         """Commit the move to Paused, Completed or Failed, with everything still buffered."""
         try:
-            if alarm is None and not self.dirty and pg.usable():
+            if alarm is None and not self.dirty and self.fast:
                 values = transition_values(as_state(self.instance.state), as_state(to), fields)
                 pg.finish(self, values)
                 for key, value in values.items():
