@@ -214,7 +214,7 @@ def _create(definition: WorkflowDefinition, stored: str, instance_id: str,
     return instance, True
 
 
-def start(workflow: WorkflowRef, *args: Any, instance_id: str | None = None, **kwargs: Any) -> WorkflowHandle:
+def start(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, **kwargs: Any) -> WorkflowHandle:
     """Create an instance and queue it to run once the current transaction commits.
 
     With `instance_id`, starting again returns the existing instance and never runs it twice.
@@ -251,7 +251,7 @@ def enqueue(instance: WorkflowInstance | str) -> None:
     get_dispatcher().dispatch(instance.pk, "fresh", instance.epoch)
 
 
-def run_inline(workflow: WorkflowRef, *args: Any, instance_id: str | None = None, **kwargs: Any) -> WorkflowHandle:
+def run_inline(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, **kwargs: Any) -> WorkflowHandle:
     """Run an instance in this process, to its first pause or its end, without a queue.
 
     With the id of an existing Paused instance whose alarm is due, resumes it instead.

@@ -28,6 +28,32 @@ class AlarmReason(models.TextChoices):
     RETRY = "retry", "Retry delay"
 
 
+def _as_state(value: Any) -> Any:
+    """A State for any spelling of one ("paused", "Paused"); anything else as it is, for
+    the field's validation (or a query) to deal with."""
+    if isinstance(value, str) and not isinstance(value, State):
+        try:
+            return State(value.lower())
+        except ValueError:
+            return value
+    return value
+
+
+class StateField(models.CharField):
+    """An instance's state: read back as a `State`, which compares equal to "paused" and
+    "Paused" alike, and stored in lower case whichever spelling it was given in."""
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        return _as_state(value)
+
+    def to_python(self, value: Any) -> Any:
+        return _as_state(super().to_python(value))
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = _as_state(super().get_prep_value(value))
+        return value.value if isinstance(value, State) else value
+
+
 class ErrorFields(models.Model):
     """The failure of an instance or a step: its exception type, message and traceback."""
 
@@ -62,7 +88,7 @@ class WorkflowInstance(ErrorFields):
         "input", default="", blank=True,
         help_text="The positional and keyword arguments, serialized.",
     )
-    state = models.CharField(
+    state = StateField(
         "state", max_length=16, choices=State.choices, default=State.PENDING,
         help_text="Changes only through the state machine.",
     )
@@ -150,6 +176,10 @@ class StepRecord(ErrorFields):
     wake_at = models.DateTimeField(
         "wake at", null=True, blank=True,
         help_text="When a sleep ends, or when a retry is due.",
+    )
+    error_replay = models.TextField(
+        "error for replay", blank=True, default="",
+        help_text="The failure's class and arguments, so that a replay raises it again.",
     )
 
     class Meta:

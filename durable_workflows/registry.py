@@ -80,7 +80,8 @@ def _register(fn: F, name: str | None) -> F:
             f"workflow function {fn.__qualname__} must take the workflow context as its "
             f"first argument, e.g. def {fn.__name__}(wf, ...)"
         )
-    name = name or f"{fn.__module__}.{fn.__qualname__}"
+    # "<module>.<function>", also for a function defined inside another (as tests do).
+    name = name or f"{fn.__module__}.{fn.__name__}"
     existing = _registry.get(name)
     if (
         existing is not None

@@ -242,9 +242,13 @@ def test_start_refuses_a_body_that_is_not_an_object(api):
     malformed = api.post(f"{BASE}instances/", "{not json", content_type="application/json")
     assert malformed.status_code == 400
     assert "detail" in malformed.json()
-    form = api.post(f"{BASE}instances/", {"workflow": "tests.greet"})
-    assert form.status_code == 415
-    assert "multipart/form-data" in form.json()["detail"]
+    text = api.post(f"{BASE}instances/", "tests.greet", content_type="text/plain")
+    assert text.status_code == 415
+    assert "text/plain" in text.json()["detail"]
+    # Form data is taken, but cannot carry an input object.
+    form = api.post(f"{BASE}instances/", {"workflow": "tests.greet", "input": "Ada"})
+    assert form.status_code == 400
+    assert "input must be a JSON object" in form.json()["input"][0]
     assert WorkflowInstance.objects.count() == 0
 
 
@@ -314,6 +318,14 @@ def test_cancel_without_a_body(api):
     response = api.post(f"{BASE}instances/napping/cancel/")
     assert response.status_code == 200
     assert response.json()["state"] == "cancelled"
+
+
+def test_cancel_with_a_form_body(api):
+    client.start("tests.nap", instance_id="napping")
+    response = api.post(f"{BASE}instances/napping/cancel/", {"reason": "from a form"})
+    assert response.status_code == 200
+    assert response.json()["cancel_reason"] == "from a form"
+    assert client.get("napping").state == "cancelled"
 
 
 def test_cancel_a_finished_instance_is_a_conflict(api):

@@ -334,3 +334,9 @@ def test_the_command_in_a_real_process_exits_zero_or_non_zero():
     assert bad_input.returncode == 1
     assert "CommandError: --input is not valid JSON" in bad_input.stderr
     assert WorkflowInstance.objects.count() == 1
+
+
+def test_list_of_a_workflow_neither_registered_nor_stored_is_refused():
+    assert "unknown workflow 'tests.gret'" in refused("list", "--workflow", "tests.gret")
+    client.start("tests.greet", "Ada")
+    assert "tests.greet" in run("list", "--workflow", "tests.greet")

@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
@@ -41,7 +41,9 @@ DENIED = {
 }
 BAD_REQUEST = OpenApiResponse(VALIDATION_ERROR_SCHEMA, description="Invalid input; messages by field.")
 NOT_FOUND = OpenApiResponse(DetailSerializer, description="No instance has that id.")
-NOT_JSON = OpenApiResponse(DetailSerializer, description="The body is not application/json.")
+NOT_JSON = OpenApiResponse(
+    DetailSerializer, description="The body is neither JSON nor form data (the documented body is JSON)."
+)
 INSTANCE_ID = OpenApiParameter(
     "instance_id", OpenApiTypes.STR, OpenApiParameter.PATH,
     description="The instance id.", pattern=r"^[^/]+$",
@@ -60,10 +62,15 @@ def documented(**kwargs: Any) -> Any:
 
 
 class WorkflowAPIView(GenericAPIView):
-    """What every endpoint shares: JSON in and out, and the configured permission classes."""
+    """What every endpoint shares: JSON in and out, and the configured permission classes.
+
+    Bodies are documented as JSON, the only form in which a start's `input` object can be
+    sent; form data is accepted too, as by DRF's own defaults, so that a cancel's `reason`
+    can come from an HTML form or a test client's default encoding.
+    """
 
     schema = AutoSchema()
-    parser_classes = [JSONParser]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
 
     def get_permissions(self) -> list[BasePermission]:
@@ -125,7 +132,7 @@ class InstanceListView(WorkflowAPIView):
         summary="Start an instance",
         description="Idempotent with `instance_id`: starting the same id again returns the "
         "existing instance with 200 and runs nothing.",
-        request=StartSerializer,
+        request={"application/json": StartSerializer},
         responses={
             201: OpenApiResponse(InstanceDetailSerializer, description="Started."),
             200: OpenApiResponse(InstanceDetailSerializer, description="That instance_id already existed."),
@@ -194,7 +201,7 @@ class InstanceCancelView(WorkflowAPIView):
         description="Queued and Paused instances are cancelled at once; a Running one at its "
         "next step boundary (`cancel_requested` is true until then).",
         parameters=[INSTANCE_ID],
-        request=CancelSerializer,
+        request={"application/json": CancelSerializer},
         responses={
             200: InstanceDetailSerializer, 400: BAD_REQUEST, 404: NOT_FOUND,
             409: OpenApiResponse(ConflictSerializer, description="It has already finished."),

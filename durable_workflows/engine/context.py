@@ -7,9 +7,8 @@ records it. `Suspend` unwinds the function at a durable wait.
 
 from __future__ import annotations
 
-import builtins
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +27,7 @@ from ..exceptions import (
 from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState
 from ..retry import RetryPolicy
 from ..states import State
-from . import runner
+from . import failures, runner
 from .store import Run, error_fields
 
 RETRY_NOW = "retry-now"
@@ -195,11 +194,14 @@ class WorkflowContext:
 
     # -- step ---------------------------------------------------------------------------------
     def step(
-        self, name: str, fn: Callable[..., Any], *args: Any,
+        self, name: str, fn: Callable[..., Any], /, *args: Any,
         retry: RetryPolicy | None = None, timeout: timedelta | int | float | str | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Run `fn(*args, **kwargs)` once and record its result; later runs return the record."""
+        """Run `fn(*args, **kwargs)` once and record its result; later runs return the record.
+
+        `name` and `fn` are positional-only, so that a step function may itself take keyword
+        arguments called `name` or `fn`; only `retry` and `timeout` are reserved."""
         call = StepCall(self, name, fn, args, kwargs, retry, timeout)
         outcome = call.replay()
         if outcome is not _RUN:
@@ -219,43 +221,54 @@ class WorkflowContext:
 class AsyncWorkflowContext(WorkflowContext):
     """What an `async def` workflow gets as `wf`: the same primitives, awaited.
 
-    Database work runs through `sync_to_async(thread_sensitive=True)`, which hands it back to
-    the thread that started the run, so every write uses the run's own connection.
+    Each primitive checks where it is called before it returns its awaitable, so a sync step
+    that calls `wf.step(...)` gets StepScopeError at once, as in a sync workflow, rather than
+    an un-awaited coroutine. Database work runs through `sync_to_async(thread_sensitive=True)`,
+    which hands it back to the thread that started the run, so every write uses the run's own
+    connection.
     """
 
-    async def sleep(self, duration: timedelta | int | float | str, *, name: str | None = None) -> None:  # type: ignore[override]
+    def sleep(self, duration: timedelta | int | float | str, *, name: str | None = None) -> Awaitable[None]:  # type: ignore[override]
         position, wake_at, name = self._sleep_args(duration, name)
-        if await sync_to_async(self._sleep_txn, thread_sensitive=True)(position, wake_at, name):
-            raise Suspend()
+        return self._sleep_async(position, wake_at, name)
 
-    async def sleep_until(self, when: datetime, *, name: str | None = None) -> None:  # type: ignore[override]
+    def sleep_until(self, when: datetime, *, name: str | None = None) -> Awaitable[None]:  # type: ignore[override]
         position, wake_at, name = self._sleep_until_args(when, name)
+        return self._sleep_async(position, wake_at, name)
+
+    async def _sleep_async(self, position: int, wake_at: datetime, name: str) -> None:
         if await sync_to_async(self._sleep_txn, thread_sensitive=True)(position, wake_at, name):
             raise Suspend()
 
-    async def set_meta(self, key: str, value: Any) -> None:  # type: ignore[override]
+    def set_meta(self, key: str, value: Any) -> Awaitable[None]:  # type: ignore[override]
         if runner.IN_STEP.get():
             raise StepScopeError("wf.set_meta() was called inside a running step")
         meta = self._meta_value(key, value)
+        return self._publish_async(meta)
+
+    async def _publish_async(self, meta: dict[str, Any] | None) -> None:
         if meta is not None:
             await sync_to_async(self._run.publish_meta, thread_sensitive=True)(meta)
 
-    async def step(  # type: ignore[override]
-        self, name: str, fn: Callable[..., Any], *args: Any,
+    def step(  # type: ignore[override]
+        self, name: str, fn: Callable[..., Any], /, *args: Any,
         retry: RetryPolicy | None = None, timeout: timedelta | int | float | str | None = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Awaitable[Any]:
         call = StepCall(self, name, fn, args, kwargs, retry, timeout)
-        is_coroutine = _is_coroutine_function(fn)
+        return self._step_async(call)
+
+    async def _step_async(self, call: StepCall) -> Any:
         db = sync_to_async
         outcome = await db(call.replay, thread_sensitive=True)()
         if outcome is not _RUN:
             return _resolve(outcome)
+        is_coroutine = runner.is_coroutine_function(call.fn)
         while True:
             remaining = await db(call.start_attempt, thread_sensitive=True)()
             try:
                 value = await runner.run_async(
-                    fn, args, kwargs, remaining, call.describe(), is_coroutine
+                    call.fn, call.args, call.kwargs, remaining, call.describe(), is_coroutine
                 )
             except Exception as exc:
                 _resolve(await db(call.failed, thread_sensitive=True)(exc))
@@ -263,12 +276,6 @@ class AsyncWorkflowContext(WorkflowContext):
             finally:
                 self.attempt = None
             return await db(call.succeeded, thread_sensitive=True)(value)
-
-
-def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
 _RUN = object()
@@ -309,6 +316,9 @@ class StepCall:
         self.wf = wf
         self.run = wf._run
         self.name = name
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
         self.retry = retry
         self.durable_attempts = retry is not None or self.timeout is not None
         self.record: StepRecord | None = None
@@ -329,7 +339,7 @@ class StepCall:
             self.wf._clock = record.finished_at or self.wf._clock
             return _Cached(serialization.loads(record.result))
         if record.state == StepState.FAILED:
-            raise _rebuild_error(record)
+            raise failures.rebuild(record.error_replay, record.error_type, record.error_message)
         self.attempt = record.attempts
         if record.state == StepState.RUNNING:
             # The attempt in flight when the last run stopped. Its deadline survives.
@@ -393,7 +403,7 @@ class StepCall:
         record.result = stored
         record.finished_at = now
         record.deadline_at = None
-        record.error_type = record.error_message = record.error_traceback = ""
+        record.error_type = record.error_message = record.error_traceback = record.error_replay = ""
         run.events.add("step.completed", self.position, name=self.name, attempt=self.attempt)
         run.step_finished = True
         run.save(record)
@@ -409,6 +419,7 @@ class StepCall:
         assert record is not None
         now = timezone.now()
         record.__dict__.update(error_fields(error))
+        record.error_replay = failures.replay_info(error)
         record.deadline_at = None
         run.events.add("step.failed", self.position, name=self.name, attempt=self.attempt,
                        error=f"{type(error).__name__}: {error}")
@@ -436,17 +447,3 @@ class StepCall:
         record.finished_at = now
         run.dirty[self.position] = record
         raise error
-
-
-def _rebuild_error(record: StepRecord) -> BaseException:
-    """The recorded failure of a step, raised again on replay (same type where possible)."""
-    from .. import exceptions
-
-    message, kind = record.error_message, record.error_type
-    candidate = getattr(builtins, kind, None) or getattr(exceptions, kind, None)
-    if isinstance(candidate, type) and issubclass(candidate, Exception):
-        try:
-            return candidate(message)
-        except Exception:
-            pass
-    return RuntimeError(f"{kind}: {message}")

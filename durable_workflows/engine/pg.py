@@ -35,7 +35,7 @@ STEP_COLUMNS = (
     ("result", "text"), ("error_type", "text"), ("error_message", "text"),
     ("error_traceback", "text"), ("attempts", "int"), ("started_at", "timestamptz"),
     ("attempt_started_at", "timestamptz"), ("finished_at", "timestamptz"),
-    ("deadline_at", "timestamptz"), ("wake_at", "timestamptz"),
+    ("deadline_at", "timestamptz"), ("wake_at", "timestamptz"), ("error_replay", "text"),
 )
 EVENT_COLUMNS = (("kind", "text"), ("position", "int"), ("data", "jsonb"), ("created_at", "timestamptz"))
 _encode = DjangoJSONEncoder().encode

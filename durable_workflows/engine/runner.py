@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import async_to_sync
 from django.db import connections
 
 from ..exceptions import StepTimeout
@@ -33,6 +35,10 @@ def run_sync(
     Python cannot stop a thread, so a timed-out attempt may still finish its work in the
     background; its result is thrown away. Steps with timeouts should be idempotent.
     """
+    if is_coroutine_function(fn):
+        # An async step in a sync workflow: run it on an event loop of its own, cancelled
+        # at its deadline like any async step.
+        return async_to_sync(run_async)(fn, args, kwargs, timeout, describe, True)
     if timeout is None:
         return call_in_scope(fn, args, kwargs)
     outcome: dict[str, Any] = {}
@@ -54,6 +60,11 @@ def run_sync(
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+def is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    """`async def` functions, and objects whose `__call__` is one."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
 async def run_async(

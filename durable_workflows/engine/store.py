@@ -304,8 +304,8 @@ def load_records(instance_id: str) -> dict[int, StepRecord]:
 
 
 _REPLAY_DEFERRED = (
-    "error_type", "error_message", "error_traceback", "started_at", "attempt_started_at",
-    "deadline_at",
+    "error_type", "error_message", "error_traceback", "error_replay", "started_at",
+    "attempt_started_at", "deadline_at",
 )
 
 

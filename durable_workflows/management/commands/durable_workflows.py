@@ -29,6 +29,7 @@ from durable_workflows.exceptions import (
     WorkflowNotFound,
 )
 from durable_workflows.models import WorkflowInstance
+from durable_workflows.registry import get_definition
 from durable_workflows.states import TERMINAL, State, as_state
 
 FINISHED = ", ".join(sorted(state.value for state in TERMINAL))
@@ -121,6 +122,10 @@ class Command(BaseCommand):
             for h in handles
         ]
         if not rows:
+            workflow = options["workflow"]
+            if workflow is not None and not WorkflowInstance.objects.filter(workflow=workflow).exists():
+                # Nothing registered nor stored under that name: most likely a typo.
+                get_definition(workflow)
             self.stdout.write("No instances.")
             return
         self.stdout.write(table(("ID", "WORKFLOW", "STATE", "CREATED", "FINISHED"), rows))

@@ -1,0 +1,76 @@
+"""A failed step's exception, stored so that every replay raises the same one again.
+
+A workflow may catch a step's failure and go on (`except PaymentDeclined: refund`). Its
+replay must then raise an exception the same `except` clause catches, with the same `args`,
+or the replay takes another branch than the first run did. So the failure is stored with its
+class's import path and its arguments, and rebuilt from them.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import weakref
+from typing import Any
+
+from .. import serialization
+from ..exceptions import SerializationError
+
+
+# Classes this process has seen fail a step, by path: a class defined inside a function
+# cannot be imported by its path, but a replay in the same process still finds it here.
+_seen: weakref.WeakValueDictionary[str, type] = weakref.WeakValueDictionary()
+
+
+def replay_info(error: BaseException) -> str:
+    """The class path and arguments of `error`, as stored text."""
+    cls = type(error)
+    path = f"{cls.__module__}:{cls.__qualname__}"
+    _seen[path] = cls
+    info: dict[str, Any] = {"class": path}
+    try:
+        info["args"] = serialization.dumps(list(error.args), "the step's error")
+    except SerializationError:
+        pass  # arguments that cannot be stored: the replay gets the message instead
+    return serialization.dumps(info, "the step's error")
+
+
+def rebuild(error_replay: str, error_type: str, message: str) -> BaseException:
+    """The stored failure as an exception to raise: its own class where it can still be
+    imported and built, otherwise a RuntimeError naming it."""
+    info = serialization.loads(error_replay) if error_replay else {}
+    cls = _find_class(info.get("class", ""), error_type)
+    args = serialization.loads(info["args"]) if "args" in info else [message]
+    if cls is not None:
+        try:
+            return cls(*args)
+        except Exception:
+            try:
+                # A constructor that wants other arguments: the class and its args, unbuilt.
+                return cls.__new__(cls, *args)
+            except Exception:
+                pass
+    return RuntimeError(f"{error_type}: {message}")
+
+
+def _find_class(path: str, error_type: str) -> type[BaseException] | None:
+    if path:
+        found = _seen.get(path) or _import(path)
+    else:  # a failure stored before classes were recorded
+        from .. import exceptions
+
+        found = getattr(builtins, error_type, None) or getattr(exceptions, error_type, None)
+    if isinstance(found, type) and issubclass(found, Exception):
+        return found
+    return None
+
+
+def _import(path: str) -> Any:
+    module_name, _, qualname = path.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+    except (ImportError, AttributeError):
+        return None
+    return found
