@@ -1,10 +1,19 @@
-"""Small test utilities: waiting on a condition with a deadline, never a fixed sleep."""
+"""Small test utilities: waiting on a condition with a deadline, never a fixed sleep; running
+the management command in a process of its own."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02,
@@ -17,3 +26,10 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: fl
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def manage(*args: str) -> subprocess.CompletedProcess:
+    """`manage.py durable_workflows ARGS` in a new process, on the test database."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DW_DB_NAME": connection.settings_dict["NAME"]}
+    return subprocess.run([sys.executable, "-m", "django", "durable_workflows", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 from django_q.models import Schedule
 
 from durable_workflows import client
 from durable_workflows.models import Alarm, Event, StepRecord, WorkflowInstance
+from tests.helpers import manage
 from tests.testapp.workflows import CALLS
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parent.parent
 NO_DISPATCH = {"DISPATCHER": "tests.test_engine_client.NoDispatch"}
 
 
@@ -307,12 +302,6 @@ def test_an_unknown_or_missing_sub_command_is_refused():
 
 
 # -- a real process --------------------------------------------------------------------------
-
-
-def manage(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DW_DB_NAME": connection.settings_dict["NAME"]}
-    return subprocess.run([sys.executable, "-m", "django", "durable_workflows", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.django_db(transaction=True)

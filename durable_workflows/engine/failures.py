@@ -9,13 +9,12 @@ class's import path and its arguments, and rebuilt from them.
 from __future__ import annotations
 
 import builtins
-import importlib
+import sys
 import weakref
 from typing import Any
 
 from .. import serialization
 from ..exceptions import SerializationError
-
 
 # Classes this process has seen fail a step, by path: a class defined inside a function
 # cannot be imported by its path, but a replay in the same process still finds it here.
@@ -36,8 +35,8 @@ def replay_info(error: BaseException) -> str:
 
 
 def rebuild(error_replay: str, error_type: str, message: str) -> BaseException:
-    """The stored failure as an exception to raise: its own class where it can still be
-    imported and built, otherwise a RuntimeError naming it."""
+    """The stored failure as an exception to raise: its own class where this process has it
+    and it can be built, otherwise a RuntimeError naming it."""
     info = serialization.loads(error_replay) if error_replay else {}
     cls = _find_class(info.get("class", ""), error_type)
     args = serialization.loads(info["args"]) if "args" in info else [message]
@@ -66,11 +65,10 @@ def _find_class(path: str, error_type: str) -> type[BaseException] | None:
 
 
 def _import(path: str) -> Any:
+    """The class at `path`, from a module this process has already imported: a workflow that
+    catches the error has imported its class, and stored text never makes us import code."""
     module_name, _, qualname = path.partition(":")
-    try:
-        found: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-    except (ImportError, AttributeError):
-        return None
+    found: Any = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
     return found

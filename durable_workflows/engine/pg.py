@@ -209,7 +209,7 @@ def claim_fresh(instance_id: str, epoch: int, sources: tuple[State, ...], owner:
     db = connections[DEFAULT_DB_ALIAS]
     values = [
         f.from_db_value(value, None, db) if hasattr(f, "from_db_value") else value
-        for f, value in zip(_INSTANCE_FIELDS, rows[0])
+        for f, value in zip(_INSTANCE_FIELDS, rows[0], strict=True)
     ]
     events.committed.extend(events.pending)
     events.pending = []

@@ -47,3 +47,36 @@ def flaky(wf, failures: int, max_attempts: int = 3, delay: str = "0s") -> str:
         "Sometimes", sometimes,
         retry=RetryPolicy(max_attempts=max_attempts, initial_delay=delay, jitter=False),
     )
+
+
+class PaymentDeclined(Exception):
+    def __init__(self, code: str, amount: int) -> None:
+        super().__init__(code, amount)
+        self.code = code
+
+
+def declined_charge(order: str) -> str:
+    CALLS["charge"] += 1
+    raise PaymentDeclined("card_declined", 42)
+
+
+def lookup(key: str) -> str:
+    return {"a": "1"}[key]
+
+
+CAUGHT_RESULT = {"declined": "card_declined", "args": ["card_declined", 42], "missing": "'missing'"}
+
+
+@workflow("tests.caught")
+def caught(wf, order: str) -> dict:
+    """Catches two step failures, then sleeps: a replay must take the same branches."""
+    try:
+        wf.step("Charge", declined_charge, order)
+    except PaymentDeclined as declined:
+        outcome = {"declined": declined.code, "args": list(declined.args)}
+    try:
+        wf.step("Lookup", lookup, "missing")
+    except KeyError as missing:
+        outcome["missing"] = str(missing)
+    wf.sleep("1h")
+    return outcome
