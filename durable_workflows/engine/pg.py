@@ -131,8 +131,8 @@ def _server_cursor(db: Any, raw: Any) -> Any:
 
 
 def _run_logged(db: Any, raw: Any, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """The same, through Django's debug cursor, with the statement's text in the query log
-    (the debug cursor cannot show a prepared statement's text by itself)."""
+    """The same, with the statement's text added to Django's query log while queries are
+    logged (Django's own debug cursor cannot show a prepared statement's text)."""
     import psycopg
 
     previous, raw.prepare_threshold = raw.prepare_threshold, 0
