@@ -12,6 +12,7 @@ from durable_workflows.engine import fire_alarm_now
 from durable_workflows.exceptions import UnknownWorkflow
 from durable_workflows.models import Alarm, WorkflowInstance
 from durable_workflows.registry import unregister
+from durable_workflows.signals import step_started
 from durable_workflows.states import transition
 from tests.helpers import manage
 from tests.testapp.workflows import CALLS, CAUGHT_RESULT
@@ -112,3 +113,30 @@ def test_a_sync_step_of_an_async_workflow_cannot_call_wf_step():
     handle = client.start("edges.async_nested")
     assert handle.state == "failed"
     assert handle.error["type"] == "StepScopeError"
+
+
+ORDER: list[str] = []
+
+
+def body() -> str:
+    ORDER.append("body")
+    return "done"
+
+
+@workflow("edges.order")
+def order(wf) -> str:
+    return wf.step("Body", body)
+
+
+def test_step_started_is_signalled_before_the_step_runs():
+    ORDER.clear()
+
+    def started(sender, event, position, **kwargs):
+        ORDER.append(f"{event} {position}")
+
+    step_started.connect(started)
+    try:
+        assert client.start("edges.order").result() == "done"
+    finally:
+        step_started.disconnect(started)
+    assert ORDER == ["step.started 0", "body"]

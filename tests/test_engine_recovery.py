@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from durable_workflows import client, recover
 from durable_workflows.engine import execute
-from durable_workflows.models import StepRecord, WorkflowInstance
+from durable_workflows.models import Alarm, StepRecord, WorkflowInstance
 from tests.helpers import wait_until
 from tests.testapp.engine_workflows import GATES, SEEN
 
@@ -125,3 +125,16 @@ def test_lost_queued_task_is_dispatched_again():
     )
     assert recover() == [handle.instance_id]
     assert client.get(handle.instance_id).result() == "Hello, lost!"
+
+
+def test_lost_resume_of_a_fired_alarm_is_dispatched_again():
+    handle = client.start("tests.nap")
+    assert handle.state == "paused"
+    # The alarm fired long ago, but its resume never reached a worker.
+    Alarm.objects.filter(instance_id=handle.instance_id).update(
+        fire_at=timezone.now() - timezone.timedelta(minutes=6),
+        fired_at=timezone.now() - timezone.timedelta(minutes=5),
+    )
+    assert recover() == [handle.instance_id]
+    assert client.get(handle.instance_id).result() == "rested"
+    assert recover() == []

@@ -380,7 +380,10 @@ class StepCall:
         record.attempts = self.attempt
         record.attempt_started_at = now
         record.wake_at = None
-        run.events.add("step.started", self.position, name=self.name, attempt=self.attempt)
+        # An attempt that is stored first is signalled once that commits; any other is
+        # signalled as it starts, its row going out with the step's outcome.
+        started = run.events.add if self.durable_attempts else run.events.announce
+        started("step.started", self.position, name=self.name, attempt=self.attempt)
         if self.remaining is not None:
             record.deadline_at = now + timedelta(seconds=self.remaining)
             run.events.add("timeout.set", self.position, name=self.name, attempt=self.attempt,

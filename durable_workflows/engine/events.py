@@ -19,6 +19,7 @@ class PendingEvent:
     position: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
     at: datetime = field(default_factory=timezone.now)
+    signalled: bool = False
 
 
 class EventBuffer:
@@ -34,6 +35,16 @@ class EventBuffer:
         if kind not in SIGNALS:
             raise ValueError(f"unknown lifecycle event {kind!r}")
         self.pending.append(PendingEvent(kind, position, data))
+
+    def announce(self, kind: str, position: int | None = None, **data: Any) -> None:
+        """Signal an event now and buffer its row for the next write: for what is true the
+        moment it happens (a step starting), though its row is written with what follows.
+        Events buffered before it are signalled first, so signals keep the log's order."""
+        self.add(kind, position, **data)
+        for event in self.pending:
+            if not event.signalled:
+                self._signal(event)
+                event.signalled = True
 
     def write_txn(self) -> None:
         """Insert the pending events; call inside the transaction that makes the change."""
@@ -61,15 +72,19 @@ class EventBuffer:
         """Send the signals of everything written so far; call after the commit."""
         events, self.committed = self.committed, []
         for event in events:
-            kwargs = {
-                "event": event.kind,
-                "instance_id": self.instance_id,
-                "workflow": self.workflow,
-                "position": event.position,
-                "data": event.data,
-            }
-            SIGNALS[event.kind].send(sender=WorkflowInstance, **kwargs)
-            lifecycle_event.send(sender=WorkflowInstance, **kwargs)
+            if not event.signalled:
+                self._signal(event)
+
+    def _signal(self, event: PendingEvent) -> None:
+        kwargs = {
+            "event": event.kind,
+            "instance_id": self.instance_id,
+            "workflow": self.workflow,
+            "position": event.position,
+            "data": event.data,
+        }
+        SIGNALS[event.kind].send(sender=WorkflowInstance, **kwargs)
+        lifecycle_event.send(sender=WorkflowInstance, **kwargs)
 
 
 def record_events(instance_id: str, workflow: str, *events: tuple[str, dict[str, Any]]) -> EventBuffer:

@@ -25,18 +25,26 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     due = Alarm.objects.filter(fired_at__isnull=True, fire_at__lte=now).order_by("fire_at")
     if instance_id is not None:
         due = due.filter(instance_id=instance_id)
-    fired = _claim_alarms(due, now, limit)
-    stale_before = now - timedelta(seconds=settings.REDISPATCH_AFTER_SECONDS)
-    lost = Alarm.objects.filter(fired_at__lt=stale_before, instance__state=State.PAUSED)
-    if instance_id is not None:
-        lost = lost.filter(instance_id=instance_id)
-    for alarm_id, epoch, fired_at in lost.values_list("instance_id", "epoch", "fired_at")[:limit]:
-        if Alarm.objects.filter(instance_id=alarm_id, fired_at=fired_at).update(fired_at=now):
-            fired.append((alarm_id, epoch))
+    fired = _claim_alarms(due, now, limit) + _lost_resumes(now, limit, instance_id)
     dispatcher = get_dispatcher()
     for alarm_id, epoch in fired:
         on_commit(lambda i=alarm_id, e=epoch: dispatcher.dispatch(i, "resume", e))
     return [alarm_id for alarm_id, _ in fired]
+
+
+def _lost_resumes(now: datetime, limit: int, instance_id: str | None = None) -> list[tuple[str, int]]:
+    """Alarms that fired REDISPATCH_AFTER_SECONDS ago while their instance is still Paused:
+    the resume was lost (the process died before it enqueued, or the broker dropped it).
+    Each is claimed again with a compare-and-set on its fired_at, so one scan re-sends it."""
+    stale_before = now - timedelta(seconds=settings.REDISPATCH_AFTER_SECONDS)
+    lost = Alarm.objects.filter(fired_at__lt=stale_before, instance__state=State.PAUSED)
+    if instance_id is not None:
+        lost = lost.filter(instance_id=instance_id)
+    claimed = []
+    for alarm_id, epoch, fired_at in lost.values_list("instance_id", "epoch", "fired_at")[:limit]:
+        if Alarm.objects.filter(instance_id=alarm_id, fired_at=fired_at).update(fired_at=now):
+            claimed.append((alarm_id, epoch))
+    return claimed
 
 
 def _claim_alarms(due, now: datetime, limit: int) -> list[tuple[str, int]]:
@@ -66,8 +74,9 @@ def fire_alarm_now(instance_id: str) -> bool:
 
 
 def recover(limit: int = 500) -> list[str]:
-    """Re-run, in recover mode, Running instances whose lease expired; re-dispatch Queued
-    instances no worker claimed in REDISPATCH_AFTER_SECONDS (a broker lost the task).
+    """Re-run, in recover mode, Running instances whose lease expired; re-dispatch the tasks
+    a broker lost: Queued instances no worker claimed in REDISPATCH_AFTER_SECONDS, and Paused
+    ones whose alarm fired that long ago (as `fire_alarms` also does).
 
     A stale instance is reserved for one lease period when its recovery is dispatched, so
     frequent scans do not pile up duplicate tasks; if that task is lost too, the next scan
@@ -90,6 +99,7 @@ def recover(limit: int = 500) -> list[str]:
             dispatched_at=now
         ):
             dispatched.append((pk, "fresh", epoch))
+    dispatched += [(pk, "resume", epoch) for pk, epoch in _lost_resumes(now, limit)]
     dispatcher = get_dispatcher()
     for pk, mode, epoch in dispatched:
         on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
