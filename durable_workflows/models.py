@@ -7,7 +7,7 @@ from typing import Any
 from django.db import models
 from django.db.models import Q
 
-from .states import State
+from .states import State, as_state
 
 
 class StepKind(models.TextChoices):
@@ -31,9 +31,9 @@ class AlarmReason(models.TextChoices):
 def _as_state(value: Any) -> Any:
     """A State for any spelling of one ("paused", "Paused"); anything else as it is, for
     the field's validation (or a query) to deal with."""
-    if isinstance(value, str) and not isinstance(value, State):
+    if isinstance(value, str):
         try:
-            return State(value.lower())
+            return as_state(value)
         except ValueError:
             return value
     return value

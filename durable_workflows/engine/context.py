@@ -339,7 +339,7 @@ class StepCall:
             self.wf._clock = record.finished_at or self.wf._clock
             return _Cached(serialization.loads(record.result))
         if record.state == StepState.FAILED:
-            raise failures.rebuild(record.error_replay, record.error_type, record.error_message)
+            raise failures.rebuild(record)
         self.attempt = record.attempts
         if record.state == StepState.RUNNING:
             # The attempt in flight when the last run stopped. Its deadline survives.

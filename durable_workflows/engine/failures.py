@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import serialization
 from ..exceptions import SerializationError
+from ..models import StepRecord
 
 # Classes this process has seen fail a step, by path: a class defined inside a function
 # cannot be imported by its path, but a replay in the same process still finds it here.
@@ -34,10 +35,11 @@ def replay_info(error: BaseException) -> str:
     return serialization.dumps(info, "the step's error")
 
 
-def rebuild(error_replay: str, error_type: str, message: str) -> BaseException:
+def rebuild(record: StepRecord) -> BaseException:
     """The stored failure as an exception to raise: its own class where this process has it
     and it can be built, otherwise a RuntimeError naming it."""
-    info = serialization.loads(error_replay) if error_replay else {}
+    error_type, message = record.error_type, record.error_message
+    info = serialization.loads(record.error_replay) if record.error_replay else {}
     cls = _find_class(info.get("class", ""), error_type)
     args = serialization.loads(info["args"]) if "args" in info else [message]
     if cls is not None:

@@ -100,13 +100,12 @@ def _run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
             return cursor.fetchall()
     db.ensure_connection()
     raw = db.connection
-    if db.queries_logged:
-        return _run_logged(db, raw, sql, params)
     # Django keeps psycopg's automatic preparation off for the whole connection (poolers);
     # it is turned on only for this statement, on a cursor that binds parameters on the
     # server, so only our fixed statement text is ever prepared.
     cursor = _server_cursor(db, raw)
     db.validate_no_broken_transaction()
+    started = time.monotonic()
     previous, raw.prepare_threshold = raw.prepare_threshold, 0
     try:
         with db.wrap_database_errors:
@@ -114,6 +113,8 @@ def _run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
             return cursor.fetchall()
     finally:
         raw.prepare_threshold = previous
+        if db.queries_logged:
+            _log(db, raw, sql, params, started)
 
 
 def _server_cursor(db: Any, raw: Any) -> Any:
@@ -130,24 +131,16 @@ def _server_cursor(db: Any, raw: Any) -> Any:
     return cursor
 
 
-def _run_logged(db: Any, raw: Any, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """The same, with the statement's text added to Django's query log while queries are
-    logged (Django's own debug cursor cannot show a prepared statement's text)."""
+def _log(db: Any, raw: Any, sql: str, params: list[Any], started: float) -> None:
+    """Add the statement to Django's query log: the debug cursor cannot show the text of a
+    prepared statement, so it is rendered here, and only while queries are logged."""
     import psycopg
 
-    previous, raw.prepare_threshold = raw.prepare_threshold, 0
-    started = time.monotonic()
     try:
-        with db.make_cursor(psycopg.Cursor(raw)) as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    finally:
-        raw.prepare_threshold = previous
-        try:
-            text = psycopg.ClientCursor(raw).mogrify(sql, params)
-        except Exception:
-            text = sql
-        db.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
+        text = psycopg.ClientCursor(raw).mogrify(sql, params)
+    except Exception:
+        text = sql
+    db.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
 
 
 def save_fenced(run: Run, records: list[StepRecord], fields: dict[str, Any]) -> None:
