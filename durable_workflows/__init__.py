@@ -36,12 +36,14 @@ _EXPORTS = {
     "WorkflowCancelled": "exceptions",
     "WorkflowFailed": "exceptions",
     "WorkflowNotFinished": "exceptions",
+    "WorkflowIdConflict": "exceptions",
+    "ReplayError": "exceptions",
 }
 
 __all__ = [
     "DurableWorkflowError", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
-    "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
-    "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowNotFinished",
+    "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
+    "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
     "WorkflowNotFound", "cancel", "client", "fire_alarms", "get", "list", "meta", "recover",
     "run_inline", "start", "workflow",
 ]
@@ -55,12 +57,14 @@ if TYPE_CHECKING:
         InvalidTransition,
         NonDeterminismError,
         NonRetryableError,
+        ReplayError,
         SerializationError,
         StepScopeError,
         StepTimeout,
         UnknownWorkflow,
         WorkflowCancelled,
         WorkflowFailed,
+        WorkflowIdConflict,
         WorkflowNotFinished,
         WorkflowNotFound,
     )

@@ -15,18 +15,18 @@ from django.utils import timezone
 
 from . import serialization
 from .dispatch import get_dispatcher, on_commit
-from .engine import execute, fire_alarms
-from .engine.events import record_events
-from .engine.store import encode_input
+from .engine import execute, fire_alarms, record_events
 from .exceptions import (
     InvalidTransition,
     WorkflowCancelled,
     WorkflowFailed,
+    WorkflowIdConflict,
     WorkflowNotFinished,
     WorkflowNotFound,
 )
 from .models import Alarm, StepRecord, WorkflowInstance
 from .registry import WorkflowDefinition, get_definition
+from .serialization import encode_input
 from .states import TERMINAL, State, as_state, transition
 
 WorkflowRef = str | Callable[..., Any] | WorkflowDefinition
@@ -67,9 +67,11 @@ class StepInfo:
 class WorkflowHandle:
     """A view of one instance. It reads the database when made and on `refresh()`."""
 
-    def __init__(self, instance: WorkflowInstance) -> None:
+    def __init__(self, instance: WorkflowInstance, *, created: bool = False) -> None:
         self._instance = instance
         self._steps: builtins.list[StepInfo] | None = None
+        #: True on the handle `start()` returns when that call created the instance.
+        self.created = created
 
     def __repr__(self) -> str:
         return f"<WorkflowHandle {self.workflow} {self.instance_id} {self.state.label}>"
@@ -181,33 +183,48 @@ def _load(instance_id: str) -> WorkflowInstance:
     return instance
 
 
-def _prepare(workflow: WorkflowRef, args: tuple[Any, ...], kwargs: dict[str, Any],
-             instance_id: str | None) -> tuple[WorkflowDefinition, str, str]:
-    definition = get_definition(workflow)
-    definition.check_arguments(args, kwargs)
-    stored = encode_input(args, kwargs)
+def _check_id(instance_id: str | None) -> None:
     if instance_id is not None:
         if not isinstance(instance_id, str) or not instance_id.strip():
             raise ValueError(f"instance_id must be non-empty text, got {instance_id!r}")
         if len(instance_id) > 255:
             raise ValueError("instance_id must be at most 255 characters")
-    return definition, stored, instance_id or uuid.uuid4().hex
 
 
-def _create(definition: WorkflowDefinition, stored: str, instance_id: str,
-            given: bool = True) -> tuple[WorkflowInstance, bool]:
-    """Insert the instance, or return the existing one with that id (idempotent start)."""
-    if given:
-        existing = WorkflowInstance.objects.filter(pk=instance_id).first()
+def _existing(instance_id: str, definition: WorkflowDefinition) -> WorkflowInstance | None:
+    """The instance a repeated start with `instance_id` returns, if there is one; an id
+    taken by another workflow is a conflict, never that other instance."""
+    instance = WorkflowInstance.objects.filter(pk=instance_id).first()
+    if instance is not None and instance.workflow != definition.name:
+        raise WorkflowIdConflict(
+            f"instance {instance_id!r} already exists for workflow {instance.workflow!r}, "
+            f"not {definition.name!r}"
+        )
+    return instance
+
+
+def _create(workflow: WorkflowRef, args: tuple[Any, ...], kwargs: dict[str, Any],
+            instance_id: str | None) -> tuple[WorkflowInstance, bool]:
+    """Insert the instance, or return the existing one with that id (idempotent start).
+
+    A repeat is answered before the arguments are checked: it returns what the first start
+    stored, whatever it was given this time."""
+    definition = get_definition(workflow)
+    _check_id(instance_id)
+    if instance_id is not None:
+        existing = _existing(instance_id, definition)
         if existing is not None:
             return existing, False
+    definition.check_arguments(args, kwargs)
+    stored = encode_input(args, kwargs)
     try:
         with transaction.atomic():
             instance = WorkflowInstance.objects.create(
-                id=instance_id, workflow=definition.name, input=stored, state=State.PENDING
+                id=instance_id or uuid.uuid4().hex, workflow=definition.name, input=stored,
+                state=State.PENDING,
             )
     except IntegrityError:
-        existing = WorkflowInstance.objects.filter(pk=instance_id).first()
+        existing = _existing(instance_id, definition) if instance_id is not None else None
         if existing is None:
             raise
         return existing, False
@@ -217,16 +234,16 @@ def _create(definition: WorkflowDefinition, stored: str, instance_id: str,
 def start(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, **kwargs: Any) -> WorkflowHandle:
     """Create an instance and queue it to run once the current transaction commits.
 
-    With `instance_id`, starting again returns the existing instance and never runs it twice.
-    Nothing is stored when the workflow is unknown (`UnknownWorkflow`), the arguments do not
-    fit its signature (`TypeError`) or cannot be stored (`SerializationError`).
+    With `instance_id`, starting again returns the existing instance and never runs it twice
+    (`handle.created` tells which); an id that another workflow's instance has is a
+    `WorkflowIdConflict`. Nothing is stored when the workflow is unknown (`UnknownWorkflow`),
+    the arguments do not fit its signature (`TypeError`) or cannot be stored
+    (`SerializationError`).
     """
-    given = instance_id is not None
-    definition, stored, instance_id = _prepare(workflow, args, kwargs, instance_id)
-    instance, created = _create(definition, stored, instance_id, given)
+    instance, created = _create(workflow, args, kwargs, instance_id)
+    handle = WorkflowHandle(instance, created=created)
     if not created:
-        return WorkflowHandle(instance)
-    handle = WorkflowHandle(instance)
+        return handle
     on_commit(lambda: enqueue(instance))
     return handle.refresh() if getattr(get_dispatcher(), "synchronous", False) else handle
 
@@ -256,16 +273,14 @@ def run_inline(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = N
 
     With the id of an existing Paused instance whose alarm is due, resumes it instead.
     """
-    given = instance_id is not None
-    definition, stored, instance_id = _prepare(workflow, args, kwargs, instance_id)
-    instance, created = _create(definition, stored, instance_id, given)
+    instance, created = _create(workflow, args, kwargs, instance_id)
     if created:
         execute(instance.pk, "fresh", instance.epoch)
     elif instance.state == State.PAUSED:
         alarm = Alarm.objects.filter(instance_id=instance.pk, fire_at__lte=timezone.now()).first()
         if alarm is not None:
             execute(instance.pk, "resume", instance.epoch)
-    return WorkflowHandle(instance).refresh()
+    return WorkflowHandle(instance, created=created).refresh()
 
 
 def get(instance_id: str) -> WorkflowHandle:

@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     # as prepared statements, planned once per connection. Turn off behind a pooler that
     # cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
     "PREPARED_STATEMENTS": True,
+    # PostgreSQL: send a fresh claim, a step's checkpoint and the final transition as one
+    # statement each (data-modifying CTEs). False sends them through the ORM, as elsewhere.
+    "SINGLE_STATEMENT_WRITES": True,
 }
 
 IMPORT_STRINGS = {"DISPATCHER", "SERIALIZER"}

@@ -1,8 +1,8 @@
 """Every error the library raises, in one place.
 
 Each class's docstring is its default message, so a new failure is a two-line subclass.
-`Suspend` and `LeaseLost` are control flow, not errors: they derive from `BaseException`
-so that a workflow's own `except Exception:` cannot swallow them.
+`Suspend`, `LeaseLost` and `StoreFault` are control flow, not errors: they derive from
+`BaseException` so that a workflow's own `except Exception:` cannot swallow them.
 """
 
 from __future__ import annotations
@@ -47,6 +47,14 @@ class NonRetryableError(DurableWorkflowError):
     """Raised by a step to fail at once, whatever its retry policy says."""
 
 
+class WorkflowIdConflict(DurableWorkflowError):
+    """An instance with that id already exists for another workflow."""
+
+
+class ReplayError(NonDeterminismError):
+    """The recorded history cannot be replayed by the code this process has loaded."""
+
+
 class WorkflowCancelled(DurableWorkflowError):
     """The workflow instance was cancelled."""
 
@@ -69,3 +77,17 @@ class Suspend(BaseException):
 
 class LeaseLost(BaseException):
     """This executor no longer owns the instance: another one claimed it, or it was cancelled."""
+
+
+class StoreFault(BaseException):
+    """The engine's own database work failed: a dropped connection, a lock or statement
+    timeout, a deadlock, a failover.
+
+    It says nothing about the workflow, so it must never become the workflow's failure or
+    reach its `except Exception:`. The run unwinds, gives up its lease, and the instance is
+    recovered; a fault that keeps coming back ends through MAX_RECOVERY_ATTEMPTS.
+    """
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error = error

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from .states import State, as_state
+
+#: The lease owner of a Running instance a recovery scan has reserved for its recovery run.
+RECOVERY_OWNER = "recovery:"
 
 
 class StepKind(models.TextChoices):
@@ -149,6 +154,16 @@ class WorkflowInstance(ErrorFields):
 
     def __str__(self) -> str:
         return f"{self.workflow} {self.pk} ({self.get_state_display()})"
+
+    def is_stale(self, now: datetime | None = None) -> bool:
+        """Whether a recovery may take the instance over: it is Running and its lease
+        lapsed, or a recovery scan has reserved it (lease owner "recovery:...")."""
+        if self.state != State.RUNNING:
+            return False
+        if self.lease_owner.startswith(RECOVERY_OWNER):
+            return True
+        expires = self.lease_expires_at
+        return expires is None or expires <= (now or timezone.now())
 
 
 class StepRecord(ErrorFields):

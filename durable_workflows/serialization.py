@@ -135,3 +135,14 @@ def loads(text: str | None) -> Any:
     if text is None or text == "":
         return None
     return get_serializer().loads(text)
+
+
+def encode_input(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str:
+    """A workflow's arguments as stored on its instance."""
+    return dumps({"args": list(args), "kwargs": kwargs}, "the workflow input")
+
+
+def decode_input(text: str | None) -> tuple[list[Any], dict[str, Any]]:
+    """The positional and keyword arguments stored by `encode_input`."""
+    data = loads(text) or {}
+    return list(data.get("args", [])), dict(data.get("kwargs", {}))

@@ -97,10 +97,11 @@ def transition(
     to: State | str,
     *,
     expect_epoch: int | None = None,
-    extra_filter: dict[str, Any] | None = None,
+    fence: Any = None,
     **fields: Any,
 ) -> WorkflowInstance:
-    """Move `instance` to `to` with a compare-and-set on its current state (and epoch).
+    """Move `instance` to `to` with a compare-and-set on its current state (and epoch, or
+    the whole fence of a running executor: `engine.fence.Fence`).
 
     Raises `InvalidTransition` when the table forbids the move, or when the row is no longer
     in the state the caller saw (another process moved it first). On success the in-memory
@@ -114,8 +115,8 @@ def transition(
     conditions: dict[str, Any] = {"pk": instance.pk, "state": source}
     if expect_epoch is not None:
         conditions["epoch"] = expect_epoch
-    if extra_filter:
-        conditions.update(extra_filter)
+    if fence is not None:
+        conditions.update(fence.filter())
     updated = WorkflowInstance.objects.filter(**conditions).update(**values)
     if updated != 1:
         current = (

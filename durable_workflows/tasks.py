@@ -14,8 +14,7 @@ from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from .conf import settings
-from .engine import execute, fire_alarms, recover
-from .engine.store import executor_name
+from .engine import execute, executor_name, fire_alarms, recover
 from .models import WorkflowInstance
 from .states import State
 

@@ -3,6 +3,7 @@ import os
 import pytest
 from django.db import connection
 
+from tests.testapp import fault_workflows
 from tests.testapp.engine_workflows import GATES, SEEN
 from tests.testapp.workflows import CALLS
 
@@ -20,7 +21,13 @@ def _reset_calls():
     """Step call counters start empty; gates a test left closed are opened afterwards."""
     CALLS.clear()
     SEEN.clear()
+    fault_workflows.RAN.clear()
+    fault_workflows.OBSERVED.clear()
+    fault_workflows.DURING.clear()
     yield
+    for gate in fault_workflows.GATES.values():
+        gate.set()
+    fault_workflows.GATES.clear()
     for gate in GATES.values():
         gate.set()
     GATES.clear()

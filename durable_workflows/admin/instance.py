@@ -217,7 +217,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
                 "dw_event_total": event_total,
                 "dw_can_cancel": operations.can_cancel(obj) and self.has_cancel_permission(request),
                 "dw_can_resume": operations.can_resume(obj) and self.has_resume_permission(request),
-                "dw_can_recover": operations.is_stale(obj) and self.has_resume_permission(request),
+                "dw_can_recover": obj.is_stale() and self.has_resume_permission(request),
                 "dw_urls": {
                     name: self._operation_url(obj, name) for name in ("cancel", "resume", "recover")
                 },

@@ -14,7 +14,6 @@ from django.utils import timezone
 from .. import client
 from ..dispatch import get_dispatcher, on_commit
 from ..engine import fire_alarm_now
-from ..engine.store import is_stale
 from ..exceptions import DurableWorkflowError
 from ..models import WorkflowInstance
 from ..states import TERMINAL, State, as_state
@@ -46,7 +45,7 @@ def recover(instance_id: str) -> str:
     instance = _load_in(instance_id, State.RUNNING, "recovered")
     now = timezone.now()
     expires = instance.lease_expires_at
-    if not is_stale(instance, now):
+    if not instance.is_stale(now):
         raise Refused(
             f"instance {instance_id} is not stale: {instance.lease_owner or 'its worker'} holds its lease, "
             f"which expires {relative(expires, now)}."

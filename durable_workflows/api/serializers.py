@@ -15,10 +15,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import serialization
-from ..engine.store import decode_input
 from ..exceptions import SerializationError, UnknownWorkflow
 from ..models import Alarm, StepRecord, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
+from ..serialization import decode_input
 from ..states import State, as_state
 
 INPUT_SCHEMA = {
@@ -64,7 +64,7 @@ def input_json(instance: WorkflowInstance) -> Any:
     """The input as it was given to `start`: an object of keyword arguments or an array of
     positional ones; `{"args": [...], "kwargs": {...}}` when a client passed both."""
     try:
-        args, kwargs = decode_input(instance)
+        args, kwargs = decode_input(instance.input)
     except (TypeError, ValueError, AttributeError):
         return instance.input
     if args and kwargs:

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import __version__, client
-from ..exceptions import InvalidTransition, WorkflowNotFound
+from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
 from ..models import WorkflowInstance
 from ..registry import all_definitions
 from ..states import State
@@ -147,29 +147,17 @@ class InstanceListView(WorkflowAPIView):
         body.is_valid(raise_exception=True)
         definition = body.validated_data["workflow"]
         instance_id = body.validated_data.get("instance_id")
-        if instance_id is not None:
-            existing = WorkflowInstance.objects.filter(pk=instance_id).first()
-            if existing is not None:
-                return self._repeat(existing, definition.name)
         args, kwargs = body.validated_data["args"], body.validated_data["kwargs"]
         try:
             handle = client.start(definition, *args, instance_id=instance_id, **kwargs)
+        except WorkflowIdConflict as exc:
+            state = WorkflowInstance.objects.filter(pk=instance_id).values_list("state", flat=True).first()
+            return Response({"detail": f"{exc}.", "state": state}, status=status.HTTP_409_CONFLICT)
         except TypeError as exc:
             return Response({"input": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        code = status.HTTP_201_CREATED if handle.created else status.HTTP_200_OK
         handle.refresh()
-        return Response(InstanceDetailSerializer(handle.instance).data, status=status.HTTP_201_CREATED)
-
-    def _repeat(self, existing: WorkflowInstance, workflow: str) -> Response:
-        if existing.workflow != workflow:
-            return Response(
-                {
-                    "detail": f"instance {existing.pk!r} already exists for workflow "
-                    f"{existing.workflow!r}, not {workflow!r}.",
-                    "state": existing.state,
-                },
-                status=status.HTTP_409_CONFLICT,
-            )
-        return Response(InstanceDetailSerializer(existing).data, status=status.HTTP_200_OK)
+        return Response(InstanceDetailSerializer(handle.instance).data, status=code)
 
 
 class InstanceDetailView(WorkflowAPIView):

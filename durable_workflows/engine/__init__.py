@@ -1,6 +1,11 @@
-"""The durable execution engine. It imports nothing of django-q2, the admin or the API."""
+"""The durable execution engine. It imports nothing of django-q2, the admin or the API.
 
+What the rest of the package may use lives here; the modules below are the engine's own.
+"""
+
+from .events import record_events
 from .executor import execute
 from .scans import fire_alarm_now, fire_alarms, recover
+from .store import executor_name
 
-__all__ = ["execute", "fire_alarms", "fire_alarm_now", "recover"]
+__all__ = ["execute", "executor_name", "fire_alarm_now", "fire_alarms", "record_events", "recover"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,8 @@ from django.utils import timezone
 from ..conf import settings
 from ..models import Event, WorkflowInstance
 from ..signals import SIGNALS, lifecycle_event
+
+logger = logging.getLogger("durable_workflows")
 
 
 @dataclass
@@ -23,13 +26,16 @@ class PendingEvent:
 
 
 class EventBuffer:
-    """Events waiting for the transaction that records the change they describe."""
+    """Events waiting for the transaction that records the change they describe.
+
+    The buffer changes only once that transaction has committed (`send()`): a write that
+    fails leaves it as it was.
+    """
 
     def __init__(self, instance_id: str, workflow: str) -> None:
         self.instance_id = instance_id
         self.workflow = workflow
         self.pending: list[PendingEvent] = []
-        self.committed: list[PendingEvent] = []
 
     def add(self, kind: str, position: int | None = None, **data: Any) -> None:
         if kind not in SIGNALS:
@@ -46,31 +52,31 @@ class EventBuffer:
                 self._signal(event)
                 event.signalled = True
 
+    def rows(self) -> list[PendingEvent]:
+        """The events to write with the change (none when the event log is off)."""
+        return self.pending if settings.EVENT_LOG else []
+
     def write_txn(self) -> None:
         """Insert the pending events; call inside the transaction that makes the change."""
-        if not self.pending:
-            return
-        if settings.EVENT_LOG:
+        rows = self.rows()
+        if rows:
             Event.objects.bulk_create(
                 [
                     Event(
                         instance_id=self.instance_id, kind=e.kind, position=e.position,
                         data=e.data, created_at=e.at,
                     )
-                    for e in self.pending
+                    for e in rows
                 ]
             )
-        self.committed.extend(self.pending)
-        self.pending = []
 
     def discard(self) -> None:
-        """Drop events whose transaction rolled back: what they describe did not happen."""
+        """Drop events whose change did not happen."""
         self.pending = []
-        self.committed = []
 
     def send(self) -> None:
-        """Send the signals of everything written so far; call after the commit."""
-        events, self.committed = self.committed, []
+        """The change committed: send the signals of its events and empty the buffer."""
+        events, self.pending = self.pending, []
         for event in events:
             if not event.signalled:
                 self._signal(event)
@@ -83,8 +89,14 @@ class EventBuffer:
             "position": event.position,
             "data": event.data,
         }
-        SIGNALS[event.kind].send(sender=WorkflowInstance, **kwargs)
-        lifecycle_event.send(sender=WorkflowInstance, **kwargs)
+        for signal in (SIGNALS[event.kind], lifecycle_event):
+            # A receiver's error is the receiver's: it is logged, and the run goes on.
+            for receiver, response in signal.send_robust(sender=WorkflowInstance, **kwargs):
+                if isinstance(response, Exception):
+                    logger.error(
+                        "durable_workflows: receiver %r of %s for instance %s raised",
+                        receiver, event.kind, self.instance_id, exc_info=response,
+                    )
 
 
 def record_events(instance_id: str, workflow: str, *events: tuple[str, dict[str, Any]]) -> EventBuffer:

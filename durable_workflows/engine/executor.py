@@ -1,4 +1,9 @@
-"""`execute(instance_id, mode)`: claim an instance, run its function, record the outcome."""
+"""`execute(instance_id, mode)`: claim an instance, run its function, record the outcome.
+
+The function runs until it returns, raises, or stops at a signal (a durable wait, a lost
+lease or a cancel, a database fault). Whatever it did while unwinding, the executor alone
+decides and commits the end of the run, after the function is done.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +14,76 @@ from asgiref.sync import async_to_sync
 
 from .. import serialization
 from ..conf import settings
-from ..exceptions import LeaseLost, SerializationError, Suspend, UnknownWorkflow
+from ..exceptions import LeaseLost, SerializationError, StoreFault, Suspend, UnknownWorkflow
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
-from . import heartbeat
+from . import heartbeat, runner
 from .context import AsyncWorkflowContext, WorkflowContext
-from .store import Run, cancel_running, claim, decode_input, error_fields, load_records
+from .faults import reset_connection
+from .store import Run, cancel_running, claim, error_fields, load_records
 
 logger = logging.getLogger("durable_workflows")
-
-_SUSPENDED = object()
 
 
 def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None) -> str | None:
     """Run one instance until it finishes or pauses. Returns the state it was left in, or
-    None when there was nothing to claim (another worker has it, or it already moved on)."""
-    run = claim(instance_id, mode, epoch)
-    if run is None:
+    None when there was nothing to claim (another worker has it, or it already moved on),
+    or the run stopped without an outcome (it lost its lease, or the database failed: the
+    instance is then recovered)."""
+    # A run dispatched synchronously from inside a step (django-q2 `sync`, InlineDispatcher)
+    # is a workflow run of its own, not part of that step.
+    scope = runner.IN_STEP.set(False)
+    try:
+        try:
+            run = claim(instance_id, mode, epoch)
+        except StoreFault as fault:
+            logger.warning("durable_workflows: could not claim %s: %s", instance_id, fault)
+            reset_connection()
+            return None
+        if run is None:
+            return None
+        heartbeat.register(run.lease)
+        try:
+            return _settle(run, _start, run)
+        finally:
+            heartbeat.unregister(run.lease)
+    finally:
+        runner.IN_STEP.reset(scope)
+
+
+def _settle(run: Run, fn: Any, *args: Any) -> str | None:
+    """Call `fn`, turning the signals that end a run without an outcome into None."""
+    try:
+        return fn(*args)
+    except LeaseLost:
+        try:
+            run.settle_lost_lease()
+        except StoreFault as fault:
+            _abandon(run, fault)
         return None
+    except StoreFault as fault:
+        _abandon(run, fault)
+        return None
+
+
+def _abandon(run: Run, fault: StoreFault) -> None:
+    """The database failed under the run: give the lease up so that recovery runs the
+    instance again at once, or, when even that fails, leave the lease to expire."""
+    logger.warning("durable_workflows: run of %s stopped by a database error, to be recovered: %s",
+                   run.instance_id, fault)
+    reset_connection()
+    try:
+        run.lease.release()
+    except Exception:
+        logger.info("durable_workflows: the lease of %s will expire instead", run.instance_id)
+
+
+def _start(run: Run) -> str | None:
     instance = run.instance
     if instance.cancel_requested:
-        cancel_running(instance, run.epoch, run.events)
+        cancel_running(instance, run.lease)
         return State.CANCELLED
-    if mode == "recover" and instance.recovery_count > settings.MAX_RECOVERY_ATTEMPTS:
+    if run.mode == "recover" and instance.recovery_count > settings.MAX_RECOVERY_ATTEMPTS:
         attempts = instance.recovery_count - 1
         error = RuntimeError(f"failed after {attempts} recovery attempts")
         return _fail(run, error, "RecoveryLimitExceeded")
@@ -39,64 +91,69 @@ def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None) -> 
         definition = get_definition(instance.workflow)
     except UnknownWorkflow as error:
         return _fail(run, error)
-    beat = heartbeat.register(run.instance_id, run.epoch)
-    run.beat = beat
-    try:
-        return _run(run, definition)
-    finally:
-        heartbeat.unregister(beat)
-
-
-def _run(run: Run, definition: WorkflowDefinition) -> str | None:
     # An instance's first run has no records yet: skip the query.
-    first_run = run.mode == "fresh" and run.instance.run_count == 1
+    first_run = run.mode == "fresh" and instance.run_count == 1
     records = {} if first_run else load_records(run.instance_id)
     context_class = AsyncWorkflowContext if definition.is_async else WorkflowContext
     wf = context_class(run, records, definition.name)
+    returned, value = _call(definition, wf)
+    return _conclude(run, definition, wf, returned, value)
+
+
+def _call(definition: WorkflowDefinition, wf: WorkflowContext) -> tuple[bool, Any]:
+    """Run the workflow function: (True, its result) or (False, what it raised)."""
     try:
-        args, kwargs = decode_input(run.instance)
+        args, kwargs = serialization.decode_input(wf._run.instance.input)
         if definition.is_async:
-            result = async_to_sync(_run_async)(definition, wf, args, kwargs)
-        else:
-            result = definition.fn(wf, *args, **kwargs)
-        if wf._fatal is not None:
-            raise wf._fatal
-        if result is _SUSPENDED:
-            return State.PAUSED
-        try:
-            stored = serialization.dumps(result, f"the result of workflow {definition.name!r}")
-        except SerializationError as error:
-            return _fail(run, error)
-        run.events.add("workflow.completed", None)
-        run.finish(State.COMPLETED, result=stored)
-        return State.COMPLETED
-    except Suspend:
-        return State.PAUSED
-    except LeaseLost:
-        run.settle_lost_lease()
-        return None
-    except Exception as error:
-        return _fail(run, wf._fatal or error)
+            return async_to_sync(_call_async)(definition, wf, args, kwargs)
+        return True, definition.fn(wf, *args, **kwargs)
+    except BaseException as error:
+        return False, error
 
 
-async def _run_async(
+async def _call_async(
     definition: WorkflowDefinition, wf: WorkflowContext, args: list[Any], kwargs: dict[str, Any]
-) -> Any:
+) -> tuple[bool, Any]:
+    # Signals are handed back as values: asyncio has rules of its own for BaseException.
     try:
-        return await definition.fn(wf, *args, **kwargs)
-    except Suspend:
-        return _SUSPENDED
+        return True, await definition.fn(wf, *args, **kwargs)
+    except BaseException as error:
+        return False, error
 
 
-def _fail(run: Run, error: BaseException, error_type: str | None = None) -> str | None:
+def _conclude(run: Run, definition: WorkflowDefinition, wf: WorkflowContext, returned: bool,
+              value: Any) -> str | None:
+    """Commit the end of the run. A signal that stopped the run decides it, whatever the
+    function did afterwards (caught it, returned, raised something else)."""
+    stopped = wf._stopped
+    if isinstance(stopped, Suspend):
+        assert wf._wait is not None
+        run.checkpoint.pause(wf._wait)
+        return State.PAUSED
+    if stopped is not None:
+        raise stopped
+    if wf._fatal is not None:
+        return _fail(run, wf._fatal)
+    if not returned:
+        if isinstance(value, (LeaseLost, StoreFault)) or not isinstance(value, Exception):
+            raise value  # our own signals, and KeyboardInterrupt or SystemExit
+        return _fail(run, value)
+    try:
+        stored = serialization.dumps(value, f"the result of workflow {definition.name!r}")
+    except SerializationError as error:
+        return _fail(run, error)
+    run.events.add("workflow.completed", None)
+    run.checkpoint.finish(State.COMPLETED, result=stored)
+    return State.COMPLETED
+
+
+def _fail(run: Run, error: BaseException, error_type: str | None = None) -> str:
     fields = error_fields(error)
     if error_type:
         fields["error_type"] = error_type
     run.events.add("workflow.failed", None, error=f"{fields['error_type']}: {fields['error_message']}")
-    try:
-        run.finish(State.FAILED, **fields)
-    except LeaseLost:
-        run.settle_lost_lease()
-        return None
+    run.checkpoint.finish(State.FAILED, **fields)
     logger.info("workflow %s failed: %s", run.instance_id, fields["error_message"])
     return State.FAILED
+
+

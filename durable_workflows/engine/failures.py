@@ -14,7 +14,7 @@ import weakref
 from typing import Any
 
 from .. import serialization
-from ..exceptions import SerializationError
+from ..exceptions import ReplayError, SerializationError
 from ..models import StepRecord
 
 # Classes this process has seen fail a step, by path: a class defined inside a function
@@ -36,11 +36,13 @@ def replay_info(error: BaseException) -> str:
 
 
 def rebuild(record: StepRecord) -> BaseException:
-    """The stored failure as an exception to raise: its own class where this process has it
-    and it can be built, otherwise a RuntimeError naming it."""
+    """The stored failure as an exception to raise, of its own class. Where this process
+    has no such class, or cannot build one, a `ReplayError` naming it: raising anything else
+    could send the workflow down another branch than the one it recorded."""
     error_type, message = record.error_type, record.error_message
     info = serialization.loads(record.error_replay) if record.error_replay else {}
-    cls = _find_class(info.get("class", ""), error_type)
+    path = info.get("class", "")
+    cls = _find_class(path, error_type)
     args = serialization.loads(info["args"]) if "args" in info else [message]
     if cls is not None:
         try:
@@ -51,7 +53,15 @@ def rebuild(record: StepRecord) -> BaseException:
                 return cls.__new__(cls, *args)
             except Exception:
                 pass
-    return RuntimeError(f"{error_type}: {message}")
+        return ReplayError(
+            f"cannot replay the failure of step {record.name!r} at position {record.position}: "
+            f"{path or error_type} could not be rebuilt from its stored arguments"
+        )
+    return ReplayError(
+        f"cannot replay the failure of step {record.name!r} at position {record.position}: "
+        f"its error class {path or error_type} is not loaded in this process "
+        f"(import its module in the workflow's module); it failed with {error_type}: {message}"
+    )
 
 
 def _find_class(path: str, error_type: str) -> type[BaseException] | None:

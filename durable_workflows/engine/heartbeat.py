@@ -1,7 +1,10 @@
 """One thread per process renews the leases of the runs in progress.
 
-A run's own writes extend its lease, so the heartbeat only matters while one step runs
-longer than HEARTBEAT_SECONDS. One shared thread, started on first use, costs nothing per run.
+A run's own writes extend its lease, so the heartbeat only matters while one step (or the
+code between two steps) runs longer than HEARTBEAT_SECONDS. One shared thread, started on
+first use, costs nothing per run. Each beat also tells the run what it could not see from
+inside a long step: that a cancel was requested, or that another executor took the
+instance over. The run checks both before its next step starts.
 """
 
 from __future__ import annotations
@@ -9,46 +12,55 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from django.db import connections
+from django.db import connection, connections
 from django.utils import timezone
 
 from ..conf import settings
 from ..models import WorkflowInstance
-from ..states import State
+
+if TYPE_CHECKING:
+    from .lease import Lease
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
-_active: dict[int, tuple[str, int, float]] = {}
+_active: set[Lease] = set()
 _thread: threading.Thread | None = None
-_counter = 0
 
 
-def register(instance_id: str, epoch: int) -> int:
-    global _counter, _thread
+def register(lease: Lease) -> Lease:
+    global _thread
     with _lock:
-        _counter += 1
-        key = _counter
-        _active[key] = (instance_id, epoch, time.monotonic())
+        _active.add(lease)
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_loop, name="durable-heartbeat", daemon=True)
             _thread.start()
-    return key
+    return lease
 
 
-def unregister(key: int) -> None:
+def unregister(lease: Lease) -> None:
     with _lock:
-        _active.pop(key, None)
+        _active.discard(lease)
 
 
-def touched(key: int) -> None:
-    """The run wrote and so renewed its lease: no beat is due for a while."""
-    with _lock:
-        entry = _active.get(key)
-        if entry is not None:
-            _active[key] = (entry[0], entry[1], time.monotonic())
+def beat(lease: Lease) -> None:
+    """Extend the lease if the run still owns the instance, and learn whether a cancel was
+    requested, in one statement."""
+    fence = lease.fence.lenient()
+    table = connection.ops.quote_name(WorkflowInstance._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET lease_expires_at = %s WHERE {fence.where()} RETURNING cancel_requested",
+            [lease.until(timezone.now()), *fence.params()],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        lease.lost = True
+        return
+    lease.cancel_requested = bool(row[0])
+    lease.renewed()
 
 
 def _loop() -> None:
@@ -57,17 +69,12 @@ def _loop() -> None:
         time.sleep(min(1.0, max(interval / 4, 0.05)))
         now = time.monotonic()
         with _lock:
-            due = [(k, v) for k, v in _active.items() if now - v[2] >= interval]
+            due = [lease for lease in _active if now - lease.renewed_at >= interval]
         if not due:
             continue
         try:
-            for key, (instance_id, epoch, _) in due:
-                WorkflowInstance.objects.filter(
-                    pk=instance_id, epoch=epoch, state=State.RUNNING
-                ).update(
-                    lease_expires_at=timezone.now() + timedelta(seconds=settings.LEASE_SECONDS)
-                )
-                touched(key)
+            for lease in due:
+                beat(lease)
         except Exception:  # a missed beat is retried; the lease has slack for it
             logger.exception("durable_workflows heartbeat failed")
         finally:

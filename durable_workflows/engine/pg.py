@@ -16,7 +16,7 @@ keep prepared statements (PgBouncer in transaction mode before 1.21) needs
 from __future__ import annotations
 
 import time
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -28,7 +28,7 @@ from ..models import Event, StepRecord, WorkflowInstance
 from ..states import State, check_transition
 
 if TYPE_CHECKING:
-    from .store import Run
+    from .fence import Fence
 
 STEP_COLUMNS = (
     ("position", "int"), ("name", "text"), ("kind", "text"), ("state", "text"),
@@ -42,23 +42,24 @@ _encode = DjangoJSONEncoder().encode
 
 
 def usable() -> bool:
-    return connection.vendor == "postgresql"
+    return connection.vendor == "postgresql" and settings.SINGLE_STATEMENT_WRITES
+
+
+# The instance columns a checkpoint may set, with the types their placeholders need.
+_SET_TYPES = {"lease_expires_at": "timestamptz", "updated_at": "timestamptz",
+              "recovery_count": "integer", "meta": "jsonb"}
 
 
 @lru_cache(maxsize=64)
-def _statement(n_records: int, n_events: int, renew: bool, reset_recoveries: bool) -> str:
+def _statement(n_records: int, n_events: int, columns: tuple[str, ...], fence_sql: str) -> str:
     instance_table = WorkflowInstance._meta.db_table
-    where = ("WHERE id = %s::text AND epoch = %s::bigint AND state = %s::text "
-             "AND NOT cancel_requested")
-    if renew:
-        sets = "lease_expires_at = %s::timestamptz, updated_at = %s::timestamptz"
-        if reset_recoveries:
-            sets += ", recovery_count = 0"
-        parts = [f"WITH fence AS (UPDATE {instance_table} SET {sets} {where} RETURNING id)"]
+    if columns:
+        sets = ", ".join(f"{column} = %s::{_SET_TYPES[column]}" for column in columns)
+        parts = [f"WITH fence AS (UPDATE {instance_table} SET {sets} WHERE {fence_sql} RETURNING id)"]
     else:
         # FOR SHARE conflicts with the claim's UPDATE, so the two are ordered as with an
         # UPDATE, but it adds no row version: a long run does not bloat the instance row.
-        parts = [f"WITH fence AS (SELECT id FROM {instance_table} {where} FOR SHARE)"]
+        parts = [f"WITH fence AS (SELECT id FROM {instance_table} WHERE {fence_sql} FOR SHARE)"]
     if n_records:
         parts.append(_insert_cte("steps", StepRecord, STEP_COLUMNS, n_records, "RETURNING position, id"))
     if n_events:
@@ -109,12 +110,28 @@ def _run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     previous, raw.prepare_threshold = raw.prepare_threshold, 0
     try:
         with db.wrap_database_errors:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+            return _through_wrappers(db, cursor, sql, params)
     finally:
         raw.prepare_threshold = previous
         if db.queries_logged:
             _log(db, raw, sql, params, started)
+
+
+def _execute(sql: str, params: list[Any], many: bool, context: dict[str, Any]) -> list[tuple[Any, ...]]:
+    cursor = context["cursor"]
+    cursor.execute(sql, params)
+    return cursor.fetchall()
+
+
+def _through_wrappers(db: Any, cursor: Any, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Execute as Django's cursor does: through the connection's `execute_wrapper`s, so
+    instrumentation (and the tests' fault injection) sees these statements too."""
+    if not db.execute_wrappers:
+        return _execute(sql, params, False, {"cursor": cursor})
+    executor: Any = _execute
+    for wrapper in reversed(db.execute_wrappers):
+        executor = partial(wrapper, executor)
+    return executor(sql, params, False, {"connection": db, "cursor": cursor})
 
 
 def _server_cursor(db: Any, raw: Any) -> Any:
@@ -143,26 +160,23 @@ def _log(db: Any, raw: Any, sql: str, params: list[Any], started: float) -> None
     db.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
 
 
-def save_fenced(run: Run, records: list[StepRecord], fields: dict[str, Any]) -> None:
-    """Write `records` and the run's pending events if, and only if, the run still owns the
-    instance; raise LeaseLost otherwise. `fields` (lease, recovery count) are written only
-    when given: most checkpoints leave the instance row alone."""
-    events = run.events.pending if settings.EVENT_LOG else []
-    renew = "lease_expires_at" in fields
-    params: list[Any] = [fields["lease_expires_at"], fields["updated_at"]] if renew else []
-    params += [run.instance_id, run.epoch, State.RUNNING.value]
+def checkpoint(fence: Fence, records: list[StepRecord], events: list[Any],
+               fields: dict[str, Any]) -> dict[int, int]:
+    """Insert `records` and `events` if, and only if, `fence` still holds, setting `fields`
+    on the instance row (lease, recovery count, meta) when given: most checkpoints leave the
+    row alone. Returns the new records' ids by position; raises LeaseLost when the fence
+    fails, and then nothing was written."""
+    columns = tuple(fields)
+    params: list[Any] = [_encode(fields[c]) if c == "meta" else fields[c] for c in columns]
+    params += fence.params()
     for record in records:
         params.extend(getattr(record, name) for name, _ in STEP_COLUMNS)
     params += _event_params(events)
-    rows = _run(_statement(len(records), len(events), renew, "recovery_count" in fields), params)
+    sql = _statement(len(records), len(events), columns, fence.where(casts=True))
+    rows = _run(sql, params)
     if not rows or rows[0][0] != -1 or rows[0][1] != 1:
         raise LeaseLost()
-    ids = {position: pk for position, pk in rows[1:]}
-    for record in records:
-        record.pk = ids[record.position]
-        record._state.adding = False
-    run.events.committed.extend(run.events.pending)
-    run.events.pending = []
+    return {position: pk for position, pk in rows[1:]}
 
 
 # -- transitions -------------------------------------------------------------------------------
@@ -192,7 +206,7 @@ def claim_fresh(instance_id: str, epoch: int, sources: tuple[State, ...], owner:
     takes the general path, which reads the row and sorts out why."""
     for source in sources:
         check_transition(source, State.RUNNING)
-    pending = events.pending if settings.EVENT_LOG else []
+    pending = events.rows()
     params: list[Any] = [State.RUNNING.value, now, owner, lease_until, "fresh", now,
                          instance_id, epoch, *(s.value for s in sources)]
     params += _event_params(pending)
@@ -204,37 +218,29 @@ def claim_fresh(instance_id: str, epoch: int, sources: tuple[State, ...], owner:
         f.from_db_value(value, None, db) if hasattr(f, "from_db_value") else value
         for f, value in zip(_INSTANCE_FIELDS, rows[0], strict=True)
     ]
-    events.committed.extend(events.pending)
-    events.pending = []
     return WorkflowInstance.from_db(db.alias, [f.attname for f in _INSTANCE_FIELDS], values)
 
 
 @lru_cache(maxsize=32)
-def _finish_statement(columns: tuple[str, ...], n_events: int) -> str:
+def _finish_statement(columns: tuple[str, ...], n_events: int, fence_sql: str) -> str:
     table = WorkflowInstance._meta.db_table
     sets = ", ".join(f"{connection.ops.quote_name(column)} = %s" for column in columns)
-    parts = [
-        f"WITH fence AS (UPDATE {table} SET {sets} WHERE id = %s AND state = %s AND epoch = %s "
-        "AND NOT cancel_requested RETURNING id)"
-    ]
+    parts = [f"WITH fence AS (UPDATE {table} SET {sets} WHERE {fence_sql} RETURNING id)"]
     if n_events:
         parts.append(_events_cte(n_events))
     return ",\n".join(parts) + "\nSELECT count(*) FROM fence"
 
 
-def finish(run: Run, values: dict[str, Any]) -> None:
+def finish(fence: Fence, values: dict[str, Any], events: list[Any]) -> None:
     """Write a checked transition of the running instance (`values` from
-    `states.transition_values`) and the run's pending events, fenced on the run's epoch;
-    raise LeaseLost when the run no longer owns the instance."""
+    `states.transition_values`) and its events, if `fence` still holds; raise LeaseLost
+    otherwise."""
     db = connections[DEFAULT_DB_ALIAS]
     meta = WorkflowInstance._meta
     fields = [meta.get_field(name) for name in values]
     params = [f.get_db_prep_save(values[f.name], db) for f in fields]
-    params += [run.instance_id, State.RUNNING.value, run.epoch]
-    pending = run.events.pending if settings.EVENT_LOG else []
-    params += _event_params(pending)
-    rows = _run(_finish_statement(tuple(f.column for f in fields), len(pending)), params)
-    if rows[0][0] != 1:
+    params += fence.params()
+    params += _event_params(events)
+    sql = _finish_statement(tuple(f.column for f in fields), len(events), fence.where())
+    if _run(sql, params)[0][0] != 1:
         raise LeaseLost()
-    run.events.committed.extend(run.events.pending)
-    run.events.pending = []

@@ -9,9 +9,8 @@ from django.utils import timezone
 
 from ..conf import settings
 from ..dispatch import get_dispatcher, on_commit
-from ..models import Alarm, WorkflowInstance
+from ..models import RECOVERY_OWNER, Alarm, WorkflowInstance
 from ..states import State
-from .store import RECOVERY_OWNER
 
 
 def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
@@ -27,9 +26,9 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
         due = due.filter(instance_id=instance_id)
     fired = _claim_alarms(due, now, limit) + _lost_resumes(now, limit, instance_id)
     dispatcher = get_dispatcher()
-    for alarm_id, epoch in fired:
-        on_commit(lambda i=alarm_id, e=epoch: dispatcher.dispatch(i, "resume", e))
-    return [alarm_id for alarm_id, _ in fired]
+    for pk, epoch in fired:
+        on_commit(lambda i=pk, e=epoch: dispatcher.dispatch(i, "resume", e))
+    return [pk for pk, _ in fired]
 
 
 def _lost_resumes(now: datetime, limit: int, instance_id: str | None = None) -> list[tuple[str, int]]:
@@ -41,9 +40,9 @@ def _lost_resumes(now: datetime, limit: int, instance_id: str | None = None) -> 
     if instance_id is not None:
         lost = lost.filter(instance_id=instance_id)
     claimed = []
-    for alarm_id, epoch, fired_at in lost.values_list("instance_id", "epoch", "fired_at")[:limit]:
-        if Alarm.objects.filter(instance_id=alarm_id, fired_at=fired_at).update(fired_at=now):
-            claimed.append((alarm_id, epoch))
+    for pk, epoch, fired_at in lost.values_list("instance_id", "epoch", "fired_at")[:limit]:
+        if Alarm.objects.filter(instance_id=pk, fired_at=fired_at).update(fired_at=now):
+            claimed.append((pk, epoch))
     return claimed
 
 
@@ -57,9 +56,9 @@ def _claim_alarms(due, now: datetime, limit: int) -> list[tuple[str, int]]:
                 Alarm.objects.filter(instance_id__in=[r[0] for r in rows]).update(fired_at=now)
         return rows
     claimed = []
-    for alarm_id, epoch in due.values_list("instance_id", "epoch")[:limit]:
-        if Alarm.objects.filter(instance_id=alarm_id, fired_at__isnull=True).update(fired_at=now):
-            claimed.append((alarm_id, epoch))
+    for pk, epoch in due.values_list("instance_id", "epoch")[:limit]:
+        if Alarm.objects.filter(instance_id=pk, fired_at__isnull=True).update(fired_at=now):
+            claimed.append((pk, epoch))
     return claimed
 
 

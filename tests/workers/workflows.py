@@ -35,7 +35,7 @@ def logged(instance_id: str, epoch: int, step: str, seconds: float = 0.0) -> str
 def _epoch(wf) -> int:
     # The fencing token of this run. Not public API: the log needs it to show which claim
     # ran each step.
-    return wf._run.epoch
+    return wf._run.lease.epoch
 
 
 @workflow("workers.nap")

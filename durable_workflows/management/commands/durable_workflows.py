@@ -21,15 +21,16 @@ from django.utils import timezone
 from durable_workflows import client
 from durable_workflows.durations import parse_duration
 from durable_workflows.engine import fire_alarms, recover
-from durable_workflows.engine.store import decode_input
 from durable_workflows.exceptions import (
     InvalidTransition,
     SerializationError,
     UnknownWorkflow,
+    WorkflowIdConflict,
     WorkflowNotFound,
 )
 from durable_workflows.models import WorkflowInstance
 from durable_workflows.registry import get_definition
+from durable_workflows.serialization import decode_input
 from durable_workflows.states import TERMINAL, State, as_state
 
 FINISHED = ", ".join(sorted(state.value for state in TERMINAL))
@@ -83,7 +84,8 @@ class Command(BaseCommand):
         handler = getattr(self, "do_" + options["sub"].replace("-", "_"))
         try:
             handler(options)
-        except (WorkflowNotFound, UnknownWorkflow, InvalidTransition, SerializationError) as exc:
+        except (WorkflowNotFound, UnknownWorkflow, InvalidTransition, SerializationError,
+                WorkflowIdConflict) as exc:
             raise CommandError(str(exc)) from None
 
     # -- sub-commands --------------------------------------------------------------------------
@@ -91,12 +93,11 @@ class Command(BaseCommand):
     def do_start(self, options: dict[str, Any]) -> None:
         args, kwargs = parse_input(options["input"])
         instance_id = options["id"]
-        existed = instance_id is not None and WorkflowInstance.objects.filter(pk=instance_id).exists()
         try:
             handle = client.start(options["workflow"], *args, instance_id=instance_id, **kwargs)
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
-        verb = "Already exists" if existed else "Started"
+        verb = "Started" if handle.created else "Already exists"
         self.stdout.write(f"{verb}: {handle.workflow} {handle.instance_id} ({handle.state.label})")
         if not options["wait"]:
             return
@@ -327,7 +328,7 @@ def resumes(fire_at: datetime) -> str:
 
 
 def input_of(instance: WorkflowInstance) -> Any:
-    args, kwargs = decode_input(instance)
+    args, kwargs = decode_input(instance.input)
     if args and kwargs:
         return {"args": args, "kwargs": kwargs}
     return args if args else kwargs

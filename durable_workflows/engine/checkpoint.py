@@ -1,0 +1,145 @@
+"""What a run has done and not yet written, and the fenced writes that commit it.
+
+A run's writes go out in as few transactions as possible: a step's record, the events of
+everything since the last write, buffered `set_meta` values and, when due, the lease
+extension share one commit. Each transaction starts with its UPDATE of the instance row
+(write-first), which on PostgreSQL takes the row lock that orders it against a competing
+claim, and on SQLite avoids a lock upgrade. On PostgreSQL the common writes are single
+prepared statements instead (see pg.py).
+
+The buffers change only once a write has committed. A write that fails raises `LeaseLost`
+(the fence no longer holds) or `StoreFault` (the database failed), and either ends the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..exceptions import LeaseLost
+from ..models import Alarm, StepRecord, WorkflowInstance
+from ..states import State, as_state, transition_values
+from . import pg
+from .events import EventBuffer
+from .faults import engine_io
+from .lease import Lease
+from .waits import Wait
+
+
+class Checkpoint:
+    def __init__(self, instance: WorkflowInstance, lease: Lease, events: EventBuffer) -> None:
+        self.instance = instance
+        self.lease = lease
+        self.events = events
+        self.dirty: dict[int, StepRecord] = {}
+        #: The instance's meta with the run's `set_meta` calls applied, until written.
+        self.meta: dict[str, Any] | None = None
+        #: A step finished since the last write: the recovery count goes back to zero.
+        self.step_finished = False
+        # Whether the PostgreSQL single-statement writes apply; looked up once per run.
+        self.fast = pg.usable()
+
+    def current_meta(self) -> dict[str, Any]:
+        return self.meta if self.meta is not None else (self.instance.meta or {})
+
+    # -- a step's progress -----------------------------------------------------------------
+    def save(self, record: StepRecord | None = None) -> None:
+        """Commit `record`, the buffered records, events and meta; extend the lease when due."""
+        if record is not None:
+            self.dirty[record.position] = record
+        records = list(self.dirty.values())
+        now = timezone.now()
+        reset = self.step_finished and self.instance.recovery_count > 0
+        renew = reset or self.lease.renewal_due()
+        fields: dict[str, Any] = {}
+        if renew:
+            fields = {"lease_expires_at": self.lease.until(now), "updated_at": now}
+        if reset:
+            fields["recovery_count"] = 0
+        if self.meta is not None:
+            fields["meta"] = self.meta
+        with engine_io():
+            if self.fast and all(r._state.adding for r in records):
+                ids = pg.checkpoint(self.lease.fence, records, self.events.rows(), fields)
+                for record in records:
+                    record.pk = ids[record.position]
+                    record._state.adding = False
+            else:
+                fields.setdefault("lease_expires_at", self.lease.until(now))
+                fields.setdefault("updated_at", now)
+                renew = True
+                self._commit_orm(fields, records)
+        if renew:
+            self.lease.renewed()
+        self._committed(fields)
+
+    # -- the run's end, or its pause -------------------------------------------------------
+    def finish(self, to: State, **fields: Any) -> None:
+        """Commit the move to Completed or Failed, with everything still buffered."""
+        if self.meta is not None:
+            fields["meta"] = self.meta
+        values = transition_values(as_state(self.instance.state), to, fields)
+        with engine_io():
+            if self.fast and not self.dirty:
+                pg.finish(self.lease.fence, values, self.events.rows())
+            else:
+                self._commit_orm(values, list(self.dirty.values()), transition=True)
+        self._committed(values)
+
+    def pause(self, wait: Wait) -> None:
+        """Commit the durable wait the run stopped at: its record, its alarm, and the move to
+        Paused. Called by the executor once the workflow function has unwound, so nothing
+        the function did while unwinding (a `finally:`) is lost or half-written."""
+        record = wait.record
+        self.dirty[record.position] = record
+        until = wait.until.isoformat()
+        if wait.started_event:
+            self.events.add(wait.started_event, record.position, name=record.name, until=until)
+        self.events.add("workflow.paused", record.position, reason=wait.reason, until=until)
+        alarm = Alarm(instance_id=self.lease.instance_id, fire_at=wait.until, reason=wait.reason,
+                      position=record.position, epoch=self.lease.epoch)
+        fields: dict[str, Any] = {"lease_owner": "", "lease_expires_at": None}
+        if self.meta is not None:
+            fields["meta"] = self.meta
+        values = transition_values(as_state(self.instance.state), State.PAUSED, fields)
+        with engine_io():
+            self._commit_orm(values, list(self.dirty.values()), transition=True, alarm=alarm)
+        self._committed(values)
+
+    # -- the writes ------------------------------------------------------------------------
+    def _commit_orm(self, values: dict[str, Any], records: list[StepRecord], *,
+                    transition: bool = False, alarm: Alarm | None = None) -> None:
+        """One transaction: the fenced UPDATE of the instance row first, then the records,
+        the alarm and the events. `values` is a checked transition when `transition`."""
+        new = [r for r in records if r._state.adding]
+        try:
+            with transaction.atomic():
+                updated = WorkflowInstance.objects.filter(**self.lease.fence.filter()).update(**values)
+                if updated != 1:
+                    raise LeaseLost()
+                for record in records:
+                    if not record._state.adding:
+                        record.save(force_update=True)
+                if new:
+                    StepRecord.objects.bulk_create(new)
+                if alarm is not None:
+                    Alarm.objects.filter(instance_id=self.lease.instance_id).delete()
+                    alarm.save(force_insert=True)
+                self.events.write_txn()
+        except BaseException:
+            # bulk_create marks its records saved before the commit: undo that.
+            for record in new:
+                record.pk = None
+                record._state.adding = True
+            raise
+
+    def _committed(self, values: dict[str, Any]) -> None:
+        """The write committed: bring the buffers and the in-memory instance up to date."""
+        self.dirty = {}
+        self.meta = None
+        self.step_finished = False
+        for key, value in values.items():
+            setattr(self.instance, key, value)
+        self.events.send()

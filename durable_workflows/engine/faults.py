@@ -1,0 +1,40 @@
+"""The line between the engine's database work and the workflow's.
+
+A step's own database errors are the step's: they fail it, retry it, or reach the
+workflow's `except`. An error of the engine's own reads and writes (a checkpoint, a claim,
+a pause) says nothing about the workflow, so it is turned into `StoreFault`, which unwinds
+the run past any `except Exception:` and leaves the instance to recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.db import DEFAULT_DB_ALIAS, Error, connections
+
+from ..exceptions import StoreFault
+
+logger = logging.getLogger("durable_workflows")
+
+
+@contextmanager
+def engine_io() -> Iterator[None]:
+    """Wrap the engine's own database work: its errors become `StoreFault`."""
+    try:
+        yield
+    except Error as error:
+        raise StoreFault(error) from error
+
+
+def reset_connection() -> None:
+    """After a fault, drop the connection if it is broken, so the next run opens a new one.
+    Inside a transaction someone else opened, the connection is theirs to deal with."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.in_atomic_block:
+        return
+    try:
+        db.close_if_unusable_or_obsolete()
+    except Exception:  # closing a dead connection may fail too; it is dropped either way
+        logger.debug("durable_workflows: closing a broken connection failed", exc_info=True)

@@ -1,0 +1,48 @@
+"""The fence every write of a running executor carries.
+
+A run may write only while the instance row still says it is the run's: the same epoch (no
+other executor claimed it since), still Running, and (for the writes that record progress)
+no cancel requested. One object states that condition once and renders it for each way the
+engine writes: an ORM filter, and the WHERE clause of the PostgreSQL statements and the
+heartbeat's UPDATE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..states import State
+
+
+@dataclass(frozen=True)
+class Fence:
+    instance_id: str
+    epoch: int
+    state: State = State.RUNNING
+    #: Refuse the write once a cancel is requested (progress writes); the heartbeat and the
+    #: move to Cancelled itself leave this off.
+    uncancelled: bool = True
+
+    def lenient(self) -> Fence:
+        """The same fence, passing a cancel request (for the heartbeat and the cancel)."""
+        return replace(self, uncancelled=False)
+
+    def filter(self) -> dict[str, Any]:
+        """Keyword arguments for `WorkflowInstance.objects.filter()`."""
+        conditions: dict[str, Any] = {"pk": self.instance_id, "epoch": self.epoch, "state": self.state}
+        if self.uncancelled:
+            conditions["cancel_requested"] = False
+        return conditions
+
+    def where(self, casts: bool = False) -> str:
+        """The condition as SQL with %s placeholders, for `params()`. `casts` types each
+        placeholder, as a statement prepared on the server needs."""
+        text, bigint = ("::text", "::bigint") if casts else ("", "")
+        sql = f"id = %s{text} AND epoch = %s{bigint} AND state = %s{text}"
+        if self.uncancelled:
+            sql += " AND NOT cancel_requested"
+        return sql
+
+    def params(self) -> list[Any]:
+        return [self.instance_id, self.epoch, self.state.value]

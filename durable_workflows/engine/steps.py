@@ -1,0 +1,179 @@
+"""One `wf.step(...)` call: its replay, its attempts, and their records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from .. import serialization
+from ..durations import parse_duration
+from ..exceptions import ReplayError, SerializationError, StepScopeError, StepTimeout
+from ..models import AlarmReason, StepKind, StepRecord, StepState
+from ..retry import RetryPolicy
+from . import failures
+from .outcome import RETRY, RUN, Outcome, returned
+from .store import error_fields
+from .waits import Wait, is_due
+
+if TYPE_CHECKING:
+    from .context import WorkflowContext
+
+
+class StepCall:
+    def __init__(
+        self, wf: WorkflowContext, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
+        kwargs: dict[str, Any], retry: RetryPolicy | None, timeout: Any,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a step needs a non-empty name, got {name!r}")
+        if not callable(fn):
+            raise TypeError(f"step {name!r}: {fn!r} is not callable")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"step {name!r}: retry must be a RetryPolicy, got {retry!r}")
+        self.timeout = None if timeout is None else parse_duration(timeout, what=f"timeout of step {name!r}").total_seconds()
+        self.position = wf._enter("step")
+        self.wf = wf
+        self.run = wf._run
+        self.checkpoint = wf._run.checkpoint
+        self.name = name
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.retry = retry
+        self.durable_attempts = retry is not None or self.timeout is not None
+        self.record: StepRecord | None = None
+        self.attempt = 0
+        self.rerun = False
+        self.remaining: float | None = None
+
+    def describe(self) -> str:
+        return f"step {self.name!r} (attempt {self.attempt})"
+
+    # -- replay -------------------------------------------------------------------------------
+    def replay(self) -> Outcome:
+        record = self.wf._replayed(self.position, self.name, StepKind.STEP)
+        self.record = record
+        if record is None:
+            return RUN
+        if record.state == StepState.COMPLETED:
+            self.wf._clock = record.finished_at or self.wf._clock
+            return returned(serialization.loads(record.result))
+        deferred = record.get_deferred_fields()
+        if deferred:  # an unfinished or failed step: its replay reads what load_records deferred
+            record.refresh_from_db(fields=sorted(deferred))
+        if record.state == StepState.FAILED:
+            error = failures.rebuild(record)
+            if isinstance(error, ReplayError):
+                self.wf._fatal = error
+            raise error
+        self.attempt = record.attempts
+        if record.state == StepState.RUNNING:
+            # The attempt in flight when the last run stopped. Its deadline survives.
+            if record.deadline_at is not None and record.deadline_at <= timezone.now():
+                self.failed(StepTimeout(f"{self.describe()} ran past its deadline while its worker was down"))
+                return RUN
+            self.rerun = True
+            if record.deadline_at is not None:
+                self.remaining = (record.deadline_at - timezone.now()).total_seconds()
+            return RUN
+        if record.state == StepState.WAITING and not is_due(self.wf, record):
+            self.wf._suspend(Wait(record, AlarmReason.RETRY))
+        return RUN
+
+    # -- attempts -----------------------------------------------------------------------------
+    def start_attempt(self) -> float | None:
+        """Count the attempt; store it first when it must survive a restart. Returns the
+        seconds it may run."""
+        self.run.lease.check()
+        events = self.run.events
+        now = timezone.now()
+        if self.rerun:
+            self.rerun = False
+        else:
+            self.attempt += 1
+            self.remaining = self.timeout
+        self.wf.attempt = self.attempt
+        record = self.record
+        if record is None:
+            record = StepRecord(
+                instance_id=self.wf.instance_id, position=self.position, name=self.name,
+                kind=StepKind.STEP, started_at=now,
+            )
+            self.record = record
+            self.wf._records[self.position] = record
+        record.state = StepState.RUNNING
+        record.attempts = self.attempt
+        record.attempt_started_at = now
+        record.wake_at = None
+        # An attempt that is stored first is signalled once that commits; any other is
+        # signalled as it starts, its row going out with the step's outcome.
+        started = events.add if self.durable_attempts else events.announce
+        started("step.started", self.position, name=self.name, attempt=self.attempt)
+        if self.remaining is not None:
+            record.deadline_at = now + timedelta(seconds=self.remaining)
+            events.add("timeout.set", self.position, name=self.name, attempt=self.attempt,
+                       deadline=record.deadline_at.isoformat())
+        if self.durable_attempts:
+            self.checkpoint.save(record)
+        return self.remaining
+
+    def succeeded(self, value: Any) -> Any:
+        try:
+            stored = serialization.dumps(value, f"the result of step {self.name!r}")
+        except SerializationError as error:
+            self.wf._fatal = error
+            raise
+        record = self.record
+        assert record is not None
+        now = timezone.now()
+        record.state = StepState.COMPLETED
+        record.result = stored
+        record.finished_at = now
+        record.deadline_at = None
+        record.error_type = record.error_message = record.error_traceback = record.error_replay = ""
+        self.run.events.add("step.completed", self.position, name=self.name, attempt=self.attempt)
+        self.checkpoint.step_finished = True
+        self.checkpoint.save(record)
+        self.wf._clock = now
+        # Hand back the stored form, so the first run sees exactly what every replay will.
+        return serialization.loads(stored)
+
+    def failed(self, error: BaseException) -> Outcome:
+        """Record a failed attempt and decide: retry now, stop the run until a retry is due,
+        or raise the error into the workflow. Writes nothing: what it decides goes out with
+        the next write."""
+        events = self.run.events
+        record = self.record
+        assert record is not None
+        now = timezone.now()
+        record.__dict__.update(error_fields(error))
+        record.error_replay = failures.replay_info(error)
+        record.deadline_at = None
+        events.add("step.failed", self.position, name=self.name, attempt=self.attempt,
+                   error=f"{type(error).__name__}: {error}")
+        if isinstance(error, StepTimeout):
+            events.add("timeout.exceeded", self.position, name=self.name, attempt=self.attempt)
+        if isinstance(error, StepScopeError):
+            self.wf._fatal = error
+        policy = self.retry
+        if policy is not None and policy.should_retry(error) and not isinstance(error, StepScopeError):
+            elapsed = (now - (record.started_at or now)).total_seconds()
+            limit = policy.max_duration_seconds
+            if self.attempt < policy.max_attempts and (limit is None or elapsed < limit):
+                delay = policy.delay(self.attempt)
+                events.add("retry.scheduled", self.position, name=self.name,
+                           attempt=self.attempt + 1, delay=delay)
+                record.state = StepState.WAITING
+                record.wake_at = now + timedelta(seconds=delay)
+                self.checkpoint.dirty[self.position] = record
+                if delay <= 0:
+                    return RETRY
+                self.wf._suspend(Wait(record, AlarmReason.RETRY))
+            events.add("retry.exhausted", self.position, name=self.name, attempts=self.attempt)
+        record.state = StepState.FAILED
+        record.finished_at = now
+        self.checkpoint.dirty[self.position] = record
+        raise error

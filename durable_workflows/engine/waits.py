@@ -1,0 +1,66 @@
+"""Durable waits: a record at a position that the run stops at until something ends it.
+
+A primitive that must wait does not write anything itself. It names the wait and unwinds
+the workflow function with `Suspend`; the executor commits the wait (its record, its alarm,
+the move to Paused) once the function has unwound. Sleeps and retry delays wait this way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from django.utils import timezone
+
+from ..models import AlarmReason, StepKind, StepRecord, StepState
+
+if TYPE_CHECKING:
+    from .context import WorkflowContext
+
+
+@dataclass(frozen=True)
+class Wait:
+    record: StepRecord
+    reason: str
+    #: The lifecycle event that announces a new wait ("sleep.started"), if any.
+    started_event: str | None = None
+
+    @property
+    def until(self) -> datetime:
+        assert self.record.wake_at is not None
+        return self.record.wake_at
+
+
+def is_due(wf: WorkflowContext, record: StepRecord) -> bool:
+    """A wait ends when its alarm woke this run, or when its time has come anyway."""
+    return wf._run.woken_position == record.position or (
+        record.wake_at is not None and record.wake_at <= timezone.now()
+    )
+
+
+def sleep_at(wf: WorkflowContext, position: int, wake_at: datetime, name: str) -> None:
+    """The sleep at `position`: returns when it is over, or stops the run until it is."""
+    record = wf._replayed(position, name, StepKind.SLEEP)
+    if record is not None:
+        if record.state == StepState.COMPLETED:
+            wf._clock = record.finished_at or record.wake_at or wf._clock
+            return
+        if not is_due(wf, record):
+            wf._suspend(Wait(record, AlarmReason.SLEEP))
+        now = timezone.now()
+        record.state = StepState.COMPLETED
+        record.finished_at = now
+        wf._run.checkpoint.dirty[position] = record
+        wf._run.events.add("sleep.completed", position, name=name)
+        wf._clock = now
+        return
+    now = timezone.now()
+    if wake_at <= now:
+        return
+    record = StepRecord(
+        instance_id=wf.instance_id, position=position, name=name,
+        kind=StepKind.SLEEP, state=StepState.SLEEPING, started_at=now, wake_at=wake_at,
+    )
+    wf._records[position] = record
+    wf._suspend(Wait(record, AlarmReason.SLEEP, "sleep.started"))
