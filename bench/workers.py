@@ -9,6 +9,9 @@ Measured per set-up, in one run:
   (p50/p99/max over many sleeps whose ends are spread over a few seconds);
 - recovery: time from SIGKILL to the instance Running again, for a killed worker (its
   cluster lives on) and for a killed cluster restarted at once; LEASE_SECONDS is 5;
+- event delivery: how long after `send_event()` returns the instance's wait has returned
+  (its next step started), p50/p99/max, for many instances waiting, sent 25 a second; and
+  the cost of a `send_event()` call against a bare `async_task()` call made right after it;
 - throughput: three-step workflows per second, against bare django-q2 no-op tasks on the
   same broker, database and settings, enqueued and drained the same way. The cluster runs
   with django-q2's defaults, as the README recommends: a bare task stores its success row,
@@ -18,7 +21,8 @@ Measured per set-up, in one run:
 PostgreSQL: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/dw_bench, created
 if missing). Redis: BENCH_REDIS_URL (default redis://127.0.0.1:6379/0). Sizes: BENCH_N (three-
 step workflows and no-op tasks, default 1000), BENCH_ALARMS (default 200), BENCH_KILLS (default 3);
-BENCH_PARTS picks what to run (default "throughput,alarms,kills,unsaved").
+BENCH_EVENTS (default 200); BENCH_PARTS picks what to run (default
+"throughput,alarms,events,kills,unsaved").
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 N = int(os.environ.get("BENCH_N", "1000"))
 ALARMS = int(os.environ.get("BENCH_ALARMS", "200"))
 KILLS = int(os.environ.get("BENCH_KILLS", "3"))
-PARTS = set(os.environ.get("BENCH_PARTS", "throughput,alarms,kills,unsaved").split(","))
+EVENTS = int(os.environ.get("BENCH_EVENTS", "200"))
+PARTS = set(os.environ.get("BENCH_PARTS", "throughput,alarms,events,kills,unsaved").split(","))
 LEASE_SECONDS = 5.0
 
 
@@ -94,6 +99,12 @@ def three_steps(wf, n: int) -> int:
 def sleeper(wf, wake_at: str) -> str:
     wf.sleep_until(datetime.fromisoformat(wake_at))
     return wf.step("after", identity, "awake")
+
+
+@workflow("bench.waiter")
+def waiter(wf) -> str:
+    wf.wait_for_event("go")
+    return wf.step("after", identity, "got it")
 
 
 @workflow("bench.long_step")
@@ -171,6 +182,8 @@ def measure() -> dict[str, Any]:
             results["ours"] = _workflow_throughput(N, log_dir)
         if "alarms" in PARTS:
             results["alarms"] = _alarm_latency(ALARMS)
+        if "events" in PARTS:
+            results["events"] = _event_delivery(EVENTS)
         if "kills" in PARTS:
             results["kill_worker"] = [_kill_worker(cluster) for _ in range(KILLS)]
             results["kill_cluster"] = [_kill_cluster(cluster) for _ in range(KILLS)]
@@ -313,6 +326,47 @@ def _alarm_latency(count: int) -> dict[str, float]:
     }
 
 
+def _percentiles(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    return {"n": len(values), "p50": statistics.median(values),
+            "p99": values[min(len(values) - 1, int(round(0.99 * len(values))) - 1)], "max": values[-1]}
+
+
+def _event_delivery(count: int) -> dict[str, Any]:
+    """Instances waiting for an event, each sent one at 25 a second; each send is followed by
+    a bare `async_task` of a no-op, both timed, so that their costs are compared in one run."""
+    from django_q.tasks import async_task
+
+    from durable_workflows import client, send_event
+    from durable_workflows.models import StepRecord, WorkflowInstance
+
+    ids = [client.start("bench.waiter").instance_id for _ in range(count)]
+    awaiting = StepRecord.objects.filter(instance_id__in=ids, kind="event", state="awaiting")
+    _wait(lambda: awaiting.count() == count, 120 + count / 10, "the waiters to wait", interval=0.1)
+    sent_at: dict[str, float] = {}
+    send_costs, bare_costs = [], []
+    began = time.time()
+    for i, instance_id in enumerate(ids):
+        pause = began + i / 25 - time.time()
+        if pause > 0:
+            time.sleep(pause)
+        started = time.perf_counter()
+        send_event(instance_id, "go", {"n": i}, event_id=f"bench-{i}")
+        send_costs.append(time.perf_counter() - started)
+        sent_at[instance_id] = time.time()
+        started = time.perf_counter()
+        async_task("bench.workers.noop")
+        bare_costs.append(time.perf_counter() - started)
+    done = WorkflowInstance.objects.filter(pk__in=ids, state="completed")
+    _wait(lambda: done.count() == count, 120, "the waiters to finish", interval=0.1)
+    returned = dict(
+        StepRecord.objects.filter(instance_id__in=ids, name="after").values_list("instance_id", "started_at")
+    )
+    delays = [returned[pk].timestamp() - sent_at[pk] for pk in ids]
+    return {**_percentiles(delays), "send_ms": statistics.median(send_costs) * 1000,
+            "bare_ms": statistics.median(bare_costs) * 1000}
+
+
 def _start_long_step():
     from durable_workflows import client
     from durable_workflows.models import WorkflowInstance
@@ -370,6 +424,12 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
         ("alarm latency p50 / p99 / max past fire_at",
          lambda r: f"{r['alarms']['p50']:.2f} / {r['alarms']['p99']:.2f} / {r['alarms']['max']:.2f} s "
          f"(n={r['alarms']['n']})"),
+        ("event delivery p50 / p99 / max (send returned -> wait returned)",
+         lambda r: f"{r['events']['p50']:.2f} / {r['events']['p99']:.2f} / {r['events']['max']:.2f} s "
+         f"(n={r['events']['n']})"),
+        ("send_event() / async_task() call, median",
+         lambda r: f"{r['events']['send_ms']:.2f} / {r['events']['bare_ms']:.2f} ms = "
+         f"{r['events']['send_ms'] / r['events']['bare_ms']:.2f}x"),
         (f"SIGKILL worker -> Running again (lease {LEASE_SECONDS:g} s)",
          lambda r: _spread(r["kill_worker"])),
         (f"SIGKILL cluster + restart -> Running again (lease {LEASE_SECONDS:g} s)",

@@ -38,22 +38,26 @@ _EXPORTS = {
     "WorkflowNotFinished": "exceptions",
     "WorkflowIdConflict": "exceptions",
     "ReplayError": "exceptions",
+    "EventTimeout": "exceptions",
+    "WorkflowTimeout": "exceptions",
+    "send_event": "client",
 }
 
 __all__ = [
-    "DurableWorkflowError", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
+    "DurableWorkflowError", "EventTimeout", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
     "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
     "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
-    "WorkflowNotFound", "cancel", "client", "fire_alarms", "get", "list", "meta", "recover",
-    "run_inline", "start", "workflow",
+    "WorkflowNotFound", "WorkflowTimeout", "cancel", "client", "fire_alarms", "get", "list",
+    "meta", "recover", "run_inline", "send_event", "start", "workflow",
 ]
 
 if TYPE_CHECKING:
     from . import client
-    from .client import WorkflowHandle, cancel, get, list, meta, run_inline, start
+    from .client import WorkflowHandle, cancel, get, list, meta, run_inline, send_event, start
     from .engine import fire_alarms, recover
     from .exceptions import (
         DurableWorkflowError,
+        EventTimeout,
         InvalidTransition,
         NonDeterminismError,
         NonRetryableError,
@@ -67,6 +71,7 @@ if TYPE_CHECKING:
         WorkflowIdConflict,
         WorkflowNotFinished,
         WorkflowNotFound,
+        WorkflowTimeout,
     )
     from .registry import workflow
     from .retry import RetryPolicy

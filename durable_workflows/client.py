@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -24,6 +24,7 @@ from .exceptions import (
     WorkflowNotFinished,
     WorkflowNotFound,
 )
+from .messaging import send_event
 from .models import Alarm, StepRecord, WorkflowInstance
 from .registry import WorkflowDefinition, get_definition
 from .serialization import encode_input
@@ -32,7 +33,8 @@ from .states import TERMINAL, State, as_state, transition
 WorkflowRef = str | Callable[..., Any] | WorkflowDefinition
 
 __all__ = [
-    "StepInfo", "WorkflowHandle", "cancel", "get", "list", "meta", "run_inline", "start",
+    "StepInfo", "WorkflowHandle", "cancel", "get", "list", "meta", "run_inline", "send_event",
+    "start",
 ]
 
 
@@ -223,6 +225,10 @@ def _create(workflow: WorkflowRef, args: tuple[Any, ...], kwargs: dict[str, Any]
                 id=instance_id or uuid.uuid4().hex, workflow=definition.name, input=stored,
                 state=State.PENDING,
             )
+            if definition.timeout is not None:
+                # Counted from the creation time the row got.
+                instance.deadline_at = instance.created_at + timedelta(seconds=definition.timeout)
+                instance.save(update_fields=["deadline_at"])
     except IntegrityError:
         existing = _existing(instance_id, definition) if instance_id is not None else None
         if existing is None:

@@ -55,6 +55,14 @@ class ReplayError(NonDeterminismError):
     """The recorded history cannot be replayed by the code this process has loaded."""
 
 
+class EventTimeout(DurableWorkflowError, TimeoutError):
+    """No event of that name arrived before the wait's timeout."""
+
+
+class WorkflowTimeout(DurableWorkflowError, TimeoutError):
+    """The workflow instance ran past its deadline."""
+
+
 class WorkflowCancelled(DurableWorkflowError):
     """The workflow instance was cancelled."""
 

@@ -18,12 +18,14 @@ RECOVERY_OWNER = "recovery:"
 class StepKind(models.TextChoices):
     STEP = "step", "Step"
     SLEEP = "sleep", "Sleep"
+    EVENT = "event", "Event wait"
 
 
 class StepState(models.TextChoices):
     RUNNING = "running", "Running"
     WAITING = "waiting", "Waiting to retry"
     SLEEPING = "sleeping", "Sleeping"
+    AWAITING = "awaiting", "Awaiting event"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
 
@@ -31,6 +33,8 @@ class StepState(models.TextChoices):
 class AlarmReason(models.TextChoices):
     SLEEP = "sleep", "Sleep"
     RETRY = "retry", "Retry delay"
+    EVENT = "event", "Event"
+    DEADLINE = "deadline", "Workflow deadline"
 
 
 def _as_state(value: Any) -> Any:
@@ -131,6 +135,10 @@ class WorkflowInstance(ErrorFields):
         "recoveries", default=0,
         help_text="Recoveries since a step last finished.",
     )
+    deadline_at = models.DateTimeField(
+        "deadline", null=True, blank=True,
+        help_text="From the workflow's timeout: past it, the instance fails with WorkflowTimeout.",
+    )
     cancel_requested = models.BooleanField("cancel requested", default=False)
     cancel_reason = models.TextField("cancel reason", blank=True, default="")
 
@@ -148,6 +156,10 @@ class WorkflowInstance(ErrorFields):
             models.Index(
                 fields=["dispatched_at"], name="dw_instance_queued",
                 condition=Q(state="queued"),
+            ),
+            models.Index(
+                fields=["deadline_at"], name="dw_instance_deadline",
+                condition=Q(deadline_at__isnull=False, state__in=["paused", "queued"]),
             ),
         ]
         permissions = [("cancel_workflowinstance", "Can cancel workflow instances")]
@@ -273,3 +285,42 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.instance_id}"
+
+
+class InboxMessage(models.Model):
+    """An event sent to an instance (`send_event`), kept until a `wf.wait_for_event` of its
+    name takes it. Called a message here: "event" is the lifecycle log."""
+
+    id = models.BigAutoField(primary_key=True)
+    instance = models.ForeignKey(
+        WorkflowInstance, on_delete=models.CASCADE, related_name="inbox", verbose_name="instance",
+        db_index=False,
+    )
+    name = models.CharField("name", max_length=255, help_text="What a wait asks for.")
+    payload = models.TextField("payload", null=True, blank=True, help_text="Serialized.")
+    event_id = models.CharField(
+        "event id", max_length=255, null=True, blank=True,
+        help_text="The sender's key: a second event with it is ignored (a redelivered webhook).",
+    )
+    received_at = models.DateTimeField("received")
+    taken_at = models.DateTimeField("taken", null=True, blank=True)
+    taken_position = models.PositiveIntegerField(
+        "taken at position", null=True, blank=True, help_text="The wait that took it."
+    )
+
+    class Meta:
+        verbose_name = "received event"
+        verbose_name_plural = "received events"
+        ordering = ["instance", "id"]
+        indexes = [
+            models.Index(fields=["instance", "id"], name="dw_inbox_instance"),
+            models.Index(fields=["instance", "name", "id"], name="dw_inbox_waiting",
+                         condition=Q(taken_at__isnull=True)),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["instance", "event_id"], name="dw_inbox_event_id",
+                                    condition=Q(event_id__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} for {self.instance_id}"

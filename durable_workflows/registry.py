@@ -5,8 +5,10 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
+from .durations import parse_duration
 from .exceptions import UnknownWorkflow
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -18,6 +20,8 @@ class WorkflowDefinition:
     fn: Callable[..., Any]
     is_async: bool
     description: str
+    #: The deadline of each instance, in seconds from its creation (None: none).
+    timeout: float | None = None
 
     @property
     def module(self) -> str:
@@ -43,10 +47,12 @@ def workflow(name_or_fn: F) -> F: ...
 
 
 @overload
-def workflow(name_or_fn: str | None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+def workflow(name_or_fn: str | None = None, *, name: str | None = None,
+             timeout: timedelta | int | float | str | None = None) -> Callable[[F], F]: ...
 
 
-def workflow(name_or_fn: Any = None, *, name: str | None = None) -> Any:
+def workflow(name_or_fn: Any = None, *, name: str | None = None,
+             timeout: timedelta | int | float | str | None = None) -> Any:
     """Register a function as a workflow: `@workflow`, `@workflow()` or `@workflow("order")`.
 
     The name is what instances store, so renaming a workflow strands its running instances:
@@ -54,8 +60,9 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None) -> Any:
     module-level functions cannot share a name; a function defined inside another one (as
     tests do) replaces an earlier registration of its name.
     """
+    seconds = None if timeout is None else parse_duration(timeout, what="workflow timeout").total_seconds()
     if callable(name_or_fn) and name is None:
-        return _register(name_or_fn, None)
+        return _register(name_or_fn, None, seconds)
     if name_or_fn is not None and name is not None:
         raise TypeError("give the workflow name once, positionally or as name=")
     chosen = name if name is not None else name_or_fn
@@ -63,12 +70,12 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None) -> Any:
         raise TypeError(f"a workflow name must be non-empty text, got {chosen!r}")
 
     def decorator(fn: F) -> F:
-        return _register(fn, chosen)
+        return _register(fn, chosen, seconds)
 
     return decorator
 
 
-def _register(fn: F, name: str | None) -> F:
+def _register(fn: F, name: str | None, timeout: float | None = None) -> F:
     if not callable(fn):
         raise TypeError(f"@workflow decorates a function, got {fn!r}")
     params = list(inspect.signature(fn).parameters.values())
@@ -97,6 +104,7 @@ def _register(fn: F, name: str | None) -> F:
         fn=fn,
         is_async=inspect.iscoroutinefunction(fn),
         description=inspect.getdoc(fn) or "",
+        timeout=timeout,
     )
     _registry[name] = definition
     fn.workflow_name = name  # type: ignore[attr-defined]

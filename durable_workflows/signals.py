@@ -27,6 +27,9 @@ EVENT_NAMES = (
     "sleep.completed",
     "timeout.set",
     "timeout.exceeded",
+    "event.waiting",
+    "event.received",
+    "event.timeout",
 )
 
 lifecycle_event = Signal()
@@ -48,6 +51,9 @@ sleep_started = Signal()
 sleep_completed = Signal()
 timeout_set = Signal()
 timeout_exceeded = Signal()
+event_waiting = Signal()
+event_received = Signal()
+event_timeout = Signal()
 
 SIGNALS: dict[str, Signal] = {
     name: globals()[name.replace(".", "_")] for name in EVENT_NAMES

@@ -157,7 +157,8 @@ def describe(event: Event) -> str:
         until = data.get("until")
         return f"{name}, until {until[11:19]} UTC" if until else name
     if event.kind == "workflow.paused":
-        return f"until {data.get('until', '')[11:19]} UTC ({data.get('reason', '')})"
+        until = data.get("until")
+        return f"until {until[11:19]} UTC ({data.get('reason', '')})" if until else f"({data.get('reason', '')})"
     if event.kind == "workflow.recovered":
         return "a new worker took over the abandoned run"
     if event.kind == "workflow.failed":
@@ -190,6 +191,10 @@ def wait(what: str, condition: Callable[[], bool], feed: Feed, worker: Worker,
         time.sleep(0.1)
 
 
+def waiting_for_payment(instance_id: str) -> bool:
+    return StepRecord.objects.filter(instance_id=instance_id, kind="event", state="awaiting").exists()
+
+
 def state(instance_id: str) -> str:
     return WorkflowInstance.objects.filter(pk=instance_id).values_list("state", flat=True).first() or ""
 
@@ -220,6 +225,16 @@ def run_orders_and_report(feed: Feed, worker: Worker, tag: str) -> list[str]:
     for label, instance_id in ids.items():
         feed.follow(instance_id, label)
     say("   order 1002's card is declined twice: watch it retry. The report sleeps until 02:00.")
+    orders = [ids["order 1001"], ids["order 1002"]]
+    wait("both orders to wait for their payment", lambda: all(waiting_for_payment(i) for i in orders),
+         feed, worker)
+    say("   The payment provider's webhook confirms both payments; it delivers 1001's twice.")
+    for instance_id in orders + [ids["order 1001"]]:
+        number = instance_id.split("-")[1]
+        accepted = client.send_event(instance_id, "payment confirmed", {"reference": f"PAY-{number}"},
+                                     event_id=f"psp-delivery-{number}")
+        say(f"   send_event({instance_id!r}, 'payment confirmed', event_id='psp-delivery-{number}')"
+            f" -> {accepted}{'' if accepted else ': a repeat, ignored'}")
     wait(
         "both orders to complete and the report to pause",
         lambda: state(ids["order 1001"]) == state(ids["order 1002"]) == "completed"
@@ -235,6 +250,8 @@ def crash_and_recover(feed: Feed, worker: Worker, tag: str) -> str:
         "shop.order", "1003", pack_seconds=4, instance_id=f"order-1003-{tag}"
     ).instance_id
     feed.follow(instance_id, "order 1003")
+    # Sent before the order reaches its wait: the event is kept until the wait takes it.
+    client.send_event(instance_id, "payment confirmed", {"reference": "PAY-1003"}, event_id="psp-delivery-1003")
     packing = StepRecord.objects.filter(instance_id=instance_id, name="Pack parcel", state="running")
     wait("order 1003 to start packing its parcel", packing.exists, feed, worker)
     time.sleep(1.0)  # let it get properly stuck in: the crash is mid-step, not at its edge
@@ -261,6 +278,9 @@ def report_runs(instance_id: str, killed_at) -> None:
     for record in StepRecord.objects.filter(instance_id=instance_id).order_by("position"):
         if record.kind == "sleep":
             say(f"     {record.name:<24} {'slept once':<12} finished before the crash")
+            continue
+        if record.kind == "event":
+            say(f"     {record.name:<24} {'taken once':<12} the event sent before the order waited")
             continue
         runs = starts[record.position]
         before = record.finished_at is not None and record.finished_at < killed_at

@@ -3,7 +3,7 @@ import os
 import pytest
 from django.db import connection
 
-from tests.testapp import fault_workflows
+from tests.testapp import event_workflows, fault_workflows  # noqa: F401 (registers them)
 from tests.testapp.engine_workflows import GATES, SEEN
 from tests.testapp.workflows import CALLS
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from django.db import connection
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,3 +34,18 @@ def manage(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DW_DB_NAME": connection.settings_dict["NAME"]}
     return subprocess.run([sys.executable, "-m", "django", "durable_workflows", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
+
+
+def in_thread(target: Callable[[], Any]) -> threading.Thread:
+    """Start `target` in a thread that closes its database connections when it ends, so that
+    none is left open when the test database is dropped."""
+
+    def run() -> None:
+        try:
+            target()
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread

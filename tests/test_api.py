@@ -55,6 +55,7 @@ ENDPOINTS = [
     ("post", "instances/"),
     ("get", "instances/some-id/"),
     ("post", "instances/some-id/cancel/"),
+    ("post", "instances/some-id/events/"),
     ("get", "definitions/"),
     ("get", "schema/"),
 ]
@@ -386,6 +387,7 @@ def test_schema_is_openapi_3_for_this_api_only(api):
         "/api/workflows/instances/",
         "/api/workflows/instances/{instance_id}/",
         "/api/workflows/instances/{instance_id}/cancel/",
+        "/api/workflows/instances/{instance_id}/events/",
     ]
     start_op = schema["paths"]["/api/workflows/instances/"]["post"]
     assert {"200", "201", "400", "401", "403", "409"} <= set(start_op["responses"])

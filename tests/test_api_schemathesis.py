@@ -72,6 +72,7 @@ def seeded_ids():
     client.start("tests.nap", "2h", instance_id="seed-to-cancel")
     client.start("tests.flaky", failures=5, max_attempts=1, instance_id="seed-failed")
     client.cancel(client.start("tests.nap", instance_id="seed-cancelled").instance_id, reason="seed")
+    client.start("tests.nap", "1h", instance_id=LISTENING)
     return ["seed-completed", "seed-paused", "seed-to-cancel", "seed-failed", "seed-cancelled"]
 
 
@@ -85,6 +86,7 @@ def test_api_conforms_to_its_schema(wsgi_app, basic_auth, seeded_ids, mode):
         "POST /api/workflows/instances/",
         "GET /api/workflows/instances/{instance_id}/",
         "POST /api/workflows/instances/{instance_id}/cancel/",
+        "POST /api/workflows/instances/{instance_id}/events/",
     }
     statuses: dict[str, set[int]] = {}
     for operation in operations:
@@ -93,9 +95,13 @@ def test_api_conforms_to_its_schema(wsgi_app, basic_auth, seeded_ids, mode):
     if mode == GenerationMode.POSITIVE:
         for label in ("GET /api/workflows/definitions/", "GET /api/workflows/instances/",
                       "POST /api/workflows/instances/", "GET /api/workflows/instances/{instance_id}/",
-                      "POST /api/workflows/instances/{instance_id}/cancel/"):
+                      "POST /api/workflows/instances/{instance_id}/cancel/",
+                      "POST /api/workflows/instances/{instance_id}/events/"):
             assert any(200 <= code < 300 for code in statuses[label]), (label, statuses[label])
     assert all(code < 500 for codes in statuses.values() for code in codes), statuses
+
+
+LISTENING = "seed-listening"
 
 
 def fuzz(operation, mode, auth, seeded_ids, statuses):
@@ -111,7 +117,9 @@ def fuzz(operation, mode, auth, seeded_ids, statuses):
     def exercise(case, data):
         # Half the time, aim at a real instance instead of a generated (unknown) id.
         if "instance_id" in (case.path_parameters or {}) and data.draw(st.booleans()):
-            case.path_parameters["instance_id"] = path_segment(data.draw(st.sampled_from(seeded_ids)))
+            # Events go to an instance no cancel is aimed at, so that some are accepted.
+            choices = [LISTENING] if operation.label.endswith("/events/") else seeded_ids
+            case.path_parameters["instance_id"] = path_segment(data.draw(st.sampled_from(choices)))
         # Generated start bodies name no registered workflow; half of them start a real one,
         # with generated text as its argument and, sometimes, as the instance id.
         started = None

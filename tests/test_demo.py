@@ -26,6 +26,9 @@ pytestmark = pytest.mark.slow
 PROMISES = (
     "== 1. Database: migrating",
     "== 2. A worker (pid",
+    "order 1002     event.waiting       payment confirmed",
+    "order 1001     event.received      payment confirmed",
+    "event_id='psp-delivery-1001') -> False: a repeat, ignored",
     "order 1002     retry.scheduled     Charge card: attempt 2 in 1 s",
     "order 1002     workflow.completed",
     "report         workflow.paused",

@@ -7,7 +7,6 @@ Django's `execute_wrapper` elsewhere.
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 
@@ -18,11 +17,11 @@ from django.test import override_settings
 from django.utils import timezone
 
 from durable_workflows import WorkflowIdConflict, client, recover
-from durable_workflows.engine import execute, fire_alarm_now
+from durable_workflows.engine import execute, failures, fire_alarm_now
 from durable_workflows.models import Event, StepRecord, WorkflowInstance
 from durable_workflows.signals import lifecycle_event
 from tests.faults import FailNthWrite, failing_in_thread
-from tests.helpers import wait_until
+from tests.helpers import in_thread, wait_until
 from tests.testapp.engine_workflows import GATES, SEEN
 from tests.testapp.fault_workflows import DURING, OBSERVED, RAN, gate
 
@@ -91,6 +90,8 @@ def test_a_checkpoint_lock_timeout_never_takes_the_workflows_fallback_branch():
             done = recover_until_finished(handle.instance_id)
     finally:
         release.set()
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = 0")
     assert done.state == "completed"
     assert done.result() == "charged and shipped"
     assert RAN["charge"] == 2 and RAN["ship"] == 1  # the step whose checkpoint failed ran again
@@ -157,9 +158,9 @@ def test_a_finally_that_calls_a_step_runs_nothing_while_the_run_pauses():
 def test_a_cancel_requested_during_a_step_stops_the_run_before_the_next_step():
     handle = queued("engine.gated", "c1")
     outcome = {}
-    runner = threading.Thread(target=lambda: outcome.update(
+    runner = in_thread(lambda: outcome.update(
         state=execute(handle.instance_id, "fresh", handle.instance.epoch)))
-    runner.start()
+
     try:
         wait_until(lambda: SEEN["gate:c1"] == 1, message="the step to start")
         client.cancel(handle.instance_id, reason="changed my mind")
@@ -175,9 +176,9 @@ def test_a_cancel_seen_by_the_heartbeat_stops_the_run_before_the_next_step():
     outcome = {}
     settings = {"LEASE_SECONDS": 1, "HEARTBEAT_SECONDS": 0.1}
     with override_settings(DURABLE_WORKFLOWS=settings):
-        runner = threading.Thread(target=lambda: outcome.update(
+        runner = in_thread(lambda: outcome.update(
             state=execute(handle.instance_id, "fresh", handle.instance.epoch)))
-        runner.start()
+
         try:
             wait_until(lambda: RAN["first"] == 1, message="the first step to finish")
             client.cancel(handle.instance_id)
@@ -198,9 +199,9 @@ def test_failing_heartbeats_let_another_worker_take_over_and_the_run_ends_once()
     outcome = {}
     with override_settings(DURABLE_WORKFLOWS={"LEASE_SECONDS": 1, "HEARTBEAT_SECONDS": 0.2}):
         with failing_in_thread("durable-heartbeat", FailNthWrite(None, every=True)):
-            first = threading.Thread(target=lambda: outcome.update(
+            first = in_thread(lambda: outcome.update(
                 state=execute(handle.instance_id, "fresh", handle.instance.epoch)))
-            first.start()
+
             try:
                 wait_until(lambda: SEEN["gate:hb"] == 1, message="the first run's step to start")
                 wait_until(lambda: handle.instance_id in recover(), timeout=15, interval=0.1,
@@ -252,10 +253,9 @@ def test_set_meta_never_goes_backwards_across_replays():
 
 def test_set_meta_is_not_written_by_a_cancelled_run():
     handle = queued("faults.between", "m1")
-    runner = threading.Thread(target=lambda: execute(handle.instance_id, "fresh", handle.instance.epoch))
-    runner.start()
+    runner = in_thread(lambda: execute(handle.instance_id, "fresh", handle.instance.epoch))
     try:
-        wait_until(lambda: RAN["first"] == 1, message="the first step to finish")
+        wait_until(lambda: RAN["between"] == 1, message="the run to set its meta and wait")
         client.cancel(handle.instance_id)
     finally:
         gate("m1").set()
@@ -264,10 +264,50 @@ def test_set_meta_is_not_written_by_a_cancelled_run():
     assert client.meta(handle.instance_id) == {}
 
 
+def test_set_meta_goes_out_with_the_next_write():
+    gate("m2").set()
+    handle = client.start("faults.between", "m2")
+    assert handle.refresh().result() == "both"
+    assert client.meta(handle.instance_id) == {"stage": "between"}
+
+
+def test_a_step_error_the_workflow_caught_is_replayed_as_the_workflows_not_the_engines():
+    handle = client.start("faults.caught_db_error")
+    assert handle.refresh().state == "paused"
+    fire_alarm_now(handle.instance_id)
+    done = handle.refresh()
+    assert done.result() == "caught IntegrityError"
+    assert RAN["insert"] == 1 and done.instance.recovery_count == 0
+
+
+def test_a_lost_lease_seen_by_the_heartbeat_stops_the_run_before_the_next_step():
+    handle = queued("faults.between", "l1")
+    outcome = {}
+    beats = FailNthWrite(None)  # counts the heartbeat's writes, fails none
+    with override_settings(DURABLE_WORKFLOWS={"LEASE_SECONDS": 1, "HEARTBEAT_SECONDS": 0.1}):
+        with failing_in_thread("durable-heartbeat", beats):
+            first = in_thread(lambda: outcome.update(
+                state=execute(handle.instance_id, "fresh", handle.instance.epoch)))
+
+            try:
+                wait_until(lambda: RAN["between"] == 1, message="the first run to wait between its steps")
+                # Another worker takes the instance over (its lease lapsed, say) and finishes it.
+                WorkflowInstance.objects.filter(pk=handle.instance_id).update(
+                    lease_expires_at=timezone.now() - timezone.timedelta(seconds=1))
+                assert execute(handle.instance_id, "recover") == "completed"
+                seen = beats.writes
+                wait_until(lambda: beats.writes >= seen + 2, message="the first run's heartbeat to beat")
+            finally:
+                gate("l1").set()
+                first.join(30)
+    assert outcome["state"] is None
+    assert RAN["second"] == 1  # only the run that took over ran it
+
+
 def test_a_replayed_failure_whose_class_is_gone_fails_the_instance_naming_it():
     handle = client.start("faults.lost_class")
     assert handle.refresh().state == "paused"
-    gc.collect()
+    failures._seen.clear()  # as in another process, which never saw the class
     fire_alarm_now(handle.instance_id)
     failed = handle.refresh()
     assert failed.state == "failed"

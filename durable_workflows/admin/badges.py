@@ -27,6 +27,7 @@ STEP_STATE_BADGES: dict[StepState, str] = {
     StepState.RUNNING: "#2563eb",
     StepState.WAITING: "#d97706",
     StepState.SLEEPING: "#a16207",
+    StepState.AWAITING: "#7c3aed",
     StepState.COMPLETED: "#16a34a",
     StepState.FAILED: "#dc2626",
 }

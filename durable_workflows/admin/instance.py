@@ -18,12 +18,13 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from ..exceptions import InvalidTransition, WorkflowNotFound
-from ..models import WorkflowInstance
+from ..models import StepKind, StepRecord, StepState, WorkflowInstance
 from ..registry import all_definitions
-from ..states import State, as_state
+from ..states import TERMINAL, State, as_state
 from . import actions, operations, timeline
 from .badges import state_badge
 from .display import alarm_text, decode, pretty, pretty_input, relative
@@ -67,7 +68,8 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     change_form_template = "admin/durable_workflows/workflowinstance/change_form.html"
     change_list_template = "admin/durable_workflows/workflowinstance/change_list.html"
     readonly_fields = (
-        "id", "workflow", "state_badge", "pending_alarm", "progress", "created_at",
+        "id", "workflow", "state_badge", "pending_alarm", "waiting_for", "inbox_display",
+        "deadline_at", "progress", "created_at",
         "started_at", "finished_at", "updated_at", "input_display", "result_display",
         "error_display", "cancel_reason", "run_count", "last_mode", "epoch", "lease_owner",
         "lease_expires_at", "recovery_count", "cancel_requested", "dispatched_at",
@@ -147,6 +149,12 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         summary = ["id", "workflow", "state_badge"]
         if state == State.PAUSED:
             summary.append("pending_alarm")
+        if state not in TERMINAL and _event_wait(obj) is not None:
+            summary.append("waiting_for")
+        if state not in TERMINAL and obj.inbox.filter(taken_at__isnull=True).exists():
+            summary.append("inbox_display")
+        if obj.deadline_at is not None:
+            summary.append("deadline_at")
         if obj.meta:
             summary.append("progress")
         summary += ["created_at", "started_at", "finished_at", "updated_at"]
@@ -179,6 +187,30 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             return "none"
         when = timezone.localtime(alarm.fire_at).strftime("%Y-%m-%d %H:%M:%S %Z")
         return f"{alarm_text(alarm.fire_at, alarm.fired_at, alarm.get_reason_display())}, at {when}"
+
+    @admin.display(description="waiting for")
+    def waiting_for(self, obj: WorkflowInstance) -> str:
+        wait = _event_wait(obj)
+        if wait is None:
+            return ""
+        if wait.wake_at is None:
+            return f"event {wait.name!r}, without a timeout"
+        until = timezone.localtime(wait.wake_at).strftime("%Y-%m-%d %H:%M:%S %Z")
+        return f"event {wait.name!r} until {until} ({relative(wait.wake_at)})"
+
+    @admin.display(description="events received, not yet taken")
+    def inbox_display(self, obj: WorkflowInstance) -> str:
+        waiting = obj.inbox.filter(taken_at__isnull=True).order_by("id")[:INBOX_SHOWN]
+        rows = [
+            format_html("<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                        m.name, timezone.localtime(m.received_at).strftime("%Y-%m-%d %H:%M:%S"),
+                        m.event_id or "", pretty(decode(m.payload)))
+            for m in waiting
+        ]
+        if not rows:
+            return ""
+        header = mark_safe("<tr><th>name</th><th>received</th><th>event id</th><th>payload</th></tr>")
+        return format_html('<table class="dw-inbox">{}{}</table>', header, format_html_join("", "{}", ((r,) for r in rows)))
 
     @admin.display(description="progress")
     def progress(self, obj: WorkflowInstance) -> str:
@@ -283,6 +315,13 @@ def _post_only(request: HttpRequest) -> HttpResponse | None:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     return None
+
+
+INBOX_SHOWN = 50
+
+
+def _event_wait(obj: WorkflowInstance) -> StepRecord | None:
+    return obj.steps.filter(kind=StepKind.EVENT, state=StepState.AWAITING).order_by("-position").first()
 
 
 def _alarm(obj: WorkflowInstance) -> Any:

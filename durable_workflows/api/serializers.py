@@ -249,6 +249,33 @@ class CancelSerializer(serializers.Serializer):
     )
 
 
+class SendEventSerializer(serializers.Serializer):
+    name = ExactCharField(max_length=255, help_text="The event name a `wf.wait_for_event` waits for.")
+    payload = serializers.JSONField(
+        required=False, allow_null=True, default=None,
+        help_text="Any JSON value; the wait returns it.",
+    )
+    event_id = ExactCharField(
+        max_length=255, required=False, allow_null=True, default=None,
+        help_text="The sender's key for this event: the same key again for this instance is ignored "
+        "(200, accepted false). Use the webhook's delivery id.",
+    )
+
+    def validate_name(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("The event name must not be blank.")
+        return value
+
+    def validate_event_id(self, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise serializers.ValidationError("event_id must not be empty.")
+        return value
+
+
+class AcceptedSerializer(serializers.Serializer):
+    accepted = serializers.BooleanField(help_text="False when this instance already had that event_id.")
+
+
 class InstanceFilterSerializer(serializers.Serializer):
     state = serializers.CharField(required=False, help_text="One state, lower case.")
     workflow = serializers.CharField(required=False, max_length=255, help_text="A workflow name.")

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import __version__, client
-from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
+from ..exceptions import InvalidTransition, SerializationError, WorkflowIdConflict, WorkflowNotFound
 from ..models import WorkflowInstance
 from ..registry import all_definitions
 from ..states import State
@@ -25,6 +25,7 @@ from .pagination import InstancePagination
 from .permissions import configured_permissions
 from .serializers import (
     VALIDATION_ERROR_SCHEMA,
+    AcceptedSerializer,
     CancelSerializer,
     ConflictSerializer,
     DefinitionSerializer,
@@ -32,6 +33,7 @@ from .serializers import (
     InstanceDetailSerializer,
     InstanceFilterSerializer,
     InstanceSerializer,
+    SendEventSerializer,
     StartSerializer,
 )
 
@@ -211,6 +213,49 @@ class InstanceCancelView(WorkflowAPIView):
         return Response(InstanceDetailSerializer(handle.instance).data)
 
 
+class InstanceEventsView(WorkflowAPIView):
+    """Sends an event to an instance: what its `wf.wait_for_event` of that name takes."""
+
+    serializer_class = SendEventSerializer
+
+    @documented(
+        operation_id="workflow_instances_send_event",
+        summary="Send an event to an instance",
+        description="Stored until a wait of that name takes it (first in, first out), and the "
+        "instance resumed if it waits for it now. With `event_id`, a repeat (a redelivered "
+        "webhook) changes nothing and answers 200.",
+        parameters=[INSTANCE_ID],
+        request={"application/json": SendEventSerializer},
+        responses={
+            202: OpenApiResponse(AcceptedSerializer, description="Stored."),
+            200: OpenApiResponse(AcceptedSerializer, description="That event_id was already received."),
+            400: BAD_REQUEST, 404: NOT_FOUND,
+            409: OpenApiResponse(ConflictSerializer, description="It has already finished."),
+            415: NOT_JSON,
+            **DENIED,
+        },
+    )
+    def post(self, request: Request, instance_id: str) -> Response:
+        if _find(instance_id) is None:
+            return _not_found(instance_id)
+        body = SendEventSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            accepted = client.send_event(instance_id, data["name"], data["payload"], event_id=data["event_id"])
+        except WorkflowNotFound:
+            return _not_found(instance_id)
+        except InvalidTransition as exc:
+            return _conflict(instance_id, exc)
+        except SerializationError as exc:
+            return Response({"payload": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        except ValueError as exc:
+            field = "event_id" if str(exc).startswith("event_id") else "name"
+            return Response({field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        code = status.HTTP_202_ACCEPTED if accepted else status.HTTP_200_OK
+        return Response({"accepted": accepted}, status=code)
+
+
 class DefinitionListView(WorkflowAPIView):
     """The registered workflows and the arguments each takes."""
 
@@ -230,7 +275,7 @@ def only_workflow_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> 
     return [e for e in endpoints if getattr(e[3], "cls", None) in API_VIEWS]
 
 
-API_VIEWS = (InstanceListView, InstanceDetailView, InstanceCancelView, DefinitionListView)
+API_VIEWS = (InstanceListView, InstanceDetailView, InstanceCancelView, InstanceEventsView, DefinitionListView)
 
 
 class SchemaView(SpectacularAPIView):

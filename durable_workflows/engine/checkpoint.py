@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..exceptions import LeaseLost
-from ..models import Alarm, StepRecord, WorkflowInstance
+from ..models import Alarm, InboxMessage, StepRecord, WorkflowInstance
 from ..states import State, as_state, transition_values
 from . import pg
 from .events import EventBuffer
@@ -38,6 +38,8 @@ class Checkpoint:
         self.meta: dict[str, Any] | None = None
         #: A step finished since the last write: the recovery count goes back to zero.
         self.step_finished = False
+        #: Inbox messages taken by event waits since the last write: id -> the wait's position.
+        self.taken: dict[int, int] = {}
         # Whether the PostgreSQL single-statement writes apply; looked up once per run.
         self.fast = pg.usable()
 
@@ -60,8 +62,9 @@ class Checkpoint:
             fields["recovery_count"] = 0
         if self.meta is not None:
             fields["meta"] = self.meta
+        written_meta = self.meta
         with engine_io():
-            if self.fast and all(r._state.adding for r in records):
+            if self.fast and not self.taken and all(r._state.adding for r in records):
                 ids = pg.checkpoint(self.lease.fence, records, self.events.rows(), fields)
                 for record in records:
                     record.pk = ids[record.position]
@@ -73,7 +76,7 @@ class Checkpoint:
                 self._commit_orm(fields, records)
         if renew:
             self.lease.renewed()
-        self._committed(fields)
+        self._committed(fields, written_meta)
 
     # -- the run's end, or its pause -------------------------------------------------------
     def finish(self, to: State, **fields: Any) -> None:
@@ -82,11 +85,11 @@ class Checkpoint:
             fields["meta"] = self.meta
         values = transition_values(as_state(self.instance.state), to, fields)
         with engine_io():
-            if self.fast and not self.dirty:
+            if self.fast and not self.dirty and not self.taken:
                 pg.finish(self.lease.fence, values, self.events.rows())
             else:
                 self._commit_orm(values, list(self.dirty.values()), transition=True)
-        self._committed(values)
+        self._committed(values, self.meta)
 
     def pause(self, wait: Wait) -> None:
         """Commit the durable wait the run stopped at: its record, its alarm, and the move to
@@ -94,25 +97,24 @@ class Checkpoint:
         the function did while unwinding (a `finally:`) is lost or half-written."""
         record = wait.record
         self.dirty[record.position] = record
-        until = wait.until.isoformat()
+        until = None if wait.until is None else wait.until.isoformat()
         if wait.started_event:
             self.events.add(wait.started_event, record.position, name=record.name, until=until)
         self.events.add("workflow.paused", record.position, reason=wait.reason, until=until)
-        alarm = Alarm(instance_id=self.lease.instance_id, fire_at=wait.until, reason=wait.reason,
-                      position=record.position, epoch=self.lease.epoch)
         fields: dict[str, Any] = {"lease_owner": "", "lease_expires_at": None}
         if self.meta is not None:
             fields["meta"] = self.meta
         values = transition_values(as_state(self.instance.state), State.PAUSED, fields)
         with engine_io():
-            self._commit_orm(values, list(self.dirty.values()), transition=True, alarm=alarm)
-        self._committed(values)
+            self._commit_orm(values, list(self.dirty.values()), transition=True, wait=wait)
+        self._committed(values, self.meta)
 
     # -- the writes ------------------------------------------------------------------------
     def _commit_orm(self, values: dict[str, Any], records: list[StepRecord], *,
-                    transition: bool = False, alarm: Alarm | None = None) -> None:
+                    transition: bool = False, wait: Wait | None = None) -> None:
         """One transaction: the fenced UPDATE of the instance row first, then the records,
-        the alarm and the events. `values` is a checked transition when `transition`."""
+        the taken messages, the wait's alarm and the events. `values` is a checked
+        transition when `transition`."""
         new = [r for r in records if r._state.adding]
         try:
             with transaction.atomic():
@@ -124,9 +126,11 @@ class Checkpoint:
                         record.save(force_update=True)
                 if new:
                     StepRecord.objects.bulk_create(new)
-                if alarm is not None:
-                    Alarm.objects.filter(instance_id=self.lease.instance_id).delete()
-                    alarm.save(force_insert=True)
+                now = timezone.now()
+                for message_id, position in self.taken.items():
+                    InboxMessage.objects.filter(pk=message_id).update(taken_at=now, taken_position=position)
+                if wait is not None:
+                    self._alarm_txn(wait)
                 self.events.write_txn()
         except BaseException:
             # bulk_create marks its records saved before the commit: undo that.
@@ -135,10 +139,22 @@ class Checkpoint:
                 record._state.adding = True
             raise
 
-    def _committed(self, values: dict[str, Any]) -> None:
-        """The write committed: bring the buffers and the in-memory instance up to date."""
+    def _alarm_txn(self, wait: Wait) -> None:
+        """The alarm that ends `wait`: at its timeout, or at once when what it waits for has
+        come while the run was unwinding (the send found the instance still Running)."""
+        Alarm.objects.filter(instance_id=self.lease.instance_id).delete()
+        fire_at = timezone.now() if wait.ready is not None and wait.ready() else wait.until
+        if fire_at is not None:
+            Alarm.objects.create(instance_id=self.lease.instance_id, fire_at=fire_at, reason=wait.reason,
+                                 position=wait.record.position, epoch=self.lease.epoch)
+
+    def _committed(self, values: dict[str, Any], written_meta: dict[str, Any] | None) -> None:
+        """The write committed: bring the buffers and the in-memory instance up to date.
+        (Meta set while the write was out, from an async workflow's event loop, stays.)"""
         self.dirty = {}
-        self.meta = None
+        self.taken = {}
+        if self.meta is written_meta:
+            self.meta = None
         self.step_finished = False
         for key, value in values.items():
             setattr(self.instance, key, value)

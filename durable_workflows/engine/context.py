@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from asgiref.sync import sync_to_async
-from django.db import Error
 from django.utils import timezone
 
 from ..durations import parse_duration
@@ -26,10 +25,11 @@ from ..exceptions import (
     StepScopeError,
     StoreFault,
     Suspend,
+    WorkflowTimeout,
 )
 from ..models import StepRecord
 from ..retry import RetryPolicy
-from . import runner
+from . import inbox, runner
 from .steps import StepCall
 from .waits import Wait, sleep_at
 
@@ -94,6 +94,10 @@ class WorkflowContext:
             raise self._stopped
         if self._fatal is not None:
             raise self._fatal
+        deadline = self._run.instance.deadline_at
+        if deadline is not None and deadline <= timezone.now():
+            self._fatal = timed_out(self.workflow, self._run.instance)
+            raise self._fatal
 
     def _enter(self, primitive: str) -> int:
         """Check that `primitive` may run now, and give it the next position."""
@@ -112,15 +116,14 @@ class WorkflowContext:
         self._stop(Suspend())
 
     def _engine(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call the engine's own work for a primitive: a signal it raises stops the run, and
-        a database error it meets is a `StoreFault`, never the workflow's exception."""
+        """Call the engine's work for a primitive: a signal it raises stops the run. (Its
+        database work turns its own errors into `StoreFault` where it does it; an error a
+        replay raises again, a step's `IntegrityError` say, stays the workflow's.)"""
         try:
             return fn(*args)
         except STOPS as signal:
             self._stopped = signal
             raise
-        except Error as error:
-            self._stop(StoreFault(error))
 
     def _replayed(self, position: int, name: str, kind: str) -> StepRecord | None:
         record = self._records.get(position)
@@ -155,6 +158,16 @@ class WorkflowContext:
 
     def sleep_until(self, when: datetime, *, name: str | None = None) -> None:
         sleep_at(self, *self._sleep_until_args(when, name))
+
+    # -- events -------------------------------------------------------------------------------
+    def _wait_args(self, name: str, timeout: Any) -> tuple[int, str, timedelta | None]:
+        position = self._enter("wait_for_event")
+        return position, inbox.check_name(name), inbox.parse_timeout(timeout)
+
+    def wait_for_event(self, name: str, *, timeout: timedelta | int | float | str | None = None) -> Any:
+        """The payload of the oldest event `name` sent to this instance that no earlier wait
+        took; the run pauses until one comes. With `timeout`, `EventTimeout` once it passes."""
+        return self._engine(inbox.wait_at, self, *self._wait_args(name, timeout))
 
     # -- meta ---------------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
@@ -223,6 +236,13 @@ class AsyncWorkflowContext(WorkflowContext):
         with self._one_at_a_time("sleep"):
             sleep_at(self, position, wake_at, name)
 
+    def wait_for_event(self, name: str, *, timeout: timedelta | int | float | str | None = None) -> Awaitable[Any]:  # type: ignore[override]
+        return self._wait_async(*self._wait_args(name, timeout))
+
+    async def _wait_async(self, position: int, name: str, timeout: timedelta | None) -> Any:
+        with self._one_at_a_time("wait_for_event"):
+            return await sync_to_async(self._engine, thread_sensitive=True)(inbox.wait_at, self, position, name, timeout)
+
     def set_meta(self, key: str, value: Any) -> Awaitable[None]:  # type: ignore[override]
         super().set_meta(key, value)
         return _done()
@@ -284,3 +304,11 @@ class _Exclusive:
 
 async def _done() -> None:
     return None
+
+
+def timed_out(workflow: str, instance: Any) -> WorkflowTimeout:
+    limit = instance.deadline_at - instance.created_at
+    return WorkflowTimeout(
+        f"workflow {workflow!r} ran past its timeout of {limit} (deadline "
+        f"{instance.deadline_at:%Y-%m-%d %H:%M:%S %Z})"
+    )

@@ -11,6 +11,8 @@ import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils import timezone
 
 from .. import serialization
 from ..conf import settings
@@ -18,7 +20,7 @@ from ..exceptions import LeaseLost, SerializationError, StoreFault, Suspend, Unk
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
 from . import heartbeat, runner
-from .context import AsyncWorkflowContext, WorkflowContext
+from .context import AsyncWorkflowContext, WorkflowContext, timed_out
 from .faults import reset_connection
 from .store import Run, cancel_running, claim, error_fields, load_records
 
@@ -38,15 +40,14 @@ def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None) -> 
             run = claim(instance_id, mode, epoch)
         except StoreFault as fault:
             logger.warning("durable_workflows: could not claim %s: %s", instance_id, fault)
+            if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+                raise fault.error from None
             reset_connection()
             return None
         if run is None:
             return None
         heartbeat.register(run.lease)
-        try:
-            return _settle(run, _start, run)
-        finally:
-            heartbeat.unregister(run.lease)
+        return _settle(run, _start, run)
     finally:
         runner.IN_STEP.reset(scope)
 
@@ -54,7 +55,10 @@ def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None) -> 
 def _settle(run: Run, fn: Any, *args: Any) -> str | None:
     """Call `fn`, turning the signals that end a run without an outcome into None."""
     try:
-        return fn(*args)
+        try:
+            return fn(*args)
+        finally:
+            heartbeat.unregister(run.lease)
     except LeaseLost:
         try:
             run.settle_lost_lease()
@@ -68,9 +72,14 @@ def _settle(run: Run, fn: Any, *args: Any) -> str | None:
 
 def _abandon(run: Run, fault: StoreFault) -> None:
     """The database failed under the run: give the lease up so that recovery runs the
-    instance again at once, or, when even that fails, leave the lease to expire."""
+    instance again at once, or, when even that fails, leave the lease to expire.
+
+    Inside a transaction the caller opened (a run started in `atomic()`, a test case), the
+    error is the caller's too: their transaction may be broken by it, so it is raised."""
     logger.warning("durable_workflows: run of %s stopped by a database error, to be recovered: %s",
                    run.instance_id, fault)
+    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
+        raise fault.error
     reset_connection()
     try:
         run.lease.release()
@@ -83,6 +92,8 @@ def _start(run: Run) -> str | None:
     if instance.cancel_requested:
         cancel_running(instance, run.lease)
         return State.CANCELLED
+    if instance.deadline_at is not None and instance.deadline_at <= timezone.now():
+        return _fail(run, timed_out(instance.workflow, instance))
     if run.mode == "recover" and instance.recovery_count > settings.MAX_RECOVERY_ATTEMPTS:
         attempts = instance.recovery_count - 1
         error = RuntimeError(f"failed after {attempts} recovery attempts")

@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from ..conf import settings
@@ -47,15 +47,29 @@ def unregister(lease: Lease) -> None:
 
 def beat(lease: Lease) -> None:
     """Extend the lease if the run still owns the instance, and learn whether a cancel was
-    requested, in one statement."""
+    requested, in one statement.
+
+    The owner is checked too: a lease the run gave up (or a recovery scan reserved) is not
+    extended by a beat that was already on its way. A beat that waits on a row lock gives up
+    after half a heartbeat, so that one locked row does not stop the beats of other runs.
+    """
     fence = lease.fence.lenient()
     table = connection.ops.quote_name(WorkflowInstance._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET lease_expires_at = %s WHERE {fence.where()} RETURNING cancel_requested",
-            [lease.until(timezone.now()), *fence.params()],
-        )
-        row = cursor.fetchone()
+    where = f"{fence.where()} AND lease_owner = %s"
+    params = [lease.until(timezone.now()), *fence.params(), lease.owner]
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            timeout_ms = max(int(float(settings.HEARTBEAT_SECONDS) * 500), 50)
+            cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
+        if connection.features.can_return_columns_from_insert:  # RETURNING is understood
+            cursor.execute(f"UPDATE {table} SET lease_expires_at = %s WHERE {where} RETURNING cancel_requested", params)
+            row = cursor.fetchone()
+        else:
+            cursor.execute(f"UPDATE {table} SET lease_expires_at = %s WHERE {where}", params)
+            row = None
+            if cursor.rowcount == 1:
+                cursor.execute(f"SELECT cancel_requested FROM {table} WHERE id = %s", [lease.instance_id])
+                row = cursor.fetchone()
     if row is None:
         lease.lost = True
         return
@@ -74,6 +88,9 @@ def _loop() -> None:
             continue
         try:
             for lease in due:
+                with _lock:
+                    if lease not in _active:  # its run ended meanwhile
+                        continue
                 beat(lease)
         except Exception:  # a missed beat is retried; the lease has slack for it
             logger.exception("durable_workflows heartbeat failed")

@@ -49,6 +49,6 @@ class Lease:
 
     def release(self) -> None:
         """Give the lease up at once, so recovery need not wait for it to expire."""
-        WorkflowInstance.objects.filter(**self.fence.lenient().filter()).update(
-            lease_expires_at=timezone.now()
+        WorkflowInstance.objects.filter(**self.fence.lenient().filter(), lease_owner=self.owner).update(
+            lease_expires_at=timezone.now(), lease_owner=""
         )

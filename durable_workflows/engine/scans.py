@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from ..conf import settings
 from ..dispatch import get_dispatcher, on_commit
-from ..models import RECOVERY_OWNER, Alarm, WorkflowInstance
+from ..models import RECOVERY_OWNER, Alarm, AlarmReason, WorkflowInstance
 from ..states import State
 
 
@@ -25,10 +26,35 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     if instance_id is not None:
         due = due.filter(instance_id=instance_id)
     fired = _claim_alarms(due, now, limit) + _lost_resumes(now, limit, instance_id)
+    dispatched = [(pk, "resume", epoch) for pk, epoch in fired] + _past_deadline(now, limit, instance_id)
     dispatcher = get_dispatcher()
-    for pk, epoch in fired:
-        on_commit(lambda i=pk, e=epoch: dispatcher.dispatch(i, "resume", e))
-    return [pk for pk, _ in fired]
+    for pk, mode, epoch in dispatched:
+        on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+    return [pk for pk, _, _ in dispatched]
+
+
+def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) -> list[tuple[str, str, int]]:
+    """Paused and Queued instances past their workflow deadline: each is dispatched once, and
+    its run fails it with WorkflowTimeout as soon as it claims it (a state change goes
+    through a claim, as every other one of a run). A Paused one gets its alarm fired, so a
+    lost resume is sent again like any other; a Queued one is marked dispatched."""
+    late = WorkflowInstance.objects.filter(deadline_at__lte=now)
+    if instance_id is not None:
+        late = late.filter(pk=instance_id)
+    found: list[tuple[str, str, int]] = []
+    paused = late.filter(state=State.PAUSED).exclude(alarm__fired_at__isnull=False)
+    for pk, epoch in paused.values_list("pk", "epoch")[:limit]:
+        with transaction.atomic():
+            if WorkflowInstance.objects.filter(pk=pk, state=State.PAUSED, epoch=epoch).update(updated_at=now):
+                Alarm.objects.update_or_create(instance_id=pk, defaults={
+                    "fire_at": now, "fired_at": now, "reason": AlarmReason.DEADLINE,
+                    "position": 0, "epoch": epoch})
+                found.append((pk, "resume", epoch))
+    queued = late.filter(state=State.QUEUED, dispatched_at__lt=F("deadline_at"))
+    for pk, epoch, at in queued.values_list("pk", "epoch", "dispatched_at")[:limit]:
+        if WorkflowInstance.objects.filter(pk=pk, state=State.QUEUED, dispatched_at=at).update(dispatched_at=now):
+            found.append((pk, "fresh", epoch))
+    return found
 
 
 def _lost_resumes(now: datetime, limit: int, instance_id: str | None = None) -> list[tuple[str, int]]:

@@ -14,6 +14,7 @@ from ..exceptions import ReplayError, SerializationError, StepScopeError, StepTi
 from ..models import AlarmReason, StepKind, StepRecord, StepState
 from ..retry import RetryPolicy
 from . import failures
+from .faults import engine_io
 from .outcome import RETRY, RUN, Outcome, returned
 from .store import error_fields
 from .waits import Wait, is_due
@@ -63,7 +64,8 @@ class StepCall:
             return returned(serialization.loads(record.result))
         deferred = record.get_deferred_fields()
         if deferred:  # an unfinished or failed step: its replay reads what load_records deferred
-            record.refresh_from_db(fields=sorted(deferred))
+            with engine_io():
+                record.refresh_from_db(fields=sorted(deferred))
         if record.state == StepState.FAILED:
             error = failures.rebuild(record)
             if isinstance(error, ReplayError):

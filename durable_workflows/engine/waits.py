@@ -7,6 +7,7 @@ the move to Paused) once the function has unwound. Sleeps and retry delays wait 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -25,10 +26,13 @@ class Wait:
     reason: str
     #: The lifecycle event that announces a new wait ("sleep.started"), if any.
     started_event: str | None = None
+    #: Asked inside the transaction that commits the pause: True when what the wait is for
+    #: came meanwhile (an event sent while the run was unwinding), so it resumes at once.
+    ready: Callable[[], bool] | None = None
 
     @property
-    def until(self) -> datetime:
-        assert self.record.wake_at is not None
+    def until(self) -> datetime | None:
+        """When the wait ends on its own (its alarm); None for a wait without a timeout."""
         return self.record.wake_at
 
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 
-from durable_workflows import RetryPolicy, workflow
+from durable_workflows import EventTimeout, RetryPolicy, workflow
 
 from . import services
 
 
-@workflow("shop.order")
+@workflow("shop.order", timeout="7 days")
 def order_workflow(wf, order_id: str, pack_seconds: float = 0.5, declines: int = 0) -> dict:
-    """Fetch an order, wait for the warehouse, pack it, and charge the card with retries."""
+    """Fetch an order, wait for the payment provider to confirm it, wait for the warehouse,
+    pack it, and capture the payment with retries."""
     order = wf.step("Fetch order", services.fetch_order, order_id)
+    # The provider's webhook sends this event (with its delivery id as event_id, so that a
+    # redelivered webhook is ignored). No confirmation within the hour: the order is released.
+    try:
+        payment = wf.wait_for_event("payment confirmed", timeout="1 hour")
+    except EventTimeout:
+        wf.step("Release order", services.release_order, order_id)
+        return {"order": order_id, "status": "released: payment not confirmed"}
     # In a real shop this would be hours; the demo keeps it short.
     wf.sleep("2s", name="Wait for the warehouse")
     # A deadline makes each attempt durable: a worker that dies mid-step leaves a record
@@ -23,7 +31,7 @@ def order_workflow(wf, order_id: str, pack_seconds: float = 0.5, declines: int =
         lambda: services.charge_card(order, attempt=wf.attempt, declines=declines),
         retry=RetryPolicy(max_attempts=4, backoff="exponential", initial_delay="1s", jitter=False),
     )
-    return {"order": order_id, "parcel": parcel, "receipt": receipt}
+    return {"order": order_id, "payment": payment["reference"], "parcel": parcel, "receipt": receipt}
 
 
 def next_run(now: datetime, at: time) -> datetime:

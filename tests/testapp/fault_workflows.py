@@ -56,9 +56,31 @@ def with_finally(wf):
 @workflow("faults.between")
 def between(wf, gate_name: str):
     wf.step("First", note, "first", 1)
-    gate(gate_name).wait(30)  # code between steps that takes long: a cancel comes meanwhile
+    wf.set_meta("stage", "between")  # goes out with the next write, if there is one
+    if RAN["between"] == 0:
+        RAN["between"] += 1
+        gate(gate_name).wait(30)  # code between steps that takes long the first time
     wf.step("Second", note, "second", 2)
     return "both"
+
+
+@workflow("faults.caught_db_error")
+def caught_db_error(wf):
+    from django.db import IntegrityError
+
+    try:
+        wf.step("Insert twice", raise_integrity_error)
+    except IntegrityError as error:
+        outcome = f"caught {type(error).__name__}"
+    wf.sleep("1h")
+    return outcome
+
+
+def raise_integrity_error():
+    from django.db import IntegrityError
+
+    RAN["insert"] += 1
+    raise IntegrityError("duplicate key value violates unique constraint")
 
 
 @workflow("faults.parent")

@@ -80,3 +80,7 @@ def caught(wf, order: str) -> dict:
         outcome["missing"] = str(missing)
     wf.sleep("1h")
     return outcome
+
+
+# Registered here too, so that processes the tests start (commands, workers) know them.
+from . import event_workflows, fault_workflows  # noqa: E402, F401

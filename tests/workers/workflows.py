@@ -91,3 +91,10 @@ def _connection_identity() -> list:
 @workflow("workers.connection")
 def connection_probe(wf) -> list:
     return wf.step("probe", _connection_identity)
+
+
+@workflow("workers.await_event")
+def await_event(wf, seconds: float = 0.0) -> object:
+    payload = wf.wait_for_event("go")
+    wf.step("after", logged, wf.instance_id, _epoch(wf), "after", seconds)
+    return payload

@@ -66,6 +66,13 @@ class Command(BaseCommand):
         cancel.add_argument("instance_id", metavar="ID")
         cancel.add_argument("--reason", default="", help="Kept on the instance.")
 
+        send = subs.add_parser("send-event", help="Send an event to an instance (what wf.wait_for_event takes).")
+        send.add_argument("instance_id", metavar="ID")
+        send.add_argument("name", metavar="NAME", help="The event name the workflow waits for.")
+        send.add_argument("--payload", default=None, metavar="JSON", help="The event's payload (JSON; default null).")
+        send.add_argument("--event-id", default=None, metavar="KEY",
+                          help="Sending the same key to the same instance again does nothing.")
+
         subs.add_parser("recover", help="Re-run instances whose worker died; re-send lost tasks.")
 
         fire = subs.add_parser("fire-alarms", help="Resume the paused instances whose alarm is due.")
@@ -164,6 +171,23 @@ class Command(BaseCommand):
             self.stdout.write(table(("#", "NAME", "KIND", "STATE", "ATTEMPTS", "STARTED", "DURATION", "RESULT"), rows))
         else:
             self.stdout.write("No steps yet.")
+
+    def do_send_event(self, options: dict[str, Any]) -> None:
+        payload = None
+        if options["payload"] is not None:
+            try:
+                payload = json.loads(options["payload"])
+            except json.JSONDecodeError as exc:
+                raise CommandError(f"--payload is not valid JSON: {exc}") from None
+        try:
+            accepted = client.send_event(options["instance_id"], options["name"], payload,
+                                         event_id=options["event_id"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if accepted:
+            self.stdout.write(self.style.SUCCESS(f"Sent {options['name']!r} to {options['instance_id']}."))
+        else:
+            self.stdout.write(f"Already received: {options['instance_id']} has event id {options['event_id']!r}; nothing sent.")
 
     def do_cancel(self, options: dict[str, Any]) -> None:
         handle = client.cancel(options["instance_id"], reason=options["reason"])

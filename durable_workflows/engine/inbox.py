@@ -1,0 +1,106 @@
+"""Waiting for events sent to the instance: `wf.wait_for_event` on the durable-wait mechanism.
+
+Sent events wait in the instance's inbox (`InboxMessage`), oldest first. A wait takes the
+oldest one of its name that no earlier wait took; the record of the wait keeps its payload,
+so a replay returns it without looking at the inbox again, and the message is marked taken
+in the same commit as that record. With nothing to take, the run stops at the wait; a send
+for that name, or the wait's timeout alarm, resumes it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from .. import serialization
+from ..durations import parse_duration
+from ..exceptions import EventTimeout
+from ..models import AlarmReason, InboxMessage, StepKind, StepRecord, StepState
+from . import failures
+from .faults import engine_io
+from .waits import Wait
+
+if TYPE_CHECKING:
+    from .context import WorkflowContext
+
+
+def check_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"an event name must be non-empty text, got {name!r}")
+    if len(name) > 255 or "\x00" in name:
+        raise ValueError(f"an event name must be at most 255 characters, without NUL, got {name!r}")
+    return name
+
+
+def wait_at(wf: WorkflowContext, position: int, name: str, timeout: timedelta | None) -> Any:
+    """The event wait at `position`: its payload, `EventTimeout`, or a stop until one comes."""
+    record = wf._replayed(position, name, StepKind.EVENT)
+    if record is not None:
+        if record.state == StepState.COMPLETED:
+            wf._clock = record.finished_at or wf._clock
+            return serialization.loads(record.result)
+        if record.state == StepState.FAILED:
+            with engine_io():
+                record.refresh_from_db(fields=["error_type", "error_message", "error_replay"])
+            raise failures.rebuild(record)
+    else:
+        now = timezone.now()
+        record = StepRecord(
+            instance_id=wf.instance_id, position=position, name=name, kind=StepKind.EVENT,
+            state=StepState.AWAITING, started_at=now,
+            wake_at=None if timeout is None else now + timeout,
+        )
+        wf._records[position] = record
+    message = _oldest(wf, name)
+    if message is not None:
+        return _take(wf, record, message)
+    if record.wake_at is not None and record.wake_at <= timezone.now():
+        return _time_out(wf, record)
+    started = "event.waiting" if record._state.adding else None
+    wf._suspend(Wait(record, AlarmReason.EVENT, started, ready=lambda: _oldest(wf, name) is not None))
+
+
+def _oldest(wf: WorkflowContext, name: str) -> InboxMessage | None:
+    taken = wf._run.checkpoint.taken
+    with engine_io():
+        return (
+            InboxMessage.objects.filter(instance_id=wf.instance_id, name=name, taken_at__isnull=True)
+            .exclude(pk__in=list(taken))
+            .order_by("id")
+            .first()
+        )
+
+
+def _take(wf: WorkflowContext, record: StepRecord, message: InboxMessage) -> Any:
+    now = timezone.now()
+    record.state = StepState.COMPLETED
+    record.result = message.payload
+    record.finished_at = now
+    record.wake_at = None
+    checkpoint = wf._run.checkpoint
+    checkpoint.dirty[record.position] = record
+    checkpoint.taken[message.pk] = record.position
+    wf._clock = now
+    return serialization.loads(message.payload)
+
+
+def _time_out(wf: WorkflowContext, record: StepRecord) -> Any:
+    error = EventTimeout(f"no event {record.name!r} arrived by {record.wake_at:%Y-%m-%d %H:%M:%S %Z}")
+    now = timezone.now()
+    record.state = StepState.FAILED
+    record.finished_at = now
+    record.error_type = type(error).__name__
+    record.error_message = str(error)
+    record.error_replay = failures.replay_info(error)
+    wf._run.checkpoint.dirty[record.position] = record
+    wf._run.events.add("event.timeout", record.position, name=record.name)
+    wf._clock = now
+    raise error
+
+
+def parse_timeout(timeout: timedelta | int | float | str | None) -> timedelta | None:
+    if timeout is None:
+        return None
+    return parse_duration(timeout, what="event wait timeout")

@@ -1,0 +1,95 @@
+"""Sending events to instances: `send_event`, the other half of `wf.wait_for_event`.
+
+An event is stored in the instance's inbox whatever the instance is doing, and waits there
+until a wait of its name takes it. When the instance is Paused at such a wait, the send also
+ends the wait: the wait's alarm is marked fired and a resume is dispatched once the send
+commits. A resume that gets lost is sent again by the periodic scans, as for any fired
+alarm, so a committed event is never lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import serialization
+from .dispatch import get_dispatcher, on_commit
+from .engine import record_events
+from .engine.inbox import check_name
+from .exceptions import InvalidTransition, WorkflowNotFound
+from .models import (
+    Alarm,
+    AlarmReason,
+    InboxMessage,
+    StepKind,
+    StepRecord,
+    StepState,
+    WorkflowInstance,
+)
+from .states import TERMINAL, State, as_state
+
+
+def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: str | None = None) -> bool:
+    """Send the event `name` with `payload` to an instance. True when it was stored; False
+    when this instance already received an event with `event_id` (nothing changes then).
+
+    Raises `WorkflowNotFound` for an unknown id, `InvalidTransition` for a finished instance,
+    `SerializationError` for a payload that cannot be stored and `ValueError` for a bad name
+    or event id; none of them stores anything.
+    """
+    check_name(name)
+    if event_id is not None and (
+        not isinstance(event_id, str) or not event_id or len(event_id) > 255 or "\x00" in event_id
+    ):
+        raise ValueError(f"event_id must be text of 1 to 255 characters without NUL, got {event_id!r}")
+    stored = serialization.dumps(payload, f"the payload of event {name!r}")
+    if not isinstance(instance_id, str):
+        raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
+    now = timezone.now()
+    with transaction.atomic():
+        # Write first: the UPDATE locks the instance row, which orders this send against the
+        # run's pause (it checks the inbox again under the same lock) and against another
+        # send with the same event_id.
+        touched = WorkflowInstance.objects.filter(pk=instance_id).exclude(state__in=TERMINAL).update(epoch=F("epoch"))
+        instance = WorkflowInstance.objects.filter(pk=instance_id).first()
+        if instance is None:
+            raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
+        if not touched:
+            raise InvalidTransition(
+                f"cannot send event {name!r} to instance {instance_id!r}: it is already "
+                f"{as_state(instance.state).label}"
+            )
+        if event_id is not None and InboxMessage.objects.filter(instance_id=instance_id, event_id=event_id).exists():
+            return False
+        try:
+            with transaction.atomic():
+                InboxMessage.objects.create(instance_id=instance_id, name=name, payload=stored,
+                                            event_id=event_id, received_at=now)
+        except IntegrityError:
+            return False  # the same event_id, committed by a concurrent send
+        events = record_events(instance.pk, instance.workflow,
+                               ("event.received", {"name": name, "event_id": event_id}))
+        if as_state(instance.state) == State.PAUSED:
+            _wake_txn(instance, name, now)
+        events.write_txn()
+    events.send()
+    return True
+
+
+def _wake_txn(instance: WorkflowInstance, name: str, now: Any) -> None:
+    """End the instance's wait for `name`, if that is what it waits for."""
+    wait = StepRecord.objects.filter(
+        instance_id=instance.pk, kind=StepKind.EVENT, state=StepState.AWAITING, name=name
+    ).order_by("-position").first()
+    if wait is None:
+        return
+    Alarm.objects.update_or_create(
+        instance_id=instance.pk,
+        defaults={"fire_at": now, "fired_at": now, "reason": AlarmReason.EVENT,
+                  "position": wait.position, "epoch": instance.epoch},
+    )
+    dispatcher = get_dispatcher()
+    on_commit(lambda: dispatcher.dispatch(instance.pk, "resume", instance.epoch))
