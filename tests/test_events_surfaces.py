@@ -114,4 +114,5 @@ def test_the_admin_page_shows_the_wait_and_the_events_not_yet_taken(admin_client
     assert "Waiting for" in text and "event &#x27;approval&#x27; until" in text
     assert "Events received, not yet taken" in text
     assert "reminder" in text and "mail-77" in text
+    assert "times out in" in text  # the wait's row in the step timeline
     assert "Deadline" not in text  # events.approval has no workflow timeout

@@ -60,12 +60,13 @@ def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int]:
 
 def _step_row(record: StepRecord, now: datetime) -> StepRow:
     result_full = result = ""
-    if record.state == StepState.COMPLETED and record.kind == StepKind.STEP:
+    if record.state == StepState.COMPLETED and record.kind in (StepKind.STEP, StepKind.EVENT):
         value = decode(record.result)
         result = shorten(compact(value))
         if result != compact(value):
             result_full = pretty(value)
     is_sleep = record.kind == StepKind.SLEEP
+    waits = record.kind != StepKind.STEP
     error_summary = ""
     if record.error_type or record.error_message:
         error_summary = f"{record.error_type}: {record.error_message}".strip(": ")
@@ -74,7 +75,7 @@ def _step_row(record: StepRecord, now: datetime) -> StepRow:
         name=record.name,
         kind=record.get_kind_display(),
         badge=step_state_badge(record.state),
-        attempts=None if is_sleep else record.attempts,
+        attempts=None if waits else record.attempts,
         started_at=record.started_at,
         duration=step_duration(
             record.started_at, record.finished_at, now, record.wake_at if is_sleep else None
@@ -92,6 +93,8 @@ def _note(record: StepRecord, now: datetime) -> str:
         return f"wakes {relative(record.wake_at, now)}"
     if record.state == StepState.WAITING and record.wake_at is not None:
         return f"next attempt {relative(record.wake_at, now)}"
+    if record.state == StepState.AWAITING:
+        return f"times out {relative(record.wake_at, now)}" if record.wake_at else "no timeout"
     if record.state == StepState.RUNNING and record.deadline_at is not None:
         return f"attempt deadline {relative(record.deadline_at, now)}"
     return ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
@@ -88,6 +89,22 @@ def _find(instance_id: str) -> WorkflowInstance | None:
 
 def _not_found(instance_id: str) -> Response:
     return Response({"detail": f"No workflow instance with id {instance_id!r}."}, status=status.HTTP_404_NOT_FOUND)
+
+
+def instance_operation(request: Request, instance_id: str, body_class: Any,
+                       operation: Callable[[dict[str, Any]], Response]) -> Response:
+    """What every operation on one instance shares: 404 for an unknown id, the body checked
+    (400), and 409 when the state machine refuses it."""
+    if _find(instance_id) is None:
+        return _not_found(instance_id)
+    body = body_class(data=request.data)
+    body.is_valid(raise_exception=True)
+    try:
+        return operation(body.validated_data)
+    except WorkflowNotFound:
+        return _not_found(instance_id)
+    except InvalidTransition as exc:
+        return _conflict(instance_id, exc)
 
 
 def _conflict(instance_id: str, error: InvalidTransition) -> Response:
@@ -200,17 +217,11 @@ class InstanceCancelView(WorkflowAPIView):
         },
     )
     def post(self, request: Request, instance_id: str) -> Response:
-        if _find(instance_id) is None:
-            return _not_found(instance_id)
-        body = CancelSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        try:
-            handle = client.cancel(instance_id, reason=body.validated_data["reason"])
-        except WorkflowNotFound:
-            return _not_found(instance_id)
-        except InvalidTransition as exc:
-            return _conflict(instance_id, exc)
-        return Response(InstanceDetailSerializer(handle.instance).data)
+        def cancel(data: dict[str, Any]) -> Response:
+            handle = client.cancel(instance_id, reason=data["reason"])
+            return Response(InstanceDetailSerializer(handle.instance).data)
+
+        return instance_operation(request, instance_id, CancelSerializer, cancel)
 
 
 class InstanceEventsView(WorkflowAPIView):
@@ -236,24 +247,18 @@ class InstanceEventsView(WorkflowAPIView):
         },
     )
     def post(self, request: Request, instance_id: str) -> Response:
-        if _find(instance_id) is None:
-            return _not_found(instance_id)
-        body = SendEventSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
-        try:
-            accepted = client.send_event(instance_id, data["name"], data["payload"], event_id=data["event_id"])
-        except WorkflowNotFound:
-            return _not_found(instance_id)
-        except InvalidTransition as exc:
-            return _conflict(instance_id, exc)
-        except SerializationError as exc:
-            return Response({"payload": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
-        except ValueError as exc:
-            field = "event_id" if str(exc).startswith("event_id") else "name"
-            return Response({field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
-        code = status.HTTP_202_ACCEPTED if accepted else status.HTTP_200_OK
-        return Response({"accepted": accepted}, status=code)
+        def send(data: dict[str, Any]) -> Response:
+            try:
+                accepted = client.send_event(instance_id, data["name"], data["payload"], event_id=data["event_id"])
+            except SerializationError as exc:
+                return Response({"payload": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+            except ValueError as exc:
+                field = "event_id" if str(exc).startswith("event_id") else "name"
+                return Response({field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+            code = status.HTTP_202_ACCEPTED if accepted else status.HTTP_200_OK
+            return Response({"accepted": accepted}, status=code)
+
+        return instance_operation(request, instance_id, SendEventSerializer, send)
 
 
 class DefinitionListView(WorkflowAPIView):
