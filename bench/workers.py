@@ -12,6 +12,9 @@ Measured per set-up, in one run:
 - event delivery: how long after `send_event()` returns the instance's wait has returned
   (its next step started), p50/p99/max, for many instances waiting, sent 25 a second; and
   the cost of a `send_event()` call against a bare `async_task()` call made right after it;
+- fan-in: a parent starting CHILDREN children of one instant step each and waiting for them
+  all, against the same children started directly by `start()`; and how many runs the
+  parent took;
 - throughput: three-step workflows per second, against bare django-q2 no-op tasks on the
   same broker, database and settings, enqueued and drained the same way. The cluster runs
   with django-q2's defaults, as the README recommends: a bare task stores its success row,
@@ -21,8 +24,8 @@ Measured per set-up, in one run:
 PostgreSQL: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/dw_bench, created
 if missing). Redis: BENCH_REDIS_URL (default redis://127.0.0.1:6379/0). Sizes: BENCH_N (three-
 step workflows and no-op tasks, default 1000), BENCH_ALARMS (default 200), BENCH_KILLS (default 3);
-BENCH_EVENTS (default 200); BENCH_PARTS picks what to run (default
-"throughput,alarms,events,kills,unsaved").
+BENCH_EVENTS (default 200), BENCH_CHILDREN (default 1000); BENCH_PARTS picks what to run
+(default "throughput,alarms,events,children,kills,unsaved").
 """
 
 from __future__ import annotations
@@ -70,7 +73,8 @@ N = int(os.environ.get("BENCH_N", "1000"))
 ALARMS = int(os.environ.get("BENCH_ALARMS", "200"))
 KILLS = int(os.environ.get("BENCH_KILLS", "3"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200"))
-PARTS = set(os.environ.get("BENCH_PARTS", "throughput,alarms,events,kills,unsaved").split(","))
+CHILDREN = int(os.environ.get("BENCH_CHILDREN", "1000"))
+PARTS = set(os.environ.get("BENCH_PARTS", "throughput,alarms,events,children,kills,unsaved").split(","))
 LEASE_SECONDS = 5.0
 
 
@@ -105,6 +109,17 @@ def sleeper(wf, wake_at: str) -> str:
 def waiter(wf) -> str:
     wf.wait_for_event("go")
     return wf.step("after", identity, "got it")
+
+
+@workflow("bench.child")
+def child(wf, n: int) -> int:
+    return wf.step("one", identity, n)
+
+
+@workflow("bench.fan")
+def fan(wf, count: int) -> int:
+    kids = [wf.start_child("bench.child", n) for n in range(count)]
+    return sum(wf.wait_child(kid) for kid in kids)
 
 
 @workflow("bench.long_step")
@@ -184,6 +199,8 @@ def measure() -> dict[str, Any]:
             results["alarms"] = _alarm_latency(ALARMS)
         if "events" in PARTS:
             results["events"] = _event_delivery(EVENTS)
+        if "children" in PARTS:
+            results["children"] = _fan_in(CHILDREN)
         if "kills" in PARTS:
             results["kill_worker"] = [_kill_worker(cluster) for _ in range(KILLS)]
             results["kill_cluster"] = [_kill_cluster(cluster) for _ in range(KILLS)]
@@ -367,6 +384,24 @@ def _event_delivery(count: int) -> dict[str, Any]:
             "bare_ms": statistics.median(bare_costs) * 1000}
 
 
+def _fan_in(count: int) -> dict[str, Any]:
+    """The same `count` one-step workflows, once as the children of one parent and once
+    started directly, each timed from the first start to the last completion."""
+    from durable_workflows import client
+    from durable_workflows.models import Event, WorkflowInstance
+
+    began = time.monotonic()
+    parent = client.start("bench.fan", count).instance_id
+    finished = WorkflowInstance.objects.filter(pk=parent, state="completed")
+    fan_seconds = _wait(finished.exists, 600, "the fan-in", interval=0.05) - began
+    runs = Event.objects.filter(instance_id=parent, kind__in=["workflow.started", "workflow.resumed"]).count()
+    began = time.monotonic()
+    ids = [client.start("bench.child", n).instance_id for n in range(count)]
+    done = WorkflowInstance.objects.filter(pk__in=ids, state="completed")
+    direct_seconds = _wait(lambda: done.count() == count, 600, "the direct starts", interval=0.05) - began
+    return {"n": count, "fan_seconds": fan_seconds, "direct_seconds": direct_seconds, "parent_runs": runs}
+
+
 def _start_long_step():
     from durable_workflows import client
     from durable_workflows.models import WorkflowInstance
@@ -430,6 +465,10 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
         ("send_event() / async_task() call, median",
          lambda r: f"{r['events']['send_ms']:.2f} / {r['events']['bare_ms']:.2f} ms = "
          f"{r['events']['send_ms'] / r['events']['bare_ms']:.2f}x"),
+        ("fan-in: parent of n children / n direct starts",
+         lambda r: f"{r['children']['fan_seconds']:.1f} / {r['children']['direct_seconds']:.1f} s = "
+         f"{r['children']['fan_seconds'] / r['children']['direct_seconds']:.2f}x (n={r['children']['n']})"),
+        ("fan-in: runs of the parent", lambda r: f"{r['children']['parent_runs']}"),
         (f"SIGKILL worker -> Running again (lease {LEASE_SECONDS:g} s)",
          lambda r: _spread(r["kill_worker"])),
         (f"SIGKILL cluster + restart -> Running again (lease {LEASE_SECONDS:g} s)",

@@ -41,10 +41,12 @@ _EXPORTS = {
     "EventTimeout": "exceptions",
     "WorkflowTimeout": "exceptions",
     "send_event": "client",
+    "ChildWorkflowFailed": "exceptions",
+    "ChildHandle": "engine.children",
 }
 
 __all__ = [
-    "DurableWorkflowError", "EventTimeout", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
+    "ChildHandle", "ChildWorkflowFailed", "DurableWorkflowError", "EventTimeout", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
     "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
     "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
     "WorkflowNotFound", "WorkflowTimeout", "cancel", "client", "fire_alarms", "get", "list",
@@ -55,7 +57,9 @@ if TYPE_CHECKING:
     from . import client
     from .client import WorkflowHandle, cancel, get, list, meta, run_inline, send_event, start
     from .engine import fire_alarms, recover
+    from .engine.children import ChildHandle
     from .exceptions import (
+        ChildWorkflowFailed,
         DurableWorkflowError,
         EventTimeout,
         InvalidTransition,

@@ -4,33 +4,26 @@ from __future__ import annotations
 
 import builtins
 import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import serialization
 from .dispatch import get_dispatcher, on_commit
-from .engine import execute, fire_alarms, record_events
+from .engine import execute, fire_alarms
+from .engine.instances import WorkflowRef, cancel_instance, create, enqueue
 from .exceptions import (
-    InvalidTransition,
     WorkflowCancelled,
     WorkflowFailed,
-    WorkflowIdConflict,
     WorkflowNotFinished,
     WorkflowNotFound,
 )
 from .messaging import send_event
 from .models import Alarm, StepRecord, WorkflowInstance
-from .registry import WorkflowDefinition, get_definition
-from .serialization import encode_input
-from .states import TERMINAL, State, as_state, transition
-
-WorkflowRef = str | Callable[..., Any] | WorkflowDefinition
+from .registry import get_definition
+from .states import TERMINAL, State, as_state
 
 __all__ = [
     "StepInfo", "WorkflowHandle", "cancel", "get", "list", "meta", "run_inline", "send_event",
@@ -103,6 +96,19 @@ class WorkflowHandle:
     @property
     def meta(self) -> dict[str, Any]:
         return dict(self._instance.meta or {})
+
+    @property
+    def parent_id(self) -> str | None:
+        """The instance that started this one with `wf.start_child`, if any."""
+        return self._instance.parent_id
+
+    @property
+    def children(self) -> builtins.list[str]:
+        """The ids of the instances this one started with `wf.start_child`, in start order."""
+        return builtins.list(
+            WorkflowInstance.objects.filter(parent_id=self.instance_id)
+            .order_by("parent_position", "created_at").values_list("pk", flat=True)
+        )
 
     @property
     def is_finished(self) -> bool:
@@ -185,58 +191,6 @@ def _load(instance_id: str) -> WorkflowInstance:
     return instance
 
 
-def _check_id(instance_id: str | None) -> None:
-    if instance_id is not None:
-        if not isinstance(instance_id, str) or not instance_id.strip():
-            raise ValueError(f"instance_id must be non-empty text, got {instance_id!r}")
-        if len(instance_id) > 255:
-            raise ValueError("instance_id must be at most 255 characters")
-
-
-def _existing(instance_id: str, definition: WorkflowDefinition) -> WorkflowInstance | None:
-    """The instance a repeated start with `instance_id` returns, if there is one; an id
-    taken by another workflow is a conflict, never that other instance."""
-    instance = WorkflowInstance.objects.filter(pk=instance_id).first()
-    if instance is not None and instance.workflow != definition.name:
-        raise WorkflowIdConflict(
-            f"instance {instance_id!r} already exists for workflow {instance.workflow!r}, "
-            f"not {definition.name!r}"
-        )
-    return instance
-
-
-def _create(workflow: WorkflowRef, args: tuple[Any, ...], kwargs: dict[str, Any],
-            instance_id: str | None) -> tuple[WorkflowInstance, bool]:
-    """Insert the instance, or return the existing one with that id (idempotent start).
-
-    A repeat is answered before the arguments are checked: it returns what the first start
-    stored, whatever it was given this time."""
-    definition = get_definition(workflow)
-    _check_id(instance_id)
-    if instance_id is not None:
-        existing = _existing(instance_id, definition)
-        if existing is not None:
-            return existing, False
-    definition.check_arguments(args, kwargs)
-    stored = encode_input(args, kwargs)
-    try:
-        with transaction.atomic():
-            instance = WorkflowInstance.objects.create(
-                id=instance_id or uuid.uuid4().hex, workflow=definition.name, input=stored,
-                state=State.PENDING,
-            )
-            if definition.timeout is not None:
-                # Counted from the creation time the row got.
-                instance.deadline_at = instance.created_at + timedelta(seconds=definition.timeout)
-                instance.save(update_fields=["deadline_at"])
-    except IntegrityError:
-        existing = _existing(instance_id, definition) if instance_id is not None else None
-        if existing is None:
-            raise
-        return existing, False
-    return instance, True
-
-
 def start(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, **kwargs: Any) -> WorkflowHandle:
     """Create an instance and queue it to run once the current transaction commits.
 
@@ -246,7 +200,7 @@ def start(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, 
     the arguments do not fit its signature (`TypeError`) or cannot be stored
     (`SerializationError`).
     """
-    instance, created = _create(workflow, args, kwargs, instance_id)
+    instance, created = create(workflow, args, kwargs, instance_id)
     handle = WorkflowHandle(instance, created=created)
     if not created:
         return handle
@@ -254,32 +208,12 @@ def start(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, 
     return handle.refresh() if getattr(get_dispatcher(), "synchronous", False) else handle
 
 
-def enqueue(instance: WorkflowInstance | str) -> None:
-    """Move a Pending instance to Queued and hand it to the dispatcher."""
-    if isinstance(instance, str):
-        found = WorkflowInstance.objects.filter(pk=instance).first()
-        if found is None:
-            return
-        instance = found
-    if instance.state != State.PENDING:
-        return
-    events = record_events(instance.pk, instance.workflow, ("workflow.queued", {}))
-    try:
-        with transaction.atomic():
-            transition(instance, State.QUEUED, dispatched_at=timezone.now())
-            events.write_txn()
-    except InvalidTransition:
-        return
-    events.send()
-    get_dispatcher().dispatch(instance.pk, "fresh", instance.epoch)
-
-
 def run_inline(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, **kwargs: Any) -> WorkflowHandle:
     """Run an instance in this process, to its first pause or its end, without a queue.
 
     With the id of an existing Paused instance whose alarm is due, resumes it instead.
     """
-    instance, created = _create(workflow, args, kwargs, instance_id)
+    instance, created = create(workflow, args, kwargs, instance_id)
     if created:
         execute(instance.pk, "fresh", instance.epoch)
     elif instance.state == State.PAUSED:
@@ -294,37 +228,15 @@ def get(instance_id: str) -> WorkflowHandle:
 
 
 def cancel(instance_id: str, reason: str = "") -> WorkflowHandle:
-    """Cancel an instance: Queued or Paused at once, Running at its next step boundary.
+    """Cancel an instance: Queued or Paused at once, Running at its next step boundary; its
+    unfinished children (and theirs) with it.
 
     Raises `InvalidTransition` for an instance that already finished.
     """
-    reason = "" if reason is None else str(reason)
-    for _ in range(5):
-        instance = _load(instance_id)
-        state = as_state(instance.state)
-        events = record_events(instance.pk, instance.workflow, ("workflow.cancelled", {"reason": reason}))
-        if state in TERMINAL:
-            raise InvalidTransition(
-                f"cannot cancel instance {instance_id!r}: it is already {state.label}"
-            )
-        if state in (State.RUNNING, State.PENDING):
-            updated = WorkflowInstance.objects.filter(pk=instance.pk, state=state).update(
-                cancel_requested=True, cancel_reason=reason, updated_at=timezone.now()
-            )
-            if updated:
-                return get(instance_id)
-            continue
-        try:
-            with transaction.atomic():
-                transition(instance, State.CANCELLED, cancel_requested=True, cancel_reason=reason)
-                Alarm.objects.filter(instance_id=instance.pk).delete()
-                events.write_txn()
-        except InvalidTransition:
-            events.discard()
-            continue
-        events.send()
-        return get(instance_id)
-    raise InvalidTransition(f"instance {instance_id!r} kept changing state; cancel it again")
+    if not isinstance(instance_id, str):
+        raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
+    cancel_instance(instance_id, "" if reason is None else str(reason))
+    return get(instance_id)
 
 
 def list(state: State | str | None = None, workflow: str | None = None, limit: int | None = None) -> builtins.list[WorkflowHandle]:  # noqa: A001

@@ -63,6 +63,21 @@ class WorkflowTimeout(DurableWorkflowError, TimeoutError):
     """The workflow instance ran past its deadline."""
 
 
+class ChildWorkflowFailed(DurableWorkflowError):
+    """A child workflow failed."""
+
+    def __init__(self, message: str | None = None, child_id: str = "",
+                 error: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.child_id = child_id
+        self.error = dict(error or {})
+        # All three in args, so that a replay rebuilds the same exception from them.
+        self.args = (self.args[0], child_id, self.error)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class WorkflowCancelled(DurableWorkflowError):
     """The workflow instance was cancelled."""
 

@@ -16,12 +16,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import serialization
-from .dispatch import get_dispatcher, on_commit
 from .engine import record_events
 from .engine.inbox import check_name
+from .engine.waits import wake_txn
 from .exceptions import InvalidTransition, WorkflowNotFound
 from .models import (
-    Alarm,
     AlarmReason,
     InboxMessage,
     StepKind,
@@ -73,23 +72,17 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
         events = record_events(instance.pk, instance.workflow,
                                ("event.received", {"name": name, "event_id": event_id}))
         if as_state(instance.state) == State.PAUSED:
-            _wake_txn(instance, name, now)
+            _wake_txn(instance, name)
         events.write_txn()
     events.send()
     return True
 
 
-def _wake_txn(instance: WorkflowInstance, name: str, now: Any) -> None:
+def _wake_txn(instance: WorkflowInstance, name: str) -> None:
     """End the instance's wait for `name`, if that is what it waits for."""
     wait = StepRecord.objects.filter(
         instance_id=instance.pk, kind=StepKind.EVENT, state=StepState.AWAITING, name=name
     ).order_by("-position").first()
     if wait is None:
         return
-    Alarm.objects.update_or_create(
-        instance_id=instance.pk,
-        defaults={"fire_at": now, "fired_at": now, "reason": AlarmReason.EVENT,
-                  "position": wait.position, "epoch": instance.epoch},
-    )
-    dispatcher = get_dispatcher()
-    on_commit(lambda: dispatcher.dispatch(instance.pk, "resume", instance.epoch))
+    wake_txn(instance, wait.position, AlarmReason.EVENT)

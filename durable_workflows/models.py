@@ -19,13 +19,15 @@ class StepKind(models.TextChoices):
     STEP = "step", "Step"
     SLEEP = "sleep", "Sleep"
     EVENT = "event", "Event wait"
+    START_CHILD = "start_child", "Child start"
+    CHILD = "child", "Child wait"
 
 
 class StepState(models.TextChoices):
     RUNNING = "running", "Running"
     WAITING = "waiting", "Waiting to retry"
     SLEEPING = "sleeping", "Sleeping"
-    AWAITING = "awaiting", "Awaiting event"
+    AWAITING = "awaiting", "Awaiting"
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
 
@@ -34,6 +36,7 @@ class AlarmReason(models.TextChoices):
     SLEEP = "sleep", "Sleep"
     RETRY = "retry", "Retry delay"
     EVENT = "event", "Event"
+    CHILD = "child", "Child finished"
     DEADLINE = "deadline", "Workflow deadline"
 
 
@@ -135,6 +138,14 @@ class WorkflowInstance(ErrorFields):
         "recoveries", default=0,
         help_text="Recoveries since a step last finished.",
     )
+    parent = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="child_instances",
+        verbose_name="parent", help_text="The instance that started this one with wf.start_child().",
+    )
+    parent_position = models.PositiveIntegerField(
+        "position in the parent", null=True, blank=True,
+        help_text="Where in the parent's run the child was started.",
+    )
     deadline_at = models.DateTimeField(
         "deadline", null=True, blank=True,
         help_text="From the workflow's timeout: past it, the instance fails with WorkflowTimeout.",
@@ -213,6 +224,8 @@ class StepRecord(ErrorFields):
         verbose_name = "step"
         verbose_name_plural = "steps"
         ordering = ["instance", "position"]
+        # Only the waits under way: the scans look for those whose child has finished.
+        indexes = [models.Index(fields=["kind", "name"], name="dw_step_awaiting", condition=Q(state="awaiting"))]
         constraints = [
             models.UniqueConstraint(fields=["instance", "position"], name="dw_step_unique_position")
         ]

@@ -30,6 +30,8 @@ EVENT_NAMES = (
     "event.waiting",
     "event.received",
     "event.timeout",
+    "child.started",
+    "child.waiting",
 )
 
 lifecycle_event = Signal()
@@ -54,6 +56,8 @@ timeout_exceeded = Signal()
 event_waiting = Signal()
 event_received = Signal()
 event_timeout = Signal()
+child_started = Signal()
+child_waiting = Signal()
 
 SIGNALS: dict[str, Signal] = {
     name: globals()[name.replace(".", "_")] for name in EVENT_NAMES

@@ -50,6 +50,21 @@ class WorkflowFilter(admin.SimpleListFilter):
         return queryset.filter(workflow=value) if value else queryset
 
 
+class HasParentFilter(admin.SimpleListFilter):
+    """Children (started by another workflow with wf.start_child) or top-level instances."""
+
+    title = "has parent"
+    parameter_name = "has_parent"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes: a child workflow"), ("no", "No: started from outside")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(parent__isnull=self.value() == "no")
+        return queryset
+
+
 class InstanceChangeList(ChangeList):
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
         return super().get_queryset(request, exclude_parameters).only(*LIST_FIELDS)
@@ -57,7 +72,7 @@ class InstanceChangeList(ChangeList):
 
 class WorkflowInstanceAdmin(admin.ModelAdmin):
     list_display = ("id", "workflow", "state_badge", "created_at", "updated_at", "next_alarm", "error_type")
-    list_filter = ("state", WorkflowFilter, "created_at")
+    list_filter = ("state", WorkflowFilter, HasParentFilter, "created_at")
     list_select_related = ("alarm",)
     search_fields = ("id", "workflow")
     search_help_text = "The beginning of an instance id or of a workflow name."
@@ -69,6 +84,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     change_list_template = "admin/durable_workflows/workflowinstance/change_list.html"
     readonly_fields = (
         "id", "workflow", "state_badge", "pending_alarm", "waiting_for", "inbox_display",
+        "parent_link", "children_links",
         "deadline_at", "progress", "created_at",
         "started_at", "finished_at", "updated_at", "input_display", "result_display",
         "error_display", "cancel_reason", "run_count", "last_mode", "epoch", "lease_owner",
@@ -155,6 +171,10 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             summary.append("inbox_display")
         if obj.deadline_at is not None:
             summary.append("deadline_at")
+        if obj.parent_id:
+            summary.append("parent_link")
+        if obj.child_instances.exists():
+            summary.append("children_links")
         if obj.meta:
             summary.append("progress")
         summary += ["created_at", "started_at", "finished_at", "updated_at"]
@@ -211,6 +231,24 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             return ""
         header = mark_safe("<tr><th>name</th><th>received</th><th>event id</th><th>payload</th></tr>")
         return format_html('<table class="dw-inbox">{}{}</table>', header, format_html_join("", "{}", ((r,) for r in rows)))
+
+    @admin.display(description="parent")
+    def parent_link(self, obj: WorkflowInstance) -> str:
+        if not obj.parent_id:
+            return ""
+        return format_html('<a href="{}">{}</a>', self._change_url(obj.parent_id), obj.parent_id)
+
+    @admin.display(description="children")
+    def children_links(self, obj: WorkflowInstance) -> str:
+        rows = obj.child_instances.order_by("parent_position", "created_at").only("id", "state", "workflow")
+        return format_html_join(
+            mark_safe("<br>"), '<a href="{}">{}</a> {} {}',
+            ((self._change_url(c.pk), c.pk, c.workflow, state_badge(c.state)) for c in rows[:CHILDREN_SHOWN]),
+        )
+
+    def _change_url(self, instance_id: str) -> str:
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                       args=[quote(instance_id)], current_app=self.admin_site.name)
 
     @admin.display(description="progress")
     def progress(self, obj: WorkflowInstance) -> str:
@@ -318,6 +356,7 @@ def _post_only(request: HttpRequest) -> HttpResponse | None:
 
 
 INBOX_SHOWN = 50
+CHILDREN_SHOWN = 200
 
 
 def _event_wait(obj: WorkflowInstance) -> StepRecord | None:

@@ -150,10 +150,25 @@ class InstanceSerializer(serializers.ModelSerializer):
 class InstanceDetailSerializer(InstanceSerializer):
     steps = serializers.SerializerMethodField(help_text="Steps and sleeps in run order.")
     alarm = serializers.SerializerMethodField(help_text="When a Paused instance resumes, else null.")
+    parent = serializers.CharField(
+        source="parent_id", allow_null=True, read_only=True,
+        help_text="The instance that started this one with wf.start_child(), else null.",
+    )
+    children = serializers.SerializerMethodField(help_text="Ids of the children it started, in start order.")
+    deadline_at = serializers.DateTimeField(
+        allow_null=True, read_only=True, help_text="From the workflow's timeout, else null.")
 
     class Meta(InstanceSerializer.Meta):
-        fields = [*InstanceSerializer.Meta.fields, "run_count", "recovery_count", "alarm", "steps"]
+        fields = [*InstanceSerializer.Meta.fields, "run_count", "recovery_count", "deadline_at",
+                  "parent", "children", "alarm", "steps"]
         read_only_fields = fields
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_children(self, instance: WorkflowInstance) -> list[str]:
+        return list(
+            WorkflowInstance.objects.filter(parent_id=instance.pk)
+            .order_by("parent_position", "created_at").values_list("pk", flat=True)
+        )
 
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, instance: WorkflowInstance) -> list[dict[str, Any]]:

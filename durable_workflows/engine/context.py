@@ -29,7 +29,7 @@ from ..exceptions import (
 )
 from ..models import StepRecord
 from ..retry import RetryPolicy
-from . import inbox, runner
+from . import children, inbox, runner
 from .steps import StepCall
 from .waits import Wait, sleep_at
 
@@ -169,6 +169,24 @@ class WorkflowContext:
         took; the run pauses until one comes. With `timeout`, `EventTimeout` once it passes."""
         return self._engine(inbox.wait_at, self, *self._wait_args(name, timeout))
 
+    # -- children -----------------------------------------------------------------------------
+    def start_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None,
+                    **kwargs: Any) -> children.ChildHandle:
+        """Start a child instance once (a replay returns the same handle, starting nothing).
+        Its id is derived from this instance's id and the position unless given."""
+        position = self._enter("start_child")
+        return self._engine(children.start_at, self, position, workflow, args, kwargs, instance_id)
+
+    def wait_child(self, child: children.ChildHandle | str) -> Any:
+        """The child's result once it has finished; `ChildWorkflowFailed` if it failed,
+        `WorkflowCancelled` if it was cancelled. The run pauses until then."""
+        position = self._enter("wait_child")
+        return self._engine(children.wait_at, self, position, child)
+
+    def run_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None, **kwargs: Any) -> Any:
+        """`wait_child(start_child(...))`."""
+        return self.wait_child(self.start_child(workflow, *args, instance_id=instance_id, **kwargs))
+
     # -- meta ---------------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
         """Publish a small JSON value a client can read while the instance runs. It goes
@@ -242,6 +260,23 @@ class AsyncWorkflowContext(WorkflowContext):
     async def _wait_async(self, position: int, name: str, timeout: timedelta | None) -> Any:
         with self._one_at_a_time("wait_for_event"):
             return await sync_to_async(self._engine, thread_sensitive=True)(inbox.wait_at, self, position, name, timeout)
+
+    def start_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None,  # type: ignore[override]
+                    **kwargs: Any) -> Awaitable[children.ChildHandle]:
+        position = self._enter("start_child")
+        return self._in_engine("start_child", children.start_at, self, position, workflow, args, kwargs, instance_id)
+
+    def wait_child(self, child: children.ChildHandle | str) -> Awaitable[Any]:  # type: ignore[override]
+        position = self._enter("wait_child")
+        return self._in_engine("wait_child", children.wait_at, self, position, child)
+
+    async def run_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None,  # type: ignore[override]
+                        **kwargs: Any) -> Any:
+        return await self.wait_child(await self.start_child(workflow, *args, instance_id=instance_id, **kwargs))
+
+    async def _in_engine(self, primitive: str, fn: Callable[..., Any], *args: Any) -> Any:
+        with self._one_at_a_time(primitive):
+            return await sync_to_async(self._engine, thread_sensitive=True)(fn, *args)
 
     def set_meta(self, key: str, value: Any) -> Awaitable[None]:  # type: ignore[override]
         super().set_meta(key, value)

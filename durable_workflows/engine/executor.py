@@ -22,7 +22,7 @@ from ..states import State
 from . import heartbeat, runner
 from .context import AsyncWorkflowContext, WorkflowContext, timed_out
 from .faults import reset_connection
-from .store import Run, cancel_running, claim, error_fields, load_records
+from .store import Run, after_final, cancel_running, claim, error_fields, load_records
 
 logger = logging.getLogger("durable_workflows")
 
@@ -155,6 +155,7 @@ def _conclude(run: Run, definition: WorkflowDefinition, wf: WorkflowContext, ret
         return _fail(run, error)
     run.events.add("workflow.completed", None)
     run.checkpoint.finish(State.COMPLETED, result=stored)
+    after_final(run.instance)
     return State.COMPLETED
 
 
@@ -165,6 +166,7 @@ def _fail(run: Run, error: BaseException, error_type: str | None = None) -> str:
     run.events.add("workflow.failed", None, error=f"{fields['error_type']}: {fields['error_message']}")
     run.checkpoint.finish(State.FAILED, **fields)
     logger.info("workflow %s failed: %s", run.instance_id, fields["error_message"])
+    after_final(run.instance)
     return State.FAILED
 
 

@@ -5,13 +5,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from ..conf import settings
 from ..dispatch import get_dispatcher, on_commit
-from ..models import RECOVERY_OWNER, Alarm, AlarmReason, WorkflowInstance
+from ..models import (
+    RECOVERY_OWNER,
+    Alarm,
+    AlarmReason,
+    StepKind,
+    StepRecord,
+    StepState,
+    WorkflowInstance,
+)
 from ..states import State
+from .instances import cancel_children, wake_parent
 
 
 def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
@@ -98,6 +107,25 @@ def fire_alarm_now(instance_id: str) -> bool:
     return instance_id in fire_alarms(instance_id=instance_id)
 
 
+def _lost_family_news(limit: int) -> None:
+    """What a finished child or parent tells its family (instances.finished) is sent after
+    its final move commits; a process that died in between leaves a parent waiting for a
+    child that has finished, or children running under a parent that failed. Both are
+    found here."""
+    final = [State.COMPLETED, State.FAILED, State.CANCELLED]
+    waits = StepRecord.objects.filter(
+        kind=StepKind.CHILD, state=StepState.AWAITING, instance__state=State.PAUSED,
+        instance__alarm__isnull=True,
+    ).filter(Exists(WorkflowInstance.objects.filter(pk=OuterRef("name"), state__in=final)))
+    for parent_id, child_id in waits.values_list("instance_id", "name")[:limit]:
+        wake_parent(parent_id, child_id)
+    orphans = WorkflowInstance.objects.filter(
+        parent__state__in=[State.FAILED, State.CANCELLED], cancel_requested=False
+    ).exclude(state__in=final)
+    for parent_id in set(orphans.values_list("parent_id", flat=True)[:limit]):
+        cancel_children(parent_id, f"its parent {parent_id!r} did not finish well")
+
+
 def recover(limit: int = 500) -> list[str]:
     """Re-run, in recover mode, Running instances whose lease expired; re-dispatch the tasks
     a broker lost: Queued instances no worker claimed in REDISPATCH_AFTER_SECONDS, and Paused
@@ -125,6 +153,7 @@ def recover(limit: int = 500) -> list[str]:
         ):
             dispatched.append((pk, "fresh", epoch))
     dispatched += [(pk, "resume", epoch) for pk, epoch in _lost_resumes(now, limit)]
+    _lost_family_news(limit)
     dispatcher = get_dispatcher()
     for pk, mode, epoch in dispatched:
         on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))

@@ -8,6 +8,7 @@ the ORM on every database.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -26,7 +27,10 @@ from . import pg
 from .checkpoint import Checkpoint
 from .events import EventBuffer
 from .faults import engine_io
+from .instances import finished
 from .lease import Lease
+
+logger = logging.getLogger("durable_workflows")
 
 MODES = ("fresh", "resume", "recover")
 _CLAIMABLE = {"fresh": (State.QUEUED, State.PENDING), "resume": (State.PAUSED,)}
@@ -53,6 +57,8 @@ class Run:
     lease: Lease
     checkpoint: Checkpoint
     woken_position: int | None = None
+    #: The children found finished when the run first waited for one (children.py).
+    finished_children: dict[str, WorkflowInstance] | None = None
 
     @property
     def instance_id(self) -> str:
@@ -88,7 +94,18 @@ def cancel_running(instance: WorkflowInstance, lease: Lease) -> bool:
         except InvalidTransition:
             return False
     events.send()
+    after_final(instance)
     return True
+
+
+def after_final(instance: WorkflowInstance) -> None:
+    """Tell the instance's parent and children it finished; a failure here is made good by
+    the periodic `recover()`, so it is logged, never raised into a run that is over."""
+    try:
+        finished(instance)
+    except Exception:
+        logger.exception("durable_workflows: could not tell the parent or children of %s that it finished",
+                         instance.pk)
 
 
 def claim(instance_id: str, mode: str, epoch: int | None = None) -> Run | None:

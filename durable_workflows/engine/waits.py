@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
-from ..models import AlarmReason, StepKind, StepRecord, StepState
+from ..dispatch import get_dispatcher, on_commit
+from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
@@ -68,3 +69,26 @@ def sleep_at(wf: WorkflowContext, position: int, wake_at: datetime, name: str) -
     )
     wf._records[position] = record
     wf._suspend(Wait(record, AlarmReason.SLEEP, "sleep.started"))
+
+
+def wake_txn(instance: WorkflowInstance, position: int, reason: str, *, at_once: bool = True) -> None:
+    """End the wait at `position` of a Paused instance, from outside its run: what a sent
+    event or a finished child does. Call inside a transaction that has locked the instance
+    row, so that the run's pause (which asks its wait's `ready` under the same lock) and
+    this wake are ordered one way or the other and neither is lost.
+
+    The wait's alarm becomes due now. `at_once` also marks it fired and dispatches the
+    resume when the transaction commits (a lost dispatch is sent again by the scans, as for
+    any fired alarm); otherwise the next `fire_alarms()` pass takes it, within the alarm poll,
+    so that many wakes in a short while (children finishing together) make one resume.
+    """
+    now = timezone.now()
+    dispatcher = get_dispatcher()
+    at_once = at_once or getattr(dispatcher, "synchronous", False)
+    Alarm.objects.update_or_create(
+        instance_id=instance.pk,
+        defaults={"fire_at": now, "fired_at": now if at_once else None, "reason": reason,
+                  "position": position, "epoch": instance.epoch},
+    )
+    if at_once:
+        on_commit(lambda: dispatcher.dispatch(instance.pk, "resume", instance.epoch))

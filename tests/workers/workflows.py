@@ -98,3 +98,14 @@ def await_event(wf, seconds: float = 0.0) -> object:
     payload = wf.wait_for_event("go")
     wf.step("after", logged, wf.instance_id, _epoch(wf), "after", seconds)
     return payload
+
+
+@workflow("workers.child")
+def child(wf, seconds: float = 0.0) -> str:
+    return wf.step("child-step", logged, wf.instance_id, _epoch(wf), "child-step", seconds)
+
+
+@workflow("workers.fan")
+def fan(wf, count: int, seconds: float = 0.0) -> int:
+    kids = [wf.start_child("workers.child", seconds) for _ in range(count)]
+    return len([wf.wait_child(kid) for kid in kids])

@@ -1,0 +1,160 @@
+"""Child workflows: `wf.start_child`, `wf.wait_child` and `wf.run_child`.
+
+Starting a child is recorded like a step whose result is the child's id: a replay returns the
+same handle and starts nothing. The child's id is derived from the parent's id and the
+position, so a parent that crashed after creating the child and before recording it finds
+the same child again instead of making a second one. Waiting for a child is a durable wait
+(waits.py): the child's final state is read when the wait is reached, and a child that
+finishes later wakes its waiting parent itself (instances.finished).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from .. import serialization
+from ..exceptions import ChildWorkflowFailed, WorkflowCancelled, WorkflowIdConflict
+from ..models import AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
+from ..registry import get_definition
+from ..states import State, as_state
+from . import failures
+from .faults import engine_io
+from .instances import check_id, create, enqueue
+from .waits import Wait
+
+if TYPE_CHECKING:
+    from .context import WorkflowContext
+
+
+@dataclass(frozen=True)
+class ChildHandle:
+    """What `wf.start_child` returns: the child's id, for `wf.wait_child` (or the client)."""
+
+    instance_id: str
+
+    def __str__(self) -> str:
+        return self.instance_id
+
+
+def child_id(parent_id: str, position: int) -> str:
+    """The id of the child started at `position`: readable, and at most 255 characters."""
+    candidate = f"{parent_id}.{position}"
+    if len(candidate) <= 255:
+        return candidate
+    digest = hashlib.sha256(parent_id.encode()).hexdigest()[:32]
+    return f"{parent_id[:200]}~{digest}.{position}"
+
+
+def start_at(wf: WorkflowContext, position: int, workflow: Any, args: tuple[Any, ...],
+             kwargs: dict[str, Any], instance_id: str | None) -> ChildHandle:
+    definition = get_definition(workflow)  # UnknownWorkflow: the workflow's, nothing stored
+    record = wf._replayed(position, definition.name, StepKind.START_CHILD)
+    if record is not None and record.state == StepState.COMPLETED:
+        return ChildHandle(serialization.loads(record.result))
+    check_id(instance_id)
+    wanted = instance_id or child_id(wf.instance_id, position)
+    with engine_io():
+        child, created = create(definition, args, kwargs, wanted, parent_id=wf.instance_id,
+                                parent_position=position)
+    if not created and child.parent_id != wf.instance_id:
+        raise WorkflowIdConflict(f"instance {wanted!r} already exists and is not a child of {wf.instance_id!r}")
+    now = timezone.now()
+    record = StepRecord(
+        instance_id=wf.instance_id, position=position, name=definition.name,
+        kind=StepKind.START_CHILD, state=StepState.COMPLETED, result=serialization.dumps(wanted, "a child id"),
+        attempts=1, started_at=now, finished_at=now,
+    )
+    wf._records[position] = record
+    wf._run.checkpoint.dirty[position] = record
+    wf._run.events.add("child.started", position, name=definition.name, child=wanted)
+    if child.state == State.PENDING:
+        # A child that a crash left Pending (created, never queued) is queued now too.
+        with engine_io():
+            enqueue(child)
+    return ChildHandle(wanted)
+
+
+def wait_at(wf: WorkflowContext, position: int, child: ChildHandle | str) -> Any:
+    wanted = child.instance_id if isinstance(child, ChildHandle) else child
+    if not isinstance(wanted, str):
+        raise TypeError(f"wait_child needs a ChildHandle or an instance id, got {child!r}")
+    record = wf._replayed(position, wanted, StepKind.CHILD)
+    if record is not None:
+        if record.state == StepState.COMPLETED:
+            wf._clock = record.finished_at or wf._clock
+            return serialization.loads(record.result)
+        if record.state == StepState.FAILED:
+            with engine_io():
+                record.refresh_from_db(fields=["error_type", "error_message", "error_replay"])
+            raise failures.rebuild(record)
+    row = _child_row(wf, wanted)
+    if row is None or row.parent_id != wf.instance_id:
+        raise ValueError(f"instance {wanted!r} is not a child of {wf.instance_id!r}; wait_child waits only for this instance's children")
+    if record is None:
+        record = StepRecord(
+            instance_id=wf.instance_id, position=position, name=wanted, kind=StepKind.CHILD,
+            state=StepState.AWAITING, started_at=timezone.now(),
+        )
+        wf._records[position] = record
+    state = as_state(row.state)
+    if state == State.COMPLETED:
+        return _complete(wf, record, row)
+    if state in (State.FAILED, State.CANCELLED):
+        _fail(wf, record, row)
+    started = "child.waiting" if record._state.adding else None
+    wf._suspend(Wait(record, AlarmReason.CHILD, started, ready=lambda: _finished(wanted)))
+
+
+def _child_row(wf: WorkflowContext, wanted: str) -> WorkflowInstance | None:
+    """The child's row. The children a run has seen finished are read once per run, all
+    together, so that a parent waiting for many replays them with one query."""
+    finished = wf._run.finished_children
+    with engine_io():
+        if finished is None:
+            rows = WorkflowInstance.objects.filter(parent_id=wf.instance_id, state__in=[
+                State.COMPLETED, State.FAILED, State.CANCELLED]).only(*_CHILD_FIELDS)
+            finished = wf._run.finished_children = {r.pk: r for r in rows}
+        if wanted in finished:
+            return finished[wanted]
+        return WorkflowInstance.objects.filter(pk=wanted).only(*_CHILD_FIELDS).first()
+
+
+_CHILD_FIELDS = ("id", "state", "result", "error_type", "error_message", "error_traceback",
+                 "cancel_reason", "parent_id")
+
+
+def _finished(wanted: str) -> bool:
+    return WorkflowInstance.objects.filter(
+        pk=wanted, state__in=[State.COMPLETED, State.FAILED, State.CANCELLED]).exists()
+
+
+def _complete(wf: WorkflowContext, record: StepRecord, row: WorkflowInstance) -> Any:
+    now = timezone.now()
+    record.state = StepState.COMPLETED
+    record.result = row.result
+    record.finished_at = now
+    wf._run.checkpoint.dirty[record.position] = record
+    wf._clock = now
+    return serialization.loads(row.result)
+
+
+def _fail(wf: WorkflowContext, record: StepRecord, row: WorkflowInstance) -> None:
+    if as_state(row.state) == State.CANCELLED:
+        error: BaseException = WorkflowCancelled(
+            f"child workflow {row.pk!r} was cancelled" + (f": {row.cancel_reason}" if row.cancel_reason else ""))
+    else:
+        error = ChildWorkflowFailed(f"child workflow {row.pk!r} failed: {row.error_type}: {row.error_message}",
+                                    row.pk, row.error or {})
+    now = timezone.now()
+    record.state = StepState.FAILED
+    record.finished_at = now
+    record.error_type = type(error).__name__
+    record.error_message = str(error)
+    record.error_replay = failures.replay_info(error)
+    wf._run.checkpoint.dirty[record.position] = record
+    wf._clock = now
+    raise error

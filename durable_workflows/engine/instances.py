@@ -1,0 +1,166 @@
+"""Creating instances and handing them to the dispatcher: what `start()` does, and what a
+workflow's `wf.start_child()` does for its children."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ..dispatch import get_dispatcher
+from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
+from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
+from ..registry import WorkflowDefinition, get_definition
+from ..serialization import encode_input
+from ..states import TERMINAL, State, as_state, transition
+from .events import record_events
+from .waits import wake_txn
+
+WorkflowRef = str | Callable[..., Any] | WorkflowDefinition
+
+
+def check_id(instance_id: str | None) -> None:
+    if instance_id is not None:
+        if not isinstance(instance_id, str) or not instance_id.strip():
+            raise ValueError(f"instance_id must be non-empty text, got {instance_id!r}")
+        if len(instance_id) > 255 or "\x00" in instance_id:
+            raise ValueError("instance_id must be at most 255 characters, without NUL")
+
+
+def existing(instance_id: str, definition: WorkflowDefinition) -> WorkflowInstance | None:
+    """The instance a repeated start with `instance_id` returns, if there is one; an id
+    taken by another workflow is a conflict, never that other instance."""
+    instance = WorkflowInstance.objects.filter(pk=instance_id).first()
+    if instance is not None and instance.workflow != definition.name:
+        raise WorkflowIdConflict(
+            f"instance {instance_id!r} already exists for workflow {instance.workflow!r}, "
+            f"not {definition.name!r}"
+        )
+    return instance
+
+
+def create(workflow: WorkflowRef, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any],
+           instance_id: str | None, **fields: Any) -> tuple[WorkflowInstance, bool]:
+    """Insert the instance, or return the existing one with that id (idempotent start).
+
+    A repeat is answered before the arguments are checked: it returns what the first start
+    stored, whatever it was given this time. `fields` go on a new row (a child's parent)."""
+    definition = get_definition(workflow)
+    check_id(instance_id)
+    if instance_id is not None:
+        found = existing(instance_id, definition)
+        if found is not None:
+            return found, False
+    definition.check_arguments(tuple(args), kwargs)
+    stored = encode_input(args, kwargs)
+    try:
+        with transaction.atomic():
+            instance = WorkflowInstance.objects.create(
+                id=instance_id or uuid.uuid4().hex, workflow=definition.name, input=stored,
+                state=State.PENDING, **fields,
+            )
+            if definition.timeout is not None:
+                # Counted from the creation time the row got.
+                instance.deadline_at = instance.created_at + timedelta(seconds=definition.timeout)
+                instance.save(update_fields=["deadline_at"])
+    except IntegrityError:
+        found = existing(instance_id, definition) if instance_id is not None else None
+        if found is None:
+            raise
+        return found, False
+    return instance, True
+
+
+def enqueue(instance: WorkflowInstance | str) -> None:
+    """Move a Pending instance to Queued and hand it to the dispatcher."""
+    if isinstance(instance, str):
+        found = WorkflowInstance.objects.filter(pk=instance).first()
+        if found is None:
+            return
+        instance = found
+    if instance.state != State.PENDING:
+        return
+    events = record_events(instance.pk, instance.workflow, ("workflow.queued", {}))
+    try:
+        with transaction.atomic():
+            transition(instance, State.QUEUED, dispatched_at=timezone.now())
+            events.write_txn()
+    except InvalidTransition:
+        return
+    events.send()
+    get_dispatcher().dispatch(instance.pk, "fresh", instance.epoch)
+
+
+def cancel_instance(instance_id: str, reason: str = "") -> None:
+    """Cancel an instance: Queued or Paused at once, Running (or Pending) at its next step
+    boundary, by its own run. Raises `InvalidTransition` for a finished instance and
+    `WorkflowNotFound` for an unknown one."""
+    for _ in range(5):
+        instance = WorkflowInstance.objects.filter(pk=instance_id).first()
+        if instance is None:
+            raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
+        state = as_state(instance.state)
+        if state in TERMINAL:
+            raise InvalidTransition(f"cannot cancel instance {instance_id!r}: it is already {state.label}")
+        if state in (State.RUNNING, State.PENDING):
+            updated = WorkflowInstance.objects.filter(pk=instance.pk, state=state).update(
+                cancel_requested=True, cancel_reason=reason, updated_at=timezone.now()
+            )
+            if updated:
+                return
+            continue
+        events = record_events(instance.pk, instance.workflow, ("workflow.cancelled", {"reason": reason}))
+        try:
+            with transaction.atomic():
+                transition(instance, State.CANCELLED, cancel_requested=True, cancel_reason=reason)
+                Alarm.objects.filter(instance_id=instance.pk).delete()
+                events.write_txn()
+        except InvalidTransition:
+            continue
+        events.send()
+        finished(instance)
+        return
+    raise InvalidTransition(f"instance {instance_id!r} kept changing state; cancel it again")
+
+
+def finished(instance: WorkflowInstance) -> None:
+    """After an instance's move to a final state has committed: wake its parent if the
+    parent waits for it, and cancel its unfinished children if it failed or was cancelled
+    (a completed parent leaves them running). A crash before this runs is made good by
+    `recover()`, which looks for both."""
+    if instance.parent_id:
+        wake_parent(instance.parent_id, instance.pk)
+    if as_state(instance.state) in (State.FAILED, State.CANCELLED):
+        cancel_children(instance.pk, f"its parent {instance.pk!r} {as_state(instance.state).label.lower()}")
+
+
+def wake_parent(parent_id: str, child_id: str) -> bool:
+    with transaction.atomic():
+        # Locks the parent row: a parent pausing right now is ordered before or after this.
+        if not WorkflowInstance.objects.filter(pk=parent_id, state=State.PAUSED).update(epoch=F("epoch")):
+            return False
+        wait = StepRecord.objects.filter(
+            instance_id=parent_id, kind=StepKind.CHILD, state=StepState.AWAITING, name=child_id
+        ).first()
+        if wait is None:
+            return False
+        parent = WorkflowInstance.objects.get(pk=parent_id)
+        wake_txn(parent, wait.position, AlarmReason.CHILD, at_once=False)
+    return True
+
+
+def cancel_children(parent_id: str, reason: str) -> list[str]:
+    cancelled = []
+    unfinished = WorkflowInstance.objects.filter(parent_id=parent_id).exclude(state__in=TERMINAL)
+    for child_id in unfinished.values_list("pk", flat=True):
+        try:
+            cancel_instance(child_id, reason)
+        except (InvalidTransition, WorkflowNotFound):
+            continue  # it finished meanwhile
+        cancelled.append(child_id)
+    return cancelled

@@ -1,0 +1,148 @@
+"""Child workflows (DESIGN §9) through the public API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from durable_workflows import ChildHandle, ChildWorkflowFailed, client, fire_alarms, recover
+from durable_workflows.engine import fire_alarm_now
+from durable_workflows.models import StepRecord, WorkflowInstance
+from tests.testapp.fault_workflows import RAN
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_fan_out_and_in_returns_the_results_in_order():
+    handle = client.start("children.fan", [3, 1, 2])
+    assert handle.refresh().result() == [9, 1, 4]
+    assert handle.children == [f"{handle.instance_id}.{i}" for i in range(3)]
+    for child_id in handle.children:
+        child = client.get(child_id)
+        assert child.parent_id == handle.instance_id and child.state == "completed"
+    assert handle.parent_id is None
+
+
+def test_a_parent_waits_for_its_children_and_is_woken_by_each():
+    handle = client.start("children.wait_nappers", 2)
+    assert handle.refresh().state == "paused"
+    first, second = handle.children
+    wait = StepRecord.objects.get(instance_id=handle.instance_id, kind="child", state="awaiting")
+    assert wait.name == first
+    fire_alarm_now(second)  # the one not waited for yet: the parent stays asleep
+    assert client.get(second).state == "completed" and handle.refresh().state == "paused"
+    fire_alarm_now(first)
+    assert handle.refresh().result() == [0, 1]
+    assert (RAN["napper-0"], RAN["napper-1"]) == (1, 1)
+
+
+def test_a_replay_starts_no_second_child():
+    handle = client.start("children.start_then_sleep")
+    assert handle.refresh().state == "paused"
+    fire_alarm_now(handle.instance_id)
+    assert handle.refresh().result() == f"{handle.instance_id}.0=9"
+    assert WorkflowInstance.objects.filter(parent_id=handle.instance_id).count() == 1
+    assert RAN["square-3"] == 1
+
+
+def test_a_failed_child_reaches_the_parent_as_child_workflow_failed():
+    result = client.start("children.catches", "failing").refresh().result()
+    assert result["type"] == "LookupError" and result["failed"].endswith(".0")
+    assert "no such sku" in result["message"]
+    assert issubclass(ChildWorkflowFailed, Exception)
+
+
+def test_a_cancelled_child_reaches_the_parent_as_workflow_cancelled():
+    handle = client.start("children.catches", "cancelled")
+    assert handle.refresh().state == "paused"
+    client.cancel(handle.children[0], reason="out of stock")
+    assert handle.refresh().result() == {"cancelled": f"child workflow {handle.children[0]!r} was cancelled: out of stock"}
+
+
+def test_cancelling_a_parent_cancels_its_children_and_theirs():
+    handle = client.start("children.grandparent")
+    assert handle.refresh().state == "paused"
+    (middle,) = handle.children
+    grandchildren = client.get(middle).children
+    assert len(grandchildren) == 2
+    client.cancel(handle.instance_id, reason="stop everything")
+    states = {pk: client.get(pk).state for pk in [handle.instance_id, middle, *grandchildren]}
+    assert set(states.values()) == {"cancelled"}, states
+    assert "stop everything" not in client.get(middle).instance.cancel_reason
+    assert handle.instance_id in client.get(middle).instance.cancel_reason
+
+
+def test_a_completed_parent_leaves_its_children_running():
+    handle = client.start("children.leaves_running")
+    child_id = handle.refresh().result()
+    assert client.get(child_id).state == "paused"
+
+
+def test_a_parent_past_its_deadline_fails_and_cancels_its_children():
+    handle = client.start("children.deadline")
+    assert handle.refresh().state == "paused"
+    WorkflowInstance.objects.filter(pk=handle.instance_id).update(deadline_at=timezone.now() - timedelta(seconds=1))
+    fire_alarms()
+    assert handle.refresh().error["type"] == "WorkflowTimeout"
+    assert {client.get(pk).state for pk in handle.children} == {"cancelled"}
+
+
+@pytest.mark.parametrize("how, error", [
+    ("unknown", "UnknownWorkflow"), ("arguments", "TypeError"), ("not-mine", "ValueError"),
+])
+def test_bad_children_are_errors_in_the_workflow_and_store_no_child(how, error):
+    outcome = client.start("children.bad", how).refresh().result()
+    assert outcome.startswith(error)
+    if how == "not-mine":
+        assert "'not-a-child'" in outcome
+    assert not WorkflowInstance.objects.filter(parent__isnull=False).exists()
+    assert RAN[f"bad-{how}"] == 1
+
+
+def test_async_parents_start_and_wait_for_children():
+    assert client.start("children.async", 2).refresh().result() == 4 + 9
+
+
+def test_a_child_with_a_given_id():
+    handle = client.start("children.named", "my-child")
+    assert handle.refresh().result() == 25
+    assert client.get("my-child").parent_id == handle.instance_id
+    other = client.start("children.named", "my-child")
+    failed = other.refresh()
+    assert failed.state == "failed" and failed.error["type"] == "WorkflowIdConflict"
+
+
+def test_a_lost_wake_up_is_made_good_by_recover():
+    handle = client.start("children.wait_nappers", 1)
+    (child_id,) = handle.refresh().children
+    # The child finishes, but its process dies before it tells the parent.
+    WorkflowInstance.objects.filter(pk=child_id).update(state="completed", result="0")
+    assert handle.refresh().state == "paused"
+    recover()
+    assert handle.refresh().result() == [0]
+
+
+def test_api_and_admin_show_the_family(admin_client):
+    handle = client.start("children.fan", [2])
+    (child_id,) = handle.refresh().children
+    api = APIClient()
+    api.force_login(User.objects.create(username="ops", is_staff=True))
+    parent_json = api.get(f"/api/workflows/instances/{handle.instance_id}/").json()
+    assert parent_json["parent"] is None and parent_json["children"] == [child_id]
+    assert api.get(f"/api/workflows/instances/{child_id}/").json()["parent"] == handle.instance_id
+    page = admin_client.get(reverse("admin:durable_workflows_workflowinstance_change", args=[child_id])).content.decode()
+    assert f">{handle.instance_id}</a>" in page
+    page = admin_client.get(reverse("admin:durable_workflows_workflowinstance_change", args=[handle.instance_id])).content.decode()
+    assert f">{child_id}</a>" in page
+    changelist = reverse("admin:durable_workflows_workflowinstance_changelist")
+    children_only = admin_client.get(changelist + "?has_parent=yes").content.decode()
+    assert child_id in children_only and f">{handle.instance_id}<" not in children_only
+
+
+def test_child_handle_is_public():
+    assert ChildHandle("x").instance_id == "x"
