@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
 from . import serialization
 from .engine import record_events
 from .engine.inbox import check_name
-from .engine.waits import wake_txn
+from .engine.waits import lock_txn, wake_txn
 from .exceptions import InvalidTransition, WorkflowNotFound
 from .models import (
     AlarmReason,
@@ -49,26 +48,21 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     now = timezone.now()
     with transaction.atomic():
-        # Write first: the UPDATE locks the instance row, which orders this send against the
-        # run's pause (it checks the inbox again under the same lock) and against another
-        # send with the same event_id.
-        touched = WorkflowInstance.objects.filter(pk=instance_id).exclude(state__in=TERMINAL).update(epoch=F("epoch"))
-        instance = WorkflowInstance.objects.filter(pk=instance_id).first()
+        # The instance row is locked first: that orders this send against the run's pause
+        # (which looks in the inbox again under the same lock) and against another send of
+        # the same event_id.
+        instance = lock_txn(instance_id)
         if instance is None:
             raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
-        if not touched:
+        if event_id is not None and InboxMessage.objects.filter(instance_id=instance_id, event_id=event_id).exists():
+            return False  # a redelivery, also once the instance has finished
+        if as_state(instance.state) in TERMINAL:
             raise InvalidTransition(
                 f"cannot send event {name!r} to instance {instance_id!r}: it is already "
                 f"{as_state(instance.state).label}"
             )
-        if event_id is not None and InboxMessage.objects.filter(instance_id=instance_id, event_id=event_id).exists():
-            return False
-        try:
-            with transaction.atomic():
-                InboxMessage.objects.create(instance_id=instance_id, name=name, payload=stored,
-                                            event_id=event_id, received_at=now)
-        except IntegrityError:
-            return False  # the same event_id, committed by a concurrent send
+        InboxMessage.objects.create(instance_id=instance_id, name=name, payload=stored,
+                                    event_id=event_id, received_at=now)
         events = record_events(instance.pk, instance.workflow,
                                ("event.received", {"name": name, "event_id": event_id}))
         if as_state(instance.state) == State.PAUSED:

@@ -146,6 +146,10 @@ class WorkflowInstance(ErrorFields):
         "position in the parent", null=True, blank=True,
         help_text="Where in the parent's run the child was started.",
     )
+    family_pending = models.BooleanField(
+        "family not yet told", default=False,
+        help_text="It finished, and its parent or children have not yet been told.",
+    )
     deadline_at = models.DateTimeField(
         "deadline", null=True, blank=True,
         help_text="From the workflow's timeout: past it, the instance fails with WorkflowTimeout.",
@@ -167,6 +171,9 @@ class WorkflowInstance(ErrorFields):
             models.Index(
                 fields=["dispatched_at"], name="dw_instance_queued",
                 condition=Q(state="queued"),
+            ),
+            models.Index(
+                fields=["finished_at"], name="dw_instance_family", condition=Q(family_pending=True),
             ),
             models.Index(
                 fields=["deadline_at"], name="dw_instance_deadline",

@@ -159,6 +159,8 @@ def describe(event: Event) -> str:
     if event.kind == "workflow.paused":
         until = data.get("until")
         return f"until {until[11:19]} UTC ({data.get('reason', '')})" if until else f"({data.get('reason', '')})"
+    if event.kind == "child.started":
+        return f"{name} {data.get('child', '')}"
     if event.kind == "workflow.recovered":
         return "a new worker took over the abandoned run"
     if event.kind == "workflow.failed":
@@ -189,6 +191,11 @@ def wait(what: str, condition: Callable[[], bool], feed: Feed, worker: Worker,
         if time.monotonic() > deadline:
             raise DemoFailed(f"gave up after {timeout:.0f} s waiting for {what}")
         time.sleep(0.1)
+
+
+def asleep_until_two(instance_id: str) -> bool:
+    """The report has its regions' totals (from its child workflows) and sleeps until 02:00."""
+    return StepRecord.objects.filter(instance_id=instance_id, kind="sleep", state="sleeping").exists()
 
 
 def waiting_for_payment(instance_id: str) -> bool:
@@ -224,7 +231,8 @@ def run_orders_and_report(feed: Feed, worker: Worker, tag: str) -> list[str]:
     }
     for label, instance_id in ids.items():
         feed.follow(instance_id, label)
-    say("   order 1002's card is declined twice: watch it retry. The report sleeps until 02:00.")
+    say("   order 1002's card is declined twice: watch it retry. The report starts a child workflow")
+    say("   per region, waits for all of them, and sleeps until 02:00.")
     orders = [ids["order 1001"], ids["order 1002"]]
     wait("both orders to wait for their payment", lambda: all(waiting_for_payment(i) for i in orders),
          feed, worker)
@@ -236,9 +244,9 @@ def run_orders_and_report(feed: Feed, worker: Worker, tag: str) -> list[str]:
         say(f"   send_event({instance_id!r}, 'payment confirmed', event_id='psp-delivery-{number}')"
             f" -> {accepted}{'' if accepted else ': a repeat, ignored'}")
     wait(
-        "both orders to complete and the report to pause",
+        "both orders to complete and the report to sleep",
         lambda: state(ids["order 1001"]) == state(ids["order 1002"]) == "completed"
-        and state(ids["report"]) == "paused",
+        and asleep_until_two(ids["report"]),
         feed, worker,
     )
     return list(ids.values())
@@ -317,7 +325,7 @@ def main() -> int:
     log_path = Path(tempfile.gettempdir()) / f"durable-workflows-demo-{stamp}-{os.getpid()}.log"
     migrate()
     # Each run starts its own instances, so the demo can be run again on the same database.
-    tag = f"run{WorkflowInstance.objects.filter(pk__startswith='report-run').count() + 1}"
+    tag = f"run{WorkflowInstance.objects.filter(workflow='shop.nightly_report').count() + 1}"
     worker = Worker(log_path)
     worker.start()
     try:

@@ -6,13 +6,22 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from durable_workflows import ChildHandle, ChildWorkflowFailed, client, fire_alarms, recover
+from durable_workflows import (
+    ChildHandle,
+    ChildWorkflowFailed,
+    client,
+    fire_alarms,
+    recover,
+    send_event,
+)
 from durable_workflows.engine import fire_alarm_now
 from durable_workflows.models import StepRecord, WorkflowInstance
+from tests.helpers import in_thread
 from tests.testapp.fault_workflows import RAN
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -120,8 +129,10 @@ def test_a_child_with_a_given_id():
 def test_a_lost_wake_up_is_made_good_by_recover():
     handle = client.start("children.wait_nappers", 1)
     (child_id,) = handle.refresh().children
-    # The child finishes, but its process dies before it tells the parent.
-    WorkflowInstance.objects.filter(pk=child_id).update(state="completed", result="0")
+    # The child finishes, but its process dies before it tells the parent: its final move
+    # (a while ago) left the flag that says so.
+    WorkflowInstance.objects.filter(pk=child_id).update(
+        state="completed", result="0", family_pending=True, finished_at=timezone.now() - timedelta(seconds=30))
     assert handle.refresh().state == "paused"
     recover()
     assert handle.refresh().result() == [0]
@@ -146,3 +157,55 @@ def test_api_and_admin_show_the_family(admin_client):
 
 def test_child_handle_is_public():
     assert ChildHandle("x").instance_id == "x"
+
+
+class BeforeThePause:
+    """An execute wrapper that, just before `instance_id`'s move to Paused is written, runs
+    `action` to its end in another thread (with a connection of its own): what arrives
+    while a run is pausing."""
+
+    def __init__(self, instance_id: str, action) -> None:
+        self.instance_id = instance_id
+        self.action = action
+        self.ran = False
+
+    def __call__(self, execute, sql, params, many, context):
+        values = [str(p) for p in (params or [])]
+        if (not self.ran and sql.lstrip().upper().startswith("UPDATE") and "workflowinstance" in sql
+                and "paused" in values and self.instance_id in values):
+            self.ran = True
+            in_thread(self.action).join(30)
+        return execute(sql, params, many, context)
+
+
+@pytest.mark.requires_postgres
+def test_a_child_that_finishes_while_its_parent_pauses_still_wakes_it():
+    race = BeforeThePause("race-parent", lambda: fire_alarm_now("race-parent.0"))
+    with connection.execute_wrapper(race):
+        handle = client.start("children.wait_nappers", 1, instance_id="race-parent")
+    assert race.ran and client.get("race-parent.0").state == "completed"
+    assert handle.refresh().state == "paused"  # it paused, with its wait's alarm due at once
+    fire_alarms()
+    assert handle.refresh().result() == [0]
+
+
+@pytest.mark.requires_postgres
+def test_an_event_sent_while_the_run_pauses_still_resumes_it():
+    race = BeforeThePause("race-receiver", lambda: send_event("race-receiver", "ping", "pong"))
+    with connection.execute_wrapper(race):
+        handle = client.start("events.receiver", instance_id="race-receiver")
+    assert race.ran and handle.refresh().state == "paused"
+    fire_alarms()
+    assert handle.refresh().result() == "pong"
+
+
+def test_a_lost_cancel_cascade_is_made_good_by_recover():
+    handle = client.start("children.wait_nappers", 2)
+    kids = handle.refresh().children
+    # The parent is cancelled, and its process dies before it cancels the children.
+    WorkflowInstance.objects.filter(pk=handle.instance_id).update(
+        state="cancelled", family_pending=True, finished_at=timezone.now() - timedelta(seconds=30))
+    assert {client.get(pk).state for pk in kids} == {"paused"}
+    recover()
+    assert {client.get(pk).state for pk in kids} == {"cancelled"}
+    assert not WorkflowInstance.objects.get(pk=handle.instance_id).family_pending

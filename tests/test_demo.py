@@ -31,6 +31,7 @@ PROMISES = (
     "event_id='psp-delivery-1001') -> False: a repeat, ignored",
     "order 1002     retry.scheduled     Charge card: attempt 2 in 1 s",
     "order 1002     workflow.completed",
+    "report         child.started",
     "report         workflow.paused",
     "== 3. Crash test: kill the worker in the middle of a step",
     "SIGKILL to worker pid",
@@ -83,14 +84,15 @@ def test_the_demo_runs_end_to_end_on_sqlite_and_again(tmp_path):
     result, seconds = run_demo(SQLITE_PATH=str(database))
     check_output(result, seconds)
     assert "order-1001-run1" in result.stdout
-    assert sqlite_states(database) == {"completed": 3, "paused": 1}
+    # Three orders and the report's three region children completed; the report sleeps.
+    assert sqlite_states(database) == {"completed": 6, "paused": 1}
     with sqlite3.connect(database) as db:
         assert db.execute("SELECT COUNT(*) FROM auth_user WHERE is_superuser").fetchone()[0] == 1
 
     again, seconds = run_demo(SQLITE_PATH=str(database))
     check_output(again, seconds)
     assert "order-1001-run2" in again.stdout
-    assert sqlite_states(database) == {"completed": 6, "paused": 2}
+    assert sqlite_states(database) == {"completed": 12, "paused": 2}
 
 
 @pytest.mark.requires_postgres

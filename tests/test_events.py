@@ -262,3 +262,14 @@ def test_a_deadline_stops_a_running_instance_at_its_next_step():
     assert RAN["dr-start"] == 1 and RAN["dr-after"] == 0
 
 
+
+
+def test_a_webhook_redelivered_after_the_instance_finished_is_still_a_repeat():
+    handle = client.start("events.receiver")
+    assert send_event(handle.instance_id, "ping", "hello", event_id="delivery-1") is True
+    assert handle.refresh().result() == "hello"
+    before = snapshot()
+    assert send_event(handle.instance_id, "ping", "hello", event_id="delivery-1") is False
+    with pytest.raises(InvalidTransition):
+        send_event(handle.instance_id, "ping", "hello", event_id="delivery-2")
+    assert snapshot() == before

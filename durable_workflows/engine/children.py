@@ -11,13 +11,14 @@ finishes later wakes its waiting parent itself (instances.finished).
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
 from .. import serialization
-from ..exceptions import ChildWorkflowFailed, WorkflowCancelled, WorkflowIdConflict
+from ..exceptions import ChildWorkflowFailed, StoreFault, WorkflowCancelled, WorkflowIdConflict
 from ..models import AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..states import State, as_state
@@ -28,6 +29,8 @@ from .waits import Wait
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
+
+logger = logging.getLogger("durable_workflows")
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,16 @@ def start_at(wf: WorkflowContext, position: int, workflow: Any, args: tuple[Any,
     wf._run.events.add("child.started", position, name=definition.name, child=wanted)
     if child.state == State.PENDING:
         # A child that a crash left Pending (created, never queued) is queued now too.
-        with engine_io():
-            enqueue(child)
+        try:
+            with engine_io():
+                enqueue(child)
+        except StoreFault:
+            raise
+        except Exception:
+            # The broker refused the task. The child is Queued, so recover() sends it again;
+            # the workflow must not see the broker's error (nor take another branch for it).
+            logger.warning("durable_workflows: could not dispatch child %s; recovery will", wanted,
+                           exc_info=True)
     return ChildHandle(wanted)
 
 

@@ -22,6 +22,7 @@ from ..states import State
 from . import heartbeat, runner
 from .context import AsyncWorkflowContext, WorkflowContext, timed_out
 from .faults import reset_connection
+from .instances import has_family
 from .store import Run, after_final, cancel_running, claim, error_fields, load_records
 
 logger = logging.getLogger("durable_workflows")
@@ -154,7 +155,8 @@ def _conclude(run: Run, definition: WorkflowDefinition, wf: WorkflowContext, ret
     except SerializationError as error:
         return _fail(run, error)
     run.events.add("workflow.completed", None)
-    run.checkpoint.finish(State.COMPLETED, result=stored)
+    family = {"family_pending": True} if run.instance.parent_id else {}
+    run.checkpoint.finish(State.COMPLETED, result=stored, **family)
     after_final(run.instance)
     return State.COMPLETED
 
@@ -164,6 +166,8 @@ def _fail(run: Run, error: BaseException, error_type: str | None = None) -> str:
     if error_type:
         fields["error_type"] = error_type
     run.events.add("workflow.failed", None, error=f"{fields['error_type']}: {fields['error_message']}")
+    if has_family(run.instance):
+        fields["family_pending"] = True
     run.checkpoint.finish(State.FAILED, **fields)
     logger.info("workflow %s failed: %s", run.instance_id, fields["error_message"])
     after_final(run.instance)

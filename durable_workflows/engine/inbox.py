@@ -56,7 +56,9 @@ def wait_at(wf: WorkflowContext, position: int, name: str, timeout: timedelta | 
     message = _oldest(wf, name)
     if message is not None:
         return _take(wf, record, message)
-    if record.wake_at is not None and record.wake_at <= timezone.now():
+    # Its timeout alarm woke this run, or the time has come anyway (by this worker's clock).
+    woken = wf._run.woken_position == position and record.wake_at is not None
+    if woken or (record.wake_at is not None and record.wake_at <= timezone.now()):
         return _time_out(wf, record)
     started = "event.waiting" if record._state.adding else None
     wf._suspend(Wait(record, AlarmReason.EVENT, started, ready=lambda: _oldest(wf, name) is not None))

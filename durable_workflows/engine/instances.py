@@ -9,7 +9,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from ..dispatch import get_dispatcher
@@ -19,7 +18,7 @@ from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import TERMINAL, State, as_state, transition
 from .events import record_events
-from .waits import wake_txn
+from .waits import lock_txn, wake_txn
 
 WorkflowRef = str | Callable[..., Any] | WorkflowDefinition
 
@@ -117,7 +116,8 @@ def cancel_instance(instance_id: str, reason: str = "") -> None:
         events = record_events(instance.pk, instance.workflow, ("workflow.cancelled", {"reason": reason}))
         try:
             with transaction.atomic():
-                transition(instance, State.CANCELLED, cancel_requested=True, cancel_reason=reason)
+                transition(instance, State.CANCELLED, cancel_requested=True, cancel_reason=reason,
+                           family_pending=has_family(instance))
                 Alarm.objects.filter(instance_id=instance.pk).delete()
                 events.write_txn()
         except InvalidTransition:
@@ -128,28 +128,41 @@ def cancel_instance(instance_id: str, reason: str = "") -> None:
     raise InvalidTransition(f"instance {instance_id!r} kept changing state; cancel it again")
 
 
+def has_family(instance: WorkflowInstance) -> bool:
+    """Whether an instance about to fail or be cancelled has anyone to tell: a parent, or
+    children (which are cancelled with it)."""
+    return instance.parent_id is not None or WorkflowInstance.objects.filter(parent_id=instance.pk).exists()
+
+
 def finished(instance: WorkflowInstance) -> None:
     """After an instance's move to a final state has committed: wake its parent if the
     parent waits for it, and cancel its unfinished children if it failed or was cancelled
-    (a completed parent leaves them running). A crash before this runs is made good by
-    `recover()`, which looks for both."""
+    (a completed parent leaves them running).
+
+    The final move set `family_pending` when there is anyone to tell, and it is cleared only
+    once they have been told: a process that dies in between leaves the flag for `recover()`
+    to find."""
+    if not instance.family_pending:
+        return
     if instance.parent_id:
         wake_parent(instance.parent_id, instance.pk)
     if as_state(instance.state) in (State.FAILED, State.CANCELLED):
         cancel_children(instance.pk, f"its parent {instance.pk!r} {as_state(instance.state).label.lower()}")
+    WorkflowInstance.objects.filter(pk=instance.pk).update(family_pending=False)
+    instance.family_pending = False
 
 
 def wake_parent(parent_id: str, child_id: str) -> bool:
     with transaction.atomic():
         # Locks the parent row: a parent pausing right now is ordered before or after this.
-        if not WorkflowInstance.objects.filter(pk=parent_id, state=State.PAUSED).update(epoch=F("epoch")):
+        parent = lock_txn(parent_id)
+        if parent is None or as_state(parent.state) != State.PAUSED:
             return False
         wait = StepRecord.objects.filter(
             instance_id=parent_id, kind=StepKind.CHILD, state=StepState.AWAITING, name=child_id
         ).first()
         if wait is None:
             return False
-        parent = WorkflowInstance.objects.get(pk=parent_id)
         wake_txn(parent, wait.position, AlarmReason.CHILD, at_once=False)
     return True
 
@@ -157,10 +170,12 @@ def wake_parent(parent_id: str, child_id: str) -> bool:
 def cancel_children(parent_id: str, reason: str) -> list[str]:
     cancelled = []
     unfinished = WorkflowInstance.objects.filter(parent_id=parent_id).exclude(state__in=TERMINAL)
-    for child_id in unfinished.values_list("pk", flat=True):
+    for child_id, state in unfinished.values_list("pk", "state"):
         try:
             cancel_instance(child_id, reason)
         except (InvalidTransition, WorkflowNotFound):
             continue  # it finished meanwhile
+        if as_state(state) == State.PENDING:
+            enqueue(child_id)  # created but never queued (a crash): its run cancels it
         cancelled.append(child_id)
     return cancelled

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.utils import timezone
 
 from ..conf import settings
@@ -14,13 +16,16 @@ from ..models import (
     RECOVERY_OWNER,
     Alarm,
     AlarmReason,
-    StepKind,
-    StepRecord,
-    StepState,
     WorkflowInstance,
 )
 from ..states import State
-from .instances import cancel_children, wake_parent
+from .instances import finished
+
+logger = logging.getLogger("durable_workflows")
+
+# How long after an instance's final move its own process has to tell its family before
+# recovery does it instead.
+FAMILY_GRACE_SECONDS = 5
 
 
 def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
@@ -35,11 +40,16 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     if instance_id is not None:
         due = due.filter(instance_id=instance_id)
     fired = _claim_alarms(due, now, limit) + _lost_resumes(now, limit, instance_id)
-    dispatched = [(pk, "resume", epoch) for pk, epoch in fired] + _past_deadline(now, limit, instance_id)
+    dispatched = [(pk, "resume", epoch) for pk, epoch in fired]
     dispatcher = get_dispatcher()
     for pk, mode, epoch in dispatched:
         on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
-    return [pk for pk, _, _ in dispatched]
+    # Deadlines come after the claimed alarms are on their way, so that a failure here
+    # cannot strand them.
+    late = _guarded(_past_deadline, now, limit, instance_id)
+    for pk, mode, epoch in late:
+        on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+    return [pk for pk, _, _ in dispatched + late]
 
 
 def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) -> list[tuple[str, str, int]]:
@@ -112,18 +122,10 @@ def _lost_family_news(limit: int) -> None:
     its final move commits; a process that died in between leaves a parent waiting for a
     child that has finished, or children running under a parent that failed. Both are
     found here."""
-    final = [State.COMPLETED, State.FAILED, State.CANCELLED]
-    waits = StepRecord.objects.filter(
-        kind=StepKind.CHILD, state=StepState.AWAITING, instance__state=State.PAUSED,
-        instance__alarm__isnull=True,
-    ).filter(Exists(WorkflowInstance.objects.filter(pk=OuterRef("name"), state__in=final)))
-    for parent_id, child_id in waits.values_list("instance_id", "name")[:limit]:
-        wake_parent(parent_id, child_id)
-    orphans = WorkflowInstance.objects.filter(
-        parent__state__in=[State.FAILED, State.CANCELLED], cancel_requested=False
-    ).exclude(state__in=final)
-    for parent_id in set(orphans.values_list("parent_id", flat=True)[:limit]):
-        cancel_children(parent_id, f"its parent {parent_id!r} did not finish well")
+    grace = timezone.now() - timedelta(seconds=FAMILY_GRACE_SECONDS)
+    untold = WorkflowInstance.objects.filter(family_pending=True, finished_at__lt=grace).order_by()
+    for instance in untold.only("id", "state", "parent_id", "family_pending")[:limit]:
+        finished(instance)
 
 
 def recover(limit: int = 500) -> list[str]:
@@ -153,8 +155,17 @@ def recover(limit: int = 500) -> list[str]:
         ):
             dispatched.append((pk, "fresh", epoch))
     dispatched += [(pk, "resume", epoch) for pk, epoch in _lost_resumes(now, limit)]
-    _lost_family_news(limit)
     dispatcher = get_dispatcher()
     for pk, mode, epoch in dispatched:
         on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+    # After the dispatches it reserved are on their way: a failure here must not strand them.
+    _guarded(_lost_family_news, limit)
     return [pk for pk, _, _ in dispatched]
+
+
+def _guarded(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception:
+        logger.exception("durable_workflows: %s failed; the next scan tries again", fn.__name__)
+        return []

@@ -27,7 +27,7 @@ from . import pg
 from .checkpoint import Checkpoint
 from .events import EventBuffer
 from .faults import engine_io
-from .instances import finished
+from .instances import finished, has_family
 from .lease import Lease
 
 logger = logging.getLogger("durable_workflows")
@@ -89,7 +89,8 @@ def cancel_running(instance: WorkflowInstance, lease: Lease) -> bool:
     with engine_io():
         try:
             with transaction.atomic():
-                transition(instance, State.CANCELLED, fence=lease.fence.lenient())
+                transition(instance, State.CANCELLED, fence=lease.fence.lenient(),
+                           family_pending=has_family(instance))
                 events.write_txn()
         except InvalidTransition:
             return False

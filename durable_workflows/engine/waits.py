@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from ..dispatch import get_dispatcher, on_commit
@@ -71,6 +73,20 @@ def sleep_at(wf: WorkflowContext, position: int, wake_at: datetime, name: str) -
     wf._suspend(Wait(record, AlarmReason.SLEEP, "sleep.started"))
 
 
+LOCKED_FIELDS = ("id", "workflow", "state", "epoch", "parent_id", "cancel_reason")
+
+
+def lock_txn(instance_id: str) -> WorkflowInstance | None:
+    """Lock the instance row, whatever its state, for the rest of the transaction: a send or
+    a child's end that wakes a waiting run must wait for that run's pause to commit (or
+    come before it), never read the row as it was before the pause."""
+    rows = WorkflowInstance.objects.filter(pk=instance_id)
+    if connection.vendor == "postgresql":
+        return rows.select_for_update().only(*LOCKED_FIELDS).first()
+    rows.update(epoch=F("epoch"))  # write first: SQLite takes its write lock here
+    return rows.only(*LOCKED_FIELDS).first()
+
+
 def wake_txn(instance: WorkflowInstance, position: int, reason: str, *, at_once: bool = True) -> None:
     """End the wait at `position` of a Paused instance, from outside its run: what a sent
     event or a finished child does. Call inside a transaction that has locked the instance
@@ -85,10 +101,10 @@ def wake_txn(instance: WorkflowInstance, position: int, reason: str, *, at_once:
     now = timezone.now()
     dispatcher = get_dispatcher()
     at_once = at_once or getattr(dispatcher, "synchronous", False)
-    Alarm.objects.update_or_create(
-        instance_id=instance.pk,
-        defaults={"fire_at": now, "fired_at": now if at_once else None, "reason": reason,
-                  "position": position, "epoch": instance.epoch},
-    )
+    values = {"fire_at": now, "fired_at": now if at_once else None, "reason": reason,
+              "position": position, "epoch": instance.epoch}
+    # The instance row is locked, so no other writer can create or drop its alarm meanwhile.
+    if not Alarm.objects.filter(instance_id=instance.pk).update(**values):
+        Alarm.objects.create(instance_id=instance.pk, **values)
     if at_once:
         on_commit(lambda: dispatcher.dispatch(instance.pk, "resume", instance.epoch))

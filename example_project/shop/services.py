@@ -46,14 +46,23 @@ def release_order(order_id: str) -> str:
     return "released"
 
 
-def collect_orders(day: str) -> dict:
-    _log(f"collecting the orders of {day}")
-    return {"day": day, "orders": len(ORDERS), "revenue": sum(o["total"] for o in ORDERS.values())}
+REGIONS = {"north": ["1001"], "south": ["1002"], "west": ["1003"]}
 
 
-def build_report(totals: dict) -> dict:
-    _log(f"building the report for {totals['day']}")
-    return {**totals, "title": f"Sales on {totals['day']}"}
+def list_regions() -> list[str]:
+    return sorted(REGIONS)
+
+
+def collect_orders(day: str, region: str) -> dict:
+    _log(f"collecting the orders of {day} in the {region}")
+    orders = [ORDERS[number] for number in REGIONS[region] if number in ORDERS]
+    return {"region": region, "orders": len(orders), "revenue": sum(o["total"] for o in orders)}
+
+
+def build_report(day: str, totals: list[dict]) -> dict:
+    _log(f"building the report for {day} from {len(totals)} regions")
+    return {"day": day, "orders": sum(t["orders"] for t in totals),
+            "revenue": sum(t["revenue"] for t in totals), "regions": totals, "title": f"Sales on {day}"}
 
 
 def email_report(report: dict) -> str:

@@ -40,11 +40,20 @@ def next_run(now: datetime, at: time) -> datetime:
     return candidate if candidate > now else candidate + timedelta(days=1)
 
 
+@workflow("shop.region_totals")
+def region_totals(wf, day: str, region: str) -> dict:
+    """One region's sales: a child of the nightly report, run by whichever worker is free."""
+    return wf.step("Collect orders", services.collect_orders, day, region)
+
+
 @workflow("shop.nightly_report")
 def nightly_report(wf, day: str) -> dict:
-    """Collect the day's orders now, and send the report at 02:00, when nobody is shopping."""
-    totals = wf.step("Collect orders", services.collect_orders, day)
+    """Collect the day's orders now, one child workflow per region (fan out, fan in), and
+    send the report at 02:00, when nobody is shopping."""
+    regions = wf.step("List regions", services.list_regions)
+    children = [wf.start_child("shop.region_totals", day, region) for region in regions]
+    totals = [wf.wait_child(child) for child in children]
     wf.sleep_until(next_run(wf.now(), time(2, 0)), name="Wait for 02:00")
-    report = wf.step("Build report", services.build_report, totals)
+    report = wf.step("Build report", services.build_report, day, totals)
     wf.step("E-mail report", services.email_report, report)
     return report

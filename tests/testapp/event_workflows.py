@@ -64,7 +64,7 @@ def with_deadline(wf, gate: str = ""):
     return "unreachable"
 
 
-@workflow("events.deadline_running", timeout="1s")
+@workflow("events.deadline_running", timeout="2s")
 def deadline_running(wf):
     wf.step("Start", note, "dr-start", 1)
     wf.step("Outlive the deadline", outlive_deadline, wf.instance_id)
