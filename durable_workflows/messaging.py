@@ -15,7 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import serialization
-from .engine import record_events
+from .dispatch import get_dispatcher, on_commit
+from .engine import pg, record_events
 from .engine.inbox import check_name
 from .engine.waits import lock_txn, wake_txn
 from .exceptions import InvalidTransition, WorkflowNotFound
@@ -47,6 +48,8 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
     if not isinstance(instance_id, str):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     now = timezone.now()
+    if pg.usable():
+        return _send_pg(instance_id, name, stored, event_id, now)
     with transaction.atomic():
         # The instance row is locked first: that orders this send against the run's pause
         # (which looks in the inbox again under the same lock) and against another send of
@@ -69,6 +72,32 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
             _wake_txn(instance, name)
         events.write_txn()
     events.send()
+    return True
+
+
+def _send_pg(instance_id: str, name: str, stored: str, event_id: str | None, now: Any) -> bool:
+    """The same on PostgreSQL in two statements: the row lock, then one that stores the
+    event, fires the wait's alarm when it waits for it, and logs it."""
+    with transaction.atomic():
+        instance = lock_txn(instance_id)
+        if instance is None:
+            raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
+        state = as_state(instance.state)
+        if state in TERMINAL:
+            if event_id is not None and InboxMessage.objects.filter(instance_id=instance_id, event_id=event_id).exists():
+                return False
+            raise InvalidTransition(
+                f"cannot send event {name!r} to instance {instance_id!r}: it is already {state.label}"
+            )
+        data = {"name": name, "event_id": event_id}
+        accepted, woken = pg.store_message(instance_id, instance.epoch, state == State.PAUSED, name,
+                                           stored, event_id, now, data)
+        if not accepted:
+            return False
+        if woken is not None:
+            dispatcher = get_dispatcher()
+            on_commit(lambda: dispatcher.dispatch(instance_id, "resume", instance.epoch))
+    record_events(instance_id, instance.workflow, ("event.received", data)).send()
     return True
 
 

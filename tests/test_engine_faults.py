@@ -343,3 +343,24 @@ def test_claim_fault_leaves_the_instance_to_be_dispatched_again():
     with override_settings(DURABLE_WORKFLOWS={"REDISPATCH_AFTER_SECONDS": 0}):
         done = recover_until_finished(handle.instance_id)
     assert done.result() == "charged and shipped"
+
+
+def test_a_lease_the_heartbeat_renewed_can_still_be_taken_over():
+    """The recovery scan reserves a stale instance with a compare-and-set on the lease's
+    expiry it read: the heartbeat must store that value as the ORM does."""
+    handle = queued("engine.gated", "hb-format")
+    renewed = {}
+    with override_settings(DURABLE_WORKFLOWS={"LEASE_SECONDS": 1, "HEARTBEAT_SECONDS": 0.1}):
+        runner = in_thread(lambda: execute(handle.instance_id, "fresh", handle.instance.epoch))
+        try:
+            wait_until(lambda: SEEN["gate:hb-format"] == 1, message="the step to start")
+            first = WorkflowInstance.objects.get(pk=handle.instance_id).lease_expires_at
+            wait_until(lambda: WorkflowInstance.objects.get(pk=handle.instance_id).lease_expires_at != first,
+                       message="a heartbeat")
+            renewed["at"] = WorkflowInstance.objects.get(pk=handle.instance_id).lease_expires_at
+            renewed["found"] = WorkflowInstance.objects.filter(
+                pk=handle.instance_id, lease_expires_at=renewed["at"]).exists()
+        finally:
+            GATES.setdefault("hb-format", threading.Event()).set()
+            runner.join(30)
+    assert renewed["found"]

@@ -56,7 +56,10 @@ def beat(lease: Lease) -> None:
     fence = lease.fence.lenient()
     table = connection.ops.quote_name(WorkflowInstance._meta.db_table)
     where = f"{fence.where()} AND lease_owner = %s"
-    params = [lease.until(timezone.now()), *fence.params(), lease.owner]
+    # Adapted as the ORM would store it: SQLite keeps datetimes as text, and the recovery
+    # scan's compare-and-set on lease_expires_at must find the very value written here.
+    until = connection.ops.adapt_datetimefield_value(lease.until(timezone.now()))
+    params = [until, *fence.params(), lease.owner]
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             timeout_ms = max(int(float(settings.HEARTBEAT_SECONDS) * 500), 50)

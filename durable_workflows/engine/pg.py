@@ -24,7 +24,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 from ..conf import settings
 from ..exceptions import LeaseLost
-from ..models import Event, StepRecord, WorkflowInstance
+from ..models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
 from ..states import State, check_transition
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def _insert_cte(name: str, model: Any, columns: tuple[tuple[str, str], ...], row
     )
 
 
-def _run(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def _run(sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
     db = connections[DEFAULT_DB_ALIAS]
     if not settings.PREPARED_STATEMENTS:
         with db.cursor() as cursor:
@@ -244,3 +244,43 @@ def finish(fence: Fence, values: dict[str, Any], events: list[Any]) -> None:
     sql = _finish_statement(tuple(f.column for f in fields), len(events), fence.where())
     if _run(sql, params)[0][0] != 1:
         raise LeaseLost()
+
+
+# -- a sent event ------------------------------------------------------------------------------
+@lru_cache(maxsize=2)
+def _message_statement(event_log: bool) -> str:
+    inbox, steps = InboxMessage._meta.db_table, StepRecord._meta.db_table
+    alarm, events = Alarm._meta.db_table, Event._meta.db_table
+    parts = [
+        f"WITH dup AS (SELECT 1 FROM {inbox} WHERE instance_id = %(id)s::text AND event_id = %(event_id)s::text)",
+        f"ins AS (INSERT INTO {inbox} (instance_id, name, payload, event_id, received_at, taken_at, taken_position) "
+        "SELECT %(id)s::text, %(name)s::text, %(payload)s::text, %(event_id)s::text, %(now)s::timestamptz, NULL, NULL "
+        "WHERE NOT EXISTS (SELECT 1 FROM dup) RETURNING id)",
+        f"wait AS (SELECT position FROM {steps} WHERE instance_id = %(id)s::text AND kind = 'event' "
+        "AND state = 'awaiting' AND name = %(name)s::text AND %(paused)s::boolean AND EXISTS (SELECT 1 FROM ins) "
+        "ORDER BY position DESC LIMIT 1)",
+        f"alarm AS (INSERT INTO {alarm} (instance_id, fire_at, reason, position, epoch, fired_at, created_at) "
+        "SELECT %(id)s::text, %(now)s::timestamptz, 'event', position, %(epoch)s::bigint, %(now)s::timestamptz, "
+        "%(now)s::timestamptz FROM wait ON CONFLICT (instance_id) DO UPDATE SET fire_at = EXCLUDED.fire_at, "
+        "reason = EXCLUDED.reason, position = EXCLUDED.position, epoch = EXCLUDED.epoch, "
+        "fired_at = EXCLUDED.fired_at RETURNING position)",
+    ]
+    if event_log:
+        parts.append(
+            f"log AS (INSERT INTO {events} (instance_id, kind, position, data, created_at) "
+            "SELECT %(id)s::text, 'event.received', NULL, %(data)s::jsonb, %(now)s::timestamptz FROM ins)"
+        )
+    return ",\n".join(parts) + "\nSELECT (SELECT count(*) FROM ins), (SELECT position FROM alarm)"
+
+
+def store_message(instance_id: str, epoch: int, paused: bool, name: str, payload: str,
+                  event_id: str | None, now: Any, data: dict[str, Any]) -> tuple[bool, int | None]:
+    """Store a sent event and, when the Paused instance waits for its name, fire that wait's
+    alarm, in one statement. Call under the instance row's lock, taken by an earlier
+    statement of the same transaction, so that this one reads the steps and the inbox as
+    they are once the lock is ours. Returns (stored, the position woken or None); not stored
+    means the instance already had that `event_id`."""
+    params = {"id": instance_id, "epoch": epoch, "paused": paused, "name": name, "payload": payload,
+              "event_id": event_id, "now": now, "data": _encode(data)}
+    stored, woken = _run(_message_statement(bool(settings.EVENT_LOG)), params)[0]
+    return bool(stored), woken

@@ -103,3 +103,11 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The workers' log (the demo prints where it is) shows what the engine says, tickers included.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"durable_workflows": {"handlers": ["stderr"], "level": "INFO"}},
+}
