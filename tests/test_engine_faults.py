@@ -16,9 +16,9 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from durable_workflows import WorkflowIdConflict, client, recover
+from durable_workflows import WorkflowIdConflict, client, fire_alarms, recover
 from durable_workflows.engine import execute, failures, fire_alarm_now
-from durable_workflows.models import Event, StepRecord, WorkflowInstance
+from durable_workflows.models import Alarm, Event, StepRecord, WorkflowInstance
 from durable_workflows.signals import lifecycle_event
 from tests.faults import FailNthWrite, failing_in_thread
 from tests.helpers import in_thread, wait_until
@@ -364,3 +364,24 @@ def test_a_lease_the_heartbeat_renewed_can_still_be_taken_over():
             GATES.setdefault("hb-format", threading.Event()).set()
             runner.join(30)
     assert renewed["found"]
+
+
+def test_a_scan_late_to_claim_an_alarm_never_fires_the_next_one():
+    """Two workers' alarm scans read the same due alarm; one fires it first, and the run
+    resumes and sleeps again with a new alarm before the other gets to its claim."""
+    handle = client.start("faults.two_sleeps")
+    Alarm.objects.filter(instance_id=handle.instance_id).update(fire_at=timezone.now() - timezone.timedelta(seconds=1))
+    first_claim = {}
+
+    def other_scan_first(execute_, sql, params, many, context):
+        if not first_claim and sql.lstrip().startswith('UPDATE "durable_workflows_alarm" SET "fired_at"'):
+            first_claim["ran"] = True
+            in_thread(lambda: fire_alarms(instance_id=handle.instance_id)).join(30)
+        return execute_(sql, params, many, context)
+
+    with connection.execute_wrapper(other_scan_first):
+        fire_alarms(instance_id=handle.instance_id)
+    assert first_claim.get("ran") or connection.vendor == "postgresql"
+    alarm = Alarm.objects.get(instance_id=handle.instance_id)
+    assert (alarm.position, alarm.fired_at) == (1, None)  # the second sleep's, not fired
+    assert handle.refresh().state == "paused"

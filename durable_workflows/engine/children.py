@@ -22,10 +22,9 @@ from ..exceptions import ChildWorkflowFailed, StoreFault, WorkflowCancelled, Wor
 from ..models import AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..states import State, as_state
-from . import failures
 from .faults import engine_io
 from .instances import check_id, create, enqueue
-from .waits import Wait
+from .waits import Wait, complete_wait, fail_wait, replay_wait
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
@@ -93,15 +92,9 @@ def wait_at(wf: WorkflowContext, position: int, child: ChildHandle | str) -> Any
     wanted = child.instance_id if isinstance(child, ChildHandle) else child
     if not isinstance(wanted, str):
         raise TypeError(f"wait_child needs a ChildHandle or an instance id, got {child!r}")
-    record = wf._replayed(position, wanted, StepKind.CHILD)
-    if record is not None:
-        if record.state == StepState.COMPLETED:
-            wf._clock = record.finished_at or wf._clock
-            return serialization.loads(record.result)
-        if record.state == StepState.FAILED:
-            with engine_io():
-                record.refresh_from_db(fields=["error_type", "error_message", "error_replay"])
-            raise failures.rebuild(record)
+    record, outcome = replay_wait(wf, position, wanted, StepKind.CHILD)
+    if outcome.returns:
+        return outcome.value
     row = _child_row(wf, wanted)
     if row is None or row.parent_id != wf.instance_id:
         raise ValueError(f"instance {wanted!r} is not a child of {wf.instance_id!r}; wait_child waits only for this instance's children")
@@ -113,9 +106,9 @@ def wait_at(wf: WorkflowContext, position: int, child: ChildHandle | str) -> Any
         wf._records[position] = record
     state = as_state(row.state)
     if state == State.COMPLETED:
-        return _complete(wf, record, row)
+        return complete_wait(wf, record, row.result)
     if state in (State.FAILED, State.CANCELLED):
-        _fail(wf, record, row)
+        fail_wait(wf, record, _child_error(row))
     started = "child.waiting" if record._state.adding else None
     wf._suspend(Wait(record, AlarmReason.CHILD, started, ready=lambda: _finished(wanted)))
 
@@ -143,29 +136,9 @@ def _finished(wanted: str) -> bool:
         pk=wanted, state__in=[State.COMPLETED, State.FAILED, State.CANCELLED]).exists()
 
 
-def _complete(wf: WorkflowContext, record: StepRecord, row: WorkflowInstance) -> Any:
-    now = timezone.now()
-    record.state = StepState.COMPLETED
-    record.result = row.result
-    record.finished_at = now
-    wf._run.checkpoint.dirty[record.position] = record
-    wf._clock = now
-    return serialization.loads(row.result)
-
-
-def _fail(wf: WorkflowContext, record: StepRecord, row: WorkflowInstance) -> None:
+def _child_error(row: WorkflowInstance) -> BaseException:
     if as_state(row.state) == State.CANCELLED:
-        error: BaseException = WorkflowCancelled(
+        return WorkflowCancelled(
             f"child workflow {row.pk!r} was cancelled" + (f": {row.cancel_reason}" if row.cancel_reason else ""))
-    else:
-        error = ChildWorkflowFailed(f"child workflow {row.pk!r} failed: {row.error_type}: {row.error_message}",
-                                    row.pk, row.error or {})
-    now = timezone.now()
-    record.state = StepState.FAILED
-    record.finished_at = now
-    record.error_type = type(error).__name__
-    record.error_message = str(error)
-    record.error_replay = failures.replay_info(error)
-    wf._run.checkpoint.dirty[record.position] = record
-    wf._clock = now
-    raise error
+    return ChildWorkflowFailed(f"child workflow {row.pk!r} failed: {row.error_type}: {row.error_message}",
+                               row.pk, row.error or {})

@@ -14,13 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from .. import serialization
 from ..durations import parse_duration
 from ..exceptions import EventTimeout
 from ..models import AlarmReason, InboxMessage, StepKind, StepRecord, StepState
-from . import failures
 from .faults import engine_io
-from .waits import Wait
+from .waits import Wait, complete_wait, fail_wait, replay_wait
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
@@ -36,16 +34,10 @@ def check_name(name: Any) -> str:
 
 def wait_at(wf: WorkflowContext, position: int, name: str, timeout: timedelta | None) -> Any:
     """The event wait at `position`: its payload, `EventTimeout`, or a stop until one comes."""
-    record = wf._replayed(position, name, StepKind.EVENT)
-    if record is not None:
-        if record.state == StepState.COMPLETED:
-            wf._clock = record.finished_at or wf._clock
-            return serialization.loads(record.result)
-        if record.state == StepState.FAILED:
-            with engine_io():
-                record.refresh_from_db(fields=["error_type", "error_message", "error_replay"])
-            raise failures.rebuild(record)
-    else:
+    record, outcome = replay_wait(wf, position, name, StepKind.EVENT)
+    if outcome.returns:
+        return outcome.value
+    if record is None:
         now = timezone.now()
         record = StepRecord(
             instance_id=wf.instance_id, position=position, name=name, kind=StepKind.EVENT,
@@ -76,30 +68,13 @@ def _oldest(wf: WorkflowContext, name: str) -> InboxMessage | None:
 
 
 def _take(wf: WorkflowContext, record: StepRecord, message: InboxMessage) -> Any:
-    now = timezone.now()
-    record.state = StepState.COMPLETED
-    record.result = message.payload
-    record.finished_at = now
-    record.wake_at = None
-    checkpoint = wf._run.checkpoint
-    checkpoint.dirty[record.position] = record
-    checkpoint.taken[message.pk] = record.position
-    wf._clock = now
-    return serialization.loads(message.payload)
+    wf._run.checkpoint.taken[message.pk] = record.position
+    return complete_wait(wf, record, message.payload)
 
 
 def _time_out(wf: WorkflowContext, record: StepRecord) -> Any:
-    error = EventTimeout(f"no event {record.name!r} arrived by {record.wake_at:%Y-%m-%d %H:%M:%S %Z}")
-    now = timezone.now()
-    record.state = StepState.FAILED
-    record.finished_at = now
-    record.error_type = type(error).__name__
-    record.error_message = str(error)
-    record.error_replay = failures.replay_info(error)
-    wf._run.checkpoint.dirty[record.position] = record
     wf._run.events.add("event.timeout", record.position, name=record.name)
-    wf._clock = now
-    raise error
+    fail_wait(wf, record, EventTimeout(f"no event {record.name!r} arrived by {record.wake_at:%Y-%m-%d %H:%M:%S %Z}"))
 
 
 def parse_timeout(timeout: timedelta | int | float | str | None) -> timedelta | None:

@@ -101,8 +101,14 @@ def _claim_alarms(due, now: datetime, limit: int) -> list[tuple[str, int]]:
                 Alarm.objects.filter(instance_id__in=[r[0] for r in rows]).update(fired_at=now)
         return rows
     claimed = []
-    for pk, epoch in due.values_list("instance_id", "epoch")[:limit]:
-        if Alarm.objects.filter(instance_id=pk, fired_at__isnull=True).update(fired_at=now):
+    for pk, epoch, fire_at, position in due.values_list("instance_id", "epoch", "fire_at", "position")[:limit]:
+        # The compare-and-set is on the alarm as it was read, not only on its instance: by
+        # now another scan may have fired it, the run resumed and paused again with a new
+        # alarm, which this scan must not mark fired (the lost-resume scan would then end
+        # that new wait early).
+        same = Alarm.objects.filter(instance_id=pk, fired_at__isnull=True, fire_at=fire_at,
+                                    position=position, epoch=epoch)
+        if same.update(fired_at=now):
             claimed.append((pk, epoch))
     return claimed
 

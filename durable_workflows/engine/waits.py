@@ -10,14 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
+from .. import serialization
 from ..dispatch import get_dispatcher, on_commit
 from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
+from . import failures
+from .faults import engine_io
+from .outcome import RUN, Outcome, returned
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
@@ -37,6 +41,47 @@ class Wait:
     def until(self) -> datetime | None:
         """When the wait ends on its own (its alarm); None for a wait without a timeout."""
         return self.record.wake_at
+
+
+def replay_wait(wf: WorkflowContext, position: int, name: str, kind: str) -> tuple[StepRecord | None, Outcome]:
+    """The recorded wait at `position`: what it returned, or its failure raised again, or
+    (unfinished or new) the record to go on with."""
+    record = wf._replayed(position, name, kind)
+    if record is None:
+        return None, RUN
+    if record.state == StepState.COMPLETED:
+        wf._clock = record.finished_at or wf._clock
+        return record, returned(serialization.loads(record.result))
+    if record.state == StepState.FAILED:
+        with engine_io():
+            record.refresh_from_db(fields=["error_type", "error_message", "error_replay"])
+        raise failures.rebuild(record)
+    return record, RUN
+
+
+def complete_wait(wf: WorkflowContext, record: StepRecord, stored: str | None) -> Any:
+    """The wait ended with `stored` (its serialized outcome); it is written with the next write."""
+    now = timezone.now()
+    record.state = StepState.COMPLETED
+    record.result = stored
+    record.finished_at = now
+    record.wake_at = None
+    wf._run.checkpoint.dirty[record.position] = record
+    wf._clock = now
+    return serialization.loads(stored)
+
+
+def fail_wait(wf: WorkflowContext, record: StepRecord, error: BaseException) -> NoReturn:
+    """The wait ended with `error`, recorded so that a replay raises the same again."""
+    now = timezone.now()
+    record.state = StepState.FAILED
+    record.finished_at = now
+    record.error_type = type(error).__name__
+    record.error_message = str(error)
+    record.error_replay = failures.replay_info(error)
+    wf._run.checkpoint.dirty[record.position] = record
+    wf._clock = now
+    raise error
 
 
 def is_due(wf: WorkflowContext, record: StepRecord) -> bool:

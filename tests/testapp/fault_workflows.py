@@ -154,3 +154,10 @@ def fail_first_call(tag: str):
     if RAN[f"{tag}:B"] == 1:
         raise ConnectionError("the first call fails")
     return "b"
+
+
+@workflow("faults.two_sleeps")
+def two_sleeps(wf):
+    wf.sleep("1h", name="first")
+    wf.sleep("1h", name="second")
+    return "rested twice"
