@@ -105,10 +105,7 @@ class WorkflowHandle:
     @property
     def children(self) -> builtins.list[str]:
         """The ids of the instances this one started with `wf.start_child`, in start order."""
-        return builtins.list(
-            WorkflowInstance.objects.filter(parent_id=self.instance_id)
-            .order_by("parent_position", "created_at").values_list("pk", flat=True)
-        )
+        return self._instance.child_ids()
 
     @property
     def is_finished(self) -> bool:

@@ -15,18 +15,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import serialization
-from .dispatch import get_dispatcher, on_commit
 from .engine import pg, record_events
 from .engine.inbox import check_name
-from .engine.waits import lock_txn, wake_txn
+from .engine.waits import lock_txn, resume_on_commit, wake_waiting_txn
 from .exceptions import InvalidTransition, WorkflowNotFound
 from .models import (
     AlarmReason,
     InboxMessage,
     StepKind,
-    StepRecord,
-    StepState,
-    WorkflowInstance,
 )
 from .states import TERMINAL, State, as_state
 
@@ -48,8 +44,7 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
     if not isinstance(instance_id, str):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     now = timezone.now()
-    if pg.usable():
-        return _send_pg(instance_id, name, stored, event_id, now)
+    data = {"name": name, "event_id": event_id}
     with transaction.atomic():
         # The instance row is locked first: that orders this send against the run's pause
         # (which looks in the inbox again under the same lock) and against another send of
@@ -57,55 +52,32 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
         instance = lock_txn(instance_id)
         if instance is None:
             raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
-        if event_id is not None and InboxMessage.objects.filter(instance_id=instance_id, event_id=event_id).exists():
-            return False  # a redelivery, also once the instance has finished
-        if as_state(instance.state) in TERMINAL:
+        state = as_state(instance.state)
+        if state in TERMINAL:
+            if event_id is not None and _received(instance_id, event_id):
+                return False  # a redelivery, also once the instance has finished
             raise InvalidTransition(
-                f"cannot send event {name!r} to instance {instance_id!r}: it is already "
-                f"{as_state(instance.state).label}"
+                f"cannot send event {name!r} to instance {instance_id!r}: it is already {state.label}"
             )
-        InboxMessage.objects.create(instance_id=instance_id, name=name, payload=stored,
-                                    event_id=event_id, received_at=now)
-        events = record_events(instance.pk, instance.workflow,
-                               ("event.received", {"name": name, "event_id": event_id}))
-        if as_state(instance.state) == State.PAUSED:
-            _wake_txn(instance, name)
-        events.write_txn()
+        events = record_events(instance_id, instance.workflow, ("event.received", data))
+        if pg.usable():
+            # One statement stores it, fires the wait's alarm and logs it.
+            stored_it, woken = pg.store_message(instance_id, instance.epoch, state == State.PAUSED, name,
+                                                stored, event_id, now, data)
+            if woken is not None:
+                resume_on_commit(instance)
+        else:
+            stored_it = event_id is None or not _received(instance_id, event_id)
+            if stored_it:
+                InboxMessage.objects.create(instance_id=instance_id, name=name, payload=stored,
+                                            event_id=event_id, received_at=now)
+                wake_waiting_txn(instance, StepKind.EVENT, name, AlarmReason.EVENT)
+                events.write_txn()
+        if not stored_it:
+            return False
     events.send()
     return True
 
 
-def _send_pg(instance_id: str, name: str, stored: str, event_id: str | None, now: Any) -> bool:
-    """The same on PostgreSQL in two statements: the row lock, then one that stores the
-    event, fires the wait's alarm when it waits for it, and logs it."""
-    with transaction.atomic():
-        instance = lock_txn(instance_id)
-        if instance is None:
-            raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
-        state = as_state(instance.state)
-        if state in TERMINAL:
-            if event_id is not None and InboxMessage.objects.filter(instance_id=instance_id, event_id=event_id).exists():
-                return False
-            raise InvalidTransition(
-                f"cannot send event {name!r} to instance {instance_id!r}: it is already {state.label}"
-            )
-        data = {"name": name, "event_id": event_id}
-        accepted, woken = pg.store_message(instance_id, instance.epoch, state == State.PAUSED, name,
-                                           stored, event_id, now, data)
-        if not accepted:
-            return False
-        if woken is not None:
-            dispatcher = get_dispatcher()
-            on_commit(lambda: dispatcher.dispatch(instance_id, "resume", instance.epoch))
-    record_events(instance_id, instance.workflow, ("event.received", data)).send()
-    return True
-
-
-def _wake_txn(instance: WorkflowInstance, name: str) -> None:
-    """End the instance's wait for `name`, if that is what it waits for."""
-    wait = StepRecord.objects.filter(
-        instance_id=instance.pk, kind=StepKind.EVENT, state=StepState.AWAITING, name=name
-    ).order_by("-position").first()
-    if wait is None:
-        return
-    wake_txn(instance, wait.position, AlarmReason.EVENT)
+def _received(instance_id: str, event_id: str) -> bool:
+    return InboxMessage.objects.filter(instance_id=instance_id, event_id=event_id).exists()

@@ -185,6 +185,13 @@ class WorkflowInstance(ErrorFields):
     def __str__(self) -> str:
         return f"{self.workflow} {self.pk} ({self.get_state_display()})"
 
+    def child_ids(self) -> list[str]:
+        """The ids of the instances this one started with `wf.start_child`, in start order."""
+        return list(
+            WorkflowInstance.objects.filter(parent_id=self.pk)
+            .order_by("parent_position", "created_at").values_list("pk", flat=True)
+        )
+
     def is_stale(self, now: datetime | None = None) -> bool:
         """Whether a recovery may take the instance over: it is Running and its lease
         lapsed, or a recovery scan has reserved it (lease owner "recovery:...")."""

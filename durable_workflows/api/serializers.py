@@ -165,10 +165,7 @@ class InstanceDetailSerializer(InstanceSerializer):
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_children(self, instance: WorkflowInstance) -> list[str]:
-        return list(
-            WorkflowInstance.objects.filter(parent_id=instance.pk)
-            .order_by("parent_position", "created_at").values_list("pk", flat=True)
-        )
+        return instance.child_ids()
 
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, instance: WorkflowInstance) -> list[dict[str, Any]]:

@@ -44,6 +44,7 @@ DENIED = {
 }
 BAD_REQUEST = OpenApiResponse(VALIDATION_ERROR_SCHEMA, description="Invalid input; messages by field.")
 NOT_FOUND = OpenApiResponse(DetailSerializer, description="No instance has that id.")
+FINISHED = OpenApiResponse(ConflictSerializer, description="It has already finished.")
 NOT_JSON = OpenApiResponse(
     DetailSerializer, description="The body is neither JSON nor form data (the documented body is JSON)."
 )
@@ -211,9 +212,7 @@ class InstanceCancelView(WorkflowAPIView):
         request={"application/json": CancelSerializer},
         responses={
             200: InstanceDetailSerializer, 400: BAD_REQUEST, 404: NOT_FOUND,
-            409: OpenApiResponse(ConflictSerializer, description="It has already finished."),
-            415: NOT_JSON,
-            **DENIED,
+            409: FINISHED, 415: NOT_JSON, **DENIED,
         },
     )
     def post(self, request: Request, instance_id: str) -> Response:
@@ -240,10 +239,7 @@ class InstanceEventsView(WorkflowAPIView):
         responses={
             202: OpenApiResponse(AcceptedSerializer, description="Stored."),
             200: OpenApiResponse(AcceptedSerializer, description="That event_id was already received."),
-            400: BAD_REQUEST, 404: NOT_FOUND,
-            409: OpenApiResponse(ConflictSerializer, description="It has already finished."),
-            415: NOT_JSON,
-            **DENIED,
+            400: BAD_REQUEST, 404: NOT_FOUND, 409: FINISHED, 415: NOT_JSON, **DENIED,
         },
     )
     def post(self, request: Request, instance_id: str) -> Response:

@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from .. import serialization
@@ -21,7 +20,7 @@ from ..registry import WorkflowDefinition, get_definition
 from ..states import State
 from . import heartbeat, runner
 from .context import AsyncWorkflowContext, WorkflowContext, timed_out
-from .faults import reset_connection
+from .faults import after_fault
 from .instances import has_family
 from .store import Run, after_final, cancel_running, claim, error_fields, load_records
 
@@ -41,9 +40,7 @@ def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None) -> 
             run = claim(instance_id, mode, epoch)
         except StoreFault as fault:
             logger.warning("durable_workflows: could not claim %s: %s", instance_id, fault)
-            if connections[DEFAULT_DB_ALIAS].in_atomic_block:
-                raise fault.error from None
-            reset_connection()
+            after_fault(fault)
             return None
         if run is None:
             return None
@@ -73,15 +70,10 @@ def _settle(run: Run, fn: Any, *args: Any) -> str | None:
 
 def _abandon(run: Run, fault: StoreFault) -> None:
     """The database failed under the run: give the lease up so that recovery runs the
-    instance again at once, or, when even that fails, leave the lease to expire.
-
-    Inside a transaction the caller opened (a run started in `atomic()`, a test case), the
-    error is the caller's too: their transaction may be broken by it, so it is raised."""
+    instance again at once, or, when even that fails, leave the lease to expire."""
     logger.warning("durable_workflows: run of %s stopped by a database error, to be recovered: %s",
                    run.instance_id, fault)
-    if connections[DEFAULT_DB_ALIAS].in_atomic_block:
-        raise fault.error
-    reset_connection()
+    after_fault(fault)
     try:
         run.lease.release()
     except Exception:

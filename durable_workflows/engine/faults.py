@@ -28,12 +28,14 @@ def engine_io() -> Iterator[None]:
         raise StoreFault(error) from error
 
 
-def reset_connection() -> None:
-    """After a fault, drop the connection if it is broken, so the next run opens a new one.
-    Inside a transaction someone else opened, the connection is theirs to deal with."""
+def after_fault(fault: StoreFault) -> None:
+    """After a fault that stopped a run: inside a transaction the caller opened (a run
+    started in `atomic()`, a test case), the error is the caller's too, for their
+    transaction may be broken by it, so it is raised. Otherwise the connection is dropped if
+    it is broken, so the next run opens a new one."""
     db = connections[DEFAULT_DB_ALIAS]
     if db.in_atomic_block:
-        return
+        raise fault.error
     try:
         db.close_if_unusable_or_obsolete()
     except Exception:  # closing a dead connection may fail too; it is dropped either way

@@ -10,6 +10,7 @@ heartbeat's UPDATE.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from ..states import State
@@ -38,11 +39,14 @@ class Fence:
     def where(self, casts: bool = False) -> str:
         """The condition as SQL with %s placeholders, for `params()`. `casts` types each
         placeholder, as a statement prepared on the server needs."""
-        text, bigint = ("::text", "::bigint") if casts else ("", "")
-        sql = f"id = %s{text} AND epoch = %s{bigint} AND state = %s{text}"
-        if self.uncancelled:
-            sql += " AND NOT cancel_requested"
-        return sql
+        return _where(self.uncancelled, casts)
 
     def params(self) -> list[Any]:
         return [self.instance_id, self.epoch, self.state.value]
+
+
+@lru_cache(maxsize=4)
+def _where(uncancelled: bool, casts: bool) -> str:
+    text, bigint = ("::text", "::bigint") if casts else ("", "")
+    sql = f"id = %s{text} AND epoch = %s{bigint} AND state = %s{text}"
+    return sql + " AND NOT cancel_requested" if uncancelled else sql

@@ -13,12 +13,12 @@ from django.utils import timezone
 
 from ..dispatch import get_dispatcher
 from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
-from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
+from ..models import Alarm, AlarmReason, StepKind, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import TERMINAL, State, as_state, transition
 from .events import record_events
-from .waits import lock_txn, wake_txn
+from .waits import lock_txn, wake_waiting_txn
 
 WorkflowRef = str | Callable[..., Any] | WorkflowDefinition
 
@@ -156,15 +156,9 @@ def wake_parent(parent_id: str, child_id: str) -> bool:
     with transaction.atomic():
         # Locks the parent row: a parent pausing right now is ordered before or after this.
         parent = lock_txn(parent_id)
-        if parent is None or as_state(parent.state) != State.PAUSED:
+        if parent is None:
             return False
-        wait = StepRecord.objects.filter(
-            instance_id=parent_id, kind=StepKind.CHILD, state=StepState.AWAITING, name=child_id
-        ).first()
-        if wait is None:
-            return False
-        wake_txn(parent, wait.position, AlarmReason.CHILD, at_once=False)
-    return True
+        return wake_waiting_txn(parent, StepKind.CHILD, child_id, AlarmReason.CHILD, at_once=False) is not None
 
 
 def cancel_children(parent_id: str, reason: str) -> list[str]:

@@ -18,8 +18,9 @@ from ..models import (
     AlarmReason,
     WorkflowInstance,
 )
-from ..states import State
+from ..states import State, as_state
 from .instances import finished
+from .waits import lock_txn, wake_txn
 
 logger = logging.getLogger("durable_workflows")
 
@@ -48,7 +49,8 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     # cannot strand them.
     late = _guarded(_past_deadline, now, limit, instance_id)
     for pk, mode, epoch in late:
-        on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+        if mode == "fresh":  # the Paused ones' resumes went out with their alarms
+            on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
     return [pk for pk, _, _ in dispatched + late]
 
 
@@ -62,13 +64,12 @@ def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) ->
         late = late.filter(pk=instance_id)
     found: list[tuple[str, str, int]] = []
     paused = late.filter(state=State.PAUSED).exclude(alarm__fired_at__isnull=False)
-    for pk, epoch in paused.values_list("pk", "epoch")[:limit]:
+    for pk in paused.values_list("pk", flat=True)[:limit]:
         with transaction.atomic():
-            if WorkflowInstance.objects.filter(pk=pk, state=State.PAUSED, epoch=epoch).update(updated_at=now):
-                Alarm.objects.update_or_create(instance_id=pk, defaults={
-                    "fire_at": now, "fired_at": now, "reason": AlarmReason.DEADLINE,
-                    "position": 0, "epoch": epoch})
-                found.append((pk, "resume", epoch))
+            instance = lock_txn(pk)
+            if instance is not None and as_state(instance.state) == State.PAUSED:
+                wake_txn(instance, 0, AlarmReason.DEADLINE)  # dispatches the resume itself
+                found.append((pk, "resume", instance.epoch))
     queued = late.filter(state=State.QUEUED, dispatched_at__lt=F("deadline_at"))
     for pk, epoch, at in queued.values_list("pk", "epoch", "dispatched_at")[:limit]:
         if WorkflowInstance.objects.filter(pk=pk, state=State.QUEUED, dispatched_at=at).update(dispatched_at=now):

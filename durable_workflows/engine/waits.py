@@ -19,6 +19,7 @@ from django.utils import timezone
 from .. import serialization
 from ..dispatch import get_dispatcher, on_commit
 from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
+from ..states import State, as_state
 from . import failures
 from .faults import engine_io
 from .outcome import RUN, Outcome, returned
@@ -144,12 +145,30 @@ def wake_txn(instance: WorkflowInstance, position: int, reason: str, *, at_once:
     so that many wakes in a short while (children finishing together) make one resume.
     """
     now = timezone.now()
-    dispatcher = get_dispatcher()
-    at_once = at_once or getattr(dispatcher, "synchronous", False)
+    at_once = at_once or getattr(get_dispatcher(), "synchronous", False)
     values = {"fire_at": now, "fired_at": now if at_once else None, "reason": reason,
               "position": position, "epoch": instance.epoch}
     # The instance row is locked, so no other writer can create or drop its alarm meanwhile.
     if not Alarm.objects.filter(instance_id=instance.pk).update(**values):
         Alarm.objects.create(instance_id=instance.pk, **values)
     if at_once:
-        on_commit(lambda: dispatcher.dispatch(instance.pk, "resume", instance.epoch))
+        resume_on_commit(instance)
+
+
+def resume_on_commit(instance: WorkflowInstance) -> None:
+    dispatcher = get_dispatcher()
+    on_commit(lambda: dispatcher.dispatch(instance.pk, "resume", instance.epoch))
+
+
+def wake_waiting_txn(instance: WorkflowInstance, kind: str, name: str, reason: str, *,
+                     at_once: bool = True) -> int | None:
+    """`wake_txn` for the wait of `kind` and `name` the locked, Paused instance is stopped
+    at, if that is what it waits for. Returns the position woken, or None."""
+    if as_state(instance.state) != State.PAUSED:
+        return None
+    wait = StepRecord.objects.filter(
+        instance_id=instance.pk, kind=kind, state=StepState.AWAITING, name=name
+    ).order_by("-position").values_list("position", flat=True).first()
+    if wait is not None:
+        wake_txn(instance, wait, reason, at_once=at_once)
+    return wait
