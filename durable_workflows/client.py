@@ -45,6 +45,8 @@ class StepInfo:
     started_at: datetime | None
     finished_at: datetime | None
     wake_at: datetime | None
+    #: The parallel branch it ran in ("3:1": branch 1 of the wf.parallel at position 3), or "".
+    branch: str = ""
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -55,7 +57,7 @@ class StepInfo:
             position=record.position, name=record.name, kind=record.kind, state=record.state,
             result=serialization.loads(record.result), error=record.error,
             attempts=record.attempts, started_at=record.started_at,
-            finished_at=record.finished_at, wake_at=record.wake_at,
+            finished_at=record.finished_at, wake_at=record.wake_at, branch=record.branch,
         )
 
 
@@ -114,7 +116,7 @@ class WorkflowHandle:
     @property
     def steps(self) -> builtins.list[StepInfo]:
         if self._steps is None:
-            records = StepRecord.objects.filter(instance_id=self.instance_id).order_by("position")
+            records = sorted(StepRecord.objects.filter(instance_id=self.instance_id), key=lambda r: r.sort_key)
             self._steps = [StepInfo.from_record(r) for r in records]
         return self._steps
 

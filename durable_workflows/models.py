@@ -204,14 +204,19 @@ class WorkflowInstance(ErrorFields):
 
 
 class StepRecord(ErrorFields):
-    # No index of its own: the unique (instance, position) constraint serves every lookup by
+    # No index of its own: the unique (instance, branch, position) constraint serves every lookup by
     # instance, and each extra index is written on every step's checkpoint.
     instance = models.ForeignKey(
         WorkflowInstance, on_delete=models.CASCADE, related_name="steps",
         verbose_name="instance", db_index=False,
     )
     position = models.PositiveIntegerField(
-        "position", help_text="Order in the run; how a replay finds the step."
+        "position", help_text="Order in the run (or in its branch); how a replay finds the step."
+    )
+    branch = models.CharField(
+        "branch", max_length=255, blank=True, default="",
+        help_text="The parallel branch it ran in, such as 3:1 (branch 1 of wf.parallel at "
+                  "position 3); empty for the workflow function itself.",
     )
     name = models.CharField("name", max_length=255, help_text="Checked on replay.")
     kind = models.CharField("kind", max_length=16, choices=StepKind.choices, default=StepKind.STEP)
@@ -237,15 +242,31 @@ class StepRecord(ErrorFields):
     class Meta:
         verbose_name = "step"
         verbose_name_plural = "steps"
-        ordering = ["instance", "position"]
+        ordering = ["instance", "branch", "position"]
         # Only the waits under way: the scans look for those whose child has finished.
         indexes = [models.Index(fields=["kind", "name"], name="dw_step_awaiting", condition=Q(state="awaiting"))]
         constraints = [
-            models.UniqueConstraint(fields=["instance", "position"], name="dw_step_unique_position")
+            models.UniqueConstraint(fields=["instance", "branch", "position"], name="dw_step_unique_slot")
         ]
 
     def __str__(self) -> str:
-        return f"#{self.position} {self.name} ({self.get_state_display()})"
+        where = f"{self.branch}/{self.position}" if self.branch else str(self.position)
+        return f"#{where} {self.name} ({self.get_state_display()})"
+
+    @property
+    def slot(self) -> tuple[str, int]:
+        """Where the record sits in the run: its branch and its position in that branch."""
+        return (self.branch, self.position)
+
+    @property
+    def sort_key(self) -> tuple[int, ...]:
+        """Orders a run's records as they happened: a branch's records come at the position
+        of the `wf.parallel` that started it, before the parent's next position."""
+        key: list[int] = []
+        for part in filter(None, self.branch.split("/")):
+            at, index = part.split(":")
+            key += [int(at), int(index)]
+        return (*key, self.position)
 
     @property
     def duration(self) -> Any:
@@ -262,6 +283,8 @@ class Alarm(models.Model):
     fire_at = models.DateTimeField("fire at", help_text="When the instance is due to resume.")
     reason = models.CharField("reason", max_length=16, choices=AlarmReason.choices)
     position = models.PositiveIntegerField("position", help_text="The step or sleep it ends.")
+    branch = models.CharField("branch", max_length=255, blank=True, default="",
+                              help_text="The parallel branch of that position, if any.")
     epoch = models.PositiveIntegerField(
         "epoch", help_text="The instance epoch it resumes; a later claim makes it void."
     )

@@ -327,12 +327,10 @@ def test_an_id_of_another_workflow_is_a_conflict_and_changes_nothing():
     assert again.instance_id == first.instance_id and not again.created and first.created
 
 
-def test_two_async_primitives_in_flight_at_once_are_refused():
-    handle = client.start("faults.gather")
-    failed = handle.refresh()
-    assert failed.state == "failed"
-    assert failed.error["type"] == "StepScopeError"
-    assert "asyncio.gather" in failed.error["message"]
+def test_gathered_async_steps_take_positions_in_call_order():
+    handle = client.start("faults.gather").refresh()
+    assert handle.state == "completed" and handle.result() == [1, 2]
+    assert [(s.position, s.name) for s in handle.steps] == [(0, "A"), (1, "B")]
 
 
 def test_claim_fault_leaves_the_instance_to_be_dispatched_again():

@@ -360,7 +360,7 @@ CHILDREN_SHOWN = 200
 
 
 def _event_wait(obj: WorkflowInstance) -> StepRecord | None:
-    return obj.steps.filter(kind=StepKind.EVENT, state=StepState.AWAITING).order_by("-position").first()
+    return obj.steps.filter(kind=StepKind.EVENT, state=StepState.AWAITING).order_by("-id").first()
 
 
 def _alarm(obj: WorkflowInstance) -> Any:

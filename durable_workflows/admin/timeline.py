@@ -24,6 +24,7 @@ MAX_EVENTS = 200
 @dataclass(frozen=True)
 class StepRow:
     position: int
+    branch: str
     name: str
     kind: str
     badge: SafeString
@@ -48,13 +49,14 @@ class EventRow:
 def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int]:
     """The first MAX_STEPS steps in run order, and how many there are in all."""
     records = list(
-        StepRecord.objects.filter(instance_id=instance.pk).order_by("position")[: MAX_STEPS + 1]
+        StepRecord.objects.filter(instance_id=instance.pk).order_by("id")[: MAX_STEPS + 1]
     )
     total = len(records)
     if total > MAX_STEPS:
         total = StepRecord.objects.filter(instance_id=instance.pk).count()
         records = records[:MAX_STEPS]
     now = timezone.now()
+    records.sort(key=lambda record: record.sort_key)  # a branch's steps under its wf.parallel
     return [_step_row(record, now) for record in records], total
 
 
@@ -72,6 +74,7 @@ def _step_row(record: StepRecord, now: datetime) -> StepRow:
         error_summary = f"{record.error_type}: {record.error_message}".strip(": ")
     return StepRow(
         position=record.position,
+        branch=record.branch,
         name=record.name,
         kind=record.get_kind_display(),
         badge=step_state_badge(record.state),

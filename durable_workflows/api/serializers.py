@@ -88,7 +88,7 @@ class StepSerializer(serializers.ModelSerializer):
     class Meta:
         model = StepRecord
         fields = [
-            "position", "name", "kind", "state", "attempts", "result", "error",
+            "position", "branch", "name", "kind", "state", "attempts", "result", "error",
             "started_at", "finished_at", "wake_at", "duration",
         ]
         read_only_fields = fields
@@ -169,7 +169,7 @@ class InstanceDetailSerializer(InstanceSerializer):
 
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, instance: WorkflowInstance) -> list[dict[str, Any]]:
-        records = StepRecord.objects.filter(instance_id=instance.pk).order_by("position")
+        records = sorted(StepRecord.objects.filter(instance_id=instance.pk), key=lambda r: r.sort_key)
         return StepSerializer(records, many=True).data
 
     @extend_schema_field(AlarmSerializer(allow_null=True))

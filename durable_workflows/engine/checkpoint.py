@@ -24,6 +24,7 @@ from ..states import State, as_state, transition_values
 from . import pg
 from .events import EventBuffer
 from .faults import engine_io
+from .lanes import branch_data
 from .lease import Lease
 from .waits import Wait
 
@@ -33,7 +34,7 @@ class Checkpoint:
         self.instance = instance
         self.lease = lease
         self.events = events
-        self.dirty: dict[int, StepRecord] = {}
+        self.dirty: dict[tuple[str, int], StepRecord] = {}
         #: The instance's meta with the run's `set_meta` calls applied, until written.
         self.meta: dict[str, Any] | None = None
         #: A step finished since the last write: the recovery count goes back to zero.
@@ -50,7 +51,7 @@ class Checkpoint:
     def save(self, record: StepRecord | None = None) -> None:
         """Commit `record`, the buffered records, events and meta; extend the lease when due."""
         if record is not None:
-            self.dirty[record.position] = record
+            self.dirty[record.slot] = record
         records = list(self.dirty.values())
         now = timezone.now()
         reset = self.step_finished and self.instance.recovery_count > 0
@@ -67,7 +68,7 @@ class Checkpoint:
             if self.fast and not self.taken and all(r._state.adding for r in records):
                 ids = pg.checkpoint(self.lease.fence, records, self.events.rows(), fields)
                 for record in records:
-                    record.pk = ids[record.position]
+                    record.pk = ids[record.slot]
                     record._state.adding = False
             else:
                 fields.setdefault("lease_expires_at", self.lease.until(now))
@@ -91,27 +92,31 @@ class Checkpoint:
                 self._commit_orm(values, list(self.dirty.values()), transition=True)
         self._committed(values, self.meta)
 
-    def pause(self, wait: Wait) -> None:
-        """Commit the durable wait the run stopped at: its record, its alarm, and the move to
-        Paused. Called by the executor once the workflow function has unwound, so nothing
-        the function did while unwinding (a `finally:`) is lost or half-written."""
-        record = wait.record
-        self.dirty[record.position] = record
-        until = None if wait.until is None else wait.until.isoformat()
-        if wait.started_event:
-            self.events.add(wait.started_event, record.position, name=record.name, until=until)
-        self.events.add("workflow.paused", record.position, reason=wait.reason, until=until)
+    def pause(self, waits: list[Wait]) -> None:
+        """Commit the durable waits the run stopped at (one, or one per waiting branch):
+        their records, the alarm of the first to end, and the move to Paused. Called by the
+        executor once the workflow function has unwound, so nothing the function did while
+        unwinding (a `finally:`) is lost or half-written."""
+        for wait in waits:
+            record = wait.record
+            self.dirty[record.slot] = record
+            if wait.started_event:
+                self.events.add(wait.started_event, record.position, name=record.name,
+                                until=_iso(wait.until), **branch_data(record.branch))
+        first = min(waits, key=_ends)
+        self.events.add("workflow.paused", first.record.position, reason=first.reason,
+                        until=_iso(first.until), **branch_data(first.record.branch))
         fields: dict[str, Any] = {"lease_owner": "", "lease_expires_at": None}
         if self.meta is not None:
             fields["meta"] = self.meta
         values = transition_values(as_state(self.instance.state), State.PAUSED, fields)
         with engine_io():
-            self._commit_orm(values, list(self.dirty.values()), transition=True, wait=wait)
+            self._commit_orm(values, list(self.dirty.values()), transition=True, waits=waits)
         self._committed(values, self.meta)
 
     # -- the writes ------------------------------------------------------------------------
     def _commit_orm(self, values: dict[str, Any], records: list[StepRecord], *,
-                    transition: bool = False, wait: Wait | None = None) -> None:
+                    transition: bool = False, waits: list[Wait] | None = None) -> None:
         """One transaction: the fenced UPDATE of the instance row first, then the records,
         the taken messages, the wait's alarm and the events. `values` is a checked
         transition when `transition`."""
@@ -129,8 +134,8 @@ class Checkpoint:
                 now = timezone.now()
                 for message_id, position in self.taken.items():
                     InboxMessage.objects.filter(pk=message_id).update(taken_at=now, taken_position=position)
-                if wait is not None:
-                    self._alarm_txn(wait)
+                if waits:
+                    self._alarm_txn(waits)
                 self.events.write_txn()
         except BaseException:
             # bulk_create marks its records saved before the commit: undo that.
@@ -139,14 +144,18 @@ class Checkpoint:
                 record._state.adding = True
             raise
 
-    def _alarm_txn(self, wait: Wait) -> None:
-        """The alarm that ends `wait`: at its timeout, or at once when what it waits for has
-        come while the run was unwinding (the send found the instance still Running)."""
+    def _alarm_txn(self, waits: list[Wait]) -> None:
+        """The alarm that ends the pause: at once when what a wait is for has come while the
+        run was unwinding (a send found the instance still Running), otherwise at the first
+        timeout among the waits; none when no wait has one."""
         Alarm.objects.filter(instance_id=self.lease.instance_id).delete()
-        fire_at = timezone.now() if wait.ready is not None and wait.ready() else wait.until
+        ready = next((w for w in waits if w.ready is not None and w.ready()), None)
+        wait = ready or min(waits, key=_ends)
+        fire_at = timezone.now() if ready is not None else wait.until
         if fire_at is not None:
             Alarm.objects.create(instance_id=self.lease.instance_id, fire_at=fire_at, reason=wait.reason,
-                                 position=wait.record.position, epoch=self.lease.epoch)
+                                 branch=wait.record.branch, position=wait.record.position,
+                                 epoch=self.lease.epoch)
 
     def _committed(self, values: dict[str, Any], written_meta: dict[str, Any] | None) -> None:
         """The write committed: bring the buffers and the in-memory instance up to date.
@@ -159,3 +168,12 @@ class Checkpoint:
         for key, value in values.items():
             setattr(self.instance, key, value)
         self.events.send()
+
+
+def _ends(wait: Wait) -> tuple[bool, float]:
+    """Sorts waits by when they end on their own; those without a timeout last."""
+    return (wait.until is None, wait.until.timestamp() if wait.until is not None else 0.0)
+
+
+def _iso(when: Any) -> str | None:
+    return None if when is None else when.isoformat()

@@ -15,16 +15,16 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.utils import timezone
 
 from .. import serialization
 from ..exceptions import ChildWorkflowFailed, StoreFault, WorkflowCancelled, WorkflowIdConflict
-from ..models import AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
+from ..models import AlarmReason, StepKind, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..states import State, as_state
 from .faults import engine_io
 from .instances import check_id, create, enqueue
-from .waits import Wait, complete_wait, fail_wait, replay_wait
+from .lanes import Slot, branch_data
+from .waits import Wait, complete_wait, fail_wait, new_wait, replay_wait
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
@@ -42,37 +42,36 @@ class ChildHandle:
         return self.instance_id
 
 
-def child_id(parent_id: str, position: int) -> str:
-    """The id of the child started at `position`: readable, and at most 255 characters."""
-    candidate = f"{parent_id}.{position}"
+def child_id(parent_id: str, position: int, branch: str = "") -> str:
+    """The id of the child started at `position` (of `branch`): readable, and at most 255
+    characters. A branch's part has colons, which no position of the function's own has,
+    so that a grandchild's id never equals a child's."""
+    where = f"{branch}.{position}" if branch else str(position)
+    candidate = f"{parent_id}.{where}"
     if len(candidate) <= 255:
         return candidate
     digest = hashlib.sha256(parent_id.encode()).hexdigest()[:32]
-    return f"{parent_id[:200]}~{digest}.{position}"
+    return f"{parent_id[:200]}~{digest}.{where}"
 
 
-def start_at(wf: WorkflowContext, position: int, workflow: Any, args: tuple[Any, ...],
+def start_at(wf: WorkflowContext, slot: Slot, workflow: Any, args: tuple[Any, ...],
              kwargs: dict[str, Any], instance_id: str | None) -> ChildHandle:
     definition = get_definition(workflow)  # UnknownWorkflow: the workflow's, nothing stored
-    record = wf._replayed(position, definition.name, StepKind.START_CHILD)
+    record = wf._replayed(slot, definition.name, StepKind.START_CHILD)
     if record is not None and record.state == StepState.COMPLETED:
         return ChildHandle(serialization.loads(record.result))
     check_id(instance_id)
-    wanted = instance_id or child_id(wf.instance_id, position)
+    wanted = instance_id or child_id(wf.instance_id, slot.position, slot.branch)
     with engine_io():
         child, created = create(definition, args, kwargs, wanted, parent_id=wf.instance_id,
-                                parent_position=position)
+                                parent_position=slot.position)
     if not created and child.parent_id != wf.instance_id:
         raise WorkflowIdConflict(f"instance {wanted!r} already exists and is not a child of {wf.instance_id!r}")
-    now = timezone.now()
-    record = StepRecord(
-        instance_id=wf.instance_id, position=position, name=definition.name,
-        kind=StepKind.START_CHILD, state=StepState.COMPLETED, result=serialization.dumps(wanted, "a child id"),
-        attempts=1, started_at=now, finished_at=now,
-    )
-    wf._records[position] = record
-    wf._run.checkpoint.dirty[position] = record
-    wf._run.events.add("child.started", position, name=definition.name, child=wanted)
+    record = new_wait(wf, slot, definition.name, StepKind.START_CHILD, state=StepState.COMPLETED,
+                      result=serialization.dumps(wanted, "a child id"), attempts=1)
+    record.finished_at = record.started_at
+    wf._run.checkpoint.dirty[slot.key] = record
+    wf._run.events.add("child.started", slot.position, name=definition.name, child=wanted, **branch_data(slot.branch))
     if child.state == State.PENDING:
         # A child that a crash left Pending (created, never queued) is queued now too.
         try:
@@ -88,29 +87,25 @@ def start_at(wf: WorkflowContext, position: int, workflow: Any, args: tuple[Any,
     return ChildHandle(wanted)
 
 
-def wait_at(wf: WorkflowContext, position: int, child: ChildHandle | str) -> Any:
+def wait_at(wf: WorkflowContext, slot: Slot, child: ChildHandle | str) -> Any:
     wanted = child.instance_id if isinstance(child, ChildHandle) else child
     if not isinstance(wanted, str):
         raise TypeError(f"wait_child needs a ChildHandle or an instance id, got {child!r}")
-    record, outcome = replay_wait(wf, position, wanted, StepKind.CHILD)
+    record, outcome = replay_wait(wf, slot, wanted, StepKind.CHILD)
     if outcome.returns:
         return outcome.value
     row = _child_row(wf, wanted)
     if row is None or row.parent_id != wf.instance_id:
         raise ValueError(f"instance {wanted!r} is not a child of {wf.instance_id!r}; wait_child waits only for this instance's children")
     if record is None:
-        record = StepRecord(
-            instance_id=wf.instance_id, position=position, name=wanted, kind=StepKind.CHILD,
-            state=StepState.AWAITING, started_at=timezone.now(),
-        )
-        wf._records[position] = record
+        record = new_wait(wf, slot, wanted, StepKind.CHILD, state=StepState.AWAITING)
     state = as_state(row.state)
     if state == State.COMPLETED:
-        return complete_wait(wf, record, row.result)
+        return complete_wait(wf, slot, record, row.result)
     if state in (State.FAILED, State.CANCELLED):
-        fail_wait(wf, record, _child_error(row))
+        fail_wait(wf, slot, record, _child_error(row))
     started = "child.waiting" if record._state.adding else None
-    wf._suspend(Wait(record, AlarmReason.CHILD, started, ready=lambda: _finished(wanted)))
+    wf._suspend(slot, Wait(record, AlarmReason.CHILD, started, ready=lambda: _finished(wanted)))
 
 
 def _child_row(wf: WorkflowContext, wanted: str) -> WorkflowInstance | None:

@@ -1,14 +1,16 @@
 """The `wf` object a workflow function receives, and the rules all its primitives share.
 
-A workflow runs from the top on every run. Each call to a primitive takes the next position;
-a position with a finished record returns the recorded outcome, a new one does the work and
-records it (steps.py, waits.py). Once the run has stopped (it must wait, it lost its lease,
-was cancelled, or the database failed under it), every further primitive raises the same
-signal again, so code that runs while the function unwinds (a `finally:`) does nothing.
+A workflow runs from the top on every run. Each call to a primitive takes the next position
+of its lane (lanes.py: the function's own, or a parallel branch's); a position with a
+finished record returns the recorded outcome, a new one does the work and records it
+(steps.py, waits.py). Once a lane has stopped at a wait, every further primitive in it
+raises the same signal again, so code that runs while the function unwinds (a `finally:`)
+does nothing; a lost lease or a database fault stops every lane.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -29,7 +31,8 @@ from ..exceptions import (
 )
 from ..models import StepRecord
 from ..retry import RetryPolicy
-from . import children, inbox, runner
+from . import branches, children, inbox, runner
+from .lanes import CURRENT, Aborted, Lane, Slot
 from .steps import StepCall
 from .waits import Wait, sleep_at
 
@@ -51,29 +54,48 @@ class RecordedTime(datetime):
 class WorkflowContext:
     """What a sync workflow function gets as `wf`."""
 
-    def __init__(self, run: Run, records: dict[int, StepRecord], workflow: str) -> None:
+    def __init__(self, run: Run, records: dict[tuple[str, int], StepRecord], workflow: str) -> None:
         self._run = run
         self._records = records
-        self._position = 0
         #: An error that ends the instance whatever the workflow does (non-determinism).
         self._fatal: BaseException | None = None
-        #: The signal that stopped the run, and the wait it stopped at, if any.
-        self._stopped: BaseException | None = None
-        self._wait: Wait | None = None
-        self._clock: datetime = run.instance.created_at
+        #: A lost lease or a database fault: it stops every lane of the run.
+        self._halted: BaseException | None = None
+        self._root = Lane(self, "", run.instance.created_at)
+        #: Hands the engine's side of a primitive called in a branch thread to the run's thread.
+        self._driver = branches.Driver()
         self.workflow = workflow
         self.instance_id: str = run.instance_id
         self.mode: str = run.mode
-        self.attempt: int | None = None
 
     def __repr__(self) -> str:
         return f"<WorkflowContext {self.workflow} {self.instance_id} mode={self.mode}>"
+
+    @property
+    def _lane(self) -> Lane:
+        lane = CURRENT.get()
+        if lane is None or lane.wf is not self:
+            raise StepScopeError(
+                "a workflow primitive was called from a thread the engine did not start for "
+                "this run; run concurrent work with wf.parallel() or wf.map()"
+            )
+        return lane
+
+    def _here(self) -> Lane:
+        """The caller's lane, or the function's own when called from elsewhere (a step)."""
+        lane = CURRENT.get()
+        return lane if lane is not None and lane.wf is self else self._root
+
+    @property
+    def attempt(self) -> int | None:
+        """The attempt number of the step running in this lane, while it runs."""
+        return self._here().attempt
 
     # -- public, no I/O ---------------------------------------------------------------
     def now(self) -> datetime:
         """The time recorded for this point of the run: the end of the previous step or
         sleep, or the instance's creation. The same on every replay."""
-        value = self._clock
+        value = self._here().clock
         return RecordedTime(
             value.year, value.month, value.day, value.hour, value.minute, value.second,
             value.microsecond, tzinfo=value.tzinfo,
@@ -84,54 +106,56 @@ class WorkflowContext:
         return dict(self._run.checkpoint.current_meta())
 
     # -- shared rules ---------------------------------------------------------------------
-    def _check_scope(self, primitive: str) -> None:
+    def _check_scope(self, primitive: str) -> Lane:
         if runner.IN_STEP.get():
             raise StepScopeError(
                 f"wf.{primitive}() was called inside a running step; workflow primitives "
                 f"may only be called from the workflow function itself"
             )
-        if self._stopped is not None:
-            raise self._stopped
+        lane = self._lane
+        if self._halted is not None:
+            raise self._halted
+        if lane.stopped is not None:
+            raise lane.stopped
         if self._fatal is not None:
             raise self._fatal
+        if lane.aborted():
+            raise Aborted()
         deadline = self._run.instance.deadline_at
         if deadline is not None and deadline <= timezone.now():
             self._fatal = timed_out(self.workflow, self._run.instance)
             raise self._fatal
+        return lane
 
-    def _enter(self, primitive: str) -> int:
-        """Check that `primitive` may run now, and give it the next position."""
-        self._check_scope(primitive)
-        position = self._position
-        self._position += 1
-        return position
+    def _enter(self, primitive: str) -> Slot:
+        """Check that `primitive` may run now, and give it the next position of its lane."""
+        return self._check_scope(primitive).take()
 
-    def _stop(self, signal: BaseException) -> NoReturn:
-        self._stopped = signal
+    def _suspend(self, slot: Slot, wait: Wait) -> NoReturn:
+        """Stop the lane at `wait`; the executor commits it once the function has unwound."""
+        signal = Suspend()
+        slot.lane.waits.append(wait)
+        slot.lane.stopped = signal
         raise signal
 
-    def _suspend(self, wait: Wait) -> NoReturn:
-        """Stop the run at `wait`; the executor commits it once the function has unwound."""
-        self._wait = wait
-        self._stop(Suspend())
-
     def _engine(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call the engine's work for a primitive: a signal it raises stops the run. (Its
-        database work turns its own errors into `StoreFault` where it does it; an error a
-        replay raises again, a step's `IntegrityError` say, stays the workflow's.)"""
+        """Call the engine's side of a primitive, on the run's own thread and connection: a
+        lost lease or a fault it raises stops the run. (Its database work turns its own
+        errors into `StoreFault` where it does it; an error a replay raises again, a step's
+        `IntegrityError` say, stays the workflow's.)"""
         try:
-            return fn(*args)
-        except STOPS as signal:
-            self._stopped = signal
+            return self._driver.call(fn, *args)
+        except (LeaseLost, StoreFault) as signal:
+            self._halted = signal
             raise
 
-    def _replayed(self, position: int, name: str, kind: str) -> StepRecord | None:
-        record = self._records.get(position)
+    def _replayed(self, slot: Slot, name: str, kind: str) -> StepRecord | None:
+        record = self._records.get(slot.key)
         if record is None:
             return None
         if record.name != name or record.kind != kind:
             error = NonDeterminismError(
-                f"non-deterministic replay at position {position}: the code now calls "
+                f"non-deterministic replay at {slot.describe()}: the code now calls "
                 f"{kind} {name!r} where the recorded run has {record.kind} {record.name!r}"
             )
             self._fatal = error
@@ -139,30 +163,30 @@ class WorkflowContext:
         return record
 
     # -- sleep ------------------------------------------------------------------------------
-    def _sleep_args(self, duration: timedelta | int | float | str, name: str | None) -> tuple[int, datetime, str]:
-        position = self._enter("sleep")
+    def _sleep_args(self, duration: timedelta | int | float | str, name: str | None) -> tuple[Slot, datetime, str]:
+        slot = self._enter("sleep")
         delta = parse_duration(duration, what="sleep duration", allow_negative=True)
-        return position, timezone.now() + delta, name or "sleep"
+        return slot, timezone.now() + delta, name or "sleep"
 
-    def _sleep_until_args(self, when: datetime, name: str | None) -> tuple[int, datetime, str]:
-        position = self._enter("sleep_until")
+    def _sleep_until_args(self, when: datetime, name: str | None) -> tuple[Slot, datetime, str]:
+        slot = self._enter("sleep_until")
         if not isinstance(when, datetime):
             raise ValueError(f"sleep_until needs a datetime, got {when!r}")
         if timezone.is_naive(when):
             raise ValueError(f"sleep_until needs an aware datetime, got naive {when!r}")
-        return position, when, name or "sleep"
+        return slot, when, name or "sleep"
 
     def sleep(self, duration: timedelta | int | float | str, *, name: str | None = None) -> None:
         """Pause durably for `duration`; the process may stop and the run resume elsewhere."""
-        sleep_at(self, *self._sleep_args(duration, name))
+        self._engine(sleep_at, self, *self._sleep_args(duration, name))
 
     def sleep_until(self, when: datetime, *, name: str | None = None) -> None:
-        sleep_at(self, *self._sleep_until_args(when, name))
+        self._engine(sleep_at, self, *self._sleep_until_args(when, name))
 
     # -- events -------------------------------------------------------------------------------
-    def _wait_args(self, name: str, timeout: Any) -> tuple[int, str, timedelta | None]:
-        position = self._enter("wait_for_event")
-        return position, inbox.check_name(name), inbox.parse_timeout(timeout)
+    def _wait_args(self, name: str, timeout: Any) -> tuple[Slot, str, timedelta | None]:
+        slot = self._enter("wait_for_event")
+        return slot, inbox.check_name(name), inbox.parse_timeout(timeout)
 
     def wait_for_event(self, name: str, *, timeout: timedelta | int | float | str | None = None) -> Any:
         """The payload of the oldest event `name` sent to this instance that no earlier wait
@@ -174,14 +198,14 @@ class WorkflowContext:
                     **kwargs: Any) -> children.ChildHandle:
         """Start a child instance once (a replay returns the same handle, starting nothing).
         Its id is derived from this instance's id and the position unless given."""
-        position = self._enter("start_child")
-        return self._engine(children.start_at, self, position, workflow, args, kwargs, instance_id)
+        slot = self._enter("start_child")
+        return self._engine(children.start_at, self, slot, workflow, args, kwargs, instance_id)
 
     def wait_child(self, child: children.ChildHandle | str) -> Any:
         """The child's result once it has finished; `ChildWorkflowFailed` if it failed,
         `WorkflowCancelled` if it was cancelled. The run pauses until then."""
-        position = self._enter("wait_child")
-        return self._engine(children.wait_at, self, position, child)
+        slot = self._enter("wait_child")
+        return self._engine(children.wait_at, self, slot, child)
 
     def run_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None, **kwargs: Any) -> Any:
         """`wait_child(start_child(...))`."""
@@ -199,11 +223,30 @@ class WorkflowContext:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"meta value {key!r} must be plain JSON: {exc}") from None
+        self._engine(self._set_meta, key, value)
+
+    def _set_meta(self, key: str, value: Any) -> None:
         checkpoint = self._run.checkpoint
         current = checkpoint.current_meta()
         if key in current and current[key] == value:
             return
         checkpoint.meta = {**current, key: value}
+
+    # -- parallel branches ----------------------------------------------------------------------
+    def parallel(self, *parallel_branches: Callable[[], Any], max_concurrency: int | None = None) -> list[Any]:
+        """Run the branches (callables without arguments) at the same time, each with
+        positions of its own, and return their results in the order given. When a branch
+        raises, the others start nothing new, and the first error in branch order is raised;
+        the run pauses only when every unfinished branch waits."""
+        fns, limit = branches.checked(parallel_branches, max_concurrency)
+        slot = self._enter("parallel")
+        return branches.run_sync(self, slot, fns, limit)
+
+    def map(self, name: str, fn: Callable[..., Any], items: Any, *, max_concurrency: int | None = None,
+            retry: RetryPolicy | None = None, timeout: timedelta | int | float | str | None = None) -> list[Any]:
+        """One step `f"{name}[{i}]"` per item, run as parallel branches; results in item order."""
+        return self.parallel(*branches.map_branches(self, name, fn, items, retry, timeout),
+                             max_concurrency=max_concurrency)
 
     # -- step ---------------------------------------------------------------------------------
     def step(
@@ -224,63 +267,74 @@ class WorkflowContext:
             try:
                 value = runner.run_sync(fn, args, kwargs, remaining, call.describe())
             except Exception as exc:
-                call.failed(exc)  # raises unless it retries now
+                self._engine(call.failed, exc)  # raises unless it retries now
                 continue
             finally:
-                self.attempt = None
+                call.lane.attempt = None
             return self._engine(call.succeeded, value)
 
 
 class AsyncWorkflowContext(WorkflowContext):
     """What an `async def` workflow gets as `wf`: the same primitives, awaited.
 
-    Each primitive checks where it is called before it returns its awaitable, so a sync step
-    that calls `wf.step(...)` gets StepScopeError at once, as in a sync workflow, rather than
-    an un-awaited coroutine. Database work runs through `sync_to_async(thread_sensitive=True)`,
-    which hands it back to the thread that started the run, so every write uses the run's own
-    connection. One primitive runs at a time: positions are handed out in call order, so two
-    in flight at once (`asyncio.gather`) would record whichever finished first.
+    Each primitive checks where it is called, and takes its position, before it returns its
+    awaitable: positions follow the order of the calls, not of their ends, so
+    `asyncio.gather(wf.step(...), wf.step(...))` replays exactly whatever order the steps
+    finished in. (A sync step that calls `wf.step(...)` also gets StepScopeError at once, as
+    in a sync workflow, rather than an un-awaited coroutine.) The engine's side of each
+    primitive runs through `sync_to_async(thread_sensitive=True)`, which hands it back to the
+    thread that started the run, so every write uses the run's own connection, one at a time.
     """
 
-    _busy: str | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Primitives created and not yet finished: more than one means sync steps need threads.
+        self._pending = 0
+        #: Primitives under way, which the run waits for before it concludes.
+        self._running = 0
+        self._idle: asyncio.Event | None = None
 
     def sleep(self, duration: timedelta | int | float | str, *, name: str | None = None) -> Awaitable[None]:  # type: ignore[override]
-        return self._sleep_async(*self._sleep_args(duration, name))
+        return self._in_engine(sleep_at, self, *self._sleep_args(duration, name))
 
     def sleep_until(self, when: datetime, *, name: str | None = None) -> Awaitable[None]:  # type: ignore[override]
-        return self._sleep_async(*self._sleep_until_args(when, name))
-
-    async def _sleep_async(self, position: int, wake_at: datetime, name: str) -> None:
-        with self._one_at_a_time("sleep"):
-            sleep_at(self, position, wake_at, name)
+        return self._in_engine(sleep_at, self, *self._sleep_until_args(when, name))
 
     def wait_for_event(self, name: str, *, timeout: timedelta | int | float | str | None = None) -> Awaitable[Any]:  # type: ignore[override]
-        return self._wait_async(*self._wait_args(name, timeout))
-
-    async def _wait_async(self, position: int, name: str, timeout: timedelta | None) -> Any:
-        with self._one_at_a_time("wait_for_event"):
-            return await sync_to_async(self._engine, thread_sensitive=True)(inbox.wait_at, self, position, name, timeout)
+        return self._in_engine(inbox.wait_at, self, *self._wait_args(name, timeout))
 
     def start_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None,  # type: ignore[override]
                     **kwargs: Any) -> Awaitable[children.ChildHandle]:
-        position = self._enter("start_child")
-        return self._in_engine("start_child", children.start_at, self, position, workflow, args, kwargs, instance_id)
+        slot = self._enter("start_child")
+        return self._in_engine(children.start_at, self, slot, workflow, args, kwargs, instance_id)
 
     def wait_child(self, child: children.ChildHandle | str) -> Awaitable[Any]:  # type: ignore[override]
-        position = self._enter("wait_child")
-        return self._in_engine("wait_child", children.wait_at, self, position, child)
+        slot = self._enter("wait_child")
+        return self._in_engine(children.wait_at, self, slot, child)
 
     async def run_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None,  # type: ignore[override]
                         **kwargs: Any) -> Any:
         return await self.wait_child(await self.start_child(workflow, *args, instance_id=instance_id, **kwargs))
 
-    async def _in_engine(self, primitive: str, fn: Callable[..., Any], *args: Any) -> Any:
-        with self._one_at_a_time(primitive):
+    async def _in_engine(self, fn: Callable[..., Any], *args: Any) -> Any:
+        async with self._flight():
             return await sync_to_async(self._engine, thread_sensitive=True)(fn, *args)
 
     def set_meta(self, key: str, value: Any) -> Awaitable[None]:  # type: ignore[override]
         super().set_meta(key, value)
         return _done()
+
+    def parallel(self, *parallel_branches: Callable[[], Any],  # type: ignore[override]
+                 max_concurrency: int | None = None) -> Awaitable[list[Any]]:
+        fns, limit = branches.checked(parallel_branches, max_concurrency)
+        slot = self._enter("parallel")
+        return branches.run_async(self, slot, fns, limit)
+
+    def map(self, name: str, fn: Callable[..., Any], items: Any, *,  # type: ignore[override]
+            max_concurrency: int | None = None, retry: RetryPolicy | None = None,
+            timeout: timedelta | int | float | str | None = None) -> Awaitable[list[Any]]:
+        return self.parallel(*branches.map_branches(self, name, fn, items, retry, timeout),
+                             max_concurrency=max_concurrency)
 
     def step(  # type: ignore[override]
         self, name: str, fn: Callable[..., Any], /, *args: Any,
@@ -288,53 +342,56 @@ class AsyncWorkflowContext(WorkflowContext):
         **kwargs: Any,
     ) -> Awaitable[Any]:
         call = StepCall(self, name, fn, args, kwargs, retry, timeout)
+        self._pending += 1
         return self._step_async(call)
 
     async def _step_async(self, call: StepCall) -> Any:
-        with self._one_at_a_time("step"):
-            db = sync_to_async(self._engine, thread_sensitive=True)
-            outcome = await db(call.replay)
-            if outcome.returns:
-                return outcome.value
-            is_coroutine = runner.is_coroutine_function(call.fn)
-            while True:
-                remaining = await db(call.start_attempt)
-                try:
-                    value = await runner.run_async(
-                        call.fn, call.args, call.kwargs, remaining, call.describe(), is_coroutine
-                    )
-                except Exception as exc:
-                    call.failed(exc)  # raises unless it retries now
-                    continue
-                finally:
-                    self.attempt = None
-                return await db(call.succeeded, value)
+        try:
+            async with self._flight():
+                db = sync_to_async(self._engine, thread_sensitive=True)
+                outcome = await db(call.replay)
+                if outcome.returns:
+                    return outcome.value
+                is_coroutine = runner.is_coroutine_function(call.fn)
+                while True:
+                    remaining = await db(call.start_attempt)
+                    # Beside other primitives, a sync step needs a thread of its own: the
+                    # run's thread would run them one after the other.
+                    own_thread = self._pending > 1 or call.lane.branch != ""
+                    try:
+                        value = await runner.run_async(call.fn, call.args, call.kwargs, remaining,
+                                                       call.describe(), is_coroutine, own_thread)
+                    except Exception as exc:
+                        await db(call.failed, exc)  # raises unless it retries now
+                        continue
+                    finally:
+                        call.lane.attempt = None
+                    return await db(call.succeeded, value)
+        finally:
+            self._pending -= 1
 
-    def _one_at_a_time(self, primitive: str) -> _Exclusive:
-        return _Exclusive(self, primitive)
+    def _flight(self) -> _Flight:
+        return _Flight(self)
+
+    async def _settled(self) -> None:
+        """Wait for the primitives still under way (the rest of an `asyncio.gather` that
+        raised), so that the run concludes only once they have recorded what they did."""
+        while self._running:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
 
 
-class _Exclusive:
-    """Marks an async primitive in flight, and refuses a second one started meanwhile."""
-
-    def __init__(self, wf: AsyncWorkflowContext, primitive: str) -> None:
+class _Flight:
+    def __init__(self, wf: AsyncWorkflowContext) -> None:
         self.wf = wf
-        self.primitive = primitive
 
-    def __enter__(self) -> None:
-        busy = self.wf._busy
-        if busy is not None:
-            error = StepScopeError(
-                f"wf.{self.primitive}() started while wf.{busy}() was still running: await "
-                f"each workflow primitive before starting the next (asyncio.gather and "
-                f"create_task of primitives are not supported)"
-            )
-            self.wf._fatal = error
-            raise error
-        self.wf._busy = self.primitive
+    async def __aenter__(self) -> None:
+        self.wf._running += 1
 
-    def __exit__(self, *exc_info: Any) -> None:
-        self.wf._busy = None
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.wf._running -= 1
+        if not self.wf._running and self.wf._idle is not None:
+            self.wf._idle.set()
 
 
 async def _done() -> None:

@@ -21,6 +21,7 @@ from ..states import State
 from . import heartbeat, runner
 from .context import AsyncWorkflowContext, WorkflowContext, timed_out
 from .faults import after_fault
+from .lanes import CURRENT
 from .instances import has_family
 from .store import Run, after_final, cancel_running, claim, error_fields, load_records
 
@@ -100,7 +101,11 @@ def _start(run: Run) -> str | None:
     records = {} if first_run else load_records(run.instance_id)
     context_class = AsyncWorkflowContext if definition.is_async else WorkflowContext
     wf = context_class(run, records, definition.name)
-    returned, value = _call(definition, wf)
+    token = CURRENT.set(wf._root)
+    try:
+        returned, value = _call(definition, wf)
+    finally:
+        CURRENT.reset(token)
     return _conclude(run, definition, wf, returned, value)
 
 
@@ -116,28 +121,31 @@ def _call(definition: WorkflowDefinition, wf: WorkflowContext) -> tuple[bool, An
 
 
 async def _call_async(
-    definition: WorkflowDefinition, wf: WorkflowContext, args: list[Any], kwargs: dict[str, Any]
+    definition: WorkflowDefinition, wf: AsyncWorkflowContext, args: list[Any], kwargs: dict[str, Any]
 ) -> tuple[bool, Any]:
     # Signals are handed back as values: asyncio has rules of its own for BaseException.
+    token = CURRENT.set(wf._root)
     try:
         return True, await definition.fn(wf, *args, **kwargs)
     except BaseException as error:
         return False, error
+    finally:
+        await wf._settled()
+        CURRENT.reset(token)
 
 
 def _conclude(run: Run, definition: WorkflowDefinition, wf: WorkflowContext, returned: bool,
               value: Any) -> str | None:
     """Commit the end of the run. A signal that stopped the run decides it, whatever the
     function did afterwards (caught it, returned, raised something else)."""
-    stopped = wf._stopped
-    if isinstance(stopped, Suspend):
-        assert wf._wait is not None
-        run.checkpoint.pause(wf._wait)
-        return State.PAUSED
-    if stopped is not None:
-        raise stopped
+    if wf._halted is not None:
+        raise wf._halted
     if wf._fatal is not None:
         return _fail(run, wf._fatal)
+    root = wf._root
+    if isinstance(root.stopped, Suspend):
+        run.checkpoint.pause(root.waits)
+        return State.PAUSED
     if not returned:
         if isinstance(value, (LeaseLost, StoreFault)) or not isinstance(value, Exception):
             raise value  # our own signals, and KeyboardInterrupt or SystemExit

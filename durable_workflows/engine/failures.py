@@ -13,6 +13,7 @@ import sys
 import weakref
 from typing import Any
 
+from .lanes import describe
 from .. import serialization
 from ..exceptions import ReplayError, SerializationError
 from ..models import StepRecord
@@ -54,11 +55,11 @@ def rebuild(record: StepRecord) -> BaseException:
             except Exception:
                 pass
         return ReplayError(
-            f"cannot replay the failure of step {record.name!r} at position {record.position}: "
+            f"cannot replay the failure of step {record.name!r} at {describe(record.branch, record.position)}: "
             f"{path or error_type} could not be rebuilt from its stored arguments"
         )
     return ReplayError(
-        f"cannot replay the failure of step {record.name!r} at position {record.position}: "
+        f"cannot replay the failure of step {record.name!r} at {describe(record.branch, record.position)}: "
         f"its error class {path or error_type} is not loaded in this process "
         f"(import its module in the workflow's module); it failed with {error_type}: {message}"
     )

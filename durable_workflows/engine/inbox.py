@@ -16,9 +16,10 @@ from django.utils import timezone
 
 from ..durations import parse_duration
 from ..exceptions import EventTimeout
-from ..models import AlarmReason, InboxMessage, StepKind, StepRecord, StepState
+from ..models import AlarmReason, InboxMessage, StepKind, StepState
 from .faults import engine_io
-from .waits import Wait, complete_wait, fail_wait, replay_wait
+from .lanes import Slot, branch_data
+from .waits import Wait, complete_wait, fail_wait, new_wait, replay_wait
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
@@ -32,28 +33,26 @@ def check_name(name: Any) -> str:
     return name
 
 
-def wait_at(wf: WorkflowContext, position: int, name: str, timeout: timedelta | None) -> Any:
-    """The event wait at `position`: its payload, `EventTimeout`, or a stop until one comes."""
-    record, outcome = replay_wait(wf, position, name, StepKind.EVENT)
+def wait_at(wf: WorkflowContext, slot: Slot, name: str, timeout: timedelta | None) -> Any:
+    """The event wait at `slot`: its payload, `EventTimeout`, or a stop until one comes."""
+    record, outcome = replay_wait(wf, slot, name, StepKind.EVENT)
     if outcome.returns:
         return outcome.value
     if record is None:
-        now = timezone.now()
-        record = StepRecord(
-            instance_id=wf.instance_id, position=position, name=name, kind=StepKind.EVENT,
-            state=StepState.AWAITING, started_at=now,
-            wake_at=None if timeout is None else now + timeout,
-        )
-        wf._records[position] = record
+        record = new_wait(wf, slot, name, StepKind.EVENT, state=StepState.AWAITING,
+                          wake_at=None if timeout is None else timezone.now() + timeout)
     message = _oldest(wf, name)
     if message is not None:
-        return _take(wf, record, message)
+        wf._run.checkpoint.taken[message.pk] = slot.position
+        return complete_wait(wf, slot, record, message.payload)
     # Its timeout alarm woke this run, or the time has come anyway (by this worker's clock).
-    woken = wf._run.woken_position == position and record.wake_at is not None
+    woken = wf._run.woken == slot.key and record.wake_at is not None
     if woken or (record.wake_at is not None and record.wake_at <= timezone.now()):
-        return _time_out(wf, record)
+        wf._run.events.add("event.timeout", slot.position, name=name, **branch_data(slot.branch))
+        fail_wait(wf, slot, record, EventTimeout(
+            f"no event {name!r} arrived by {record.wake_at:%Y-%m-%d %H:%M:%S %Z}"))
     started = "event.waiting" if record._state.adding else None
-    wf._suspend(Wait(record, AlarmReason.EVENT, started, ready=lambda: _oldest(wf, name) is not None))
+    wf._suspend(slot, Wait(record, AlarmReason.EVENT, started, ready=lambda: _oldest(wf, name) is not None))
 
 
 def _oldest(wf: WorkflowContext, name: str) -> InboxMessage | None:
@@ -65,16 +64,6 @@ def _oldest(wf: WorkflowContext, name: str) -> InboxMessage | None:
             .order_by("id")
             .first()
         )
-
-
-def _take(wf: WorkflowContext, record: StepRecord, message: InboxMessage) -> Any:
-    wf._run.checkpoint.taken[message.pk] = record.position
-    return complete_wait(wf, record, message.payload)
-
-
-def _time_out(wf: WorkflowContext, record: StepRecord) -> Any:
-    wf._run.events.add("event.timeout", record.position, name=record.name)
-    fail_wait(wf, record, EventTimeout(f"no event {record.name!r} arrived by {record.wake_at:%Y-%m-%d %H:%M:%S %Z}"))
 
 
 def parse_timeout(timeout: timedelta | int | float | str | None) -> timedelta | None:

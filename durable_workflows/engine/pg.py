@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .fence import Fence
 
 STEP_COLUMNS = (
-    ("position", "int"), ("name", "text"), ("kind", "text"), ("state", "text"),
+    ("branch", "text"), ("position", "int"), ("name", "text"), ("kind", "text"), ("state", "text"),
     ("result", "text"), ("error_type", "text"), ("error_message", "text"),
     ("error_traceback", "text"), ("attempts", "int"), ("started_at", "timestamptz"),
     ("attempt_started_at", "timestamptz"), ("finished_at", "timestamptz"),
@@ -61,12 +61,12 @@ def _statement(n_records: int, n_events: int, columns: tuple[str, ...], fence_sq
         # UPDATE, but it adds no row version: a long run does not bloat the instance row.
         parts = [f"WITH fence AS (SELECT id FROM {instance_table} WHERE {fence_sql} FOR SHARE)"]
     if n_records:
-        parts.append(_insert_cte("steps", StepRecord, STEP_COLUMNS, n_records, "RETURNING position, id"))
+        parts.append(_insert_cte("steps", StepRecord, STEP_COLUMNS, n_records, "RETURNING branch, position, id"))
     if n_events:
         parts.append(_events_cte(n_events))
-    select = "SELECT -1, count(*) FROM fence"
+    select = "SELECT '', -1, count(*) FROM fence"
     if n_records:
-        select += " UNION ALL SELECT position, id FROM steps"
+        select += " UNION ALL SELECT branch, position, id FROM steps"
     return ",\n".join(parts) + "\n" + select
 
 
@@ -161,10 +161,10 @@ def _log(db: Any, raw: Any, sql: str, params: list[Any], started: float) -> None
 
 
 def checkpoint(fence: Fence, records: list[StepRecord], events: list[Any],
-               fields: dict[str, Any]) -> dict[int, int]:
+               fields: dict[str, Any]) -> dict[tuple[str, int], int]:
     """Insert `records` and `events` if, and only if, `fence` still holds, setting `fields`
     on the instance row (lease, recovery count, meta) when given: most checkpoints leave the
-    row alone. Returns the new records' ids by position; raises LeaseLost when the fence
+    row alone. Returns the new records' ids by slot (branch, position); raises LeaseLost when the fence
     fails, and then nothing was written."""
     columns = tuple(fields)
     params: list[Any] = [_encode(fields[c]) if c == "meta" else fields[c] for c in columns]
@@ -174,9 +174,9 @@ def checkpoint(fence: Fence, records: list[StepRecord], events: list[Any],
     params += _event_params(events)
     sql = _statement(len(records), len(events), columns, fence.where(casts=True))
     rows = _run(sql, params)
-    if not rows or rows[0][0] != -1 or rows[0][1] != 1:
+    if not rows or rows[0][1] != -1 or rows[0][2] != 1:
         raise LeaseLost()
-    return {position: pk for position, pk in rows[1:]}
+    return {(branch, position): pk for branch, position, pk in rows[1:]}
 
 
 # -- transitions -------------------------------------------------------------------------------
@@ -256,14 +256,14 @@ def _message_statement(event_log: bool) -> str:
         f"ins AS (INSERT INTO {inbox} (instance_id, name, payload, event_id, received_at, taken_at, taken_position) "
         "SELECT %(id)s::text, %(name)s::text, %(payload)s::text, %(event_id)s::text, %(now)s::timestamptz, NULL, NULL "
         "WHERE NOT EXISTS (SELECT 1 FROM dup) RETURNING id)",
-        f"wait AS (SELECT position FROM {steps} WHERE instance_id = %(id)s::text AND kind = 'event' "
+        f"wait AS (SELECT branch, position FROM {steps} WHERE instance_id = %(id)s::text AND kind = 'event' "
         "AND state = 'awaiting' AND name = %(name)s::text AND %(paused)s::boolean AND EXISTS (SELECT 1 FROM ins) "
-        "ORDER BY position DESC LIMIT 1)",
-        f"alarm AS (INSERT INTO {alarm} (instance_id, fire_at, reason, position, epoch, fired_at, created_at) "
-        "SELECT %(id)s::text, %(now)s::timestamptz, 'event', position, %(epoch)s::bigint, %(now)s::timestamptz, "
-        "%(now)s::timestamptz FROM wait ON CONFLICT (instance_id) DO UPDATE SET fire_at = EXCLUDED.fire_at, "
-        "reason = EXCLUDED.reason, position = EXCLUDED.position, epoch = EXCLUDED.epoch, "
-        "fired_at = EXCLUDED.fired_at RETURNING position)",
+        "ORDER BY id DESC LIMIT 1)",
+        f"alarm AS (INSERT INTO {alarm} (instance_id, fire_at, reason, branch, position, epoch, fired_at, created_at) "
+        "SELECT %(id)s::text, %(now)s::timestamptz, 'event', branch, position, %(epoch)s::bigint, "
+        "%(now)s::timestamptz, %(now)s::timestamptz FROM wait ON CONFLICT (instance_id) DO UPDATE SET "
+        "fire_at = EXCLUDED.fire_at, reason = EXCLUDED.reason, branch = EXCLUDED.branch, "
+        "position = EXCLUDED.position, epoch = EXCLUDED.epoch, fired_at = EXCLUDED.fired_at RETURNING position)",
     ]
     if event_log:
         parts.append(

@@ -62,6 +62,14 @@ def run_sync(
     return outcome.get("value")
 
 
+def _in_own_thread(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                   timeout: float | None, describe: str) -> Any:
+    try:
+        return run_sync(fn, args, kwargs, timeout, describe)
+    finally:
+        connections.close_all()
+
+
 def is_coroutine_function(fn: Callable[..., Any]) -> bool:
     """`async def` functions, and objects whose `__call__` is one."""
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
@@ -69,15 +77,17 @@ def is_coroutine_function(fn: Callable[..., Any]) -> bool:
 
 async def run_async(
     fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-    timeout: float | None, describe: str, is_coroutine: bool,
+    timeout: float | None, describe: str, is_coroutine: bool, own_thread: bool = False,
 ) -> Any:
-    """Await an async step (cancelled at its deadline), or run a sync one in a thread."""
+    """Await an async step (cancelled at its deadline), or run a sync one in a thread: the
+    run's own (with its connection), or, beside other primitives under way, a thread of its
+    own with a connection of its own, closed when the step ends."""
     if not is_coroutine:
         from asgiref.sync import sync_to_async
 
-        if timeout is None:
+        if timeout is None and not own_thread:
             return await sync_to_async(call_in_scope, thread_sensitive=True)(fn, args, kwargs)
-        return await asyncio.to_thread(run_sync, fn, args, kwargs, timeout, describe)
+        return await asyncio.to_thread(_in_own_thread, fn, args, kwargs, timeout, describe)
 
     async def scoped() -> Any:
         token = IN_STEP.set(True)

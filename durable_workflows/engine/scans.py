@@ -68,7 +68,7 @@ def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) ->
         with transaction.atomic():
             instance = lock_txn(pk)
             if instance is not None and as_state(instance.state) == State.PAUSED:
-                wake_txn(instance, 0, AlarmReason.DEADLINE)  # dispatches the resume itself
+                wake_txn(instance, ("", 0), AlarmReason.DEADLINE)  # dispatches the resume itself
                 found.append((pk, "resume", instance.epoch))
     queued = late.filter(state=State.QUEUED, dispatched_at__lt=F("deadline_at"))
     for pk, epoch, at in queued.values_list("pk", "epoch", "dispatched_at")[:limit]:

@@ -15,6 +15,7 @@ from ..models import AlarmReason, StepKind, StepRecord, StepState
 from ..retry import RetryPolicy
 from . import failures
 from .faults import engine_io
+from .lanes import branch_data
 from .outcome import RETRY, RUN, Outcome, returned
 from .store import error_fields
 from .waits import Wait, is_due
@@ -35,7 +36,11 @@ class StepCall:
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"step {name!r}: retry must be a RetryPolicy, got {retry!r}")
         self.timeout = None if timeout is None else parse_duration(timeout, what=f"timeout of step {name!r}").total_seconds()
-        self.position = wf._enter("step")
+        self.slot = wf._enter("step")
+        self.lane = self.slot.lane
+        self.position = self.slot.position
+        #: What the lifecycle events of a step in a branch also carry.
+        self.where = branch_data(self.slot.branch)
         self.wf = wf
         self.run = wf._run
         self.checkpoint = wf._run.checkpoint
@@ -55,12 +60,12 @@ class StepCall:
 
     # -- replay -------------------------------------------------------------------------------
     def replay(self) -> Outcome:
-        record = self.wf._replayed(self.position, self.name, StepKind.STEP)
+        record = self.wf._replayed(self.slot, self.name, StepKind.STEP)
         self.record = record
         if record is None:
             return RUN
         if record.state == StepState.COMPLETED:
-            self.wf._clock = record.finished_at or self.wf._clock
+            self.lane.clock = record.finished_at or self.lane.clock
             return returned(serialization.loads(record.result))
         deferred = record.get_deferred_fields()
         if deferred:  # an unfinished or failed step: its replay reads what load_records deferred
@@ -82,7 +87,7 @@ class StepCall:
                 self.remaining = (record.deadline_at - timezone.now()).total_seconds()
             return RUN
         if record.state == StepState.WAITING and not is_due(self.wf, record):
-            self.wf._suspend(Wait(record, AlarmReason.RETRY))
+            self.wf._suspend(self.slot, Wait(record, AlarmReason.RETRY))
         return RUN
 
     # -- attempts -----------------------------------------------------------------------------
@@ -97,15 +102,15 @@ class StepCall:
         else:
             self.attempt += 1
             self.remaining = self.timeout
-        self.wf.attempt = self.attempt
+        self.lane.attempt = self.attempt
         record = self.record
         if record is None:
             record = StepRecord(
-                instance_id=self.wf.instance_id, position=self.position, name=self.name,
+                instance_id=self.wf.instance_id, branch=self.slot.branch, position=self.position, name=self.name,
                 kind=StepKind.STEP, started_at=now,
             )
             self.record = record
-            self.wf._records[self.position] = record
+            self.wf._records[self.slot.key] = record
         record.state = StepState.RUNNING
         record.attempts = self.attempt
         record.attempt_started_at = now
@@ -113,11 +118,11 @@ class StepCall:
         # An attempt that is stored first is signalled once that commits; any other is
         # signalled as it starts, its row going out with the step's outcome.
         started = events.add if self.durable_attempts else events.announce
-        started("step.started", self.position, name=self.name, attempt=self.attempt)
+        started("step.started", self.position, name=self.name, attempt=self.attempt, **self.where)
         if self.remaining is not None:
             record.deadline_at = now + timedelta(seconds=self.remaining)
             events.add("timeout.set", self.position, name=self.name, attempt=self.attempt,
-                       deadline=record.deadline_at.isoformat())
+                       deadline=record.deadline_at.isoformat(), **self.where)
         if self.durable_attempts:
             self.checkpoint.save(record)
         return self.remaining
@@ -136,10 +141,10 @@ class StepCall:
         record.finished_at = now
         record.deadline_at = None
         record.error_type = record.error_message = record.error_traceback = record.error_replay = ""
-        self.run.events.add("step.completed", self.position, name=self.name, attempt=self.attempt)
+        self.run.events.add("step.completed", self.position, name=self.name, attempt=self.attempt, **self.where)
         self.checkpoint.step_finished = True
         self.checkpoint.save(record)
-        self.wf._clock = now
+        self.lane.clock = now
         # Hand back the stored form, so the first run sees exactly what every replay will.
         return serialization.loads(stored)
 
@@ -155,9 +160,9 @@ class StepCall:
         record.error_replay = failures.replay_info(error)
         record.deadline_at = None
         events.add("step.failed", self.position, name=self.name, attempt=self.attempt,
-                   error=f"{type(error).__name__}: {error}")
+                   error=f"{type(error).__name__}: {error}", **self.where)
         if isinstance(error, StepTimeout):
-            events.add("timeout.exceeded", self.position, name=self.name, attempt=self.attempt)
+            events.add("timeout.exceeded", self.position, name=self.name, attempt=self.attempt, **self.where)
         if isinstance(error, StepScopeError):
             self.wf._fatal = error
         policy = self.retry
@@ -167,15 +172,15 @@ class StepCall:
             if self.attempt < policy.max_attempts and (limit is None or elapsed < limit):
                 delay = policy.delay(self.attempt)
                 events.add("retry.scheduled", self.position, name=self.name,
-                           attempt=self.attempt + 1, delay=delay)
+                           attempt=self.attempt + 1, delay=delay, **self.where)
                 record.state = StepState.WAITING
                 record.wake_at = now + timedelta(seconds=delay)
-                self.checkpoint.dirty[self.position] = record
+                self.checkpoint.dirty[self.slot.key] = record
                 if delay <= 0:
                     return RETRY
-                self.wf._suspend(Wait(record, AlarmReason.RETRY))
-            events.add("retry.exhausted", self.position, name=self.name, attempts=self.attempt)
+                self.wf._suspend(self.slot, Wait(record, AlarmReason.RETRY))
+            events.add("retry.exhausted", self.position, name=self.name, attempts=self.attempt, **self.where)
         record.state = StepState.FAILED
         record.finished_at = now
-        self.checkpoint.dirty[self.position] = record
+        self.checkpoint.dirty[self.slot.key] = record
         raise error

@@ -28,6 +28,7 @@ from .checkpoint import Checkpoint
 from .events import EventBuffer
 from .faults import engine_io
 from .instances import finished, has_family
+from .lanes import branch_data
 from .lease import Lease
 
 logger = logging.getLogger("durable_workflows")
@@ -56,7 +57,8 @@ class Run:
     mode: str
     lease: Lease
     checkpoint: Checkpoint
-    woken_position: int | None = None
+    #: The wait (branch, position) whose fired alarm resumed this run, if any.
+    woken: tuple[str, int] | None = None
     #: The children found finished when the run first waited for one (children.py).
     finished_children: dict[str, WorkflowInstance] | None = None
 
@@ -77,7 +79,7 @@ class Run:
 
 
 def _new_run(instance: WorkflowInstance, mode: str, owner: str, epoch: int, events: EventBuffer,
-             woken: int | None = None) -> Run:
+             woken: tuple[str, int] | None = None) -> Run:
     lease = Lease(instance.pk, epoch, owner)
     return Run(instance, mode, lease, Checkpoint(instance, lease, events), woken)
 
@@ -159,9 +161,10 @@ def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
                 # premature resume replays up to the wait and pauses again.
                 alarm = Alarm.objects.filter(instance_id=instance.pk).first()
                 if alarm is not None and alarm.fired_at is not None:
-                    woken = alarm.position
+                    woken = (alarm.branch, alarm.position)
                     alarm.delete()
-                events.add("workflow.resumed", None, woken_position=woken)
+                events.add("workflow.resumed", None, woken_position=woken and woken[1],
+                           **branch_data(woken[0] if woken else ""))
             else:
                 events.add("workflow.started", None)
         events.write_txn()
@@ -198,7 +201,7 @@ def _take_over_txn(instance: WorkflowInstance, now: datetime, fields: dict[str, 
     return True
 
 
-def load_records(instance_id: str) -> dict[int, StepRecord]:
+def load_records(instance_id: str) -> dict[tuple[str, int], StepRecord]:
     """Every step record of the instance, in one query.
 
     Columns a replay of a finished step never reads are deferred: the rare record that needs
@@ -206,7 +209,7 @@ def load_records(instance_id: str) -> dict[int, StepRecord]:
     """
     with engine_io():
         records = StepRecord.objects.filter(instance_id=instance_id).defer(*_REPLAY_DEFERRED)
-        return {r.position: r for r in records}
+        return {r.slot: r for r in records}
 
 
 _REPLAY_DEFERRED = (

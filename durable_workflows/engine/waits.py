@@ -22,6 +22,7 @@ from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, Workfl
 from ..states import State, as_state
 from . import failures
 from .faults import engine_io
+from .lanes import Slot, branch_data
 from .outcome import RUN, Outcome, returned
 
 if TYPE_CHECKING:
@@ -44,14 +45,14 @@ class Wait:
         return self.record.wake_at
 
 
-def replay_wait(wf: WorkflowContext, position: int, name: str, kind: str) -> tuple[StepRecord | None, Outcome]:
-    """The recorded wait at `position`: what it returned, or its failure raised again, or
+def replay_wait(wf: WorkflowContext, slot: Slot, name: str, kind: str) -> tuple[StepRecord | None, Outcome]:
+    """The recorded wait at `slot`: what it returned, or its failure raised again, or
     (unfinished or new) the record to go on with."""
-    record = wf._replayed(position, name, kind)
+    record = wf._replayed(slot, name, kind)
     if record is None:
         return None, RUN
     if record.state == StepState.COMPLETED:
-        wf._clock = record.finished_at or wf._clock
+        slot.lane.clock = record.finished_at or slot.lane.clock
         return record, returned(serialization.loads(record.result))
     if record.state == StepState.FAILED:
         with engine_io():
@@ -60,19 +61,27 @@ def replay_wait(wf: WorkflowContext, position: int, name: str, kind: str) -> tup
     return record, RUN
 
 
-def complete_wait(wf: WorkflowContext, record: StepRecord, stored: str | None) -> Any:
+def new_wait(wf: WorkflowContext, slot: Slot, name: str, kind: str, **fields: Any) -> StepRecord:
+    """The record of a wait that this run reaches for the first time."""
+    record = StepRecord(instance_id=wf.instance_id, branch=slot.branch, position=slot.position,
+                        name=name, kind=kind, started_at=timezone.now(), **fields)
+    wf._records[slot.key] = record
+    return record
+
+
+def complete_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, stored: str | None) -> Any:
     """The wait ended with `stored` (its serialized outcome); it is written with the next write."""
     now = timezone.now()
     record.state = StepState.COMPLETED
     record.result = stored
     record.finished_at = now
     record.wake_at = None
-    wf._run.checkpoint.dirty[record.position] = record
-    wf._clock = now
+    wf._run.checkpoint.dirty[slot.key] = record
+    slot.lane.clock = now
     return serialization.loads(stored)
 
 
-def fail_wait(wf: WorkflowContext, record: StepRecord, error: BaseException) -> NoReturn:
+def fail_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, error: BaseException) -> NoReturn:
     """The wait ended with `error`, recorded so that a replay raises the same again."""
     now = timezone.now()
     record.state = StepState.FAILED
@@ -80,43 +89,38 @@ def fail_wait(wf: WorkflowContext, record: StepRecord, error: BaseException) -> 
     record.error_type = type(error).__name__
     record.error_message = str(error)
     record.error_replay = failures.replay_info(error)
-    wf._run.checkpoint.dirty[record.position] = record
-    wf._clock = now
+    wf._run.checkpoint.dirty[slot.key] = record
+    slot.lane.clock = now
     raise error
 
 
 def is_due(wf: WorkflowContext, record: StepRecord) -> bool:
     """A wait ends when its alarm woke this run, or when its time has come anyway."""
-    return wf._run.woken_position == record.position or (
+    return wf._run.woken == record.slot or (
         record.wake_at is not None and record.wake_at <= timezone.now()
     )
 
 
-def sleep_at(wf: WorkflowContext, position: int, wake_at: datetime, name: str) -> None:
-    """The sleep at `position`: returns when it is over, or stops the run until it is."""
-    record = wf._replayed(position, name, StepKind.SLEEP)
+def sleep_at(wf: WorkflowContext, slot: Slot, wake_at: datetime, name: str) -> None:
+    """The sleep at `slot`: returns when it is over, or stops the lane until it is."""
+    record = wf._replayed(slot, name, StepKind.SLEEP)
     if record is not None:
         if record.state == StepState.COMPLETED:
-            wf._clock = record.finished_at or record.wake_at or wf._clock
+            slot.lane.clock = record.finished_at or record.wake_at or slot.lane.clock
             return
         if not is_due(wf, record):
-            wf._suspend(Wait(record, AlarmReason.SLEEP))
+            wf._suspend(slot, Wait(record, AlarmReason.SLEEP))
         now = timezone.now()
         record.state = StepState.COMPLETED
         record.finished_at = now
-        wf._run.checkpoint.dirty[position] = record
-        wf._run.events.add("sleep.completed", position, name=name)
-        wf._clock = now
+        wf._run.checkpoint.dirty[slot.key] = record
+        wf._run.events.add("sleep.completed", slot.position, name=name, **branch_data(slot.branch))
+        slot.lane.clock = now
         return
-    now = timezone.now()
-    if wake_at <= now:
+    if wake_at <= timezone.now():
         return
-    record = StepRecord(
-        instance_id=wf.instance_id, position=position, name=name,
-        kind=StepKind.SLEEP, state=StepState.SLEEPING, started_at=now, wake_at=wake_at,
-    )
-    wf._records[position] = record
-    wf._suspend(Wait(record, AlarmReason.SLEEP, "sleep.started"))
+    record = new_wait(wf, slot, name, StepKind.SLEEP, state=StepState.SLEEPING, wake_at=wake_at)
+    wf._suspend(slot, Wait(record, AlarmReason.SLEEP, "sleep.started"))
 
 
 LOCKED_FIELDS = ("id", "workflow", "state", "epoch", "parent_id", "cancel_reason")
@@ -133,21 +137,22 @@ def lock_txn(instance_id: str) -> WorkflowInstance | None:
     return rows.only(*LOCKED_FIELDS).first()
 
 
-def wake_txn(instance: WorkflowInstance, position: int, reason: str, *, at_once: bool = True) -> None:
-    """End the wait at `position` of a Paused instance, from outside its run: what a sent
-    event or a finished child does. Call inside a transaction that has locked the instance
-    row, so that the run's pause (which asks its wait's `ready` under the same lock) and
-    this wake are ordered one way or the other and neither is lost.
+def wake_txn(instance: WorkflowInstance, slot: tuple[str, int], reason: str, *, at_once: bool = True) -> None:
+    """End the wait at `slot` (branch, position) of a Paused instance, from outside its run:
+    what a sent event or a finished child does. Call inside a transaction that has locked
+    the instance row, so that the run's pause (which asks its waits' `ready` under the same
+    lock) and this wake are ordered one way or the other and neither is lost.
 
-    The wait's alarm becomes due now. `at_once` also marks it fired and dispatches the
+    The instance's alarm becomes due now. `at_once` also marks it fired and dispatches the
     resume when the transaction commits (a lost dispatch is sent again by the scans, as for
     any fired alarm); otherwise the next `fire_alarms()` pass takes it, within the alarm poll,
     so that many wakes in a short while (children finishing together) make one resume.
     """
     now = timezone.now()
     at_once = at_once or getattr(get_dispatcher(), "synchronous", False)
+    branch, position = slot
     values = {"fire_at": now, "fired_at": now if at_once else None, "reason": reason,
-              "position": position, "epoch": instance.epoch}
+              "branch": branch, "position": position, "epoch": instance.epoch}
     # The instance row is locked, so no other writer can create or drop its alarm meanwhile.
     if not Alarm.objects.filter(instance_id=instance.pk).update(**values):
         Alarm.objects.create(instance_id=instance.pk, **values)
@@ -161,14 +166,14 @@ def resume_on_commit(instance: WorkflowInstance) -> None:
 
 
 def wake_waiting_txn(instance: WorkflowInstance, kind: str, name: str, reason: str, *,
-                     at_once: bool = True) -> int | None:
+                     at_once: bool = True) -> tuple[str, int] | None:
     """`wake_txn` for the wait of `kind` and `name` the locked, Paused instance is stopped
-    at, if that is what it waits for. Returns the position woken, or None."""
+    at, if that is what it waits for. Returns the slot woken, or None."""
     if as_state(instance.state) != State.PAUSED:
         return None
     wait = StepRecord.objects.filter(
         instance_id=instance.pk, kind=kind, state=StepState.AWAITING, name=name
-    ).order_by("-position").values_list("position", flat=True).first()
+    ).order_by("-id").values_list("branch", "position").first()
     if wait is not None:
         wake_txn(instance, wait, reason, at_once=at_once)
     return wait

@@ -160,7 +160,7 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(line for line in lines if line))
         rows = [
             (
-                str(step.position), step.name, step.kind, step.state, str(step.attempts),
+                f"{step.branch}/{step.position}" if step.branch else str(step.position), step.name, step.kind, step.state, str(step.attempts),
                 when(step.started_at), duration(step.started_at, step.finished_at),
                 shorten(step_outcome(step)),
             )
