@@ -278,31 +278,34 @@ def crash_and_recover(feed: Feed, worker: Worker, tag: str) -> str:
 
 def report_runs(instance_id: str, killed_at) -> None:
     """How many times each step ran, from the event log: proof of where the run resumed."""
+    # A step is known by its branch (empty outside wf.parallel) and its position in it.
     starts = Counter(
-        Event.objects.filter(instance_id=instance_id, kind="step.started").values_list("position", flat=True)
+        (data.get("branch", ""), position)
+        for position, data in Event.objects.filter(instance_id=instance_id, kind="step.started")
+        .values_list("position", "data")
     )
     say()
     say("   How often each step of order 1003 ran:")
-    for record in StepRecord.objects.filter(instance_id=instance_id).order_by("position"):
+    for record in sorted(StepRecord.objects.filter(instance_id=instance_id), key=lambda r: r.sort_key):
         if record.kind == "sleep":
             say(f"     {record.name:<24} {'slept once':<12} finished before the crash")
             continue
         if record.kind == "event":
             say(f"     {record.name:<24} {'taken once':<12} the event sent before the order waited")
             continue
-        runs = starts[record.position]
+        runs = starts[record.slot]
         before = record.finished_at is not None and record.finished_at < killed_at
         note = "finished before the crash: not run again" if before else ""
         if runs > 1:
             note = "interrupted by the crash, run again by the new worker"
         times = f"ran {runs} time{'s' if runs != 1 else ''}"
         say(f"     {record.name:<24} {times:<12} {note}".rstrip())
-    fetches = starts[0]
+    fetches = starts[("", 0)]
     packs = StepRecord.objects.get(instance_id=instance_id, name="Pack parcel")
-    if fetches != 1 or starts[packs.position] != 2:
+    if fetches != 1 or starts[packs.slot] != 2:
         raise DemoFailed(
             f"expected 'Fetch order' to run once and 'Pack parcel' twice, got {fetches} and "
-            f"{starts[packs.position]}"
+            f"{starts[packs.slot]}"
         )
 
 

@@ -182,11 +182,11 @@ class BeforeThePause:
 def test_a_child_that_finishes_while_its_parent_pauses_still_wakes_it():
     race = BeforeThePause("race-parent", lambda: fire_alarm_now("race-parent.0"))
     with connection.execute_wrapper(race):
-        handle = client.start("children.wait_nappers", 1, instance_id="race-parent")
+        handle = client.start("children.start_step_wait", instance_id="race-parent")
     assert race.ran and client.get("race-parent.0").state == "completed"
     assert handle.refresh().state == "paused"  # it paused, with its wait's alarm due at once
     fire_alarms()
-    assert handle.refresh().result() == [0]
+    assert handle.refresh().result() == 0
 
 
 @pytest.mark.requires_postgres
@@ -209,3 +209,20 @@ def test_a_lost_cancel_cascade_is_made_good_by_recover():
     recover()
     assert {client.get(pk).state for pk in kids} == {"cancelled"}
     assert not WorkflowInstance.objects.get(pk=handle.instance_id).family_pending
+
+
+def test_children_are_inserted_in_one_commit_with_the_records_of_their_starts():
+    from durable_workflows.engine import execute
+    from tests.faults import FailNthWrite
+    from tests.test_engine_faults import queued, recover_until_finished
+
+    parent = queued("children.fan", [2, 3, 4])
+    fault = FailNthWrite(1, touching="steprecord")  # the pause: the start records and the wait
+    with connection.execute_wrapper(fault):
+        assert execute(parent.instance_id, "fresh", parent.instance.epoch) is None
+    assert fault.failed_sql is not None
+    assert not WorkflowInstance.objects.filter(parent_id=parent.instance_id).exists()
+    done = recover_until_finished(parent.instance_id)
+    assert done.result() == [4, 9, 16]
+    assert done.children == [f"{parent.instance_id}.{i}" for i in range(3)]
+    assert (RAN["square-2"], RAN["square-3"], RAN["square-4"]) == (1, 1, 1)

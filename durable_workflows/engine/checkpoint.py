@@ -13,20 +13,24 @@ The buffers change only once a write has committed. A write that fails raises `L
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from ..dispatch import get_dispatcher
 from ..exceptions import LeaseLost
 from ..models import Alarm, InboxMessage, StepRecord, WorkflowInstance
 from ..states import State, as_state, transition_values
 from . import pg
-from .events import EventBuffer
+from .events import EventBuffer, record_events
 from .faults import engine_io
 from .lanes import branch_data
 from .lease import Lease
 from .waits import Wait
+
+logger = logging.getLogger("durable_workflows")
 
 
 class Checkpoint:
@@ -41,8 +45,15 @@ class Checkpoint:
         self.step_finished = False
         #: Inbox messages taken by event waits since the last write: id -> the wait's position.
         self.taken: dict[int, int] = {}
+        #: Children started since the last write, inserted (Queued) by it: id -> unsaved row.
+        self.children: dict[str, WorkflowInstance] = {}
+        self._children_events: list[EventBuffer] = []
         # Whether the PostgreSQL single-statement writes apply; looked up once per run.
         self.fast = pg.usable()
+
+    def start_child(self, child: WorkflowInstance) -> None:
+        self.children[child.pk] = child
+        self._children_events.append(record_events(child.pk, child.workflow, ("workflow.queued", {})))
 
     def current_meta(self) -> dict[str, Any]:
         return self.meta if self.meta is not None else (self.instance.meta or {})
@@ -65,7 +76,7 @@ class Checkpoint:
             fields["meta"] = self.meta
         written_meta = self.meta
         with engine_io():
-            if self.fast and not self.taken and all(r._state.adding for r in records):
+            if self.fast and not self.taken and not self.children and all(r._state.adding for r in records):
                 ids = pg.checkpoint(self.lease.fence, records, self.events.rows(), fields)
                 for record in records:
                     record.pk = ids[record.slot]
@@ -86,7 +97,7 @@ class Checkpoint:
             fields["meta"] = self.meta
         values = transition_values(as_state(self.instance.state), to, fields)
         with engine_io():
-            if self.fast and not self.dirty and not self.taken:
+            if self.fast and not self.dirty and not self.taken and not self.children:
                 pg.finish(self.lease.fence, values, self.events.rows())
             else:
                 self._commit_orm(values, list(self.dirty.values()), transition=True)
@@ -121,11 +132,16 @@ class Checkpoint:
         the taken messages, the wait's alarm and the events. `values` is a checked
         transition when `transition`."""
         new = [r for r in records if r._state.adding]
+        children = list(self.children.values())
         try:
             with transaction.atomic():
                 updated = WorkflowInstance.objects.filter(**self.lease.fence.filter()).update(**values)
                 if updated != 1:
                     raise LeaseLost()
+                if children:
+                    WorkflowInstance.objects.bulk_create(children)
+                    for buffer in self._children_events:
+                        buffer.write_txn()
                 for record in records:
                     if not record._state.adding:
                         record.save(force_update=True)
@@ -138,10 +154,12 @@ class Checkpoint:
                     self._alarm_txn(waits)
                 self.events.write_txn()
         except BaseException:
-            # bulk_create marks its records saved before the commit: undo that.
+            # bulk_create marks its rows saved before the commit: undo that.
             for record in new:
                 record.pk = None
                 record._state.adding = True
+            for child in children:
+                child._state.adding = True
             raise
 
     def _alarm_txn(self, waits: list[Wait]) -> None:
@@ -168,6 +186,23 @@ class Checkpoint:
         for key, value in values.items():
             setattr(self.instance, key, value)
         self.events.send()
+        if self.children:
+            self._dispatch_children()
+
+    def _dispatch_children(self) -> None:
+        """Hand the children just inserted to the dispatcher. One it cannot take stays
+        Queued, and `recover()` sends it again; the run goes on."""
+        children, self.children = list(self.children.values()), {}
+        buffers, self._children_events = self._children_events, []
+        for buffer in buffers:
+            buffer.send()
+        dispatcher = get_dispatcher()
+        for child in children:
+            try:
+                dispatcher.dispatch(child.pk, "fresh", child.epoch)
+            except Exception:
+                logger.warning("durable_workflows: could not dispatch child %s; recovery will", child.pk,
+                               exc_info=True)
 
 
 def _ends(wait: Wait) -> tuple[bool, float]:

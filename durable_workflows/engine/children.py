@@ -1,9 +1,10 @@
 """Child workflows: `wf.start_child`, `wf.wait_child` and `wf.run_child`.
 
 Starting a child is recorded like a step whose result is the child's id: a replay returns the
-same handle and starts nothing. The child's id is derived from the parent's id and the
-position, so a parent that crashed after creating the child and before recording it finds
-the same child again instead of making a second one. Waiting for a child is a durable wait
+same handle and starts nothing. The child's row is inserted, already Queued, in the same
+commit as that record (the run's next write), so either both exist or neither does, and a
+parent that starts a thousand children commits them together; they are dispatched once that
+commit is done. The child's id is derived from the parent's id and the position. Waiting for a child is a durable wait
 (waits.py): the child's final state is read when the wait is reached, and a child that
 finishes later wakes its waiting parent itself (instances.finished).
 """
@@ -15,6 +16,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.utils import timezone
+
 
 from .. import serialization
 from ..exceptions import ChildWorkflowFailed, StoreFault, WorkflowCancelled, WorkflowIdConflict
@@ -22,7 +25,7 @@ from ..models import AlarmReason, StepKind, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..states import State, as_state
 from .faults import engine_io
-from .instances import check_id, create, enqueue
+from .instances import check_id, enqueue, existing, prepare
 from .lanes import Slot, branch_data
 from .waits import Wait, complete_wait, fail_wait, new_wait, replay_wait
 
@@ -62,21 +65,29 @@ def start_at(wf: WorkflowContext, slot: Slot, workflow: Any, args: tuple[Any, ..
         return ChildHandle(serialization.loads(record.result))
     check_id(instance_id)
     wanted = instance_id or child_id(wf.instance_id, slot.position, slot.branch)
-    with engine_io():
-        child, created = create(definition, args, kwargs, wanted, parent_id=wf.instance_id,
-                                parent_position=slot.position)
-    if not created and child.parent_id != wf.instance_id:
-        raise WorkflowIdConflict(f"instance {wanted!r} already exists and is not a child of {wf.instance_id!r}")
+    checkpoint = wf._run.checkpoint
+    found = None
+    if wanted not in checkpoint.children:
+        with engine_io():
+            found = existing(wanted, definition)
+        if found is None:
+            # Inserted, Queued, with the run's next write (and dispatched once it commits):
+            # a crash before that leaves neither the child nor the record of its start.
+            checkpoint.start_child(prepare(definition, args, kwargs, wanted, state=State.QUEUED,
+                                           parent_id=wf.instance_id, parent_position=slot.position,
+                                           dispatched_at=timezone.now()))
+        elif found.parent_id != wf.instance_id:
+            raise WorkflowIdConflict(f"instance {wanted!r} already exists and is not a child of {wf.instance_id!r}")
     record = new_wait(wf, slot, definition.name, StepKind.START_CHILD, state=StepState.COMPLETED,
                       result=serialization.dumps(wanted, "a child id"), attempts=1)
     record.finished_at = record.started_at
-    wf._run.checkpoint.dirty[slot.key] = record
+    checkpoint.dirty[slot.key] = record
     wf._run.events.add("child.started", slot.position, name=definition.name, child=wanted, **branch_data(slot.branch))
-    if child.state == State.PENDING:
-        # A child that a crash left Pending (created, never queued) is queued now too.
+    if found is not None and found.state == State.PENDING:
+        # A child that an older release created and did not queue (a crash) is queued now.
         try:
             with engine_io():
-                enqueue(child)
+                enqueue(found)
         except StoreFault:
             raise
         except Exception:
@@ -111,6 +122,9 @@ def wait_at(wf: WorkflowContext, slot: Slot, child: ChildHandle | str) -> Any:
 def _child_row(wf: WorkflowContext, wanted: str) -> WorkflowInstance | None:
     """The child's row. The children a run has seen finished are read once per run, all
     together, so that a parent waiting for many replays them with one query."""
+    starting = wf._run.checkpoint.children.get(wanted)
+    if starting is not None:
+        return starting  # started by this run, inserted with its next write
     finished = wf._run.finished_children
     with engine_io():
         if finished is None:

@@ -166,7 +166,7 @@ def _fail(run: Run, error: BaseException, error_type: str | None = None) -> str:
     if error_type:
         fields["error_type"] = error_type
     run.events.add("workflow.failed", None, error=f"{fields['error_type']}: {fields['error_message']}")
-    if has_family(run.instance):
+    if run.checkpoint.children or has_family(run.instance):
         fields["family_pending"] = True
     run.checkpoint.finish(State.FAILED, **fields)
     logger.info("workflow %s failed: %s", run.instance_id, fields["error_message"])

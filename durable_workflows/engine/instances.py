@@ -48,21 +48,17 @@ def create(workflow: WorkflowRef, args: tuple[Any, ...] | list[Any], kwargs: dic
     """Insert the instance, or return the existing one with that id (idempotent start).
 
     A repeat is answered before the arguments are checked: it returns what the first start
-    stored, whatever it was given this time. `fields` go on a new row (a child's parent)."""
+    stored, whatever it was given this time. `fields` go on a new row."""
     definition = get_definition(workflow)
     check_id(instance_id)
     if instance_id is not None:
         found = existing(instance_id, definition)
         if found is not None:
             return found, False
-    definition.check_arguments(tuple(args), kwargs)
-    stored = encode_input(args, kwargs)
+    instance = prepare(definition, args, kwargs, instance_id, **fields)
     try:
         with transaction.atomic():
-            instance = WorkflowInstance.objects.create(
-                id=instance_id or uuid.uuid4().hex, workflow=definition.name, input=stored,
-                state=State.PENDING, **fields,
-            )
+            instance.save(force_insert=True)
             if definition.timeout is not None:
                 # Counted from the creation time the row got.
                 instance.deadline_at = instance.created_at + timedelta(seconds=definition.timeout)
@@ -73,6 +69,18 @@ def create(workflow: WorkflowRef, args: tuple[Any, ...] | list[Any], kwargs: dic
             raise
         return found, False
     return instance, True
+
+
+def prepare(definition: WorkflowDefinition, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any],
+            instance_id: str | None, *, state: State = State.PENDING, **fields: Any) -> WorkflowInstance:
+    """A new instance, not yet saved, once its arguments are known to fit and to be storable."""
+    definition.check_arguments(tuple(args), kwargs)
+    stored = encode_input(args, kwargs)
+    instance = WorkflowInstance(id=instance_id or uuid.uuid4().hex, workflow=definition.name,
+                                input=stored, state=state, **fields)
+    if state != State.PENDING and definition.timeout is not None:
+        instance.deadline_at = timezone.now() + timedelta(seconds=definition.timeout)
+    return instance
 
 
 def enqueue(instance: WorkflowInstance | str) -> None:

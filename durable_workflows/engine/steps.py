@@ -125,6 +125,8 @@ class StepCall:
                        deadline=record.deadline_at.isoformat(), **self.where)
         if self.durable_attempts:
             self.checkpoint.save(record)
+        elif self.checkpoint.children:
+            self.checkpoint.save()  # children started before this step start before it runs
         return self.remaining
 
     def succeeded(self, value: Any) -> Any:

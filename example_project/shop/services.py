@@ -41,6 +41,11 @@ def charge_card(order: dict, attempt: int, declines: int) -> str:
     return f"receipt-{order['id']}-{attempt}"
 
 
+def book_courier(parcel: str) -> str:
+    _log(f"booking a courier for {parcel}")
+    return f"pickup-{parcel}"
+
+
 def release_order(order_id: str) -> str:
     _log(f"releasing order {order_id}: its payment was never confirmed")
     return "released"

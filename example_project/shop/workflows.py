@@ -12,7 +12,7 @@ from . import services
 @workflow("shop.order", timeout="7 days")
 def order_workflow(wf, order_id: str, pack_seconds: float = 0.5, declines: int = 0) -> dict:
     """Fetch an order, wait for the payment provider to confirm it, wait for the warehouse,
-    pack it, and capture the payment with retries."""
+    pack it, then capture the payment (with retries) while booking the courier."""
     order = wf.step("Fetch order", services.fetch_order, order_id)
     # The provider's webhook sends this event (with its delivery id as event_id, so that a
     # redelivered webhook is ignored). No confirmation within the hour: the order is released.
@@ -26,12 +26,18 @@ def order_workflow(wf, order_id: str, pack_seconds: float = 0.5, declines: int =
     # A deadline makes each attempt durable: a worker that dies mid-step leaves a record
     # saying so, and the next worker runs the step again.
     parcel = wf.step("Pack parcel", services.pack_parcel, order, pack_seconds, timeout="30s")
-    receipt = wf.step(
-        "Charge card",
-        lambda: services.charge_card(order, attempt=wf.attempt, declines=declines),
-        retry=RetryPolicy(max_attempts=4, backoff="exponential", initial_delay="1s", jitter=False),
+    # Two branches at once: the card is charged (with retries: a decline waits durably and
+    # tries again) while the courier is booked. Each branch has positions of its own.
+    receipt, pickup = wf.parallel(
+        lambda: wf.step(
+            "Charge card",
+            lambda: services.charge_card(order, attempt=wf.attempt, declines=declines),
+            retry=RetryPolicy(max_attempts=4, backoff="exponential", initial_delay="1s", jitter=False),
+        ),
+        lambda: wf.step("Book courier", services.book_courier, parcel),
     )
-    return {"order": order_id, "payment": payment["reference"], "parcel": parcel, "receipt": receipt}
+    return {"order": order_id, "payment": payment["reference"], "parcel": parcel, "receipt": receipt,
+            "pickup": pickup}
 
 
 def next_run(now: datetime, at: time) -> datetime:

@@ -30,6 +30,13 @@ def wait_nappers(wf, count: int) -> list:
     return [wf.wait_child(kid) for kid in kids]
 
 
+@workflow("children.start_step_wait")
+def start_step_wait(wf) -> int:
+    kid = wf.start_child("children.napper", 0)
+    wf.step("Between", note, "start-step-wait")  # the child is inserted before this step runs
+    return wf.wait_child(kid)
+
+
 @workflow("children.start_then_sleep")
 def start_then_sleep(wf) -> str:
     kid = wf.start_child("children.square", 3)

@@ -109,3 +109,15 @@ def child(wf, seconds: float = 0.0) -> str:
 def fan(wf, count: int, seconds: float = 0.0) -> int:
     kids = [wf.start_child("workers.child", seconds) for _ in range(count)]
     return len([wf.wait_child(kid) for kid in kids])
+
+
+@workflow("workers.branches")
+def branches(wf, count: int = 3, seconds: float = 0.2) -> list:
+    """Parallel branches that each run a step, sleep (durably) and run another."""
+
+    def branch(i: int) -> str:
+        wf.step(f"b{i}-before", logged, wf.instance_id, _epoch(wf), f"b{i}-before", seconds)
+        wf.sleep(0.5 + 0.25 * i)
+        return wf.step(f"b{i}-after", logged, wf.instance_id, _epoch(wf), f"b{i}-after", seconds)
+
+    return wf.parallel(*(lambda i=i: branch(i) for i in range(count)))
