@@ -21,6 +21,7 @@ class StepKind(models.TextChoices):
     EVENT = "event", "Event wait"
     START_CHILD = "start_child", "Child start"
     CHILD = "child", "Child wait"
+    PATCH = "patch", "Patch marker"
 
 
 class StepState(models.TextChoices):

@@ -31,7 +31,7 @@ from ..exceptions import (
 )
 from ..models import StepRecord
 from ..retry import RetryPolicy
-from . import branches, children, inbox, runner
+from . import branches, children, inbox, patches, runner
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .steps import StepCall
 from .waits import Wait, sleep_at
@@ -64,6 +64,10 @@ class WorkflowContext:
         self._root = Lane(self, "", run.instance.created_at)
         #: Hands the engine's side of a primitive called in a branch thread to the run's thread.
         self._driver = branches.Driver()
+        #: The patch ids this run has asked for (each may be asked once).
+        self._patches: set[str] = set()
+        #: A replay check (check.py): replay the history, and stop each lane at its first new work.
+        self._checking = False
         self.workflow = workflow
         self.instance_id: str = run.instance_id
         self.mode: str = run.mode
@@ -122,7 +126,7 @@ class WorkflowContext:
         if lane.aborted():
             raise Aborted()
         deadline = self._run.instance.deadline_at
-        if deadline is not None and deadline <= timezone.now():
+        if deadline is not None and deadline <= timezone.now() and not self._checking:
             self._fatal = timed_out(self.workflow, self._run.instance)
             raise self._fatal
         return lane
@@ -137,6 +141,13 @@ class WorkflowContext:
         slot.lane.waits.append(wait)
         slot.lane.stopped = signal
         raise signal
+
+    def _frontier(self, lane: Lane) -> None:
+        """Where a lane's replay ends and new work would begin: a replay check stops there."""
+        if self._checking:
+            signal = Suspend()
+            lane.stopped = signal
+            raise signal
 
     def _engine(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call the engine's side of a primitive, on the run's own thread and connection: a
@@ -232,6 +243,22 @@ class WorkflowContext:
             return
         checkpoint.meta = {**current, key: value}
 
+    # -- patches ------------------------------------------------------------------------------
+    def patched(self, patch_id: str) -> bool:
+        """True where this run reaches `patch_id` under the code that has it (recorded, so it
+        stays True on replay); False in an instance that already ran past this point under
+        the code before it, and then it takes no position. See patches.py."""
+        patches.check_id(patch_id)
+        lane = self._check_scope("patched")
+        return bool(self._engine(patches.patched_at, self, lane, patch_id))
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Where `if wf.patched(patch_id):` was, once every instance from before the patch
+        has finished: histories that recorded the patch keep replaying."""
+        patches.check_id(patch_id)
+        lane = self._check_scope("deprecate_patch")
+        self._engine(patches.deprecated_at, self, lane, patch_id)
+
     # -- parallel branches ----------------------------------------------------------------------
     def parallel(self, *parallel_branches: Callable[[], Any], max_concurrency: int | None = None) -> list[Any]:
         """Run the branches (callables without arguments) at the same time, each with
@@ -322,6 +349,14 @@ class AsyncWorkflowContext(WorkflowContext):
 
     def set_meta(self, key: str, value: Any) -> Awaitable[None]:  # type: ignore[override]
         super().set_meta(key, value)
+        return _done()
+
+    def patched(self, patch_id: str) -> patches.PatchFlag:  # type: ignore[override]
+        """As in a sync workflow; the answer may be awaited or used as it is."""
+        return patches.PatchFlag(super().patched(patch_id))
+
+    def deprecate_patch(self, patch_id: str) -> Awaitable[None]:  # type: ignore[override]
+        super().deprecate_patch(patch_id)
         return _done()
 
     def parallel(self, *parallel_branches: Callable[[], Any],  # type: ignore[override]

@@ -1,0 +1,85 @@
+"""Patches: `wf.patched(patch_id)` and `wf.deprecate_patch(patch_id)`, so that new code can
+change a workflow without breaking the instances that already ran past the change.
+
+A run that reaches `wf.patched("x")` where its history has nothing yet is running the new
+code: it records a marker ("patch" record named "x") at that position and gets True, and so
+does every replay of it. A history that already has something else at that position ran
+there under the old code: it gets False, and the call takes no position, so the old code's
+records line up as before. Once no instance from before the patch is left, the `if` can go;
+`wf.deprecate_patch("x")` in its place takes the marker's position in the histories that
+recorded it and none in new ones.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..models import StepKind, StepState
+from .waits import new_wait
+
+if TYPE_CHECKING:
+    from .context import WorkflowContext
+    from .lanes import Lane
+
+
+def check_id(patch_id: Any) -> str:
+    if not isinstance(patch_id, str) or not patch_id.strip():
+        raise ValueError(f"a patch id must be non-empty text, got {patch_id!r}")
+    if len(patch_id) > 255 or "\x00" in patch_id:
+        raise ValueError(f"a patch id must be at most 255 characters, without NUL, got {patch_id!r}")
+    return patch_id
+
+
+def _once(wf: WorkflowContext, patch_id: str) -> None:
+    if patch_id in wf._patches:
+        raise ValueError(f"patch {patch_id!r} was already asked for in this run; each patch id "
+                         f"marks one place in the workflow, so give each place an id of its own")
+    wf._patches.add(patch_id)
+
+
+def patched_at(wf: WorkflowContext, lane: Lane, patch_id: str) -> bool:
+    _once(wf, patch_id)
+    record = wf._records.get((lane.branch, lane.position))
+    if record is None:
+        wf._frontier(lane)  # a replay check stops here: this is new work
+        slot = lane.take()
+        marker = new_wait(wf, slot, patch_id, StepKind.PATCH, state=StepState.COMPLETED)
+        marker.finished_at = marker.started_at
+        wf._run.checkpoint.dirty[slot.key] = marker
+        return True
+    if record.kind == StepKind.PATCH and record.name == patch_id:
+        lane.take()
+        return True
+    return False
+
+
+def deprecated_at(wf: WorkflowContext, lane: Lane, patch_id: str) -> None:
+    _once(wf, patch_id)
+    record = wf._records.get((lane.branch, lane.position))
+    if record is not None and record.kind == StepKind.PATCH and record.name == patch_id:
+        lane.take()
+
+
+class PatchFlag:
+    """What `wf.patched` returns: a bool that an async workflow may also await."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool) -> None:
+        self.value = value
+
+    def __bool__(self) -> bool:
+        return self.value
+
+    def __eq__(self, other: object) -> bool:
+        return self.value == other
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self.value
+        yield  # pragma: no cover - makes this a generator
