@@ -43,13 +43,14 @@ _EXPORTS = {
     "send_event": "client",
     "ChildWorkflowFailed": "exceptions",
     "ChildHandle": "engine.children",
+    "check_replay": "engine.check",
 }
 
 __all__ = [
     "ChildHandle", "ChildWorkflowFailed", "DurableWorkflowError", "EventTimeout", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
     "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
     "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
-    "WorkflowNotFound", "WorkflowTimeout", "cancel", "client", "fire_alarms", "get", "list",
+    "WorkflowNotFound", "WorkflowTimeout", "cancel", "check_replay", "client", "fire_alarms", "get", "list",
     "meta", "recover", "run_inline", "send_event", "start", "workflow",
 ]
 
@@ -57,6 +58,7 @@ if TYPE_CHECKING:
     from . import client
     from .client import WorkflowHandle, cancel, get, list, meta, run_inline, send_event, start
     from .engine import fire_alarms, recover
+    from .engine.check import check_replay
     from .engine.children import ChildHandle
     from .exceptions import (
         ChildWorkflowFailed,

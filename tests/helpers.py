@@ -29,9 +29,10 @@ def wait_until(condition: Callable[[], Any], timeout: float = 10.0, interval: fl
         time.sleep(interval)
 
 
-def manage(*args: str) -> subprocess.CompletedProcess:
+def manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`manage.py durable_workflows ARGS` in a new process, on the test database."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DW_DB_NAME": connection.settings_dict["NAME"]}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DW_DB_NAME": connection.settings_dict["NAME"],
+           **(env or {})}
     return subprocess.run([sys.executable, "-m", "django", "durable_workflows", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
 

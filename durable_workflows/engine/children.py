@@ -63,6 +63,7 @@ def start_at(wf: WorkflowContext, slot: Slot, workflow: Any, args: tuple[Any, ..
     record = wf._replayed(slot, definition.name, StepKind.START_CHILD)
     if record is not None and record.state == StepState.COMPLETED:
         return ChildHandle(serialization.loads(record.result))
+    wf._frontier(slot.lane)
     check_id(instance_id)
     wanted = instance_id or child_id(wf.instance_id, slot.position, slot.branch)
     checkpoint = wf._run.checkpoint
@@ -105,6 +106,7 @@ def wait_at(wf: WorkflowContext, slot: Slot, child: ChildHandle | str) -> Any:
     record, outcome = replay_wait(wf, slot, wanted, StepKind.CHILD)
     if outcome.returns:
         return outcome.value
+    wf._frontier(slot.lane)
     row = _child_row(wf, wanted)
     if row is None or row.parent_id != wf.instance_id:
         raise ValueError(f"instance {wanted!r} is not a child of {wf.instance_id!r}; wait_child waits only for this instance's children")

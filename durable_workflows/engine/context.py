@@ -169,6 +169,10 @@ class WorkflowContext:
                 f"non-deterministic replay at {slot.describe()}: the code now calls "
                 f"{kind} {name!r} where the recorded run has {record.kind} {record.name!r}"
             )
+            # For the replay check's report (check.py).
+            error.branch, error.position = slot.branch, slot.position  # type: ignore[attr-defined]
+            error.recorded = f"{record.kind} {record.name!r}"  # type: ignore[attr-defined]
+            error.called = f"{kind} {name!r}"  # type: ignore[attr-defined]
             self._fatal = error
             raise error
         return record

@@ -103,13 +103,13 @@ def _start(run: Run) -> str | None:
     wf = context_class(run, records, definition.name)
     token = CURRENT.set(wf._root)
     try:
-        returned, value = _call(definition, wf)
+        returned, value = call_function(definition, wf)
     finally:
         CURRENT.reset(token)
     return _conclude(run, definition, wf, returned, value)
 
 
-def _call(definition: WorkflowDefinition, wf: WorkflowContext) -> tuple[bool, Any]:
+def call_function(definition: WorkflowDefinition, wf: WorkflowContext) -> tuple[bool, Any]:
     """Run the workflow function: (True, its result) or (False, what it raised)."""
     try:
         args, kwargs = serialization.decode_input(wf._run.instance.input)

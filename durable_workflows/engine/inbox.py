@@ -38,6 +38,7 @@ def wait_at(wf: WorkflowContext, slot: Slot, name: str, timeout: timedelta | Non
     record, outcome = replay_wait(wf, slot, name, StepKind.EVENT)
     if outcome.returns:
         return outcome.value
+    wf._frontier(slot.lane)
     if record is None:
         record = new_wait(wf, slot, name, StepKind.EVENT, state=StepState.AWAITING,
                           wake_at=None if timeout is None else timezone.now() + timeout)

@@ -63,6 +63,7 @@ class StepCall:
         record = self.wf._replayed(self.slot, self.name, StepKind.STEP)
         self.record = record
         if record is None:
+            self.wf._frontier(self.lane)
             return RUN
         if record.state == StepState.COMPLETED:
             self.lane.clock = record.finished_at or self.lane.clock
@@ -76,6 +77,7 @@ class StepCall:
             if isinstance(error, ReplayError):
                 self.wf._fatal = error
             raise error
+        self.wf._frontier(self.lane)  # in flight, or waiting to retry
         self.attempt = record.attempts
         if record.state == StepState.RUNNING:
             # The attempt in flight when the last run stopped. Its deadline survives.

@@ -208,11 +208,11 @@ def load_records(instance_id: str) -> dict[tuple[str, int], StepRecord]:
     them (a step in flight, waiting to retry, or failed) loads them when its replay starts.
     """
     with engine_io():
-        records = StepRecord.objects.filter(instance_id=instance_id).defer(*_REPLAY_DEFERRED)
+        records = StepRecord.objects.filter(instance_id=instance_id).defer(*REPLAY_DEFERRED)
         return {r.slot: r for r in records}
 
 
-_REPLAY_DEFERRED = (
+REPLAY_DEFERRED = (
     "error_type", "error_message", "error_traceback", "error_replay", "started_at",
     "attempt_started_at", "deadline_at",
 )

@@ -108,6 +108,7 @@ def sleep_at(wf: WorkflowContext, slot: Slot, wake_at: datetime, name: str) -> N
         if record.state == StepState.COMPLETED:
             slot.lane.clock = record.finished_at or record.wake_at or slot.lane.clock
             return
+        wf._frontier(slot.lane)
         if not is_due(wf, record):
             wf._suspend(slot, Wait(record, AlarmReason.SLEEP))
         now = timezone.now()
@@ -119,6 +120,7 @@ def sleep_at(wf: WorkflowContext, slot: Slot, wake_at: datetime, name: str) -> N
         return
     if wake_at <= timezone.now():
         return
+    wf._frontier(slot.lane)
     record = new_wait(wf, slot, name, StepKind.SLEEP, state=StepState.SLEEPING, wake_at=wake_at)
     wf._suspend(slot, Wait(record, AlarmReason.SLEEP, "sleep.started"))
 

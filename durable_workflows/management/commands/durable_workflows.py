@@ -80,6 +80,11 @@ class Command(BaseCommand):
 
         subs.add_parser("setup", help="Create the django-q2 schedules that back up alarms and recovery.")
 
+        check = subs.add_parser(
+            "check", help="Replay every unfinished instance against the code installed now; exit 1 "
+                          "if any would fail. Runs no step and writes nothing: run it before a deploy.")
+        check.add_argument("--workflow", default=None, metavar="NAME", help="Only this workflow's instances.")
+
         purge = subs.add_parser("purge", help=f"Delete finished instances ({FINISHED}).")
         purge.add_argument("--older-than", required=True, metavar="DURATION",
                            help='Finished longer ago than this, e.g. "30d", "12 hours".')
@@ -208,6 +213,26 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1")
         ids = fire_alarms(limit=options["limit"])
         self.stdout.write(f"Fired {plural(len(ids), 'alarm')}{listed(ids)}")
+
+    def do_check(self, options: dict[str, Any]) -> None:
+        from durable_workflows.engine.check import ReplayProblem, run_check
+
+        def report(problem: ReplayProblem) -> None:
+            where = ""
+            if problem.position is not None:
+                branch = f" of branch {problem.branch}" if problem.branch else ""
+                where = (f" at position {problem.position}{branch}: recorded {problem.recorded}, "
+                         f"now called {problem.called}")
+                self.stdout.write(f"would fail  {problem.instance_id}  {problem.workflow}{where}")
+            else:
+                self.stdout.write(f"would fail  {problem.instance_id}  {problem.workflow}: "
+                                  f"{problem.error_type}: {problem.message}")
+
+        result = run_check(options["workflow"], on_problem=report)
+        self.stdout.write(result.summary())
+        if result.problems:
+            raise CommandError(f"{plural(len(result.problems), 'instance')} would fail to replay "
+                               f"under the code installed now", returncode=1)
 
     def do_setup(self, options: dict[str, Any]) -> None:
         try:
