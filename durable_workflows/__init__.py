@@ -18,6 +18,7 @@ _EXPORTS = {
     "start": "client",
     "get": "client",
     "cancel": "client",
+    "fork": "client",
     "list": "client",
     "meta": "client",
     "run_inline": "client",
@@ -50,13 +51,13 @@ __all__ = [
     "ChildHandle", "ChildWorkflowFailed", "DurableWorkflowError", "EventTimeout", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
     "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
     "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
-    "WorkflowNotFound", "WorkflowTimeout", "cancel", "check_replay", "client", "fire_alarms", "get", "list",
+    "WorkflowNotFound", "WorkflowTimeout", "cancel", "check_replay", "client", "fork", "fire_alarms", "get", "list",
     "meta", "recover", "run_inline", "send_event", "start", "workflow",
 ]
 
 if TYPE_CHECKING:
     from . import client
-    from .client import WorkflowHandle, cancel, get, list, meta, run_inline, send_event, start
+    from .client import WorkflowHandle, cancel, fork, get, list, meta, run_inline, send_event, start
     from .engine import fire_alarms, recover
     from .engine.check import check_replay
     from .engine.children import ChildHandle

@@ -13,6 +13,7 @@ from django.utils import timezone
 from . import serialization
 from .dispatch import get_dispatcher, on_commit
 from .engine import execute, fire_alarms
+from .engine.forks import fork as fork_instance
 from .engine.instances import WorkflowRef, cancel_instance, create, enqueue
 from .exceptions import (
     WorkflowCancelled,
@@ -26,7 +27,7 @@ from .registry import get_definition
 from .states import TERMINAL, State, as_state
 
 __all__ = [
-    "StepInfo", "WorkflowHandle", "cancel", "get", "list", "meta", "run_inline", "send_event",
+    "StepInfo", "WorkflowHandle", "cancel", "fork", "get", "list", "meta", "run_inline", "send_event",
     "start",
 ]
 
@@ -103,6 +104,11 @@ class WorkflowHandle:
     def parent_id(self) -> str | None:
         """The instance that started this one with `wf.start_child`, if any."""
         return self._instance.parent_id
+
+    @property
+    def forked_from(self) -> str | None:
+        """The instance this one was forked from with `client.fork`, if any."""
+        return self._instance.forked_from
 
     @property
     def children(self) -> builtins.list[str]:
@@ -236,6 +242,22 @@ def cancel(instance_id: str, reason: str = "") -> WorkflowHandle:
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     cancel_instance(instance_id, "" if reason is None else str(reason))
     return get(instance_id)
+
+
+def fork(instance_id: str, *, from_position: int | None = None, new_id: str | None = None) -> WorkflowHandle:
+    """A new instance of the same workflow and input that replays the original's records
+    before `from_position` of its workflow function (by default, up to its first failed or
+    unfinished one) and runs the rest under the code installed now: how a Failed instance is
+    repaired once the fix is deployed. It is queued once the current transaction commits; the
+    original stays as it is.
+
+    Unknown id: `WorkflowNotFound`. A `from_position` below 0 or past the recorded history:
+    `ValueError`. A `new_id` that exists: `WorkflowIdConflict`. Nothing is created then.
+    """
+    if not isinstance(instance_id, str):
+        raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
+    handle = WorkflowHandle(fork_instance(instance_id, from_position=from_position, new_id=new_id), created=True)
+    return handle.refresh() if getattr(get_dispatcher(), "synchronous", False) else handle
 
 
 def list(state: State | str | None = None, workflow: str | None = None, limit: int | None = None) -> builtins.list[WorkflowHandle]:  # noqa: A001

@@ -147,6 +147,10 @@ class WorkflowInstance(ErrorFields):
         "position in the parent", null=True, blank=True,
         help_text="Where in the parent's run the child was started.",
     )
+    forked_from = models.CharField(
+        "forked from", max_length=255, null=True, blank=True,
+        help_text="The instance this one was forked from (client.fork), to repair it.",
+    )
     family_pending = models.BooleanField(
         "family not yet told", default=False,
         help_text="It finished, and its parent or children have not yet been told.",

@@ -1,4 +1,4 @@
-"""Change-list actions: cancel, resume now and recover the selected instances.
+"""Change-list actions: cancel, resume now, fork and recover the selected instances.
 
 Each instance is handled on its own, so one refusal (an instance that finished meanwhile)
 neither stops the others nor turns into an error page: it becomes a warning message.
@@ -66,6 +66,11 @@ def cancel_selected(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, que
 @admin.action(description="Resume selected Paused instances now", permissions=["resume"])
 def resume_selected(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet) -> None:
     apply(modeladmin, request, _ids(queryset), operations.resume_now, "Resumed")
+
+
+@admin.action(description="Fork selected instances (to repair them after a fix)", permissions=["resume"])
+def fork_selected(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    apply(modeladmin, request, _ids(queryset), operations.fork, "Forked")
 
 
 @admin.action(description="Recover selected stale Running instances", permissions=["resume"])

@@ -79,12 +79,12 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     ordering = ("-created_at",)
     show_full_result_count = False
     list_per_page = 50
-    actions = (actions.cancel_selected, actions.resume_selected, actions.recover_selected)
+    actions = (actions.cancel_selected, actions.resume_selected, actions.fork_selected, actions.recover_selected)
     change_form_template = "admin/durable_workflows/workflowinstance/change_form.html"
     change_list_template = "admin/durable_workflows/workflowinstance/change_list.html"
     readonly_fields = (
         "id", "workflow", "state_badge", "pending_alarm", "waiting_for", "inbox_display",
-        "parent_link", "children_links",
+        "parent_link", "children_links", "forked_from_link",
         "deadline_at", "progress", "created_at",
         "started_at", "finished_at", "updated_at", "input_display", "result_display",
         "error_display", "cancel_reason", "run_count", "last_mode", "epoch", "lease_owner",
@@ -175,6 +175,8 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             summary.append("parent_link")
         if obj.child_instances.exists():
             summary.append("children_links")
+        if obj.forked_from:
+            summary.append("forked_from_link")
         if obj.meta:
             summary.append("progress")
         summary += ["created_at", "started_at", "finished_at", "updated_at"]
@@ -237,6 +239,12 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         if not obj.parent_id:
             return ""
         return format_html('<a href="{}">{}</a>', self._change_url(obj.parent_id), obj.parent_id)
+
+    @admin.display(description="forked from")
+    def forked_from_link(self, obj: WorkflowInstance) -> str:
+        if not obj.forked_from:
+            return ""
+        return format_html('<a href="{}">{}</a>', self._change_url(obj.forked_from), obj.forked_from)
 
     @admin.display(description="children")
     def children_links(self, obj: WorkflowInstance) -> str:

@@ -14,7 +14,7 @@ from django.utils import timezone
 from .. import client
 from ..dispatch import get_dispatcher, on_commit
 from ..engine import fire_alarm_now
-from ..exceptions import DurableWorkflowError
+from ..exceptions import DurableWorkflowError, UnknownWorkflow
 from ..models import WorkflowInstance
 from ..states import TERMINAL, State, as_state
 from .display import relative
@@ -39,6 +39,15 @@ def resume_now(instance_id: str) -> str:
     if state == State.PAUSED:
         return f"Resuming {instance_id}: it has been handed to a worker."
     return f"Resumed {instance_id}; it is {state.label} now."
+
+
+def fork(instance_id: str) -> str:
+    """A fork of the instance (client.fork) from its first failed or unfinished position."""
+    try:
+        handle = client.fork(instance_id)
+    except (ValueError, UnknownWorkflow) as error:
+        raise Refused(f"instance {instance_id} cannot be forked: {error}") from None
+    return f"Forked {instance_id} as {handle.instance_id}; it is {handle.refresh().state.label} now."
 
 
 def recover(instance_id: str) -> str:

@@ -157,10 +157,12 @@ class InstanceDetailSerializer(InstanceSerializer):
     children = serializers.SerializerMethodField(help_text="Ids of the children it started, in start order.")
     deadline_at = serializers.DateTimeField(
         allow_null=True, read_only=True, help_text="From the workflow's timeout, else null.")
+    forked_from = serializers.CharField(
+        allow_null=True, read_only=True, help_text="The instance this one was forked from, else null.")
 
     class Meta(InstanceSerializer.Meta):
         fields = [*InstanceSerializer.Meta.fields, "run_count", "recovery_count", "deadline_at",
-                  "parent", "children", "alarm", "steps"]
+                  "parent", "children", "forked_from", "alarm", "steps"]
         read_only_fields = fields
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
@@ -282,6 +284,18 @@ class SendEventSerializer(serializers.Serializer):
         if value is not None and not value:
             raise serializers.ValidationError("event_id must not be empty.")
         return value
+
+
+class ForkSerializer(serializers.Serializer):
+    from_position = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0,
+        help_text="Copy the records before this position of the workflow function; by default, "
+        "those before its first failed or unfinished one.",
+    )
+    new_id = ExactCharField(
+        max_length=255, required=False, allow_null=True, default=None,
+        help_text="The new instance's id; by default a new random one.",
+    )
 
 
 class AcceptedSerializer(serializers.Serializer):

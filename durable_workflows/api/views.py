@@ -18,13 +18,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import __version__, client
-from ..exceptions import InvalidTransition, SerializationError, WorkflowIdConflict, WorkflowNotFound
+from ..exceptions import InvalidTransition, SerializationError, UnknownWorkflow, WorkflowIdConflict, WorkflowNotFound
 from ..models import WorkflowInstance
 from ..registry import all_definitions
 from ..states import State
 from .pagination import InstancePagination
 from .permissions import configured_permissions
 from .serializers import (
+    ForkSerializer,
     VALIDATION_ERROR_SCHEMA,
     AcceptedSerializer,
     CancelSerializer,
@@ -255,6 +256,45 @@ class InstanceEventsView(WorkflowAPIView):
             return Response({"accepted": accepted}, status=code)
 
         return instance_operation(request, instance_id, SendEventSerializer, send)
+
+
+class InstanceForkView(WorkflowAPIView):
+    """Forks an instance (client.fork): a new one that replays its records before a position
+    and runs the rest under the code deployed now."""
+
+    serializer_class = ForkSerializer
+
+    @documented(
+        operation_id="workflow_instances_fork",
+        summary="Fork an instance",
+        description="For repairing a Failed instance once the fix is deployed: the new instance "
+        "replays the original's records before `from_position` (their steps do not run again) "
+        "and runs the rest. The original stays as it is.",
+        parameters=[INSTANCE_ID],
+        request={"application/json": ForkSerializer},
+        responses={
+            201: OpenApiResponse(InstanceDetailSerializer, description="Forked."),
+            400: BAD_REQUEST, 404: NOT_FOUND,
+            409: OpenApiResponse(ConflictSerializer, description="An instance with that new_id exists."),
+            415: NOT_JSON, **DENIED,
+        },
+    )
+    def post(self, request: Request, instance_id: str) -> Response:
+        def fork(data: dict[str, Any]) -> Response:
+            try:
+                handle = client.fork(instance_id, from_position=data["from_position"], new_id=data["new_id"])
+            except WorkflowIdConflict as exc:
+                state = WorkflowInstance.objects.filter(pk=data["new_id"]).values_list("state", flat=True).first()
+                return Response({"detail": f"{exc}.", "state": state}, status=status.HTTP_409_CONFLICT)
+            except UnknownWorkflow as exc:
+                return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+            except ValueError as exc:
+                field = "from_position" if str(exc).startswith("from_position") else "new_id"
+                return Response({field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+            handle.refresh()
+            return Response(InstanceDetailSerializer(handle.instance).data, status=status.HTTP_201_CREATED)
+
+        return instance_operation(request, instance_id, ForkSerializer, fork)
 
 
 class DefinitionListView(WorkflowAPIView):

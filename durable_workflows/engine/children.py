@@ -108,7 +108,8 @@ def wait_at(wf: WorkflowContext, slot: Slot, child: ChildHandle | str) -> Any:
         return outcome.value
     wf._frontier(slot.lane)
     row = _child_row(wf, wanted)
-    if row is None or row.parent_id != wf.instance_id:
+    # A fork (forks.py) may wait for the children its copied records started.
+    if row is None or row.parent_id not in (wf.instance_id, wf._run.instance.forked_from or wf.instance_id):
         raise ValueError(f"instance {wanted!r} is not a child of {wf.instance_id!r}; wait_child waits only for this instance's children")
     if record is None:
         record = new_wait(wf, slot, wanted, StepKind.CHILD, state=StepState.AWAITING)

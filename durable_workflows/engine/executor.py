@@ -96,8 +96,8 @@ def _start(run: Run) -> str | None:
         definition = get_definition(instance.workflow)
     except UnknownWorkflow as error:
         return _fail(run, error)
-    # An instance's first run has no records yet: skip the query.
-    first_run = run.mode == "fresh" and instance.run_count == 1
+    # An instance's first run has no records yet (unless it is a fork): skip the query.
+    first_run = run.mode == "fresh" and instance.run_count == 1 and not instance.forked_from
     records = {} if first_run else load_records(run.instance_id)
     context_class = AsyncWorkflowContext if definition.is_async else WorkflowContext
     wf = context_class(run, records, definition.name)

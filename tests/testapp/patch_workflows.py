@@ -66,3 +66,23 @@ def bad(wf, how: str) -> str:
     except ValueError as error:
         return str(error)
     return "no error"
+
+
+#: Whether `repair.flow`'s buggy step is fixed. Set by the tests.
+FIXED = {"yes": False}
+
+
+def buggy(order_id: str) -> str:
+    count("r-buggy")
+    if not FIXED["yes"]:
+        raise ValueError(f"bug while shipping {order_id}")
+    return f"shipped {order_id}"
+
+
+@workflow("repair.flow")
+def repair_flow(wf, order_id: str) -> str:
+    charged = wf.step("Charge", count, "r-charge", f"charged {order_id}")
+    child = wf.run_child("children.square", 6)
+    both = wf.parallel(lambda: wf.step("Left", count, "r-left"), lambda: wf.step("Right", count, "r-right"))
+    shipped = wf.step("Ship", buggy, order_id)
+    return f"{charged}, {child}, {both}, {shipped}"

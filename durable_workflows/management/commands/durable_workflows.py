@@ -80,6 +80,15 @@ class Command(BaseCommand):
 
         subs.add_parser("setup", help="Create the django-q2 schedules that back up alarms and recovery.")
 
+        forking = subs.add_parser(
+            "fork", help="A new instance that replays ID's records before a position and runs the rest "
+                         "under the code installed now (to repair a failed instance after a fix).")
+        forking.add_argument("instance_id", metavar="ID")
+        forking.add_argument("--from", dest="from_position", type=int, default=None, metavar="N",
+                             help="Copy the records before position N (default: before the first failed or "
+                                  "unfinished one).")
+        forking.add_argument("--id", dest="new_id", default=None, metavar="NEW_ID", help="The new instance's id.")
+
         check = subs.add_parser(
             "check", help="Replay every unfinished instance against the code installed now; exit 1 "
                           "if any would fail. Runs no step and writes nothing: run it before a deploy.")
@@ -213,6 +222,14 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1")
         ids = fire_alarms(limit=options["limit"])
         self.stdout.write(f"Fired {plural(len(ids), 'alarm')}{listed(ids)}")
+
+    def do_fork(self, options: dict[str, Any]) -> None:
+        try:
+            handle = client.fork(options["instance_id"], from_position=options["from_position"],
+                                 new_id=options["new_id"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Forked {options['instance_id']} as {handle.instance_id} ({handle.refresh().state.label})")
 
     def do_check(self, options: dict[str, Any]) -> None:
         from durable_workflows.engine.check import ReplayProblem, run_check

@@ -1,0 +1,69 @@
+"""Forks: a new instance that replays the first part of another's history and runs the rest
+under the code installed now, to repair an instance that failed (after the fix is deployed).
+
+The fork gets the same workflow and input, and copies of the original's records before a
+position of the workflow function (`from_position`); a parallel branch's records count at
+the position of the `wf.parallel` that started them. Its first run replays the copies, so
+those steps do not run again, and goes on from there. The original is left as it is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from django.db import IntegrityError, transaction
+
+from ..dispatch import on_commit
+from ..exceptions import WorkflowIdConflict, WorkflowNotFound
+from ..models import StepRecord, StepState, WorkflowInstance
+from ..registry import get_definition
+from ..states import State
+from .instances import check_id, enqueue
+
+#: Columns of a record that its copy does not take: its own key and instance.
+_NOT_COPIED = {"id", "instance"}
+
+
+def fork(instance_id: str, *, from_position: int | None = None, new_id: str | None = None) -> WorkflowInstance:
+    original = WorkflowInstance.objects.filter(pk=instance_id).first()
+    if original is None:
+        raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
+    definition = get_definition(original.workflow)  # UnknownWorkflow: nothing could run it
+    check_id(new_id)
+    records = list(StepRecord.objects.filter(instance_id=original.pk))
+    end = max((_top(r) for r in records), default=-1) + 1
+    if from_position is None:
+        from_position = min((_top(r) for r in records if r.state != StepState.COMPLETED), default=end)
+    elif isinstance(from_position, bool) or not isinstance(from_position, int):
+        raise TypeError(f"from_position must be a whole number, got {from_position!r}")
+    elif not 0 <= from_position <= end:
+        raise ValueError(f"from_position must be between 0 and {end} (the end of the recorded history "
+                         f"of {instance_id!r}), got {from_position}")
+    if new_id is not None and WorkflowInstance.objects.filter(pk=new_id).exists():
+        raise WorkflowIdConflict(f"instance {new_id!r} already exists")
+    fields = [f.name for f in StepRecord._meta.concrete_fields if f.name not in _NOT_COPIED]
+    try:
+        with transaction.atomic():
+            fork = WorkflowInstance.objects.create(
+                id=new_id or uuid.uuid4().hex, workflow=original.workflow, input=original.input,
+                state=State.PENDING, forked_from=original.pk,
+            )
+            if definition.timeout is not None:
+                fork.deadline_at = fork.created_at + timedelta(seconds=definition.timeout)
+                fork.save(update_fields=["deadline_at"])
+            StepRecord.objects.bulk_create(
+                StepRecord(instance=fork, **{name: getattr(r, name) for name in fields})
+                for r in records if _top(r) < from_position
+            )
+    except IntegrityError:
+        if new_id is not None and WorkflowInstance.objects.filter(pk=new_id).exists():
+            raise WorkflowIdConflict(f"instance {new_id!r} already exists") from None
+        raise
+    on_commit(lambda: enqueue(fork))
+    return fork
+
+
+def _top(record: StepRecord) -> int:
+    """The position in the workflow function that the record belongs to."""
+    return int(record.branch.split(":", 1)[0]) if record.branch else record.position
+

@@ -1,0 +1,84 @@
+"""`client.fork` (DESIGN §10): repair a failed instance once the fix is deployed."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+from rest_framework.test import APIClient
+
+from durable_workflows import WorkflowIdConflict, WorkflowNotFound, client
+from durable_workflows.models import StepRecord, WorkflowInstance
+from tests.testapp.fault_workflows import RAN
+from tests.testapp.patch_workflows import FIXED
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def broken():
+    FIXED["yes"] = False
+    yield
+    FIXED["yes"] = False
+
+
+@pytest.fixture
+def failed():
+    handle = client.start("repair.flow", "A-1").refresh()
+    assert handle.state == "failed" and handle.error["type"] == "ValueError"
+    return handle
+
+
+def test_a_fork_after_the_fix_completes_without_running_the_copied_steps_again(failed):
+    FIXED["yes"] = True
+    ran = dict(RAN)
+    fork = client.fork(failed.instance_id).refresh()
+    assert fork.state == "completed", fork.error
+    assert fork.result() == "charged A-1, 36, ['r-left', 'r-right'], shipped A-1"
+    assert fork.forked_from == failed.instance_id and fork.workflow == "repair.flow"
+    # Only the failed step ran again; the charge, the child and the branches were copied.
+    assert {k: RAN[k] - ran.get(k, 0) for k in ("r-charge", "square-6", "r-left", "r-right", "r-buggy")} == {
+        "r-charge": 0, "square-6": 0, "r-left": 0, "r-right": 0, "r-buggy": 1}
+    assert client.get(failed.instance_id).state == "failed"  # the original stays as it was
+    assert fork.children == []  # it waited for the original's child, copied with its record
+
+
+def test_fork_from_a_position_runs_the_rest_again(failed):
+    FIXED["yes"] = True
+    ran = dict(RAN)
+    fork = client.fork(failed.instance_id, from_position=1, new_id="repair-from-1").refresh()
+    assert fork.instance_id == "repair-from-1" and fork.state == "completed", fork.error
+    assert RAN["r-charge"] == ran["r-charge"] and RAN["r-left"] == ran["r-left"] + 1
+    assert [(s.branch, s.position) for s in fork.steps][:1] == [("", 0)]
+
+
+def test_bad_forks_are_refused_and_create_nothing(failed):
+    before = WorkflowInstance.objects.count(), StepRecord.objects.count()
+    with pytest.raises(WorkflowNotFound):
+        client.fork("no-such-instance")
+    with pytest.raises(ValueError, match="from_position must be between 0 and 5"):
+        client.fork(failed.instance_id, from_position=6)
+    with pytest.raises(ValueError, match="got -1"):
+        client.fork(failed.instance_id, from_position=-1)
+    with pytest.raises(WorkflowIdConflict):
+        client.fork(failed.instance_id, new_id=failed.instance_id)
+    assert (WorkflowInstance.objects.count(), StepRecord.objects.count()) == before
+
+
+def test_fork_through_the_api_and_the_command(failed):
+    FIXED["yes"] = True
+    api = APIClient()
+    api.force_authenticate(User.objects.create_superuser("ops", "ops@example.com", "pw"))
+    url = reverse("durable_workflows_api:instance-fork", args=[failed.instance_id])
+    response = api.post(url, {"new_id": "from-api"}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["id"] == "from-api" and response.json()["forked_from"] == failed.instance_id
+    assert api.post(url, {"new_id": "from-api"}, format="json").status_code == 409
+    assert api.post(url, {"from_position": 99}, format="json").status_code == 400
+    missing = reverse("durable_workflows_api:instance-fork", args=["nope"])
+    assert api.post(missing, {}, format="json").status_code == 404
+    call_command("durable_workflows", "fork", failed.instance_id, "--from", "0", "--id", "from-command")
+    assert client.get("from-command").state == "completed"
+    with pytest.raises(CommandError, match="from_position must be between"):
+        call_command("durable_workflows", "fork", failed.instance_id, "--from", "9")
