@@ -22,6 +22,7 @@ class StepKind(models.TextChoices):
     START_CHILD = "start_child", "Child start"
     CHILD = "child", "Child wait"
     PATCH = "patch", "Patch marker"
+    PARALLEL = "parallel", "Parallel branches"
 
 
 class StepState(models.TextChoices):
@@ -194,7 +195,7 @@ class WorkflowInstance(ErrorFields):
         """The ids of the instances this one started with `wf.start_child`, in start order."""
         return list(
             WorkflowInstance.objects.filter(parent_id=self.pk)
-            .order_by("parent_position", "created_at").values_list("pk", flat=True)
+            .order_by("created_at", "parent_position", "pk").values_list("pk", flat=True)
         )
 
     def is_stale(self, now: datetime | None = None) -> bool:

@@ -72,13 +72,14 @@ def test_the_first_error_in_branch_order_is_raised():
     handle = client.start("branches.first_error").refresh()
     assert handle.result() == "ValueError: first-A failed"
     states = {s.name: s.state for s in handle.steps}
-    assert states == {"A": "failed", "B": "completed", "C": "failed"}
+    # The marker at the parallel's position records that a branch failed there.
+    assert states == {"parallel": "failed", "A": "failed", "B": "completed", "C": "failed"}
 
 
 def test_after_a_branch_fails_the_others_start_nothing_new():
     handle = client.start("branches.stop_others").refresh()
     assert handle.result() == "stop-A failed"
-    assert RAN["stop-B"] == 0 and [s.name for s in handle.steps] == ["A"]
+    assert RAN["stop-B"] == 0 and [s.name for s in handle.steps] == ["parallel", "A"]
 
 
 def test_a_failing_branch_replays_its_failure():
@@ -160,3 +161,66 @@ def test_branch_threads_close_their_connections():
         assert client.start("branches.queries", 8).refresh().state == "completed"
     assert open_connections() == before
     assert StepRecord.objects.filter(kind="step", name__startswith="Count[").count() == 24
+
+
+def test_primitives_from_tasks_the_engine_did_not_start_are_refused():
+    # Helper coroutines gathered together would call their second steps in the order the
+    # first ones end, which a replay need not repeat: refused, as a thread of one's own is.
+    handle = client.start("branches.gather_helpers").refresh()
+    assert handle.state == "failed" and handle.error["type"] == "StepScopeError"
+    assert "asyncio task the engine did not start" in handle.error["message"]
+
+
+def test_gathered_run_child_calls_keep_their_positions():
+    handle = client.start("branches.gather_children").refresh()
+    assert handle.result() == [4, 9]
+    assert [(s.position, s.kind) for s in handle.steps] == [(0, "start_child"), (1, "child"),
+                                                            (2, "start_child"), (3, "child")]
+
+
+def test_the_time_after_a_gather_is_the_same_on_replay():
+    handle = client.start("branches.gather_clock").refresh()
+    fire_alarm_now(handle.instance_id)
+    first, replayed = handle.refresh().result()
+    assert first == replayed
+
+
+def test_a_send_that_woke_one_wait_is_no_timeout_for_the_other():
+    handle = client.start("branches.same_event").refresh()
+    assert handle.state == "paused"
+    send_event(handle.instance_id, "x", 1)
+    assert handle.refresh().state == "paused"  # one wait took it; the other waits on
+    send_event(handle.instance_id, "x", 2)
+    assert sorted(handle.refresh().result()) == [1, 2]
+
+
+def test_a_branch_stopped_by_its_sibling_starts_nothing_on_replay_either():
+    from tests.testapp.branch_workflows import LIMIT
+
+    handle = client.start("branches.aborted").refresh()
+    assert handle.state == "paused" and RAN["ab-setup"] == 0
+    LIMIT["n"] = None  # the replay runs both branches at once
+    try:
+        fire_alarm_now(handle.instance_id)
+    finally:
+        LIMIT["n"] = 1
+    assert handle.refresh().result() == "ab-validate failed"
+    assert (RAN["ab-validate"], RAN["ab-setup"], RAN["ab-pay"]) == (1, 0, 0)
+
+
+def test_a_parallel_replaced_by_a_step_is_nondeterminism():
+    handle = client.start("branches.replaced").refresh()
+    CHANGING["name"] = "other"
+    try:
+        fire_alarm_now(handle.instance_id)
+    finally:
+        CHANGING["name"] = "B"
+    failed = handle.refresh()
+    assert failed.state == "failed" and failed.error["type"] == "NonDeterminismError"
+    assert "the code now calls step 'instead' where the recorded run has wf.parallel" in failed.error["message"]
+    assert RAN["rp-instead"] == 0
+
+
+def test_a_child_started_in_a_branch_starts_while_its_siblings_run():
+    handle = client.start("branches.child_beside_step").refresh()
+    assert handle.result() == [49, "saw it"]

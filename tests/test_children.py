@@ -226,3 +226,12 @@ def test_children_are_inserted_in_one_commit_with_the_records_of_their_starts():
     assert done.result() == [4, 9, 16]
     assert done.children == [f"{parent.instance_id}.{i}" for i in range(3)]
     assert (RAN["square-2"], RAN["square-3"], RAN["square-4"]) == (1, 1, 1)
+
+
+def test_a_run_that_fails_leaves_the_children_it_just_started_cancelled_never_run():
+    handle = client.start("children.start_then_fail").refresh()
+    assert handle.state == "failed"
+    (kid,) = handle.children
+    child = client.get(kid)
+    assert child.state == "cancelled" and "failed" in child.instance.cancel_reason
+    assert RAN["square-5"] == 0

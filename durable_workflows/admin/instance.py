@@ -248,7 +248,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     @admin.display(description="children")
     def children_links(self, obj: WorkflowInstance) -> str:
-        rows = obj.child_instances.order_by("parent_position", "created_at").only("id", "state", "workflow")
+        rows = obj.child_instances.order_by("created_at", "parent_position", "pk").only("id", "state", "workflow")
         return format_html_join(
             mark_safe("<br>"), '<a href="{}">{}</a> {} {}',
             ((self._change_url(c.pk), c.pk, c.workflow, state_badge(c.state)) for c in rows[:CHILDREN_SHOWN]),

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections
 
 from ..exceptions import LeaseLost, StoreFault, Suspend
+from ..models import StepKind, StepState
 from .lanes import CURRENT, Aborted, Lane, Slot
+from .waits import new_wait
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
@@ -129,10 +131,9 @@ class _Job:
 
 
 def run_sync(wf: WorkflowContext, slot: Slot, fns: list[Callable[[], Any]], limit: int | None) -> list[Any]:
-    wf._replayed(slot, "parallel", "parallel")  # a record here means the code changed
-    if not fns:
+    lanes = _lanes(wf, slot, len(fns))
+    if not lanes:
         return []
-    lanes = slot.lane.fork(slot.position, len(fns))
     driver = wf._driver
     workers = min(limit or DEFAULT_THREADS, len(fns))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="durable-branch") as pool:
@@ -142,14 +143,14 @@ def run_sync(wf: WorkflowContext, slot: Slot, fns: list[Callable[[], Any]], limi
             wait(futures)  # a parallel inside a branch: the run's thread serves its work too
         else:
             driver.serve(futures)
-    return conclude(wf, slot.lane, lanes, [future.result() for future in futures])
+    return conclude(wf, slot, lanes, [future.result() for future in futures])
 
 
 def _branch_thread(driver: Driver, lane: Lane, fn: Callable[[], Any]) -> Outcome:
     driver.local.branch = True
     CURRENT.set(lane)
     try:
-        if lane.aborted():
+        if _stopped_before_it_starts(lane):
             return False, Aborted()
         try:
             value = fn()
@@ -164,6 +165,11 @@ def _branch_thread(driver: Driver, lane: Lane, fn: Callable[[], Any]) -> Outcome
         connections.close_all()
 
 
+def _stopped_before_it_starts(lane: Lane) -> bool:
+    """A sibling failed before this branch started, and it has no record to replay."""
+    return lane.aborted() and (lane.branch, 0) not in lane.wf._records
+
+
 def _failed(lane: Lane, error: BaseException) -> Outcome:
     if isinstance(error, Exception) and lane.stopped is None and lane.group is not None:
         lane.group.failed = True  # the siblings start nothing new
@@ -172,14 +178,14 @@ def _failed(lane: Lane, error: BaseException) -> Outcome:
 
 # -- async workflows -----------------------------------------------------------------------------
 async def run_async(wf: WorkflowContext, slot: Slot, fns: list[Callable[[], Any]], limit: int | None) -> list[Any]:
-    wf._replayed(slot, "parallel", "parallel")
-    if not fns:
+    lanes = _lanes(wf, slot, len(fns))
+    if not lanes:
         return []
-    lanes = slot.lane.fork(slot.position, len(fns))
     gate = asyncio.Semaphore(limit) if limit else None
 
     async def branch(lane: Lane, fn: Callable[[], Any]) -> Outcome:
         CURRENT.set(lane)  # each task runs in a copy of the context: this lane is its own
+        lane.task = asyncio.current_task()
         if gate is None:
             return await _outcome_async(lane, fn)
         async with gate:
@@ -187,11 +193,11 @@ async def run_async(wf: WorkflowContext, slot: Slot, fns: list[Callable[[], Any]
 
     tasks = [asyncio.ensure_future(branch(lane, fn)) for lane, fn in zip(lanes, fns, strict=True)]
     outcomes = await asyncio.gather(*tasks)
-    return conclude(wf, slot.lane, lanes, outcomes)
+    return conclude(wf, slot, lanes, outcomes)
 
 
 async def _outcome_async(lane: Lane, fn: Callable[[], Any]) -> Outcome:
-    if lane.aborted():
+    if _stopped_before_it_starts(lane):
         return False, Aborted()
     try:
         value = fn()
@@ -204,9 +210,30 @@ async def _outcome_async(lane: Lane, fn: Callable[[], Any]) -> Outcome:
         return _failed(lane, error)
 
 
-# -- the outcome ---------------------------------------------------------------------------------
-def conclude(wf: WorkflowContext, parent: Lane, lanes: list[Lane], outcomes: list[Outcome]) -> list[Any]:
+# -- the start and the outcome ---------------------------------------------------------------------
+def _lanes(wf: WorkflowContext, slot: Slot, count: int) -> list[Lane]:
+    """The branches' lanes. When the recorded run saw a branch fail here (its marker), they
+    start as the siblings of a failed branch: each replays what it recorded and starts
+    nothing new, as in that run, whatever order the branches replay in."""
+    marker = wf._replayed(slot, "parallel", StepKind.PARALLEL)  # another record: the code changed
+    if not count:
+        return []
+    lanes = slot.lane.fork(slot.position, count)
+    if marker is not None and lanes[0].group is not None:
+        lanes[0].group.failed = True
+    return lanes
+
+
+def _mark_failed(wf: WorkflowContext, slot: Slot) -> None:
+    if slot.key not in wf._records:
+        marker = new_wait(wf, slot, "parallel", StepKind.PARALLEL, state=StepState.FAILED)
+        marker.finished_at = marker.started_at
+        wf._run.checkpoint.dirty[slot.key] = marker
+
+
+def conclude(wf: WorkflowContext, slot: Slot, lanes: list[Lane], outcomes: list[Outcome]) -> list[Any]:
     """What `wf.parallel` returns or raises once every branch has finished or stopped."""
+    parent = slot.lane
     if wf._halted is not None:
         raise wf._halted
     if wf._fatal is not None:
@@ -217,6 +244,7 @@ def conclude(wf: WorkflowContext, parent: Lane, lanes: list[Lane], outcomes: lis
             raise value  # KeyboardInterrupt, SystemExit
     for lane, (ok, value) in zip(lanes, outcomes, strict=True):
         if not ok and isinstance(value, Exception) and lane.stopped is None:
+            wf._engine(_mark_failed, wf, slot)
             raise value  # the first error in branch order
     if any(isinstance(value, Aborted) for _, value in outcomes):
         raise Aborted()  # a branch further out failed
@@ -226,5 +254,6 @@ def conclude(wf: WorkflowContext, parent: Lane, lanes: list[Lane], outcomes: lis
         parent.waits.extend(wait for lane in waiting for wait in lane.waits)
         parent.stopped = signal
         raise signal
-    parent.clock = max(lane.clock for lane in lanes)
+    for lane in lanes:
+        parent.advance(lane.clock)
     return [value for _, value in outcomes]

@@ -23,7 +23,7 @@ from django.db import connection, transaction
 
 from ..exceptions import LeaseLost, StoreFault, Suspend, UnknownWorkflow
 from ..models import StepRecord, WorkflowInstance
-from ..registry import WorkflowDefinition, get_definition
+from ..registry import get_definition
 from ..states import TERMINAL
 from .checkpoint import Checkpoint
 from .context import AsyncWorkflowContext, WorkflowContext

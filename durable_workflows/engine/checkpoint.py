@@ -55,6 +55,17 @@ class Checkpoint:
         self.children[child.pk] = child
         self._children_events.append(record_events(child.pk, child.workflow, ("workflow.queued", {})))
 
+    def cancel_children(self, reason: str) -> None:
+        """The run fails or is cancelled: the children it started and has not written yet
+        are written Cancelled, and never dispatched."""
+        now = timezone.now()
+        for child in self.children.values():
+            child.state = State.CANCELLED
+            child.cancel_requested, child.cancel_reason = True, reason
+            child.finished_at = now
+        self._children_events = [record_events(child.pk, child.workflow, ("workflow.cancelled", {"reason": reason}))
+                                 for child in self.children.values()]
+
     def current_meta(self) -> dict[str, Any]:
         return self.meta if self.meta is not None else (self.instance.meta or {})
 
@@ -72,9 +83,9 @@ class Checkpoint:
             fields = {"lease_expires_at": self.lease.until(now), "updated_at": now}
         if reset:
             fields["recovery_count"] = 0
-        if self.meta is not None:
-            fields["meta"] = self.meta
-        written_meta = self.meta
+        written_meta = self.meta  # read once: an async workflow may set it meanwhile
+        if written_meta is not None:
+            fields["meta"] = written_meta
         with engine_io():
             if self.fast and not self.taken and not self.children and all(r._state.adding for r in records):
                 ids = pg.checkpoint(self.lease.fence, records, self.events.rows(), fields)
@@ -139,6 +150,10 @@ class Checkpoint:
                 if updated != 1:
                     raise LeaseLost()
                 if children:
+                    now = timezone.now()
+                    for child in children:
+                        if child.state == State.QUEUED:
+                            child.dispatched_at = now
                     WorkflowInstance.objects.bulk_create(children)
                     for buffer in self._children_events:
                         buffer.write_txn()
@@ -198,6 +213,8 @@ class Checkpoint:
             buffer.send()
         dispatcher = get_dispatcher()
         for child in children:
+            if child.state != State.QUEUED:
+                continue  # cancelled with the run that started it
             try:
                 dispatcher.dispatch(child.pk, "fresh", child.epoch)
             except Exception:

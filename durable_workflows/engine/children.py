@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.utils import timezone
 
 
 from .. import serialization
@@ -75,8 +74,7 @@ def start_at(wf: WorkflowContext, slot: Slot, workflow: Any, args: tuple[Any, ..
             # Inserted, Queued, with the run's next write (and dispatched once it commits):
             # a crash before that leaves neither the child nor the record of its start.
             checkpoint.start_child(prepare(definition, args, kwargs, wanted, state=State.QUEUED,
-                                           parent_id=wf.instance_id, parent_position=slot.position,
-                                           dispatched_at=timezone.now()))
+                                           parent_id=wf.instance_id, parent_position=slot.position))
         elif found.parent_id != wf.instance_id:
             raise WorkflowIdConflict(f"instance {wanted!r} already exists and is not a child of {wf.instance_id!r}")
     record = new_wait(wf, slot, definition.name, StepKind.START_CHILD, state=StepState.COMPLETED,
@@ -84,6 +82,8 @@ def start_at(wf: WorkflowContext, slot: Slot, workflow: Any, args: tuple[Any, ..
     record.finished_at = record.started_at
     checkpoint.dirty[slot.key] = record
     wf._run.events.add("child.started", slot.position, name=definition.name, child=wanted, **branch_data(slot.branch))
+    if checkpoint.children and wf._concurrent(slot.lane):
+        checkpoint.save()  # other branches run on: the child must not wait for their next write
     if found is not None and found.state == State.PENDING:
         # A child that an older release created and did not queue (a crash) is queued now.
         try:

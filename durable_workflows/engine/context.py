@@ -14,6 +14,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from asgiref.sync import sync_to_async
@@ -29,7 +30,7 @@ from ..exceptions import (
     Suspend,
     WorkflowTimeout,
 )
-from ..models import StepRecord
+from ..models import StepKind, StepRecord
 from ..retry import RetryPolicy
 from . import branches, children, inbox, patches, runner
 from .lanes import CURRENT, Aborted, Lane, Slot
@@ -117,14 +118,21 @@ class WorkflowContext:
                 f"may only be called from the workflow function itself"
             )
         lane = self._lane
+        if lane.task is not None and asyncio.current_task() is not lane.task:
+            raise StepScopeError(
+                f"wf.{primitive}() was called from an asyncio task the engine did not start: "
+                f"positions would follow the order the tasks happen to run in. Call primitives "
+                f"in the workflow itself (asyncio.gather(wf.step(...), wf.step(...)) is fine) "
+                f"and run concurrent code as branches of wf.parallel()"
+            )
         if self._halted is not None:
             raise self._halted
         if lane.stopped is not None:
             raise lane.stopped
         if self._fatal is not None:
             raise self._fatal
-        if lane.aborted():
-            raise Aborted()
+        if lane.aborted() and (lane.branch, lane.position) not in self._records:
+            raise Aborted()  # a sibling failed: replay what it recorded, start nothing new
         deadline = self._run.instance.deadline_at
         if deadline is not None and deadline <= timezone.now() and not self._checking:
             self._fatal = timed_out(self.workflow, self._run.instance)
@@ -141,6 +149,21 @@ class WorkflowContext:
         slot.lane.waits.append(wait)
         slot.lane.stopped = signal
         raise signal
+
+    @cached_property
+    def _parallels(self) -> set[tuple[str, int]]:
+        """The slots where the recorded run called wf.parallel (found from its branches' records)."""
+        found = set()
+        for branch, _ in self._records:
+            parts = branch.split("/") if branch else []
+            for i, part in enumerate(parts):
+                found.add(("/".join(parts[:i]), int(part.split(":", 1)[0])))
+        return found
+
+    def _concurrent(self, lane: Lane) -> bool:
+        """Whether other lanes may be running now, so that what this one started (a child)
+        must be written at once rather than with the run's next write."""
+        return lane.branch != ""
 
     def _frontier(self, lane: Lane) -> None:
         """Where a lane's replay ends and new work would begin: a replay check stops there."""
@@ -163,6 +186,11 @@ class WorkflowContext:
     def _replayed(self, slot: Slot, name: str, kind: str) -> StepRecord | None:
         record = self._records.get(slot.key)
         if record is None:
+            if kind != StepKind.PARALLEL and slot.key in self._parallels:
+                self._fatal = NonDeterminismError(
+                    f"non-deterministic replay at {slot.describe()}: the code now calls {kind} "
+                    f"{name!r} where the recorded run has wf.parallel")
+                raise self._fatal
             return None
         if record.name != name or record.kind != kind:
             error = NonDeterminismError(
@@ -343,9 +371,21 @@ class AsyncWorkflowContext(WorkflowContext):
         slot = self._enter("wait_child")
         return self._in_engine(children.wait_at, self, slot, child)
 
-    async def run_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None,  # type: ignore[override]
-                        **kwargs: Any) -> Any:
-        return await self.wait_child(await self.start_child(workflow, *args, instance_id=instance_id, **kwargs))
+    def run_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None,  # type: ignore[override]
+                  **kwargs: Any) -> Awaitable[Any]:
+        # Both positions are taken now, so that run_child calls gathered together keep them
+        # in call order however their children finish.
+        start = self._enter("run_child")
+        wait = start.lane.take()
+        return self._run_child(start, wait, workflow, args, kwargs, instance_id)
+
+    async def _run_child(self, start: Slot, wait: Slot, workflow: Any, args: tuple[Any, ...],
+                         kwargs: dict[str, Any], instance_id: str | None) -> Any:
+        child = await self._in_engine(children.start_at, self, start, workflow, args, kwargs, instance_id)
+        return await self._in_engine(children.wait_at, self, wait, child)
+
+    def _concurrent(self, lane: Lane) -> bool:
+        return lane.branch != "" or self._running > 1
 
     async def _in_engine(self, fn: Callable[..., Any], *args: Any) -> Any:
         async with self._flight():

@@ -7,6 +7,7 @@ decides and commits the end of the run, after the function is done.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -125,6 +126,7 @@ async def _call_async(
 ) -> tuple[bool, Any]:
     # Signals are handed back as values: asyncio has rules of its own for BaseException.
     token = CURRENT.set(wf._root)
+    wf._root.task = asyncio.current_task()
     try:
         return True, await definition.fn(wf, *args, **kwargs)
     except BaseException as error:
@@ -166,7 +168,8 @@ def _fail(run: Run, error: BaseException, error_type: str | None = None) -> str:
     if error_type:
         fields["error_type"] = error_type
     run.events.add("workflow.failed", None, error=f"{fields['error_type']}: {fields['error_message']}")
-    if run.checkpoint.children or has_family(run.instance):
+    run.checkpoint.cancel_children(f"its parent {run.instance_id!r} failed")
+    if has_family(run.instance):
         fields["family_pending"] = True
     run.checkpoint.finish(State.FAILED, **fields)
     logger.info("workflow %s failed: %s", run.instance_id, fields["error_message"])

@@ -47,7 +47,10 @@ def wait_at(wf: WorkflowContext, slot: Slot, name: str, timeout: timedelta | Non
         wf._run.checkpoint.taken[message.pk] = slot.position
         return complete_wait(wf, slot, record, message.payload)
     # Its timeout alarm woke this run, or the time has come anyway (by this worker's clock).
-    woken = wf._run.woken == slot.key and record.wake_at is not None
+    # (A send that woke this wait, its event since taken by another wait, is no timeout.)
+    run = wf._run
+    woken = (run.woken == slot.key and record.wake_at is not None and run.woken_at is not None
+             and run.woken_at >= record.wake_at)
     if woken or (record.wake_at is not None and record.wake_at <= timezone.now()):
         wf._run.events.add("event.timeout", slot.position, name=name, **branch_data(slot.branch))
         fail_wait(wf, slot, record, EventTimeout(

@@ -51,6 +51,16 @@ class Lane:
     #: The durable waits the lane stopped at: one, or one per waiting branch below it.
     waits: list[Wait] = field(default_factory=list)
     attempt: int | None = None
+    #: In an async workflow, the asyncio task the lane belongs to: primitives called from
+    #: another task would take positions in the order tasks happen to run.
+    task: Any = None
+
+    def advance(self, when: datetime | None) -> None:
+        """Move the clock to `when`, never back: primitives that run at the same time (an
+        `asyncio.gather`) may end in another order on replay, and the lane's time after
+        them all is the same either way."""
+        if when is not None and when > self.clock:
+            self.clock = when
 
     def take(self) -> Slot:
         slot = Slot(self, self.position)

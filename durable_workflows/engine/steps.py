@@ -66,7 +66,7 @@ class StepCall:
             self.wf._frontier(self.lane)
             return RUN
         if record.state == StepState.COMPLETED:
-            self.lane.clock = record.finished_at or self.lane.clock
+            self.lane.advance(record.finished_at)
             return returned(serialization.loads(record.result))
         deferred = record.get_deferred_fields()
         if deferred:  # an unfinished or failed step: its replay reads what load_records deferred
@@ -148,7 +148,7 @@ class StepCall:
         self.run.events.add("step.completed", self.position, name=self.name, attempt=self.attempt, **self.where)
         self.checkpoint.step_finished = True
         self.checkpoint.save(record)
-        self.lane.clock = now
+        self.lane.advance(now)
         # Hand back the stored form, so the first run sees exactly what every replay will.
         return serialization.loads(stored)
 

@@ -57,8 +57,11 @@ class Run:
     mode: str
     lease: Lease
     checkpoint: Checkpoint
-    #: The wait (branch, position) whose fired alarm resumed this run, if any.
+    #: The wait (branch, position) whose fired alarm resumed this run, if any, and the time
+    #: that alarm was set for (a timeout's alarm is set for the wait's deadline; a send's
+    #: or a child's wake for the moment it came).
     woken: tuple[str, int] | None = None
+    woken_at: datetime | None = None
     #: The children found finished when the run first waited for one (children.py).
     finished_children: dict[str, WorkflowInstance] | None = None
 
@@ -79,9 +82,9 @@ class Run:
 
 
 def _new_run(instance: WorkflowInstance, mode: str, owner: str, epoch: int, events: EventBuffer,
-             woken: tuple[str, int] | None = None) -> Run:
+             woken: tuple[str, int] | None = None, woken_at: datetime | None = None) -> Run:
     lease = Lease(instance.pk, epoch, owner)
-    return Run(instance, mode, lease, Checkpoint(instance, lease, events), woken)
+    return Run(instance, mode, lease, Checkpoint(instance, lease, events), woken, woken_at)
 
 
 def cancel_running(instance: WorkflowInstance, lease: Lease) -> bool:
@@ -143,7 +146,7 @@ def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
     }
     if instance.started_at is None:
         common["started_at"] = now
-    woken = None
+    woken = woken_at = None
     with transaction.atomic():
         if mode == "recover":
             if not _take_over_txn(instance, now, common):
@@ -161,7 +164,7 @@ def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
                 # premature resume replays up to the wait and pauses again.
                 alarm = Alarm.objects.filter(instance_id=instance.pk).first()
                 if alarm is not None and alarm.fired_at is not None:
-                    woken = (alarm.branch, alarm.position)
+                    woken, woken_at = (alarm.branch, alarm.position), alarm.fire_at
                     alarm.delete()
                 events.add("workflow.resumed", None, woken_position=woken and woken[1],
                            **branch_data(woken[0] if woken else ""))
@@ -169,7 +172,7 @@ def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
                 events.add("workflow.started", None)
         events.write_txn()
     events.send()
-    return _new_run(instance, mode, owner, instance.epoch, events, woken)
+    return _new_run(instance, mode, owner, instance.epoch, events, woken, woken_at)
 
 
 def _claim_fresh_pg(instance_id: str, epoch: int, owner: str, now: datetime) -> Run | None:

@@ -52,7 +52,7 @@ def replay_wait(wf: WorkflowContext, slot: Slot, name: str, kind: str) -> tuple[
     if record is None:
         return None, RUN
     if record.state == StepState.COMPLETED:
-        slot.lane.clock = record.finished_at or slot.lane.clock
+        slot.lane.advance(record.finished_at)
         return record, returned(serialization.loads(record.result))
     if record.state == StepState.FAILED:
         with engine_io():
@@ -77,7 +77,7 @@ def complete_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, stored: s
     record.finished_at = now
     record.wake_at = None
     wf._run.checkpoint.dirty[slot.key] = record
-    slot.lane.clock = now
+    slot.lane.advance(now)
     return serialization.loads(stored)
 
 
@@ -90,7 +90,7 @@ def fail_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, error: BaseEx
     record.error_message = str(error)
     record.error_replay = failures.replay_info(error)
     wf._run.checkpoint.dirty[slot.key] = record
-    slot.lane.clock = now
+    slot.lane.advance(now)
     raise error
 
 
@@ -106,7 +106,7 @@ def sleep_at(wf: WorkflowContext, slot: Slot, wake_at: datetime, name: str) -> N
     record = wf._replayed(slot, name, StepKind.SLEEP)
     if record is not None:
         if record.state == StepState.COMPLETED:
-            slot.lane.clock = record.finished_at or record.wake_at or slot.lane.clock
+            slot.lane.advance(record.finished_at or record.wake_at)
             return
         wf._frontier(slot.lane)
         if not is_due(wf, record):
@@ -116,7 +116,7 @@ def sleep_at(wf: WorkflowContext, slot: Slot, wake_at: datetime, name: str) -> N
         record.finished_at = now
         wf._run.checkpoint.dirty[slot.key] = record
         wf._run.events.add("sleep.completed", slot.position, name=name, **branch_data(slot.branch))
-        slot.lane.clock = now
+        slot.lane.advance(now)
         return
     if wake_at <= timezone.now():
         return

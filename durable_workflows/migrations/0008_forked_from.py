@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('durable_workflows', '0007_patch_markers'),
+        ('durable_workflows', '0007_markers'),
     ]
 
     operations = [

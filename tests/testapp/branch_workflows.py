@@ -215,3 +215,80 @@ def count_instances(i: int) -> int:
     from durable_workflows.models import WorkflowInstance
 
     return WorkflowInstance.objects.count() + i * 0
+
+
+async def slow_value(seconds: float, value):
+    await asyncio.sleep(seconds)
+    return value
+
+
+@workflow("branches.gather_helpers")
+async def gather_helpers(wf) -> list:
+    async def fetch_and_save(name):
+        value = await wf.step(f"fetch-{name}", slow_value, 0, name)
+        return await wf.step(f"save-{name}", slow_value, 0, value)
+
+    return list(await asyncio.gather(fetch_and_save("a"), fetch_and_save("b")))
+
+
+@workflow("branches.gather_children")
+async def gather_children(wf) -> list:
+    return list(await asyncio.gather(wf.run_child("children.square", 2), wf.run_child("children.square", 3)))
+
+
+@workflow("branches.gather_clock")
+async def gather_clock(wf) -> list:
+    await asyncio.gather(wf.step("slow", slow_value, 0.2, 1), wf.step("fast", slow_value, 0, 2))
+    after = wf.now().isoformat()
+    first = await wf.step("T", slow_value, 0, after)  # the first run's time, recorded
+    await wf.sleep("1h")
+    return [first, after]
+
+
+@workflow("branches.same_event")
+def same_event(wf) -> list:
+    return wf.parallel(lambda: wf.wait_for_event("x", timeout="1h"), lambda: wf.wait_for_event("x", timeout="1h"))
+
+
+#: `branches.aborted`'s concurrency: 1 on its first run, unbounded on replay. The answer of a
+#: replay must not depend on it.
+LIMIT = {"n": 1}
+
+
+@workflow("branches.aborted")
+def aborted(wf) -> str:
+    try:
+        wf.parallel(lambda: wf.step("validate", fails, "value", "ab-validate"),
+                    lambda: (wf.step("setup", count, "ab-setup"), wf.step("pay", count, "ab-pay")),
+                    max_concurrency=LIMIT["n"])
+    except ValueError as error:
+        wf.sleep("1h")
+        return str(error)
+    return "no error"
+
+
+@workflow("branches.replaced")
+def replaced(wf) -> list:
+    if CHANGING["name"] == "B":
+        result = wf.parallel(lambda: wf.step("x", count, "rp-x"), lambda: wf.step("y", count, "rp-y"))
+    else:
+        result = [wf.step("instead", count, "rp-instead")]
+    wf.sleep("1h")
+    return result
+
+
+def wait_for_row(instance_id: str) -> str:
+    from durable_workflows.models import WorkflowInstance
+
+    deadline = time.monotonic() + 20
+    while not WorkflowInstance.objects.filter(pk=instance_id).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{instance_id} was not inserted while this branch ran")
+        time.sleep(0.01)
+    return "saw it"
+
+
+@workflow("branches.child_beside_step")
+def child_beside_step(wf) -> list:
+    return wf.parallel(lambda: wf.run_child("children.square", 7),
+                       lambda: wf.step("watch", wait_for_row, f"{wf.instance_id}.0:0.0"))

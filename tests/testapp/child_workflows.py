@@ -104,3 +104,9 @@ async def async_parent(wf, n: int) -> int:
 @workflow("children.named")
 def named(wf, child_id: str) -> int:
     return wf.run_child("children.square", 5, instance_id=child_id)
+
+
+@workflow("children.start_then_fail")
+def start_then_fail(wf) -> None:
+    wf.start_child("children.square", 5)
+    raise ValueError("the parent fails after starting a child")

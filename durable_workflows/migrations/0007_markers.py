@@ -11,6 +11,6 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='steprecord',
             name='kind',
-            field=models.CharField(choices=[('step', 'Step'), ('sleep', 'Sleep'), ('event', 'Event wait'), ('start_child', 'Child start'), ('child', 'Child wait'), ('patch', 'Patch marker')], default='step', max_length=16, verbose_name='kind'),
+            field=models.CharField(choices=[('step', 'Step'), ('sleep', 'Sleep'), ('event', 'Event wait'), ('start_child', 'Child start'), ('child', 'Child wait'), ('patch', 'Patch marker'), ('parallel', 'Parallel branches')], default='step', max_length=16, verbose_name='kind'),
         ),
     ]
