@@ -82,3 +82,19 @@ def test_fork_through_the_api_and_the_command(failed):
     assert client.get("from-command").state == "completed"
     with pytest.raises(CommandError, match="from_position must be between"):
         call_command("durable_workflows", "fork", failed.instance_id, "--from", "9")
+
+
+def test_fork_from_the_admin_page_and_the_list_action(failed, admin_client):
+    FIXED["yes"] = True
+    page = reverse("admin:durable_workflows_workflowinstance_change", args=[failed.instance_id])
+    assert 'id="dw-fork"' in admin_client.get(page).content.decode()
+    response = admin_client.post(
+        reverse("admin:durable_workflows_workflowinstance_fork", args=[failed.instance_id]), follow=True)
+    forked = WorkflowInstance.objects.get(forked_from=failed.instance_id)
+    assert forked.state == "completed"
+    text = response.content.decode()
+    assert f"Forked {failed.instance_id} as {forked.pk}; it is Completed now." in text
+    assert "forked from" in text.lower()  # the fork's page links back
+    listing = reverse("admin:durable_workflows_workflowinstance_changelist")
+    admin_client.post(listing, {"action": "fork_selected", "_selected_action": [failed.instance_id]})
+    assert WorkflowInstance.objects.filter(forked_from=failed.instance_id).count() == 2

@@ -21,7 +21,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from ..exceptions import InvalidTransition, WorkflowNotFound
+from .. import client
+from ..exceptions import InvalidTransition, UnknownWorkflow, WorkflowNotFound
 from ..models import StepKind, StepRecord, StepState, WorkflowInstance
 from ..registry import all_definitions
 from ..states import TERMINAL, State, as_state
@@ -296,8 +297,10 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
                 "dw_can_cancel": operations.can_cancel(obj) and self.has_cancel_permission(request),
                 "dw_can_resume": operations.can_resume(obj) and self.has_resume_permission(request),
                 "dw_can_recover": obj.is_stale() and self.has_resume_permission(request),
+                "dw_can_fork": as_state(obj.state) in (State.FAILED, State.CANCELLED)
+                and self.has_resume_permission(request),
                 "dw_urls": {
-                    name: self._operation_url(obj, name) for name in ("cancel", "resume", "recover")
+                    name: self._operation_url(obj, name) for name in ("cancel", "resume", "recover", "fork")
                 },
             })
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -310,6 +313,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             path("<path:object_id>/cancel/", view(self.cancel_view), name=f"{prefix}_cancel"),
             path("<path:object_id>/resume/", view(self.resume_view), name=f"{prefix}_resume"),
             path("<path:object_id>/recover/", view(self.recover_view), name=f"{prefix}_recover"),
+            path("<path:object_id>/fork/", view(self.fork_view), name=f"{prefix}_fork"),
             *super().get_urls(),
         ]
 
@@ -349,6 +353,29 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         return _post_only(request) or self._run_operation(
             request, object_id, self.has_resume_permission(request), operations.resume_now
         )
+
+    def fork_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Forks the instance and opens the fork's page."""
+        refused = _post_only(request)
+        if refused is not None:
+            return refused
+        if not self.has_resume_permission(request):
+            raise PermissionDenied
+        instance_id = unquote(object_id)
+        try:
+            handle = client.fork(instance_id)
+        except (WorkflowNotFound, UnknownWorkflow, ValueError) as error:
+            self.message_user(request, f"Not forked: {error}", messages.WARNING)
+            return self._change_redirect(instance_id)
+        self.message_user(request, f"Forked {instance_id} as {handle.instance_id}; it is "
+                                   f"{handle.refresh().state.label} now.", messages.SUCCESS)
+        return self._change_redirect(handle.instance_id)
+
+    def _change_redirect(self, instance_id: str) -> HttpResponse:
+        return HttpResponseRedirect(reverse(
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+            args=[quote(instance_id)], current_app=self.admin_site.name,
+        ))
 
     def recover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return _post_only(request) or self._run_operation(
