@@ -7,6 +7,7 @@ setting. The default is django-q2 (`durable_workflows.tasks.DjangoQDispatcher`);
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -31,9 +32,17 @@ class InlineDispatcher:
         execute(instance_id, mode, epoch)
 
 
+#: A dispatcher that replaces the DISPATCHER setting where it is set (durable_workflows.testing).
+DISPATCHER_OVERRIDE: contextvars.ContextVar[Dispatcher | None] = contextvars.ContextVar(
+    "durable_workflows_dispatcher", default=None)
+
+
 def get_dispatcher() -> Dispatcher:
     from .conf import settings
 
+    override = DISPATCHER_OVERRIDE.get()
+    if override is not None:
+        return override
     dispatcher: Any = settings.DISPATCHER
     return dispatcher() if isinstance(dispatcher, type) else dispatcher
 

@@ -45,6 +45,7 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     now = timezone.now()
     data = {"name": name, "event_id": event_id}
+    woken = None
     with transaction.atomic():
         # The instance row is locked first: that orders this send against the run's pause
         # (which looks in the inbox again under the same lock) and against another send of
@@ -64,17 +65,17 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
             # One statement stores it, fires the wait's alarm and logs it.
             stored_it, woken = pg.store_message(instance_id, instance.epoch, state == State.PAUSED, name,
                                                 stored, event_id, now, data)
-            if woken is not None:
-                resume_on_commit(instance)
         else:
             stored_it = event_id is None or not _received(instance_id, event_id)
             if stored_it:
                 InboxMessage.objects.create(instance_id=instance_id, name=name, payload=stored,
                                             event_id=event_id, received_at=now)
-                wake_waiting_txn(instance, StepKind.EVENT, name, AlarmReason.EVENT)
+                woken = wake_waiting_txn(instance, StepKind.EVENT, name, AlarmReason.EVENT)
                 events.write_txn()
         if not stored_it:
             return False
+    if woken is not None:
+        resume_on_commit(instance)
     events.send()
     return True
 

@@ -18,7 +18,7 @@ from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import TERMINAL, State, as_state, transition
 from .events import record_events
-from .waits import lock_txn, wake_waiting_txn
+from .waits import at_once_here, lock_txn, resume_on_commit, wake_waiting_txn
 
 WorkflowRef = str | Callable[..., Any] | WorkflowDefinition
 
@@ -166,7 +166,10 @@ def wake_parent(parent_id: str, child_id: str) -> bool:
         parent = lock_txn(parent_id)
         if parent is None:
             return False
-        return wake_waiting_txn(parent, StepKind.CHILD, child_id, AlarmReason.CHILD, at_once=False) is not None
+        woken = wake_waiting_txn(parent, StepKind.CHILD, child_id, AlarmReason.CHILD, at_once=False)
+    if woken is not None and at_once_here(False):
+        resume_on_commit(parent)
+    return woken is not None
 
 
 def cancel_children(parent_id: str, reason: str) -> list[str]:

@@ -20,7 +20,7 @@ from ..models import (
 )
 from ..states import State, as_state
 from .instances import finished
-from .waits import lock_txn, wake_txn
+from .waits import lock_txn, resume_on_commit, wake_txn
 
 logger = logging.getLogger("durable_workflows")
 
@@ -67,9 +67,12 @@ def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) ->
     for pk in paused.values_list("pk", flat=True)[:limit]:
         with transaction.atomic():
             instance = lock_txn(pk)
-            if instance is not None and as_state(instance.state) == State.PAUSED:
-                wake_txn(instance, ("", 0), AlarmReason.DEADLINE)  # dispatches the resume itself
-                found.append((pk, "resume", instance.epoch))
+            woken = instance is not None and as_state(instance.state) == State.PAUSED
+            if woken:
+                wake_txn(instance, ("", 0), AlarmReason.DEADLINE)
+        if woken:
+            resume_on_commit(instance)
+            found.append((pk, "resume", instance.epoch))
     queued = late.filter(state=State.QUEUED, dispatched_at__lt=F("deadline_at"))
     for pk, epoch, at in queued.values_list("pk", "epoch", "dispatched_at")[:limit]:
         if WorkflowInstance.objects.filter(pk=pk, state=State.QUEUED, dispatched_at=at).update(dispatched_at=now):

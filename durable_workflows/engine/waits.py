@@ -139,30 +139,39 @@ def lock_txn(instance_id: str) -> WorkflowInstance | None:
     return rows.only(*LOCKED_FIELDS).first()
 
 
-def wake_txn(instance: WorkflowInstance, slot: tuple[str, int], reason: str, *, at_once: bool = True) -> None:
+def wake_txn(instance: WorkflowInstance, slot: tuple[str, int], reason: str, *, at_once: bool = True) -> bool:
     """End the wait at `slot` (branch, position) of a Paused instance, from outside its run:
     what a sent event or a finished child does. Call inside a transaction that has locked
     the instance row, so that the run's pause (which asks its waits' `ready` under the same
     lock) and this wake are ordered one way or the other and neither is lost.
 
-    The instance's alarm becomes due now. `at_once` also marks it fired and dispatches the
-    resume when the transaction commits (a lost dispatch is sent again by the scans, as for
-    any fired alarm); otherwise the next `fire_alarms()` pass takes it, within the alarm poll,
-    so that many wakes in a short while (children finishing together) make one resume.
+    The instance's alarm becomes due now. `at_once` also marks it fired, and the caller
+    dispatches the resume (`resume_on_commit`) once its transaction block is over (a lost
+    dispatch is sent again by the scans, as for any fired alarm); otherwise the next
+    `fire_alarms()` pass takes it, within the alarm poll, so that many wakes in a short while
+    (children finishing together) make one resume. Returns whether the caller must dispatch.
     """
     now = timezone.now()
-    at_once = at_once or getattr(get_dispatcher(), "synchronous", False)
+    at_once = at_once_here(at_once)
     branch, position = slot
     values = {"fire_at": now, "fired_at": now if at_once else None, "reason": reason,
               "branch": branch, "position": position, "epoch": instance.epoch}
     # The instance row is locked, so no other writer can create or drop its alarm meanwhile.
     if not Alarm.objects.filter(instance_id=instance.pk).update(**values):
         Alarm.objects.create(instance_id=instance.pk, **values)
-    if at_once:
-        resume_on_commit(instance)
+    return at_once
+
+
+def at_once_here(at_once: bool) -> bool:
+    """A wake resumes at once when asked to, or when the dispatcher runs instances inline
+    (there are no workers to fire the alarm)."""
+    return at_once or getattr(get_dispatcher(), "synchronous", False)
 
 
 def resume_on_commit(instance: WorkflowInstance) -> None:
+    """Dispatch the instance's resume once the caller's transaction commits. Called after
+    the caller's own atomic block, so that inside a test's transaction (TestCase) it runs
+    at once, as it would after a real commit."""
     dispatcher = get_dispatcher()
     on_commit(lambda: dispatcher.dispatch(instance.pk, "resume", instance.epoch))
 

@@ -83,4 +83,11 @@ def caught(wf, order: str) -> dict:
 
 
 # Registered here too, so that processes the tests start (commands, workers) know them.
-from . import branch_workflows, child_workflows, event_workflows, fault_workflows, patch_workflows  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    branch_workflows,
+    child_workflows,
+    event_workflows,
+    fault_workflows,
+    patch_workflows,
+    testing_workflows,
+)
