@@ -61,11 +61,12 @@ def test_the_command_lists_what_would_fail_and_exits_1():
 def test_the_patched_code_passes_the_check():
     client.start("patches.order")
     client.start("patches.branches")
+    client.start("patches.async_order")
     VERSION["v"] = 2
     assert check_replay() == []
     result = manage("check", env={"DW_PATCH_VERSION": "2"})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "checked 2 instances of 2 workflows: 0 would fail" in result.stdout
+    assert "checked 3 instances of 3 workflows: 0 would fail" in result.stdout
 
 
 def test_an_instance_of_a_workflow_no_longer_installed_is_reported():
