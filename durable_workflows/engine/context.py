@@ -32,6 +32,7 @@ from ..exceptions import (
 )
 from ..models import StepKind, StepRecord
 from ..retry import RetryPolicy
+from . import atomic as atomic_steps
 from . import branches, children, inbox, patches, runner
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .steps import StepCall
@@ -311,18 +312,27 @@ class WorkflowContext:
     def step(
         self, name: str, fn: Callable[..., Any], /, *args: Any,
         retry: RetryPolicy | None = None, timeout: timedelta | int | float | str | None = None,
-        **kwargs: Any,
+        atomic: bool = False, **kwargs: Any,
     ) -> Any:
         """Run `fn(*args, **kwargs)` once and record its result; later runs return the record.
+        With `atomic=True` its database writes and its record commit in one transaction
+        (atomic.py).
 
         `name` and `fn` are positional-only, so that a step function may itself take keyword
-        arguments called `name` or `fn`; only `retry` and `timeout` are reserved."""
-        call = StepCall(self, name, fn, args, kwargs, retry, timeout)
+        arguments called `name` or `fn`; only `retry`, `timeout` and `atomic` are reserved."""
+        call = StepCall(self, name, fn, args, kwargs, retry, timeout, atomic)
         outcome = self._engine(call.replay)
         if outcome.returns:
             return outcome.value
         while True:
             remaining = self._engine(call.start_attempt)
+            if call.atomic:
+                ok, value = self._engine(atomic_steps.attempt, call)
+                call.lane.attempt = None
+                if ok:
+                    return value
+                self._engine(call.failed, value)  # raises unless it retries now
+                continue
             try:
                 value = runner.run_sync(fn, args, kwargs, remaining, call.describe())
             except Exception as exc:
@@ -418,9 +428,9 @@ class AsyncWorkflowContext(WorkflowContext):
     def step(  # type: ignore[override]
         self, name: str, fn: Callable[..., Any], /, *args: Any,
         retry: RetryPolicy | None = None, timeout: timedelta | int | float | str | None = None,
-        **kwargs: Any,
+        atomic: bool = False, **kwargs: Any,
     ) -> Awaitable[Any]:
-        call = StepCall(self, name, fn, args, kwargs, retry, timeout)
+        call = StepCall(self, name, fn, args, kwargs, retry, timeout, atomic)
         self._pending += 1
         return self._step_async(call)
 
@@ -434,6 +444,13 @@ class AsyncWorkflowContext(WorkflowContext):
                 is_coroutine = runner.is_coroutine_function(call.fn)
                 while True:
                     remaining = await db(call.start_attempt)
+                    if call.atomic:
+                        ok, value = await db(atomic_steps.attempt, call)
+                        call.lane.attempt = None
+                        if ok:
+                            return value
+                        await db(call.failed, value)  # raises unless it retries now
+                        continue
                     # Beside other primitives, a sync step needs a thread of its own: the
                     # run's thread would run them one after the other.
                     own_thread = self._pending > 1 or call.lane.branch != ""

@@ -13,6 +13,7 @@ from ..durations import parse_duration
 from ..exceptions import ReplayError, SerializationError, StepScopeError, StepTimeout
 from ..models import AlarmReason, StepKind, StepRecord, StepState
 from ..retry import RetryPolicy
+from . import atomic as atomic_steps
 from . import failures
 from .faults import engine_io
 from .lanes import branch_data
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 class StepCall:
     def __init__(
         self, wf: WorkflowContext, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
-        kwargs: dict[str, Any], retry: RetryPolicy | None, timeout: Any,
+        kwargs: dict[str, Any], retry: RetryPolicy | None, timeout: Any, atomic: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a step needs a non-empty name, got {name!r}")
@@ -35,6 +36,10 @@ class StepCall:
             raise TypeError(f"step {name!r}: {fn!r} is not callable")
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"step {name!r}: retry must be a RetryPolicy, got {retry!r}")
+        if not isinstance(atomic, bool):
+            raise TypeError(f"step {name!r}: atomic must be True or False, got {atomic!r}")
+        if atomic:
+            atomic_steps.check(name, fn, timeout)
         self.timeout = None if timeout is None else parse_duration(timeout, what=f"timeout of step {name!r}").total_seconds()
         self.slot = wf._enter("step")
         self.lane = self.slot.lane
@@ -49,6 +54,7 @@ class StepCall:
         self.args = args
         self.kwargs = kwargs
         self.retry = retry
+        self.atomic = atomic
         self.durable_attempts = retry is not None or self.timeout is not None
         self.record: StepRecord | None = None
         self.attempt = 0

@@ -89,5 +89,6 @@ from . import (  # noqa: E402, F401
     event_workflows,
     fault_workflows,
     patch_workflows,
+    atomic_workflows,
     testing_workflows,
 )
