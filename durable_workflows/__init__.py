@@ -19,6 +19,7 @@ _EXPORTS = {
     "get": "client",
     "cancel": "client",
     "fork": "client",
+    "start_many": "client",
     "list": "client",
     "meta": "client",
     "run_inline": "client",
@@ -52,12 +53,12 @@ __all__ = [
     "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
     "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
     "WorkflowNotFound", "WorkflowTimeout", "cancel", "check_replay", "client", "fork", "fire_alarms", "get", "list",
-    "meta", "recover", "run_inline", "send_event", "start", "workflow",
+    "meta", "recover", "run_inline", "send_event", "start", "start_many", "workflow",
 ]
 
 if TYPE_CHECKING:
     from . import client
-    from .client import WorkflowHandle, cancel, fork, get, list, meta, run_inline, send_event, start
+    from .client import WorkflowHandle, cancel, fork, get, list, meta, run_inline, send_event, start, start_many
     from .engine import fire_alarms, recover
     from .engine.check import check_replay
     from .engine.children import ChildHandle

@@ -11,10 +11,11 @@ from typing import Any
 from django.utils import timezone
 
 from . import serialization
-from .dispatch import get_dispatcher, on_commit
+from .dispatch import get_dispatcher
 from .engine import execute, fire_alarms
+from .engine import starts
 from .engine.forks import fork as fork_instance
-from .engine.instances import WorkflowRef, cancel_instance, create, enqueue
+from .engine.instances import WorkflowRef, cancel_instance, create
 from .exceptions import (
     WorkflowCancelled,
     WorkflowFailed,
@@ -28,7 +29,7 @@ from .states import TERMINAL, State, as_state
 
 __all__ = [
     "StepInfo", "WorkflowHandle", "cancel", "fork", "get", "list", "meta", "run_inline", "send_event",
-    "start",
+    "start", "start_many",
 ]
 
 
@@ -205,12 +206,27 @@ def start(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, 
     the arguments do not fit its signature (`TypeError`) or cannot be stored
     (`SerializationError`).
     """
-    instance, created = create(workflow, args, kwargs, instance_id)
+    instance, created = starts.start_one(workflow, args, kwargs, instance_id)
     handle = WorkflowHandle(instance, created=created)
     if not created:
         return handle
-    on_commit(lambda: enqueue(instance))
     return handle.refresh() if getattr(get_dispatcher(), "synchronous", False) else handle
+
+
+def start_many(workflow: WorkflowRef, inputs: builtins.list[Any], instance_ids: builtins.list[str] | None = None,
+               ) -> builtins.list[WorkflowHandle]:
+    """Start many instances of `workflow`, a batch of 500 at a time (one read, one insert of
+    the instances and one of their events per batch). Each input is a list (positional
+    arguments) or a dict (keyword arguments). With `instance_ids` it is idempotent per id:
+    an id that exists returns that instance (`handle.created` False).
+
+    Every input and id is checked before anything is stored: arguments that do not fit
+    (`TypeError`), ids and inputs of different lengths or a repeated id (`ValueError`), an id
+    another workflow's instance has (`WorkflowIdConflict`) create nothing."""
+    synchronous = getattr(get_dispatcher(), "synchronous", False)
+    handles = [WorkflowHandle(instance, created=created)
+               for instance, created in starts.start_many(workflow, inputs, instance_ids)]
+    return [handle.refresh() for handle in handles] if synchronous else handles
 
 
 def run_inline(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, **kwargs: Any) -> WorkflowHandle:

@@ -7,7 +7,7 @@ import os
 import threading
 from typing import Any
 
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
@@ -92,6 +92,15 @@ class DjangoQDispatcher:
     @property
     def synchronous(self) -> bool:
         return bool(Conf.SYNC)
+
+    @property
+    def transactional(self) -> bool:
+        """The ORM broker on the default database writes its task row in the caller's
+        transaction: a start and its task commit together or not at all."""
+        options = settings.Q_OPTIONS or {}
+        if options.get("sync", Conf.SYNC) or "broker" in options:
+            return False
+        return bool(Conf.ORM) and Conf.ORM == DEFAULT_DB_ALIAS and not Conf.BROKER_CLASS
 
     def dispatch(self, instance_id: str, mode: str, epoch: int) -> None:
         options: dict[str, Any] = dict(settings.Q_OPTIONS or {})

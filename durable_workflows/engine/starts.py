@@ -1,0 +1,142 @@
+"""Starting instances: `start()` and `start_many()`.
+
+A start inserts the instance already Queued, with its `workflow.queued` row, in one
+transaction, and hands it to the dispatcher:
+
+- inside that transaction when the dispatcher writes its task to the same database (django-q2's
+  ORM broker on the default database: `transactional`), so that the instance and its task
+  commit together or not at all, also inside a caller's `atomic()` that rolls back;
+- once it commits otherwise (Redis, or the inline dispatcher). A task lost between the commit
+  and the broker (the process died, the broker was down) leaves the instance Queued, and
+  `recover()` sends it again once REDISPATCH_AFTER_SECONDS have passed.
+
+`start_many()` does the same for many inputs, a batch at a time: one read for the ids that
+exist already, one insert for the instances and one for their events.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ..conf import settings
+from ..dispatch import get_dispatcher, on_commit
+from ..exceptions import WorkflowIdConflict
+from ..models import Event, WorkflowInstance
+from ..registry import WorkflowDefinition, get_definition
+from ..states import State
+from .events import record_events
+from .instances import WorkflowRef, check_id, prepare
+
+logger = logging.getLogger("durable_workflows")
+
+BATCH = 500
+
+Input = tuple[Sequence[Any], dict[str, Any], str | None]
+
+
+def start_one(workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
+              instance_id: str | None) -> tuple[WorkflowInstance, bool]:
+    return start_rows(get_definition(workflow), [(args, kwargs, instance_id)])[0]
+
+
+def start_many(workflow: WorkflowRef, inputs: Sequence[Any], instance_ids: Sequence[str] | None = None,
+               ) -> list[tuple[WorkflowInstance, bool]]:
+    definition = get_definition(workflow)
+    if isinstance(inputs, (str, bytes, dict)) or not isinstance(inputs, Sequence):
+        raise TypeError(f"inputs must be a list of inputs (each a list or a dict), got {type(inputs).__name__}")
+    if instance_ids is not None:
+        if isinstance(instance_ids, (str, bytes)) or not isinstance(instance_ids, Sequence):
+            raise TypeError(f"instance_ids must be a list of ids, got {type(instance_ids).__name__}")
+        if len(instance_ids) != len(inputs):
+            raise ValueError(f"instance_ids has {len(instance_ids)} ids for {len(inputs)} inputs")
+        seen: set[str] = set()
+        for instance_id in instance_ids:
+            if instance_id in seen:
+                raise ValueError(f"instance id {instance_id!r} is given twice")
+            seen.add(instance_id)
+    rows: list[Input] = []
+    for index, given in enumerate(inputs):
+        if isinstance(given, dict):
+            args, kwargs = (), given
+        elif isinstance(given, (list, tuple)):
+            args, kwargs = tuple(given), {}
+        else:
+            raise TypeError(f"input {index} must be a list (positional arguments) or a dict (keyword "
+                            f"arguments), got {type(given).__name__}")
+        rows.append((args, kwargs, None if instance_ids is None else instance_ids[index]))
+    started: list[tuple[WorkflowInstance, bool]] = []
+    # Everything is checked before anything is written: a bad input in the last batch must
+    # not leave the first ones started.
+    for args, kwargs, instance_id in rows:
+        check_id(instance_id)
+        definition.check_arguments(tuple(args), kwargs)
+    for offset in range(0, len(rows), BATCH):
+        started += start_rows(definition, rows[offset:offset + BATCH])
+    return started
+
+
+def start_rows(definition: WorkflowDefinition, rows: list[Input]) -> list[tuple[WorkflowInstance, bool]]:
+    """Start one batch; an id that exists returns that instance (created False)."""
+    for attempt in range(2):
+        try:
+            return _start_rows(definition, rows)
+        except IntegrityError:
+            # Another start inserted one of these ids since they were looked up: look again.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _start_rows(definition: WorkflowDefinition, rows: list[Input]) -> list[tuple[WorkflowInstance, bool]]:
+    ids = [instance_id for _, _, instance_id in rows if instance_id is not None]
+    found = {}
+    if ids:
+        found = {i.pk: i for i in WorkflowInstance.objects.filter(pk__in=ids)}
+        for instance in found.values():
+            if instance.workflow != definition.name:
+                raise WorkflowIdConflict(f"instance {instance.pk!r} already exists for workflow "
+                                         f"{instance.workflow!r}, not {definition.name!r}")
+    now = timezone.now()
+    results: list[tuple[WorkflowInstance, bool]] = []
+    new: list[WorkflowInstance] = []
+    for args, kwargs, instance_id in rows:
+        if instance_id is not None and instance_id in found:
+            results.append((found[instance_id], False))
+            continue
+        check_id(instance_id)
+        instance = prepare(definition, args, kwargs, instance_id, state=State.QUEUED, dispatched_at=now)
+        new.append(instance)
+        results.append((instance, True))
+    if not new:
+        return results
+    dispatcher = get_dispatcher()
+    transactional = bool(getattr(dispatcher, "transactional", False))
+    buffers = [record_events(i.pk, i.workflow, ("workflow.queued", {})) for i in new]
+    try:
+        with transaction.atomic():
+            WorkflowInstance.objects.bulk_create(new)
+            if settings.EVENT_LOG:
+                Event.objects.bulk_create(
+                    Event(instance_id=i.pk, kind="workflow.queued", data={}, created_at=i.created_at) for i in new)
+            if transactional:
+                for instance in new:
+                    dispatcher.dispatch(instance.pk, "fresh", instance.epoch)
+    except BaseException:
+        for instance in new:
+            instance._state.adding = True
+        raise
+
+    def after_commit() -> None:
+        for buffer in buffers:
+            buffer.send()
+        if not transactional:
+            for instance in new:
+                dispatcher.dispatch(instance.pk, "fresh", instance.epoch)
+
+    on_commit(after_commit)
+    return results

@@ -1,0 +1,85 @@
+"""Starting instances (DESIGN §14): `start()` and its task in one commit on the ORM broker,
+and `start_many()`."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import transaction
+from django_q.conf import Conf
+from django_q.models import OrmQ
+
+from durable_workflows import WorkflowIdConflict, client, start_many
+from durable_workflows.models import Event, WorkflowInstance
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def orm_broker(monkeypatch):
+    """django-q2 with its ORM broker on the default database, tasks left in the queue."""
+    monkeypatch.setattr(Conf, "SYNC", False)
+    OrmQ.objects.all().delete()
+    yield
+    OrmQ.objects.all().delete()
+
+
+def tasks() -> int:
+    return OrmQ.objects.count()
+
+
+def test_a_start_and_its_task_commit_together(orm_broker):
+    with transaction.atomic():
+        handle = client.start("tests.greet", "Ada")
+        assert tasks() == 1  # written in the same transaction as the instance
+    assert handle.state == "queued" and tasks() == 1
+    assert list(Event.objects.filter(instance_id=handle.instance_id).values_list("kind", flat=True)) == [
+        "workflow.queued"]
+
+
+def test_a_rolled_back_start_leaves_neither_instance_nor_task(orm_broker):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        client.start("tests.greet", "Ada", instance_id="rolled-back")
+        raise RuntimeError("the caller's transaction fails")
+    assert not WorkflowInstance.objects.filter(pk="rolled-back").exists()
+    assert tasks() == 0 and not Event.objects.filter(instance_id="rolled-back").exists()
+
+
+def test_start_many_starts_each_input_once(orm_broker):
+    handles = start_many("tests.greet", [["Ada"], {"name": "Grace"}, ["Alan"]], instance_ids=["a", "b", "c"])
+    assert [h.instance_id for h in handles] == ["a", "b", "c"] and all(h.created for h in handles)
+    assert tasks() == 3
+    again = start_many("tests.greet", [["Ada"], ["Edsger"]], instance_ids=["a", "d"])
+    assert [(h.instance_id, h.created) for h in again] == [("a", False), ("d", True)]
+    assert tasks() == 4 and WorkflowInstance.objects.count() == 4
+
+
+def test_start_many_of_a_thousand_in_one_call(orm_broker):
+    handles = start_many("tests.greet", [[f"n{i}"] for i in range(1000)])
+    assert len(handles) == 1000 and len({h.instance_id for h in handles}) == 1000
+    assert WorkflowInstance.objects.filter(state="queued").count() == 1000 and tasks() == 1000
+
+
+def test_start_many_runs_them_with_a_synchronous_dispatcher():
+    handles = start_many("tests.greet", [["Ada"], ["Grace"]])
+    assert [h.result() for h in handles] == ["Hello, Ada!", "Hello, Grace!"]
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: start_many("tests.greet", [["Ada"]], instance_ids=["x", "y"]), ValueError, "2 ids for 1 inputs"),
+    (lambda: start_many("tests.greet", [["Ada"], ["Bob"]], instance_ids=["x", "x"]), ValueError, "given twice"),
+    (lambda: start_many("tests.greet", [["Ada"], ["Bob", "extra", "args"]]), TypeError, "cannot take these arguments"),
+    (lambda: start_many("tests.greet", [["Ada"], "Bob"]), TypeError, "input 1 must be a list"),
+    (lambda: start_many("tests.greet", "Ada"), TypeError, "inputs must be a list"),
+    (lambda: start_many("no.such.workflow", [[]]), LookupError, "no.such.workflow"),
+])
+def test_bad_start_many_calls_create_nothing(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+    assert WorkflowInstance.objects.count() == 0
+
+
+def test_start_many_with_an_id_of_another_workflow_creates_nothing():
+    client.start("engine.types", 1, instance_id="taken")
+    with pytest.raises(WorkflowIdConflict):
+        start_many("tests.greet", [["Ada"], ["Bob"]], instance_ids=["new", "taken"])
+    assert not WorkflowInstance.objects.filter(pk="new").exists()
