@@ -26,6 +26,7 @@ from ..states import State, as_state, transition_values
 from . import pg
 from .events import EventBuffer, record_events
 from .faults import engine_io
+from .instances import set_deadlines_txn
 from .lanes import branch_data
 from .lease import Lease
 from .waits import Wait
@@ -155,6 +156,7 @@ class Checkpoint:
                         if child.state == State.QUEUED:
                             child.dispatched_at = now
                     WorkflowInstance.objects.bulk_create(children)
+                    set_deadlines_txn(children)
                     for buffer in self._children_events:
                         buffer.write_txn()
                 for record in records:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from ..dispatch import get_dispatcher
@@ -76,11 +77,23 @@ def prepare(definition: WorkflowDefinition, args: tuple[Any, ...] | list[Any], k
     """A new instance, not yet saved, once its arguments are known to fit and to be storable."""
     definition.check_arguments(tuple(args), kwargs)
     stored = encode_input(args, kwargs)
-    instance = WorkflowInstance(id=instance_id or uuid.uuid4().hex, workflow=definition.name,
-                                input=stored, state=state, **fields)
-    if state != State.PENDING and definition.timeout is not None:
-        instance.deadline_at = timezone.now() + timedelta(seconds=definition.timeout)
-    return instance
+    return WorkflowInstance(id=instance_id or uuid.uuid4().hex, workflow=definition.name,
+                            input=stored, state=state, **fields)
+
+
+def set_deadlines_txn(instances: list[WorkflowInstance]) -> None:
+    """Give the instances just inserted the deadline of their workflow's timeout, counted
+    from the creation time each row got (one UPDATE per timeout)."""
+    by_timeout: dict[float, list[WorkflowInstance]] = {}
+    for instance in instances:
+        timeout = get_definition(instance.workflow).timeout
+        if timeout is not None:
+            by_timeout.setdefault(timeout, []).append(instance)
+    for timeout, group in by_timeout.items():
+        delta = timedelta(seconds=timeout)
+        WorkflowInstance.objects.filter(pk__in=[i.pk for i in group]).update(deadline_at=F("created_at") + delta)
+        for instance in group:
+            instance.deadline_at = instance.created_at + delta
 
 
 def enqueue(instance: WorkflowInstance | str) -> None:

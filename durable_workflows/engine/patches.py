@@ -40,6 +40,8 @@ def _once(wf: WorkflowContext, patch_id: str) -> None:
 def patched_at(wf: WorkflowContext, lane: Lane, patch_id: str) -> bool:
     _once(wf, patch_id)
     record = wf._records.get((lane.branch, lane.position))
+    if record is None and (lane.branch, lane.position) in wf._parallels:
+        return False  # the history ran a wf.parallel here: the code before the patch
     if record is None:
         wf._frontier(lane)  # a replay check stops here: this is new work
         slot = lane.take()

@@ -30,7 +30,7 @@ from ..models import Event, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
 from .events import record_events
-from .instances import WorkflowRef, check_id, prepare
+from .instances import WorkflowRef, check_id, prepare, set_deadlines_txn
 
 logger = logging.getLogger("durable_workflows")
 
@@ -120,6 +120,7 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input]) -> list[tuple
     try:
         with transaction.atomic():
             WorkflowInstance.objects.bulk_create(new)
+            set_deadlines_txn(new)
             if settings.EVENT_LOG:
                 Event.objects.bulk_create(
                     Event(instance_id=i.pk, kind="workflow.queued", data={}, created_at=i.created_at) for i in new)
