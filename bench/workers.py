@@ -15,6 +15,8 @@ Measured per set-up, in one run:
 - fan-in: a parent starting CHILDREN children of one instant step each and waiting for them
   all, against the same children started directly by `start()`, in three interleaved rounds
   (the median of the rounds' ratios); and how many runs the parent took;
+- end to end: three-step workflows submitted and finished per second with the workers
+  running while the starts arrive, beside bare no-op tasks submitted the same way;
 - throughput: three-step workflows per second, against bare django-q2 no-op tasks on the
   same broker, database and settings, enqueued and drained the same way. The cluster runs
   with django-q2's defaults, as the README recommends: a bare task stores its success row,
@@ -25,7 +27,7 @@ PostgreSQL: BENCH_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/dw_be
 if missing). Redis: BENCH_REDIS_URL (default redis://127.0.0.1:6379/0). Sizes: BENCH_N (three-
 step workflows and no-op tasks, default 1000), BENCH_ALARMS (default 200), BENCH_KILLS (default 3);
 BENCH_EVENTS (default 200), BENCH_CHILDREN (default 1000); BENCH_PARTS picks what to run
-(default "throughput,alarms,events,children,kills,unsaved").
+(default "throughput,e2e,alarms,events,children,kills,unsaved"); BENCH_E2E (default 300).
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ ALARMS = int(os.environ.get("BENCH_ALARMS", "200"))
 KILLS = int(os.environ.get("BENCH_KILLS", "3"))
 EVENTS = int(os.environ.get("BENCH_EVENTS", "200"))
 CHILDREN = int(os.environ.get("BENCH_CHILDREN", "1000"))
-PARTS = set(os.environ.get("BENCH_PARTS", "throughput,alarms,events,children,kills,unsaved").split(","))
+PARTS = set(os.environ.get("BENCH_PARTS", "throughput,e2e,alarms,events,children,kills,unsaved").split(","))
+E2E = int(os.environ.get("BENCH_E2E", "300"))
 LEASE_SECONDS = 5.0
 
 
@@ -195,6 +198,8 @@ def measure() -> dict[str, Any]:
         if "throughput" in PARTS:
             results["bare"] = _bare_throughput(N, log_dir)
             results["ours"] = _workflow_throughput(N, log_dir)
+        if "e2e" in PARTS:
+            results["e2e"] = _end_to_end(E2E)
         if "alarms" in PARTS:
             results["alarms"] = _alarm_latency(ALARMS)
         if "events" in PARTS:
@@ -291,6 +296,39 @@ def _bare_throughput(n: int, log_dir: Path) -> dict[str, float]:
     finished = _wait(lambda: all(m.exists() for m in markers), 600, "the no-op tasks")
     return {"n": n, "seconds": finished - opened, "per_second": n / (finished - opened),
             "enqueue_per_second": n / (enqueued - began)}
+
+
+def _end_to_end(n: int, rounds: int = 3) -> dict[str, Any]:
+    """Submitted and finished, with the workers running while the starts arrive (no gate):
+    n three-step workflows, and n bare no-op tasks (then one marker per worker) submitted
+    the same way, in interleaved rounds, each timed from the first submission to the last
+    completion."""
+    from django_q.conf import Conf
+    from django_q.tasks import async_task
+
+    from durable_workflows import client
+    from durable_workflows.models import WorkflowInstance
+
+    ours, bare = [], []
+    for _ in range(rounds):
+        WorkflowInstance.objects.filter(workflow="bench.three_steps").delete()
+        began = time.monotonic()
+        for i in range(n):
+            client.start("bench.three_steps", i)
+        done = WorkflowInstance.objects.filter(workflow="bench.three_steps", state="completed")
+        ours.append(n / (_wait(lambda: done.count() >= n, 600, "the workflows", interval=0.05) - began))
+        marks = Path(tempfile.mkdtemp(prefix="dw-bench-e2e-"))
+        markers = [marks / f"done-{i}" for i in range(int(Conf.WORKERS))]
+        began = time.monotonic()
+        for _ in range(n):
+            async_task("bench.workers.noop")
+        for marker in markers:
+            async_task("bench.workers.mark_done", str(marker))
+        bare.append(n / (_wait(lambda: all(m.exists() for m in markers), 600, "the no-op tasks") - began))
+        shutil.rmtree(marks, ignore_errors=True)
+    ratios = sorted(o / b for o, b in zip(ours, bare))
+    return {"n": n, "ours": statistics.median(ours), "bare": statistics.median(bare),
+            "ratio": statistics.median(ratios)}
 
 
 def _workflow_throughput(n: int, log_dir: Path) -> dict[str, float]:
@@ -502,6 +540,10 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
          lambda r: f"{r['bare_unsaved']['per_second']:.0f}"),
         ("save_limit=-1 (no success rows): workflows / no-op tasks",
          lambda r: f"{r['ours_unsaved']['per_second'] / r['bare_unsaved']['per_second']:.2f}x"),
+        ("end to end (submitted and finished, workers running): workflows / s",
+         lambda r: f"{r['e2e']['ours']:.0f} (n={r['e2e']['n']})"),
+        ("end to end: bare no-op tasks / s", lambda r: f"{r['e2e']['bare']:.0f}"),
+        ("end to end: workflows / no-op tasks, median of 3 rounds", lambda r: f"{r['e2e']['ratio']:.2f}x"),
         ("start() / async_task() calls per s (one thread)",
          lambda r: f"{r['ours']['enqueue_per_second']:.0f} / {r['bare']['enqueue_per_second']:.0f}"),
     ]
