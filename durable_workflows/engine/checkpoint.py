@@ -26,7 +26,8 @@ from ..states import State, as_state, transition_values
 from . import pg
 from .events import EventBuffer, record_events
 from .faults import engine_io
-from .instances import set_deadlines_txn
+from .children_rows import insert_children_txn
+from .instances import enqueue
 from .lanes import branch_data
 from .lease import Lease
 from .waits import Wait
@@ -49,6 +50,8 @@ class Checkpoint:
         #: Children started since the last write, inserted (Queued) by it: id -> unsaved row.
         self.children: dict[str, WorkflowInstance] = {}
         self._children_events: list[EventBuffer] = []
+        #: Of the children the last write inserted, those whose id was found taken.
+        self._children_existing: set[str] = set()
         # Whether the PostgreSQL single-statement writes apply; looked up once per run.
         self.fast = pg.usable()
 
@@ -151,14 +154,7 @@ class Checkpoint:
                 if updated != 1:
                     raise LeaseLost()
                 if children:
-                    now = timezone.now()
-                    for child in children:
-                        if child.state == State.QUEUED:
-                            child.dispatched_at = now
-                    WorkflowInstance.objects.bulk_create(children)
-                    set_deadlines_txn(children)
-                    for buffer in self._children_events:
-                        buffer.write_txn()
+                    self._children_existing = insert_children_txn(children, self._children_events)
                 for record in records:
                     if not record._state.adding:
                         record.save(force_update=True)
@@ -211,10 +207,15 @@ class Checkpoint:
         Queued, and `recover()` sends it again; the run goes on."""
         children, self.children = list(self.children.values()), {}
         buffers, self._children_events = self._children_events, []
+        existing, self._children_existing = self._children_existing, set()
         for buffer in buffers:
-            buffer.send()
+            if buffer.instance_id not in existing:
+                buffer.send()
         dispatcher = get_dispatcher()
         for child in children:
+            if child.pk in existing:
+                enqueue(child.pk)  # one an older release left Pending is queued; others stay as they are
+                continue
             if child.state != State.QUEUED:
                 continue  # cancelled with the run that started it
             try:

@@ -68,8 +68,9 @@ def start_at(wf: WorkflowContext, slot: Slot, workflow: Any, args: tuple[Any, ..
     checkpoint = wf._run.checkpoint
     found = None
     if wanted not in checkpoint.children:
-        with engine_io():
-            found = existing(wanted, definition)
+        if instance_id is not None:  # a derived id is checked with the insert (children_rows.py)
+            with engine_io():
+                found = existing(wanted, definition)
         if found is None:
             # Inserted, Queued, with the run's next write (and dispatched once it commits):
             # a crash before that leaves neither the child nor the record of its start.
