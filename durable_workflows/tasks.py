@@ -102,6 +102,43 @@ class DjangoQDispatcher:
             return False
         return bool(Conf.ORM) and Conf.ORM == DEFAULT_DB_ALIAS and not Conf.BROKER_CLASS
 
+    def task_row(self, instance_id: str, mode: str, epoch: int) -> tuple[str, dict[str, Any]] | None:
+        """The ORM broker's queue row for this run (its table and values), for a caller that
+        inserts it itself in the statement that starts the instance; None for another broker.
+        The row is what `async_task` would enqueue: the same signed package, sent through
+        the same `pre_enqueue` signal."""
+        if not self.transactional:
+            return None
+        from django_q.models import OrmQ
+        from django_q.signals import pre_enqueue
+        from django_q.signing import SignedPackage
+        from django_q.humanhash import uuid
+
+        options = self._options(instance_id, mode, epoch)
+        tag = uuid()
+        task: dict[str, Any] = {"id": tag[1], "name": options.pop("task_name"), "func": RUN_INSTANCE,
+                                "args": (instance_id, mode, epoch)}
+        for key in ("hook", "group", "save", "cached", "ack_failure", "iter_count", "iter_cached", "chain",
+                    "cluster", "timeout"):
+            if key in options:
+                task[key] = options[key]
+        if "cached" not in task and Conf.CACHED:
+            task["cached"] = Conf.CACHED
+        if "ack_failure" not in task and Conf.ACK_FAILURES:
+            task["ack_failure"] = Conf.ACK_FAILURES
+        task["kwargs"] = {}
+        task["started"] = timezone.now()
+        pre_enqueue.send(sender="django_q", task=task)
+        broker = _broker(options.get("cluster"))
+        return OrmQ._meta.db_table, {"key": broker.list_key or Conf.CLUSTER_NAME,
+                                     "payload": SignedPackage.dumps(task), "lock": timezone.now()}
+
+    def _options(self, instance_id: str, mode: str, epoch: int) -> dict[str, Any]:
+        options: dict[str, Any] = dict(settings.Q_OPTIONS or {})
+        options.setdefault("task_name", f"dw:{mode}:{epoch}:{instance_id}"[:TASK_NAME_LENGTH])
+        options.setdefault("save", False)
+        return options
+
     def dispatch(self, instance_id: str, mode: str, epoch: int) -> None:
         options: dict[str, Any] = dict(settings.Q_OPTIONS or {})
         options.setdefault("task_name", f"dw:{mode}:{epoch}:{instance_id}"[:TASK_NAME_LENGTH])

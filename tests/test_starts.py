@@ -83,3 +83,23 @@ def test_start_many_with_an_id_of_another_workflow_creates_nothing():
     with pytest.raises(WorkflowIdConflict):
         start_many("tests.greet", [["Ada"], ["Bob"]], instance_ids=["new", "taken"])
     assert not WorkflowInstance.objects.filter(pk="new").exists()
+
+
+def test_the_queued_task_is_the_run_of_the_instance(orm_broker):
+    from django_q.signing import SignedPackage
+
+    from durable_workflows.tasks import RUN_INSTANCE, run_instance
+
+    handle = client.start("tests.greet", "Ada", instance_id="task-check")
+    (row,) = OrmQ.objects.all()
+    task = SignedPackage.loads(row.payload)
+    assert task["func"] == RUN_INSTANCE and task["args"] == ("task-check", "fresh", 0)
+    assert task["name"] == "dw:fresh:0:task-check" and task["save"] is False
+    assert run_instance(*task["args"]) == "completed"  # what a worker does with it
+    assert handle.refresh().result() == "Hello, Ada!"
+
+
+def test_a_repeated_start_is_answered_before_its_arguments_are_checked(orm_broker):
+    first = client.start("tests.greet", "Ada", instance_id="repeat")
+    again = client.start("tests.greet", "too", "many", "arguments", instance_id="repeat")
+    assert again.instance_id == first.instance_id and not again.created and tasks() == 1

@@ -284,3 +284,34 @@ def store_message(instance_id: str, epoch: int, paused: bool, name: str, payload
               "event_id": event_id, "now": now, "data": _encode(data)}
     stored, woken = _run(_message_statement(bool(settings.EVENT_LOG)), params)[0]
     return bool(stored), woken
+
+
+# -- a start -------------------------------------------------------------------------------------
+@lru_cache(maxsize=8)
+def _start_statement(columns: tuple[str, ...], event_log: bool, task_table: str | None) -> str:
+    table, events = WorkflowInstance._meta.db_table, Event._meta.db_table
+    names = ", ".join(connection.ops.quote_name(c) for c in columns)
+    parts = [
+        f"WITH ins AS (INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        "ON CONFLICT (id) DO NOTHING RETURNING id, created_at)"
+    ]
+    if event_log:
+        parts.append(f"log AS (INSERT INTO {events} (instance_id, kind, position, data, created_at) "
+                     "SELECT id, 'workflow.queued', NULL, '{}'::jsonb, created_at FROM ins)")
+    if task_table:
+        parts.append(f"task AS (INSERT INTO {task_table} (key, payload, lock) SELECT %s, %s, %s FROM ins)")
+    return ",\n".join(parts) + "\nSELECT id FROM ins"
+
+
+def insert_started(instance: WorkflowInstance, task: tuple[str, dict[str, Any]] | None) -> bool:
+    """Insert a new instance (Queued) with its `workflow.queued` row and, for the ORM
+    broker, its task row, in one statement. False when the id was taken: nothing written."""
+    db = connections[DEFAULT_DB_ALIAS]
+    fields = _INSTANCE_FIELDS
+    params = [f.get_db_prep_save(getattr(instance, f.attname), db) for f in fields]
+    table = None
+    if task is not None:
+        table, row = task
+        params += [row["key"], row["payload"], row["lock"]]
+    sql = _start_statement(tuple(f.column for f in fields), bool(settings.EVENT_LOG), table)
+    return bool(_run(sql, params))

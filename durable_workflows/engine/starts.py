@@ -20,7 +20,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from datetime import timedelta
+
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
 from ..conf import settings
@@ -30,7 +32,8 @@ from ..models import Event, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
 from .events import record_events
-from .instances import WorkflowRef, check_id, prepare, set_deadlines_txn
+from . import pg
+from .instances import WorkflowRef, check_id, existing, prepare, set_deadlines_txn
 
 logger = logging.getLogger("durable_workflows")
 
@@ -41,7 +44,49 @@ Input = tuple[Sequence[Any], dict[str, Any], str | None]
 
 def start_one(workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
               instance_id: str | None) -> tuple[WorkflowInstance, bool]:
-    return start_rows(get_definition(workflow), [(args, kwargs, instance_id)])[0]
+    definition = get_definition(workflow)
+    if pg.usable():
+        started = _start_one_pg(definition, args, kwargs, instance_id)
+        if started is not None:
+            return started
+    return start_rows(definition, [(args, kwargs, instance_id)])[0]
+
+
+def _start_one_pg(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str, Any],
+                  instance_id: str | None) -> tuple[WorkflowInstance, bool] | None:
+    """One statement: the instance unless its id is taken, its lifecycle row, and on the
+    ORM broker its task. None when the id's row vanished between the statement and the
+    read that followed it (the general path sorts that out)."""
+    check_id(instance_id)
+    try:
+        instance = prepare(definition, args, kwargs, instance_id, state=State.QUEUED)
+    except (TypeError, ValueError):
+        # A repeat is answered before its arguments are checked, as on every path.
+        found = existing(instance_id, definition) if instance_id is not None else None
+        if found is None:
+            raise
+        return found, False
+    now = timezone.now()
+    instance.created_at = instance.updated_at = instance.dispatched_at = now
+    if definition.timeout is not None:
+        instance.deadline_at = now + timedelta(seconds=definition.timeout)
+    dispatcher = get_dispatcher()
+    task_row = getattr(dispatcher, "task_row", None)
+    task = task_row(instance.pk, "fresh", instance.epoch) if task_row is not None else None
+    if not pg.insert_started(instance, task):
+        found = existing(instance_id, definition) if instance_id is not None else None
+        return None if found is None else (found, False)
+    instance._state.adding = False
+    instance._state.db = DEFAULT_DB_ALIAS
+    buffer = record_events(instance.pk, instance.workflow, ("workflow.queued", {}))
+
+    def after_commit() -> None:
+        buffer.send()
+        if task is None:
+            dispatcher.dispatch(instance.pk, "fresh", instance.epoch)
+
+    on_commit(after_commit)
+    return instance, True
 
 
 def start_many(workflow: WorkflowRef, inputs: Sequence[Any], instance_ids: Sequence[str] | None = None,
