@@ -39,16 +39,16 @@ def test_a_fan_out_survives_a_sigkill_of_the_cluster(workers):
     env = {"DW_LEASE_SECONDS": 3, "DW_HEARTBEAT_SECONDS": 1, "DW_REDISPATCH_AFTER_SECONDS": 3,
            "DW_Q_TIMEOUT": 8, "DW_Q_RETRY": 10}
     first = workers.clusters.start("a", **env)
-    client.start("workers.fan", 60, 0.1, instance_id="fan-kill")
-    wait_until(lambda: WorkflowInstance.objects.filter(parent_id="fan-kill", state="completed").count() >= 5,
+    client.start("workers.fan", 200, 0.05, instance_id="fan-kill")
+    wait_until(lambda: WorkflowInstance.objects.filter(parent_id="fan-kill", state="completed").count() >= 20,
                timeout=120, interval=0.05, message="some children to finish")
     first.kill()
     done_before = WorkflowInstance.objects.filter(parent_id="fan-kill", state="completed").count()
     workers.clusters.start("b", **env)
     wait_until(lambda: client.get("fan-kill").is_finished, timeout=180, interval=0.2,
                message=f"the fan-out to finish after the kill\n{workers.clusters.logs()}")
-    assert client.get("fan-kill").result() == 60
-    counts = _each_child_ran_once("fan-kill", 60, workers)
+    assert client.get("fan-kill").result() == 200
+    counts = _each_child_ran_once("fan-kill", 200, workers)
     # A child killed inside its step runs that step again (at least once); none runs more.
     assert max(counts.values()) <= 2
-    print(f"{done_before} of 60 children had finished before the kill")
+    print(f"{done_before} of 200 children had finished before the kill")
