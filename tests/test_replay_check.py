@@ -94,3 +94,18 @@ def test_a_check_inside_a_transaction_leaves_it_usable():
     with transaction.atomic():
         assert len(check_replay()) == 1
         assert WorkflowInstance.objects.count() == 1
+
+
+def test_an_instance_paused_inside_a_branch_replays_cleanly():
+    from tests.testapp.branch_workflows import CHANGING
+
+    paused = client.start("branches.changes").refresh()
+    assert paused.state == "paused"
+    assert check_replay("branches.changes") == []
+    CHANGING["name"] = "Renamed"
+    try:
+        (problem,) = check_replay("branches.changes")
+    finally:
+        CHANGING["name"] = "B"
+    assert (problem.branch, problem.position) == ("0:1", 1)
+    assert problem.recorded == "step 'B'" and problem.called == "step 'Renamed'"

@@ -106,3 +106,9 @@ def test_the_example_order_ships_once_paid(shop):
 def test_the_example_order_is_released_without_a_payment(shop):
     handle = testing.run("shop.order", "1001")
     assert handle.result() == {"order": "1001", "status": "released: payment not confirmed"}
+
+
+@pytest.mark.django_db
+def test_branches_that_sleep_finish_on_the_virtual_clock():
+    handle = testing.run("branches.two_sleepers")
+    assert handle.result() == [0, 1]
