@@ -38,6 +38,7 @@ _EXPORTS = {
     "WorkflowCancelled": "exceptions",
     "WorkflowFailed": "exceptions",
     "WorkflowNotFinished": "exceptions",
+    "DispatchError": "exceptions",
     "WorkflowIdConflict": "exceptions",
     "ReplayError": "exceptions",
     "EventTimeout": "exceptions",
@@ -49,7 +50,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "ChildHandle", "ChildWorkflowFailed", "DurableWorkflowError", "EventTimeout", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
+    "ChildHandle", "ChildWorkflowFailed", "DispatchError", "DurableWorkflowError", "EventTimeout", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
     "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
     "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
     "WorkflowNotFound", "WorkflowTimeout", "cancel", "check_replay", "client", "fork", "fire_alarms", "get", "list",
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from .engine.children import ChildHandle
     from .exceptions import (
         ChildWorkflowFailed,
+        DispatchError,
         DurableWorkflowError,
         EventTimeout,
         InvalidTransition,

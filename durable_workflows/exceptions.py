@@ -90,6 +90,10 @@ class WorkflowNotFinished(DurableWorkflowError):
     """The workflow instance has not finished yet."""
 
 
+class DispatchError(DurableWorkflowError):
+    """The task queue did not take the instance's task; `recover()` sends it again."""
+
+
 class Suspend(BaseException):
     """Unwinds a workflow function at a durable wait (sleep, retry delay).
 

@@ -14,6 +14,7 @@ from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from .conf import settings
+from .exceptions import DispatchError
 from .engine import execute, executor_name, fire_alarms, recover
 from .models import WorkflowInstance
 from .states import State
@@ -140,14 +141,33 @@ class DjangoQDispatcher:
         return options
 
     def dispatch(self, instance_id: str, mode: str, epoch: int) -> None:
-        options: dict[str, Any] = dict(settings.Q_OPTIONS or {})
-        options.setdefault("task_name", f"dw:{mode}:{epoch}:{instance_id}"[:TASK_NAME_LENGTH])
         # The instance row records how the run went; a django-q2 success row per run would
         # only cost the monitor writes and a prune. Failures are stored whatever this says.
-        options.setdefault("save", False)
+        options = self._options(instance_id, mode, epoch)
         if "broker" not in options and not options.get("sync", Conf.SYNC):
             options["broker"] = _broker(options.get("cluster"))
-        async_task(RUN_INSTANCE, instance_id, mode, epoch, q_options=options)
+        if options.get("sync", Conf.SYNC):
+            async_task(RUN_INSTANCE, instance_id, mode, epoch, q_options=options)
+            return
+        try:
+            async_task(RUN_INSTANCE, instance_id, mode, epoch, q_options=options)
+        except Exception as error:
+            raise DispatchError(
+                f"django-q2's {_describe(options.get('broker'))} did not take the task of instance "
+                f"{instance_id!r} ({type(error).__name__}: {error}); the instance stays Queued and "
+                f"recover() sends it again once the broker is back"
+            ) from error
+
+
+def _describe(broker: Any) -> str:
+    """The broker, named for an error message: its kind and where it is."""
+    if Conf.REDIS and not Conf.ORM:
+        where = Conf.REDIS if isinstance(Conf.REDIS, str) else {
+            k: v for k, v in dict(Conf.REDIS).items() if k in ("host", "port", "db")}
+        return f"Redis broker ({where})"
+    if Conf.ORM:
+        return f"ORM broker (database {Conf.ORM!r})"
+    return f"broker {type(broker).__name__}"
 
 
 _brokers: dict[tuple[Any, ...], Any] = {}

@@ -103,3 +103,22 @@ def test_a_repeated_start_is_answered_before_its_arguments_are_checked(orm_broke
     first = client.start("tests.greet", "Ada", instance_id="repeat")
     again = client.start("tests.greet", "too", "many", "arguments", instance_id="repeat")
     assert again.instance_id == first.instance_id and not again.created and tasks() == 1
+
+
+def test_a_broker_that_is_down_is_named_and_the_instance_is_sent_again_later(monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from durable_workflows import DispatchError, recover
+
+    with monkeypatch.context() as broken:
+        broken.setattr(Conf, "SYNC", False)
+        broken.setattr(Conf, "ORM", None)
+        broken.setattr(Conf, "REDIS", "redis://127.0.0.1:1/0")  # nothing listens there
+        with pytest.raises(DispatchError, match=r"Redis broker \(redis://127.0.0.1:1/0\) did not take the task"):
+            client.start("tests.greet", "Ada", instance_id="broker-down")
+    assert client.get("broker-down").state == "queued"  # stored, its task not sent
+    WorkflowInstance.objects.filter(pk="broker-down").update(dispatched_at=timezone.now() - timedelta(minutes=5))
+    assert "broker-down" in recover()
+    assert client.get("broker-down").result() == "Hello, Ada!"
