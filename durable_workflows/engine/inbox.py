@@ -19,6 +19,7 @@ from ..exceptions import EventTimeout
 from ..models import AlarmReason, InboxMessage, StepKind, StepState
 from .faults import engine_io
 from .lanes import Slot, branch_data
+from .names import checked
 from .waits import Wait, complete_wait, fail_wait, new_wait, replay_wait
 
 if TYPE_CHECKING:
@@ -26,11 +27,7 @@ if TYPE_CHECKING:
 
 
 def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"an event name must be non-empty text, got {name!r}")
-    if len(name) > 255 or "\x00" in name:
-        raise ValueError(f"an event name must be at most 255 characters, without NUL, got {name!r}")
-    return name
+    return checked(name, "an event name")
 
 
 def wait_at(wf: WorkflowContext, slot: Slot, name: str, timeout: timedelta | None) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..models import StepKind, StepState
+from .names import checked
 from .waits import new_wait
 
 if TYPE_CHECKING:
@@ -23,11 +24,7 @@ if TYPE_CHECKING:
 
 
 def check_id(patch_id: Any) -> str:
-    if not isinstance(patch_id, str) or not patch_id.strip():
-        raise ValueError(f"a patch id must be non-empty text, got {patch_id!r}")
-    if len(patch_id) > 255 or "\x00" in patch_id:
-        raise ValueError(f"a patch id must be at most 255 characters, without NUL, got {patch_id!r}")
-    return patch_id
+    return checked(patch_id, "a patch id")
 
 
 def _once(wf: WorkflowContext, patch_id: str) -> None:
