@@ -81,8 +81,8 @@ def main() -> None:
     for seconds, rounds in ((0.0, ROUNDS), (1.0, 3)):
         times = compare(seconds, rounds)
         seq, par, par_async = (times[name] for name in ("bench.sequence", "bench.parallel", "bench.parallel_async"))
-        ratio = median(p / s for p, s in zip(par, seq))
-        ratio_async = median(p / s for p, s in zip(par_async, seq))
+        ratio = median(p / s for p, s in zip(par, seq, strict=True))
+        ratio_async = median(p / s for p, s in zip(par_async, seq, strict=True))
         label = "instant" if not seconds else f"{seconds:g} s each"
         print(f"{label:<22}{median(seq) * 1000:>9.1f} ms{median(par) * 1000:>11.1f} ms{ratio:>7.2f}x"
               f"{median(par_async) * 1000:>17.1f} ms{ratio_async:>7.2f}x")

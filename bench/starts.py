@@ -60,7 +60,7 @@ def main() -> None:
     for _ in range(ROUNDS):
         starts.append(per_call(start))
         bares.append(per_call(bare))
-    ratios = [s / b for s, b in zip(starts, bares)]
+    ratios = [s / b for s, b in zip(starts, bares, strict=True)]
     began = time.perf_counter()
     handles = client.start_many("bench.three_steps", [[i] for i in range(1000)])
     many = time.perf_counter() - began

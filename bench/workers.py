@@ -316,7 +316,7 @@ def _end_to_end(n: int, rounds: int = 3) -> dict[str, Any]:
         for i in range(n):
             client.start("bench.three_steps", i)
         done = WorkflowInstance.objects.filter(workflow="bench.three_steps", state="completed")
-        ours.append(n / (_wait(lambda: done.count() >= n, 600, "the workflows", interval=0.05) - began))
+        ours.append(n / (_wait(lambda done=done: done.count() >= n, 600, "the workflows", interval=0.05) - began))
         marks = Path(tempfile.mkdtemp(prefix="dw-bench-e2e-"))
         markers = [marks / f"done-{i}" for i in range(int(Conf.WORKERS))]
         began = time.monotonic()
@@ -324,9 +324,9 @@ def _end_to_end(n: int, rounds: int = 3) -> dict[str, Any]:
             async_task("bench.workers.noop")
         for marker in markers:
             async_task("bench.workers.mark_done", str(marker))
-        bare.append(n / (_wait(lambda: all(m.exists() for m in markers), 600, "the no-op tasks") - began))
+        bare.append(n / (_wait(lambda markers=markers: all(m.exists() for m in markers), 600, "the no-op tasks") - began))
         shutil.rmtree(marks, ignore_errors=True)
-    ratios = sorted(o / b for o, b in zip(ours, bare))
+    ratios = sorted(o / b for o, b in zip(ours, bare, strict=True))
     return {"n": n, "ours": statistics.median(ours), "bare": statistics.median(bare),
             "ratio": statistics.median(ratios)}
 
@@ -450,8 +450,8 @@ def _fan_in(count: int, rounds: int = 3) -> dict[str, Any]:
         began = time.monotonic()
         ids = [client.start("bench.child", n).instance_id for n in range(count)]
         done = WorkflowInstance.objects.filter(pk__in=ids, state="completed")
-        directs.append(_wait(lambda: done.count() == count, 600, "the direct starts", interval=0.05) - began)
-    ratios = sorted(f / d for f, d in zip(fans, directs))
+        directs.append(_wait(lambda done=done: done.count() == count, 600, "the direct starts", interval=0.05) - began)
+    ratios = sorted(f / d for f, d in zip(fans, directs, strict=True))
     return {"n": count, "fan_seconds": statistics.median(fans), "direct_seconds": statistics.median(directs),
             "ratio": statistics.median(ratios), "ratios": ratios, "parent_runs": max(runs)}
 

@@ -59,7 +59,18 @@ __all__ = [
 
 if TYPE_CHECKING:
     from . import client
-    from .client import WorkflowHandle, cancel, fork, get, list, meta, run_inline, send_event, start, start_many
+    from .client import (
+        WorkflowHandle,
+        cancel,
+        fork,
+        get,
+        list,
+        meta,
+        run_inline,
+        send_event,
+        start,
+        start_many,
+    )
     from .engine import fire_alarms, recover
     from .engine.check import check_replay
     from .engine.children import ChildHandle

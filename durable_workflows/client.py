@@ -12,8 +12,7 @@ from django.utils import timezone
 
 from . import serialization
 from .dispatch import get_dispatcher
-from .engine import execute, fire_alarms
-from .engine import starts
+from .engine import execute, fire_alarms, starts
 from .engine.forks import fork as fork_instance
 from .engine.instances import WorkflowRef, cancel_instance, create
 from .exceptions import (

@@ -14,8 +14,8 @@ from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from .conf import settings
-from .exceptions import DispatchError
 from .engine import execute, executor_name, fire_alarms, recover
+from .exceptions import DispatchError
 from .models import WorkflowInstance
 from .states import State
 
@@ -110,10 +110,10 @@ class DjangoQDispatcher:
         the same `pre_enqueue` signal."""
         if not self.transactional:
             return None
+        from django_q.humanhash import uuid
         from django_q.models import OrmQ
         from django_q.signals import pre_enqueue
         from django_q.signing import SignedPackage
-        from django_q.humanhash import uuid
 
         options = self._options(instance_id, mode, epoch)
         tag = uuid()

@@ -18,20 +18,26 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import __version__, client
-from ..exceptions import InvalidTransition, SerializationError, UnknownWorkflow, WorkflowIdConflict, WorkflowNotFound
+from ..exceptions import (
+    InvalidTransition,
+    SerializationError,
+    UnknownWorkflow,
+    WorkflowIdConflict,
+    WorkflowNotFound,
+)
 from ..models import WorkflowInstance
 from ..registry import all_definitions
 from ..states import State
 from .pagination import InstancePagination
 from .permissions import configured_permissions
 from .serializers import (
-    ForkSerializer,
     VALIDATION_ERROR_SCHEMA,
     AcceptedSerializer,
     CancelSerializer,
     ConflictSerializer,
     DefinitionSerializer,
     DetailSerializer,
+    ForkSerializer,
     InstanceDetailSerializer,
     InstanceFilterSerializer,
     InstanceSerializer,

@@ -16,8 +16,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-
-
 from .. import serialization
 from ..exceptions import ChildWorkflowFailed, StoreFault, WorkflowCancelled, WorkflowIdConflict
 from ..models import AlarmReason, StepKind, StepState, WorkflowInstance

@@ -22,8 +22,8 @@ from ..states import State
 from . import heartbeat, runner
 from .context import AsyncWorkflowContext, WorkflowContext, timed_out
 from .faults import after_fault
-from .lanes import CURRENT
 from .instances import has_family
+from .lanes import CURRENT
 from .store import Run, after_final, cancel_running, claim, error_fields, load_records
 
 logger = logging.getLogger("durable_workflows")

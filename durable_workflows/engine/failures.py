@@ -13,10 +13,10 @@ import sys
 import weakref
 from typing import Any
 
-from .lanes import describe
 from .. import serialization
 from ..exceptions import ReplayError, SerializationError
 from ..models import StepRecord
+from .lanes import describe
 
 # Classes this process has seen fail a step, by path: a class defined inside a function
 # cannot be imported by its path, but a replay in the same process still finds it here.

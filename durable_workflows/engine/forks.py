@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+
 from django.db import IntegrityError, transaction
 
 from ..dispatch import on_commit

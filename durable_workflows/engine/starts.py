@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
-
 from datetime import timedelta
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
@@ -31,8 +30,8 @@ from ..exceptions import WorkflowIdConflict
 from ..models import Event, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
-from .events import record_events
 from . import pg
+from .events import record_events
 from .instances import WorkflowRef, check_id, existing, prepare, set_deadlines_txn
 
 logger = logging.getLogger("durable_workflows")

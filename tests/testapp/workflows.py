@@ -84,11 +84,11 @@ def caught(wf, order: str) -> dict:
 
 # Registered here too, so that processes the tests start (commands, workers) know them.
 from . import (  # noqa: E402, F401
+    atomic_workflows,
     branch_workflows,
     child_workflows,
     event_workflows,
     fault_workflows,
     patch_workflows,
-    atomic_workflows,
     testing_workflows,
 )
