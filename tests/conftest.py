@@ -3,7 +3,7 @@ import os
 import pytest
 from django.db import connection
 
-from tests.testapp import event_workflows, fault_workflows  # noqa: F401 (registers them)
+from tests.testapp import event_workflows, fault_workflows, patch_workflows  # noqa: F401 (registers them)
 from tests.testapp.engine_workflows import GATES, SEEN
 from tests.testapp.workflows import CALLS
 
@@ -24,7 +24,9 @@ def _reset_calls():
     fault_workflows.RAN.clear()
     fault_workflows.OBSERVED.clear()
     fault_workflows.DURING.clear()
+    patch_workflows.VERSION["v"] = 1  # the code "installed" before a test deploys another
     yield
+    patch_workflows.VERSION["v"] = 1
     for gate in fault_workflows.GATES.values():
         gate.set()
     fault_workflows.GATES.clear()

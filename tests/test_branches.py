@@ -9,7 +9,7 @@ from django.db import connection
 from durable_workflows import client, send_event
 from durable_workflows.engine import fire_alarm_now
 from durable_workflows.models import StepRecord
-from tests.testapp.branch_workflows import CHANGING
+from tests.testapp.branch_workflows import resumed_under
 from tests.testapp.fault_workflows import RAN
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -119,11 +119,7 @@ def test_branches_wait_for_events_and_children():
 def test_nondeterminism_inside_a_branch_names_the_branch_position():
     handle = client.start("branches.changes").refresh()
     assert handle.state == "paused"
-    CHANGING["name"] = "Renamed"
-    try:
-        fire_alarm_now(handle.instance_id)
-    finally:
-        CHANGING["name"] = "B"
+    resumed_under("Renamed", handle.instance_id)
     failed = handle.refresh()
     assert failed.state == "failed" and failed.error["type"] == "NonDeterminismError"
     assert "position 1 of branch 0:1 (branch 1 of the wf.parallel at position 0)" in failed.error["message"]
@@ -210,11 +206,7 @@ def test_a_branch_stopped_by_its_sibling_starts_nothing_on_replay_either():
 
 def test_a_parallel_replaced_by_a_step_is_nondeterminism():
     handle = client.start("branches.replaced").refresh()
-    CHANGING["name"] = "other"
-    try:
-        fire_alarm_now(handle.instance_id)
-    finally:
-        CHANGING["name"] = "B"
+    resumed_under("other", handle.instance_id)
     failed = handle.refresh()
     assert failed.state == "failed" and failed.error["type"] == "NonDeterminismError"
     assert "the code now calls step 'instead' where the recorded run has wf.parallel" in failed.error["message"]

@@ -13,13 +13,6 @@ from tests.testapp.patch_workflows import VERSION
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def version_one():
-    VERSION["v"] = 1
-    yield
-    VERSION["v"] = 1
-
-
 def names(handle) -> list[tuple[str, int, str]]:
     return [(s.branch, s.position, s.name) for s in handle.steps]
 

@@ -15,13 +15,6 @@ from tests.testapp.patch_workflows import VERSION
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def version_one():
-    VERSION["v"] = 1
-    yield
-    VERSION["v"] = 1
-
-
 def everything() -> list:
     """Every row the engine keeps, to show a check wrote nothing."""
     return [list(model.objects.order_by("pk").values()) for model in

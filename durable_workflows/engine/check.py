@@ -26,10 +26,8 @@ from ..models import StepRecord, WorkflowInstance
 from ..registry import get_definition
 from ..states import TERMINAL
 from .checkpoint import Checkpoint
-from .context import AsyncWorkflowContext, WorkflowContext
 from .events import EventBuffer
-from .executor import call_function
-from .lanes import CURRENT
+from .executor import run_function
 from .lease import Lease
 from .store import REPLAY_DEFERRED, Run
 
@@ -98,14 +96,7 @@ def check_instance(instance: WorkflowInstance, records: dict[tuple[str, int], St
         return _problem(instance, error)
     lease = Lease(instance.pk, instance.epoch, "replay-check")
     run = Run(instance, "check", lease, Checkpoint(instance, lease, EventBuffer(instance.pk, instance.workflow)))
-    context_class = AsyncWorkflowContext if definition.is_async else WorkflowContext
-    wf = context_class(run, records, definition.name)
-    wf._checking = True
-    token = CURRENT.set(wf._root)
-    try:
-        returned, value = call_function(definition, wf)
-    finally:
-        CURRENT.reset(token)
+    wf, returned, value = run_function(definition, run, records, checking=True)
     if wf._halted is not None:
         raise wf._halted
     if wf._fatal is not None:

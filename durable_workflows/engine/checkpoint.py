@@ -24,7 +24,7 @@ from ..exceptions import LeaseLost
 from ..models import Alarm, InboxMessage, StepRecord, WorkflowInstance
 from ..states import State, as_state, transition_values
 from . import pg
-from .children_rows import insert_children_txn
+from .children import insert_children_txn
 from .events import EventBuffer, record_events
 from .faults import engine_io
 from .instances import enqueue

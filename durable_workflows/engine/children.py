@@ -16,13 +16,16 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from django.utils import timezone
+
 from .. import serialization
 from ..exceptions import ChildWorkflowFailed, StoreFault, WorkflowCancelled, WorkflowIdConflict
 from ..models import AlarmReason, StepKind, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..states import State, as_state
+from .events import EventBuffer
 from .faults import engine_io
-from .instances import check_id, enqueue, existing, prepare
+from .instances import check_id, enqueue, existing, insert_txn, prepare
 from .lanes import Slot, branch_data
 from .waits import Wait, complete_wait, fail_wait, new_wait, replay_wait
 
@@ -153,3 +156,19 @@ def _child_error(row: WorkflowInstance) -> BaseException:
             f"child workflow {row.pk!r} was cancelled" + (f": {row.cancel_reason}" if row.cancel_reason else ""))
     return ChildWorkflowFailed(f"child workflow {row.pk!r} failed: {row.error_type}: {row.error_message}",
                                row.pk, row.error or {})
+
+
+def insert_children_txn(children: list[WorkflowInstance], buffers: list[EventBuffer]) -> set[str]:
+    """Insert the children a run started, and their lifecycle rows, inside the run's
+    transaction. Returns the ids found taken, which are left as they are: a child an older
+    release created before the record of its start (it is queued if it was left Pending),
+    or an instance made by hand under the id the parent derives, which the parent's
+    `wait_child` then refuses as not its child."""
+    taken = set(WorkflowInstance.objects.filter(pk__in=[c.pk for c in children]).values_list("pk", flat=True))
+    fresh = [c for c in children if c.pk not in taken]
+    now = timezone.now()
+    for child in fresh:
+        if child.state == State.QUEUED:
+            child.dispatched_at = now
+    insert_txn(fresh, [b for b in buffers if b.instance_id not in taken])
+    return taken

@@ -100,18 +100,27 @@ def _start(run: Run) -> str | None:
     # An instance's first run has no records yet (unless it is a fork): skip the query.
     first_run = run.mode == "fresh" and instance.run_count == 1 and not instance.forked_from
     records = {} if first_run else load_records(run.instance_id)
-    context_class = AsyncWorkflowContext if definition.is_async else WorkflowContext
-    wf = context_class(run, records, definition.name)
-    token = CURRENT.set(wf._root)
-    try:
-        returned, value = call_function(definition, wf)
-    finally:
-        CURRENT.reset(token)
+    wf, returned, value = run_function(definition, run, records)
     return _conclude(run, definition, wf, returned, value)
 
 
-def call_function(definition: WorkflowDefinition, wf: WorkflowContext) -> tuple[bool, Any]:
-    """Run the workflow function: (True, its result) or (False, what it raised)."""
+def run_function(definition: WorkflowDefinition, run: Run, records: dict[tuple[str, int], Any], *,
+                 checking: bool = False) -> tuple[WorkflowContext, bool, Any]:
+    """Run the workflow function on `records` in the function's own lane: the context it
+    ran with, and (True, its result) or (False, what it raised). `checking` is the replay
+    check's run (check.py)."""
+    context_class = AsyncWorkflowContext if definition.is_async else WorkflowContext
+    wf = context_class(run, records, definition.name)
+    wf._checking = checking
+    token = CURRENT.set(wf._root)
+    try:
+        returned, value = _call_function(definition, wf)
+    finally:
+        CURRENT.reset(token)
+    return wf, returned, value
+
+
+def _call_function(definition: WorkflowDefinition, wf: WorkflowContext) -> tuple[bool, Any]:
     try:
         args, kwargs = serialization.decode_input(wf._run.instance.input)
         if definition.is_async:

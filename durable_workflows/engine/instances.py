@@ -12,13 +12,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ..conf import settings
 from ..dispatch import get_dispatcher
 from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
-from ..models import Alarm, AlarmReason, StepKind, WorkflowInstance
+from ..models import Alarm, AlarmReason, Event, StepKind, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import TERMINAL, State, as_state, transition
-from .events import record_events
+from .events import EventBuffer, record_events
 from .waits import at_once_here, lock_txn, resume_on_commit, wake_waiting_txn
 
 WorkflowRef = str | Callable[..., Any] | WorkflowDefinition
@@ -79,6 +80,17 @@ def prepare(definition: WorkflowDefinition, args: tuple[Any, ...] | list[Any], k
     stored = encode_input(args, kwargs)
     return WorkflowInstance(id=instance_id or uuid.uuid4().hex, workflow=definition.name,
                             input=stored, state=state, **fields)
+
+
+def insert_txn(instances: list[WorkflowInstance], buffers: list[EventBuffer]) -> None:
+    """Insert new instances and their buffered lifecycle rows, one INSERT each whatever
+    their number, inside the caller's transaction; deadlines count from the rows' creation."""
+    WorkflowInstance.objects.bulk_create(instances)
+    set_deadlines_txn(instances)
+    if settings.EVENT_LOG:
+        Event.objects.bulk_create(
+            Event(instance_id=b.instance_id, kind=e.kind, position=e.position, data=e.data, created_at=e.at)
+            for b in buffers for e in b.pending)
 
 
 def set_deadlines_txn(instances: list[WorkflowInstance]) -> None:

@@ -24,15 +24,14 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
-from ..conf import settings
 from ..dispatch import get_dispatcher, on_commit
 from ..exceptions import WorkflowIdConflict
-from ..models import Event, WorkflowInstance
+from ..models import WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
 from . import pg
 from .events import record_events
-from .instances import WorkflowRef, check_id, existing, prepare, set_deadlines_txn
+from .instances import WorkflowRef, check_id, existing, insert_txn, prepare
 
 logger = logging.getLogger("durable_workflows")
 
@@ -163,11 +162,7 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input]) -> list[tuple
     buffers = [record_events(i.pk, i.workflow, ("workflow.queued", {})) for i in new]
     try:
         with transaction.atomic():
-            WorkflowInstance.objects.bulk_create(new)
-            set_deadlines_txn(new)
-            if settings.EVENT_LOG:
-                Event.objects.bulk_create(
-                    Event(instance_id=i.pk, kind="workflow.queued", data={}, created_at=i.created_at) for i in new)
+            insert_txn(new, buffers)
             if transactional:
                 for instance in new:
                     dispatcher.dispatch(instance.pk, "fresh", instance.epoch)

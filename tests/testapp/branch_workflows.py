@@ -16,6 +16,17 @@ _lock = threading.Lock()
 CHANGING = {"name": "B"}
 
 
+def resumed_under(name: str, instance_id: str) -> None:
+    """Resume the instance with CHANGING set to `name`, as a deploy would change the code."""
+    from durable_workflows.engine import fire_alarm_now
+
+    CHANGING["name"] = name
+    try:
+        fire_alarm_now(instance_id)
+    finally:
+        CHANGING["name"] = "B"
+
+
 def count(name: str, value=None):
     with _lock:
         RAN[name] += 1
