@@ -211,10 +211,13 @@ class WorkflowInstance(ErrorFields):
 
 class StepRecord(ErrorFields):
     # No index of its own: the unique (instance, branch, position) constraint serves every lookup by
-    # instance, and each extra index is written on every step's checkpoint.
+    # instance, and each extra index is written on every step's checkpoint. No database foreign
+    # key either, for the reason given on Event: every record is written under the fence (or,
+    # for a fork, in the transaction that inserts its instance), so the row is known to exist,
+    # and a constraint would check it again at every step's commit.
     instance = models.ForeignKey(
         WorkflowInstance, on_delete=models.CASCADE, related_name="steps",
-        verbose_name="instance", db_index=False,
+        verbose_name="instance", db_index=False, db_constraint=False,
     )
     position = models.PositiveIntegerField(
         "position", help_text="Order in the run (or in its branch); how a replay finds the step."

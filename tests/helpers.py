@@ -50,3 +50,13 @@ def in_thread(target: Callable[[], Any]) -> threading.Thread:
     thread = threading.Thread(target=run)
     thread.start()
     return thread
+
+
+def queued(workflow: str, *args: Any, **kwargs: Any) -> Any:
+    """Start `workflow` without dispatching its run: the test runs it (execute) when it wants."""
+    from django.test import override_settings
+
+    from durable_workflows import client
+
+    with override_settings(DURABLE_WORKFLOWS={"DISPATCHER": "tests.test_engine_client.NoDispatch"}):
+        return client.start(workflow, *args, **kwargs)

@@ -2,7 +2,9 @@
 
 A run's writes go out in as few transactions as possible: a step's record, the events of
 everything since the last write, buffered `set_meta` values and, when due, the lease
-extension share one commit. Each transaction starts with its UPDATE of the instance row
+extension share one commit. A finished step's record waits for the run's next write, which
+comes before anything else can have an effect (`defer`): a run that ends with a step ends
+in one commit, not two. Each transaction starts with its UPDATE of the instance row
 (write-first), which on PostgreSQL takes the row lock that orders it against a competing
 claim, and on SQLite avoids a lock upgrade. On PostgreSQL the common writes are single
 prepared statements instead (see pg.py).
@@ -45,6 +47,8 @@ class Checkpoint:
         self.meta: dict[str, Any] | None = None
         #: A step finished since the last write: the recovery count goes back to zero.
         self.step_finished = False
+        #: A finished step waits in `dirty` for the next write (see `defer`).
+        self.deferred = False
         #: Inbox messages taken by event waits since the last write: id -> the wait's position.
         self.taken: dict[int, int] = {}
         #: Children started since the last write, inserted (Queued) by it: id -> unsaved row.
@@ -74,6 +78,14 @@ class Checkpoint:
         return self.meta if self.meta is not None else (self.instance.meta or {})
 
     # -- a step's progress -----------------------------------------------------------------
+    def defer(self, record: StepRecord) -> None:
+        """Hold a finished step's record for the run's next write. That write comes before
+        anything else can have an effect: the next step's attempt saves first, a wait or a
+        child goes out with it, and the run's end takes it along. So a crash in between
+        runs the step again, just as a crash during its commit would."""
+        self.dirty[record.slot] = record
+        self.deferred = True
+
     def save(self, record: StepRecord | None = None) -> None:
         """Commit `record`, the buffered records, events and meta; extend the lease when due."""
         if record is not None:
@@ -112,8 +124,9 @@ class Checkpoint:
             fields["meta"] = self.meta
         values = transition_values(as_state(self.instance.state), to, fields)
         with engine_io():
-            if self.fast and not self.dirty and not self.taken and not self.children:
-                pg.finish(self.lease.fence, values, self.events.rows())
+            records = list(self.dirty.values())
+            if self.fast and not self.taken and not self.children and all(r._state.adding for r in records):
+                pg.finish(self.lease.fence, values, records, self.events.rows())
             else:
                 self._commit_orm(values, list(self.dirty.values()), transition=True)
         self._committed(values, self.meta)
@@ -192,6 +205,7 @@ class Checkpoint:
         """The write committed: bring the buffers and the in-memory instance up to date.
         (Meta set while the write was out, from an async workflow's event loop, stays.)"""
         self.dirty = {}
+        self.deferred = False
         self.taken = {}
         if self.meta is written_meta:
             self.meta = None

@@ -222,28 +222,34 @@ def claim_fresh(instance_id: str, epoch: int, sources: tuple[State, ...], owner:
 
 
 @lru_cache(maxsize=32)
-def _finish_statement(columns: tuple[str, ...], n_events: int, fence_sql: str) -> str:
+def _finish_statement(columns: tuple[str, ...], n_records: int, n_events: int, fence_sql: str) -> str:
     table = WorkflowInstance._meta.db_table
     sets = ", ".join(f"{connection.ops.quote_name(column)} = %s" for column in columns)
     parts = [f"WITH fence AS (UPDATE {table} SET {sets} WHERE {fence_sql} RETURNING id)"]
+    if n_records:
+        parts.append(_insert_cte("steps", StepRecord, STEP_COLUMNS, n_records, ""))
     if n_events:
         parts.append(_events_cte(n_events))
     return ",\n".join(parts) + "\nSELECT count(*) FROM fence"
 
 
-def finish(fence: Fence, values: dict[str, Any], events: list[Any]) -> None:
+def finish(fence: Fence, values: dict[str, Any], records: list[StepRecord], events: list[Any]) -> None:
     """Write a checked transition of the running instance (`values` from
-    `states.transition_values`) and its events, if `fence` still holds; raise LeaseLost
-    otherwise."""
+    `states.transition_values`), the new `records` the run has not written yet (the step
+    it finished last) and its events, if `fence` still holds; raise LeaseLost otherwise."""
     db = connections[DEFAULT_DB_ALIAS]
     meta = WorkflowInstance._meta
     fields = [meta.get_field(name) for name in values]
     params = [f.get_db_prep_save(values[f.name], db) for f in fields]
     params += fence.params()
+    for record in records:
+        params.extend(getattr(record, name) for name, _ in STEP_COLUMNS)
     params += _event_params(events)
-    sql = _finish_statement(tuple(f.column for f in fields), len(events), fence.where())
+    sql = _finish_statement(tuple(f.column for f in fields), len(records), len(events), fence.where())
     if _run(sql, params)[0][0] != 1:
         raise LeaseLost()
+    for record in records:
+        record._state.adding = False
 
 
 # -- a sent event ------------------------------------------------------------------------------

@@ -133,8 +133,10 @@ class StepCall:
                        deadline=record.deadline_at.isoformat(), **self.where)
         if self.durable_attempts:
             self.checkpoint.save(record)
-        elif self.checkpoint.children:
-            self.checkpoint.save()  # children started before this step start before it runs
+        elif self.checkpoint.children or self.checkpoint.deferred:
+            # Children started before this step start before it runs, and a step that
+            # finished before it is on record before it runs.
+            self.checkpoint.save()
         return self.remaining
 
     def succeeded(self, value: Any) -> Any:
@@ -153,7 +155,12 @@ class StepCall:
         record.error_type = record.error_message = record.error_traceback = record.error_replay = ""
         self.run.events.add("step.completed", self.position, name=self.name, attempt=self.attempt, **self.where)
         self.checkpoint.step_finished = True
-        self.checkpoint.save(record)
+        if self.atomic or self.wf._concurrent(self.lane) or self.wf._checking:
+            self.checkpoint.save(record)
+        else:
+            # Written with the run's next write: before the next step runs, or with the
+            # run's end, which then costs one commit instead of two.
+            self.checkpoint.defer(record)
         self.lane.advance(now)
         # Hand back the stored form, so the first run sees exactly what every replay will.
         return serialization.loads(stored)

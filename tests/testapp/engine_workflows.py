@@ -239,3 +239,16 @@ def meta_in_step(wf):
 @workflow("engine.bad_meta")
 def bad_meta(wf):
     wf.set_meta("when", object())
+
+
+def stored_state_of(instance_id: str, position: int) -> str | None:
+    from durable_workflows.models import StepRecord
+
+    record = StepRecord.objects.filter(instance_id=instance_id, position=position).first()
+    return None if record is None else record.state
+
+
+@workflow("engine.sees_its_last_step")
+def sees_its_last_step(wf):
+    wf.step("First", count, "first", 1)
+    return wf.step("Look", stored_state_of, wf.instance_id, 0)

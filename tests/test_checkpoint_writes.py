@@ -1,0 +1,32 @@
+"""When a step's record is written: before anything that could have an effect, and with the
+end of the run when the step was the run's last act."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from durable_workflows import client
+from durable_workflows.engine import execute
+from durable_workflows.models import Event, StepRecord
+from tests.helpers import queued
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_finished_step_is_on_record_before_the_next_step_runs():
+    handle = client.start("engine.sees_its_last_step")
+    assert handle.refresh().result() == "completed"
+
+
+def test_the_last_step_goes_out_with_the_end_of_the_run():
+    handle = queued("engine.loop", 3)
+    with CaptureQueriesContext(connection) as queries:
+        assert execute(handle.instance_id, "fresh", handle.instance.epoch) == "completed"
+    steps = StepRecord.objects.filter(instance_id=handle.instance_id).order_by("position")
+    assert [(s.position, s.state) for s in steps] == [(0, "completed"), (1, "completed"), (2, "completed")]
+    kinds = list(Event.objects.filter(instance_id=handle.instance_id).values_list("kind", flat=True))
+    assert kinds[-3:] == ["step.started", "step.completed", "workflow.completed"]
+    if connection.vendor == "postgresql":
+        # The claim, the first two steps' records (each written as the next step starts),
+        # and the third step's record with the move to Completed: four statements.
+        assert len(queries.captured_queries) == 4
