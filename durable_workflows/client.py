@@ -12,7 +12,8 @@ from django.utils import timezone
 
 from . import serialization
 from .dispatch import get_dispatcher
-from .engine import execute, fire_alarms, starts
+from .engine import execute, fire_alarms, recover, starts
+from .engine.check import check_replay
 from .engine.forks import fork as fork_instance
 from .engine.instances import WorkflowRef, cancel_instance, create
 from .exceptions import (
@@ -27,8 +28,8 @@ from .registry import get_definition
 from .states import TERMINAL, State, as_state
 
 __all__ = [
-    "StepInfo", "WorkflowHandle", "cancel", "fork", "get", "list", "meta", "run_inline", "send_event",
-    "start", "start_many",
+    "StepInfo", "WorkflowHandle", "cancel", "check_replay", "fire_alarms", "fork", "get", "list", "meta",
+    "recover", "run_inline", "send_event", "start", "start_many",
 ]
 
 
