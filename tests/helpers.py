@@ -8,11 +8,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from django.db import connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,3 +61,14 @@ def queued(workflow: str, *args: Any, **kwargs: Any) -> Any:
 
     with override_settings(DURABLE_WORKFLOWS={"DISPATCHER": "tests.test_engine_client.NoDispatch"}):
         return client.start(workflow, *args, **kwargs)
+
+
+@contextmanager
+def other_connection() -> Iterator[Any]:
+    """A second connection to the test database, through Django (so whatever the driver,
+    psycopg 3 or psycopg2), closed afterwards."""
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        yield other
+    finally:
+        other.close()

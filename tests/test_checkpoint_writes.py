@@ -6,7 +6,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from durable_workflows import client
-from durable_workflows.engine import execute
+from durable_workflows.engine import execute, pg
 from durable_workflows.models import Event, StepRecord
 from tests.helpers import queued
 
@@ -26,7 +26,24 @@ def test_the_last_step_goes_out_with_the_end_of_the_run():
     assert [(s.position, s.state) for s in steps] == [(0, "completed"), (1, "completed"), (2, "completed")]
     kinds = list(Event.objects.filter(instance_id=handle.instance_id).values_list("kind", flat=True))
     assert kinds[-3:] == ["step.started", "step.completed", "workflow.completed"]
-    if connection.vendor == "postgresql":
+    if pg.usable():  # PostgreSQL on psycopg 3: one statement a write
         # The claim, the first two steps' records (each written as the next step starts),
         # and the third step's record with the move to Completed: four statements.
         assert len(queries.captured_queries) == 4
+
+
+def test_every_statement_of_a_run_goes_through_the_connections_execute_wrappers():
+    """Instrumentation (APM, read-only guards) sees the engine's writes, the single
+    PostgreSQL statements included."""
+    seen: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    handle = queued("engine.loop", 3)
+    with connection.execute_wrapper(record):
+        assert execute(handle.instance_id, "fresh", handle.instance.epoch) == "completed"
+    records = [sql for sql in seen if "INSERT INTO durable_workflows_steprecord" in sql.replace('"', "")]
+    assert len(records) == 3, seen  # one write per step's record, each seen
+    assert any("UPDATE durable_workflows_workflowinstance" in sql.replace('"', "") for sql in seen)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 
-import psycopg
 import pytest
 from django.db import connection
 from django.test import override_settings
@@ -21,7 +20,7 @@ from durable_workflows.engine import execute, failures, fire_alarm_now
 from durable_workflows.models import Alarm, Event, StepRecord, WorkflowInstance
 from durable_workflows.signals import lifecycle_event
 from tests.faults import FailNthWrite, failing_in_thread
-from tests.helpers import in_thread, queued, wait_until
+from tests.helpers import in_thread, other_connection, queued, wait_until
 from tests.testapp.engine_workflows import GATES, SEEN
 from tests.testapp.fault_workflows import DURING, OBSERVED, RAN, gate
 
@@ -47,24 +46,19 @@ def kinds(instance_id: str) -> list[str]:
 
 
 # -- database errors unwind the run, not the workflow ------------------------------------------
-def _pg_connect() -> psycopg.Connection:
-    s = connection.settings_dict
-    return psycopg.connect(dbname=s["NAME"], user=s["USER"] or None, host=s["HOST"] or None,
-                           port=s["PORT"] or None, autocommit=True)
-
-
 @pytest.mark.requires_postgres
 def test_a_checkpoint_lock_timeout_never_takes_the_workflows_fallback_branch():
     handle = queued("faults.fallback")
     locked, release = threading.Event(), threading.Event()
 
     def hold_row_lock():
-        with _pg_connect() as other:
-            with other.transaction():
-                other.execute("SELECT 1 FROM durable_workflows_workflowinstance WHERE id = %s FOR UPDATE",
-                              [handle.instance_id])
-                locked.set()
-                release.wait(30)
+        with other_connection() as other, other.cursor() as cursor:
+            other.set_autocommit(False)
+            cursor.execute("SELECT 1 FROM durable_workflows_workflowinstance WHERE id = %s FOR UPDATE",
+                           [handle.instance_id])
+            locked.set()
+            release.wait(30)
+            other.rollback()
 
     holder = threading.Thread(target=hold_row_lock)
     DURING["charge"] = lambda: (holder.start(), locked.wait(10))
@@ -96,11 +90,17 @@ def test_a_connection_dropped_during_a_step_is_recovered():
     handle = queued("faults.fallback")
 
     def drop_engine_connection():
-        pid = connection.connection.info.backend_pid
-        with _pg_connect() as other:
-            other.execute("SELECT pg_terminate_backend(%s)", [pid])
-            wait_until(lambda: not other.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone(),
-                       message="the backend to exit")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        with other_connection() as other, other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+            def gone() -> bool:
+                cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+                return cursor.fetchone() is None
+
+            wait_until(gone, message="the backend to exit")
 
     DURING["charge"] = drop_engine_connection
     assert execute(handle.instance_id, "fresh", handle.instance.epoch) is None

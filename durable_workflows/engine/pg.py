@@ -42,7 +42,17 @@ _encode = DjangoJSONEncoder().encode
 
 
 def usable() -> bool:
-    return connection.vendor == "postgresql" and settings.SINGLE_STATEMENT_WRITES
+    """Whether the single statements apply: PostgreSQL through psycopg 3, whose server-side
+    binding and prepared statements they use. On psycopg2 every write takes the ORM path,
+    which is as correct, with a round trip more per write."""
+    return connection.vendor == "postgresql" and settings.SINGLE_STATEMENT_WRITES and _psycopg3()
+
+
+@lru_cache(maxsize=1)
+def _psycopg3() -> bool:
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return is_psycopg3
 
 
 # The instance columns a checkpoint may set, with the types their placeholders need.
@@ -99,6 +109,8 @@ def _run(sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
         with db.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+    # As Django's own cursor() does: CONN_HEALTH_CHECKS first, then (re)connect.
+    db.close_if_health_check_failed()
     db.ensure_connection()
     raw = db.connection
     # Django keeps psycopg's automatic preparation off for the whole connection (poolers);
