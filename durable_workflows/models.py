@@ -119,6 +119,11 @@ class WorkflowInstance(ErrorFields):
         "dispatched", null=True, blank=True,
         help_text="When the instance was last handed to the task queue.",
     )
+    redispatches = models.PositiveIntegerField(
+        "sent again", default=0,
+        help_text="How many times recovery sent its task again since it last ran; each wait "
+                  "for the next is twice as long, so a backlog does not feed itself.",
+    )
     run_count = models.PositiveIntegerField("runs", default=0, help_text="How many times it was claimed.")
     last_mode = models.CharField(
         "last mode", max_length=16, blank=True, default="",

@@ -77,8 +77,10 @@ def fire_alarms_task() -> int:
 
 def recover_task() -> int:
     """Backstop run by a django-q2 Schedule: recover stale runs and lost tasks."""
+    from .lost_tasks import find_lost_tasks
+
     _revive_ticker()
-    return len(recover())
+    return len(recover()) + find_lost_tasks()
 
 
 def _revive_ticker() -> None:
@@ -189,3 +191,8 @@ def _broker(cluster: str | None) -> Any:
             if broker is None:
                 broker = _brokers[key] = get_broker(cluster)
     return broker
+
+
+def queue_broker() -> Any:
+    """The broker of the queue our runs go to (Q_OPTIONS may name another cluster's)."""
+    return _broker((settings.Q_OPTIONS or {}).get("cluster"))

@@ -72,15 +72,21 @@ class Ticker(threading.Thread):
 
     def run(self) -> None:
         from .engine import fire_alarms, recover
+        from .lost_tasks import find_lost_tasks
 
         # Workers start together; a random phase keeps their polls from arriving in step.
         start = time.monotonic()
         jobs: list[tuple[Callable[[], Any], float, float]] = [
             (fire_alarms, self.alarm_interval, start + random.uniform(0, self.alarm_interval)),
             (recover, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
+            (find_lost_tasks, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
         ]
+        parent = os.getppid()
         try:
             while not self._stopping.is_set():
+                if _in_worker and os.getppid() != parent:
+                    _orphaned(parent)
+                    break
                 now = time.monotonic()
                 for index, (job, interval, due) in enumerate(jobs):
                     if now >= due:
@@ -103,6 +109,17 @@ class Ticker(threading.Thread):
         self.ticks += 1
         _retire_old_connections()
         return True
+
+
+def _orphaned(guard: int) -> None:
+    """The cluster's guard (django-q2's Sentinel, this worker's parent) is gone: nobody will
+    feed this worker tasks or replace it, and a new cluster (under a supervisor) does the
+    work now. SIGTERM to itself unwinds a run in progress as a stop does (its lease given
+    back, so it is recovered at once) and ends the process, instead of an orphan idling
+    until its next database error."""
+    logger.warning("durable_workflows: the guard (pid %s) of worker %s is gone; the worker exits",
+                   guard, os.getpid())
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _retire_old_connections() -> None:

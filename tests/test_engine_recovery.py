@@ -11,8 +11,9 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from durable_workflows import client, recover
+from durable_workflows import client, fire_alarms, recover
 from durable_workflows.engine import execute
+from durable_workflows.engine.scans import redispatch_stalled
 from durable_workflows.models import Alarm, StepRecord, WorkflowInstance
 from tests.helpers import wait_until
 from tests.testapp.engine_workflows import GATES, SEEN
@@ -138,3 +139,43 @@ def test_lost_resume_of_a_fired_alarm_is_dispatched_again():
     assert recover() == [handle.instance_id]
     assert client.get(handle.instance_id).result() == "rested"
     assert recover() == []
+
+
+def _sent_ago(instance_id: str, seconds: float) -> None:
+    WorkflowInstance.objects.filter(pk=instance_id).update(
+        dispatched_at=timezone.now() - timezone.timedelta(seconds=seconds))
+
+
+def test_redispatch_backs_off_per_instance_and_a_run_resets_it():
+    """A backlog longer than REDISPATCH_AFTER_SECONDS must not get one more task per
+    instance per scan: each redispatch in a row waits twice as long as the one before."""
+    with override_settings(DURABLE_WORKFLOWS={**NO_DISPATCH, "REDISPATCH_AFTER_SECONDS": 60}):
+        handle = client.start("tests.greet", "backlog")
+        sent = []
+        for waited in (61, 61, 121, 121, 241):
+            _sent_ago(handle.instance_id, waited)
+            sent.append(recover() == [handle.instance_id])
+        assert sent == [True, False, True, False, True]
+        assert WorkflowInstance.objects.get(pk=handle.instance_id).redispatches == 3
+        execute(handle.instance_id, "fresh")
+    done = WorkflowInstance.objects.get(pk=handle.instance_id)
+    assert done.state == "completed" and done.redispatches == 0
+
+
+def test_lost_resumes_are_found_by_recover_alone():
+    handle = client.start("tests.nap")
+    Alarm.objects.filter(instance_id=handle.instance_id).update(
+        fire_at=timezone.now() - timezone.timedelta(minutes=6),
+        fired_at=timezone.now() - timezone.timedelta(minutes=5),
+    )
+    assert fire_alarms() == []
+    assert recover() == [handle.instance_id]
+
+
+def test_redispatch_stalled_sends_a_queued_task_again_after_the_shorter_wait():
+    with override_settings(DURABLE_WORKFLOWS={**NO_DISPATCH, "LEASE_SECONDS": 5}):
+        handle = client.start("tests.greet", "stalled")
+        assert redispatch_stalled(5) == []
+        _sent_ago(handle.instance_id, 6)
+        assert redispatch_stalled(5) == [handle.instance_id]
+        assert redispatch_stalled(5) == []

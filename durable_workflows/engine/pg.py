@@ -201,7 +201,7 @@ def _claim_statement(n_sources: int, n_events: int) -> str:
     columns = ", ".join(connection.ops.quote_name(f.column) for f in _INSTANCE_FIELDS)
     parts = [
         f"WITH fence AS (UPDATE {table} SET state = %s, updated_at = %s, epoch = epoch + 1, "
-        "lease_owner = %s, lease_expires_at = %s, run_count = run_count + 1, last_mode = %s, "
+        "lease_owner = %s, lease_expires_at = %s, run_count = run_count + 1, last_mode = %s, redispatches = 0, "
         "started_at = COALESCE(started_at, %s) "
         f"WHERE id = %s AND epoch = %s AND state IN ({', '.join(['%s'] * n_sources)}) "
         f"RETURNING {columns})"

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from ..conf import settings
@@ -40,8 +40,7 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     due = Alarm.objects.filter(fired_at__isnull=True, fire_at__lte=now).order_by("fire_at")
     if instance_id is not None:
         due = due.filter(instance_id=instance_id)
-    fired = _claim_alarms(due, now, limit) + _lost_resumes(now, limit, instance_id)
-    dispatched = [(pk, "resume", epoch) for pk, epoch in fired]
+    dispatched = [(pk, "resume", epoch) for pk, epoch in _claim_alarms(due, now, limit)]
     dispatcher = get_dispatcher()
     for pk, mode, epoch in dispatched:
         on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
@@ -80,19 +79,64 @@ def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) ->
     return found
 
 
-def _lost_resumes(now: datetime, limit: int, instance_id: str | None = None) -> list[tuple[str, int]]:
-    """Alarms that fired REDISPATCH_AFTER_SECONDS ago while their instance is still Paused:
-    the resume was lost (the process died before it enqueued, or the broker dropped it).
-    Each is claimed again with a compare-and-set on its fired_at, so one scan re-sends it."""
-    stale_before = now - timedelta(seconds=settings.REDISPATCH_AFTER_SECONDS)
-    lost = Alarm.objects.filter(fired_at__lt=stale_before, instance__state=State.PAUSED)
-    if instance_id is not None:
-        lost = lost.filter(instance_id=instance_id)
-    claimed = []
-    for pk, epoch, fired_at in lost.values_list("instance_id", "epoch", "fired_at")[:limit]:
+# An instance's n-th redispatch in a row waits 2**n times the base delay, up to this power:
+# a backlog longer than REDISPATCH_AFTER_SECONDS then costs a few extra tasks, not one per
+# instance per scan. A run resets the count.
+MAX_BACKOFF_POWER = 5
+
+
+def _backed_off(field: str, now: datetime, base: float, prefix: str = "") -> Q:
+    """`field` is older than `base` seconds times 2 ** (the instance's redispatches so far)."""
+    condition = Q()
+    for power in range(MAX_BACKOFF_POWER + 1):
+        count = {f"{prefix}redispatches": power} if power < MAX_BACKOFF_POWER else {
+            f"{prefix}redispatches__gte": power}
+        condition |= Q(**count, **{f"{field}__lt": now - timedelta(seconds=base * 2 ** power)})
+    return condition
+
+
+def _lost_queued(now: datetime, base: float, limit: int) -> list[tuple[str, str, int]]:
+    """Queued instances no worker claimed `base` seconds (backed off) after their task went
+    out: sent again, each with a compare-and-set on its dispatched_at, so one scan sends it."""
+    lost = WorkflowInstance.objects.filter(_backed_off("dispatched_at", now, base), state=State.QUEUED)
+    found = []
+    for pk, epoch, at in lost.order_by().values_list("pk", "epoch", "dispatched_at")[:limit]:
+        if WorkflowInstance.objects.filter(pk=pk, state=State.QUEUED, dispatched_at=at).update(
+            dispatched_at=now, redispatches=F("redispatches") + 1
+        ):
+            found.append((pk, "fresh", epoch))
+    return found
+
+
+def _lost_resumes(now: datetime, base: float, limit: int) -> list[tuple[str, str, int]]:
+    """Alarms that fired `base` seconds ago (backed off) while their instance is still
+    Paused: the resume was lost (the process died before it enqueued, or the broker dropped
+    it). Each is claimed again with a compare-and-set on its fired_at, so one scan re-sends it."""
+    lost = Alarm.objects.filter(_backed_off("fired_at", now, base, "instance__"), instance__state=State.PAUSED)
+    found = []
+    for pk, epoch, fired_at in lost.order_by().values_list("instance_id", "epoch", "fired_at")[:limit]:
         if Alarm.objects.filter(instance_id=pk, fired_at=fired_at).update(fired_at=now):
-            claimed.append((pk, epoch))
-    return claimed
+            WorkflowInstance.objects.filter(pk=pk).update(redispatches=F("redispatches") + 1)
+            found.append((pk, "resume", epoch))
+    return found
+
+
+def redispatch_stalled(older_than: float, limit: int = 500) -> list[str]:
+    """Send again, now, the tasks of Queued instances dispatched `older_than` seconds ago
+    (and of resumes that long overdue), without waiting REDISPATCH_AFTER_SECONDS: for the
+    broker glue, when it sees that the broker holds no task waiting, so these ones must have
+    been taken by a worker that is gone (a cluster killed with tasks in hand). Backed off
+    per instance like `recover`'s redispatch. Returns the ids dispatched."""
+    now = timezone.now()
+    dispatched = _lost_queued(now, older_than, limit) + _lost_resumes(now, older_than, limit)
+    _dispatch_on_commit(dispatched)
+    return [pk for pk, _, _ in dispatched]
+
+
+def _dispatch_on_commit(dispatched: list[tuple[str, str, int]]) -> None:
+    dispatcher = get_dispatcher()
+    for pk, mode, epoch in dispatched:
+        on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
 
 
 def _claim_alarms(due, now: datetime, limit: int) -> list[tuple[str, int]]:
@@ -141,7 +185,8 @@ def _lost_family_news(limit: int) -> None:
 def recover(limit: int = 500) -> list[str]:
     """Re-run, in recover mode, Running instances whose lease expired; re-dispatch the tasks
     a broker lost: Queued instances no worker claimed in REDISPATCH_AFTER_SECONDS, and Paused
-    ones whose alarm fired that long ago (as `fire_alarms` also does).
+    ones whose alarm fired that long ago. The wait doubles with each redispatch of the same
+    instance in a row (up to 32 times), so a backlog longer than the wait does not feed itself.
 
     A stale instance is reserved for one lease period when its recovery is dispatched, so
     frequent scans do not pile up duplicate tasks; if that task is lost too, the next scan
@@ -157,17 +202,9 @@ def recover(limit: int = 500) -> list[str]:
         ).update(lease_owner=f"{RECOVERY_OWNER}{now.isoformat()}", lease_expires_at=now + lease)
         if reserved:
             dispatched.append((pk, "recover", epoch))
-    stale_before = now - timedelta(seconds=settings.REDISPATCH_AFTER_SECONDS)
-    lost = WorkflowInstance.objects.filter(state=State.QUEUED, dispatched_at__lt=stale_before)
-    for pk, epoch, at in lost.values_list("pk", "epoch", "dispatched_at")[:limit]:
-        if WorkflowInstance.objects.filter(pk=pk, state=State.QUEUED, dispatched_at=at).update(
-            dispatched_at=now
-        ):
-            dispatched.append((pk, "fresh", epoch))
-    dispatched += [(pk, "resume", epoch) for pk, epoch in _lost_resumes(now, limit)]
-    dispatcher = get_dispatcher()
-    for pk, mode, epoch in dispatched:
-        on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+    after = float(settings.REDISPATCH_AFTER_SECONDS)
+    dispatched += _lost_queued(now, after, limit) + _lost_resumes(now, after, limit)
+    _dispatch_on_commit(dispatched)
     # After the dispatches it reserved are on their way: a failure here must not strand them.
     _guarded(_lost_family_news, limit)
     return [pk for pk, _, _ in dispatched]

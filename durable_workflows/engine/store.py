@@ -143,6 +143,7 @@ def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
         "lease_expires_at": Lease.until(now),
         "run_count": instance.run_count + 1,
         "last_mode": mode,
+        "redispatches": 0,
     }
     if instance.started_at is None:
         common["started_at"] = now
