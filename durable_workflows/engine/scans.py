@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
@@ -44,13 +45,13 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     dispatched = [(pk, "resume", epoch) for pk, epoch in fired]
     dispatcher = get_dispatcher()
     for pk, mode, epoch in dispatched:
-        on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+        on_commit(partial(dispatcher.dispatch, pk, mode, epoch))
     # Deadlines come after the claimed alarms are on their way, so that a failure here
     # cannot strand them.
     late = _guarded(_past_deadline, now, limit, instance_id)
     for pk, mode, epoch in late:
         if mode == "fresh":  # the Paused ones' resumes went out with their alarms
-            on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+            on_commit(partial(dispatcher.dispatch, pk, mode, epoch))
     return [pk for pk, _, _ in dispatched + late]
 
 
@@ -69,8 +70,10 @@ def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) ->
             instance = lock_txn(pk)
             woken = instance is not None and as_state(instance.state) == State.PAUSED
             if woken:
+                assert instance is not None  # for the type checker: woken says so
                 wake_txn(instance, ("", 0), AlarmReason.DEADLINE)
         if woken:
+            assert instance is not None
             resume_on_commit(instance)
             found.append((pk, "resume", instance.epoch))
     queued = late.filter(state=State.QUEUED, dispatched_at__lt=F("deadline_at"))
@@ -167,7 +170,7 @@ def recover(limit: int = 500) -> list[str]:
     dispatched += [(pk, "resume", epoch) for pk, epoch in _lost_resumes(now, limit)]
     dispatcher = get_dispatcher()
     for pk, mode, epoch in dispatched:
-        on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+        on_commit(partial(dispatcher.dispatch, pk, mode, epoch))
     # After the dispatches it reserved are on their way: a failure here must not strand them.
     _guarded(_lost_family_news, limit)
     return [pk for pk, _, _ in dispatched]
