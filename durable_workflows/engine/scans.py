@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from ..conf import settings
@@ -98,7 +98,7 @@ def _lost_resumes(now: datetime, limit: int, instance_id: str | None = None) -> 
     return claimed
 
 
-def _claim_alarms(due, now: datetime, limit: int) -> list[tuple[str, int]]:
+def _claim_alarms(due: QuerySet[Alarm], now: datetime, limit: int) -> list[tuple[str, int]]:
     if connection.vendor == "postgresql":
         with transaction.atomic():
             rows = list(
