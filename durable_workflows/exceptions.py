@@ -30,6 +30,12 @@ class InvalidTransition(DurableWorkflowError):
 class NonDeterminismError(DurableWorkflowError):
     """The workflow took a different path on replay than the one it recorded."""
 
+    # Set where the engine raises it, for the replay check's report (engine/check.py).
+    branch: str
+    position: int
+    recorded: str
+    called: str
+
 
 class SerializationError(DurableWorkflowError, TypeError):
     """The value cannot be stored."""

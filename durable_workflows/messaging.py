@@ -45,7 +45,7 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     now = timezone.now()
     data = {"name": name, "event_id": event_id}
-    woken = None
+    woken: int | tuple[str, int] | None = None
     with transaction.atomic():
         # The instance row is locked first: that orders this send against the run's pause
         # (which looks in the inbox again under the same lock) and against another send of

@@ -107,6 +107,7 @@ def _register(fn: F, name: str | None, timeout: float | None = None) -> F:
         timeout=timeout,
     )
     _registry[name] = definition
+    # Attributes set on the user's function: no function type declares them.
     fn.workflow_name = name  # type: ignore[attr-defined]
     fn.durable_workflow = definition  # type: ignore[attr-defined]
     return fn

@@ -6,7 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from .durations import parse_duration
 from .exceptions import NonRetryableError
@@ -36,6 +36,16 @@ class RetryPolicy:
     max_duration: DurationLike | None = None
     retry_on: type[BaseException] | tuple[type[BaseException], ...] = (Exception,)
     is_retryable: Callable[[BaseException], bool] | None = field(default=None, compare=False)
+
+    if TYPE_CHECKING:
+        # Set by __post_init__ through object.__setattr__; declared for the type checker only,
+        # so that they stay out of the dataclass's fields, repr and comparisons.
+        _jitter: float = field(init=False)
+        _initial: float = field(init=False)
+        _max_delay: float = field(init=False)
+        _increment: float = field(init=False)
+        _max_duration: float | None = field(init=False)
+        _retry_on: tuple[type[BaseException], ...] = field(init=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
@@ -109,13 +119,13 @@ class RetryPolicy:
 
     @property
     def max_duration_seconds(self) -> float | None:
-        return self._max_duration  # type: ignore[attr-defined]
+        return self._max_duration
 
     def should_retry(self, error: BaseException) -> bool:
         """Whether `error` is of a kind this policy retries (attempt counts aside)."""
         if isinstance(error, NonRetryableError):
             return False
-        if not isinstance(error, self._retry_on):  # type: ignore[attr-defined]
+        if not isinstance(error, self._retry_on):
             return False
         if self.is_retryable is not None and not self.is_retryable(error):
             return False

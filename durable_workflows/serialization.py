@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import json
 import uuid
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -137,7 +138,7 @@ def loads(text: str | None) -> Any:
     return get_serializer().loads(text)
 
 
-def encode_input(args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> str:
+def encode_input(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     """A workflow's arguments as stored on its instance."""
     return dumps({"args": list(args), "kwargs": kwargs}, "the workflow input")
 

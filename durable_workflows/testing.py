@@ -27,7 +27,7 @@ import contextvars
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.utils import timezone
 
@@ -78,11 +78,11 @@ def virtual_clock() -> Iterator[VirtualClock]:
     clock = VirtualClock()
     token = _ACTIVE.set(clock)
     dispatch = DISPATCHER_OVERRIDE.set(InlineDispatcher())
-    timezone.now = clock.now  # type: ignore[assignment]
+    timezone.now = clock.now
     try:
         yield clock
     finally:
-        timezone.now = clock._real  # type: ignore[assignment]
+        timezone.now = clock._real
         DISPATCHER_OVERRIDE.reset(dispatch)
         _ACTIVE.reset(token)
 
@@ -147,7 +147,8 @@ def _family(instance_id: str) -> list[str]:
 def _next_due(family: list[str]) -> datetime | None:
     """The first alarm or workflow deadline among the family's Paused or Queued instances."""
     times = list(Alarm.objects.filter(instance_id__in=family, fired_at__isnull=True).values_list("fire_at", flat=True))
-    times += [deadline for deadline in WorkflowInstance.objects.filter(
+    # deadline_at__isnull=False: the ORM's types cannot know these are never None.
+    times += [cast(datetime, deadline) for deadline in WorkflowInstance.objects.filter(
         pk__in=family, state__in=[State.PAUSED, State.QUEUED], deadline_at__isnull=False,
     ).values_list("deadline_at", flat=True)]
     return min(times, default=None)

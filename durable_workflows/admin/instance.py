@@ -7,7 +7,7 @@ model's `change_workflowinstance` permission instead allows "resume now" and "re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
@@ -29,6 +29,9 @@ from ..states import TERMINAL, State, as_state
 from . import actions, operations, timeline
 from .badges import state_badge
 from .display import alarm_text, decode, pretty, pretty_input, relative
+
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldsetSpec
 
 # The columns the list reads; large text (input, result, traceback) stays in the database.
 LIST_FIELDS = (
@@ -158,7 +161,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         return alarm_text(alarm.fire_at, alarm.fired_at, alarm.get_reason_display())
 
     # -- instance page -------------------------------------------------------------------------
-    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> _FieldsetSpec:
         """Only what applies to this instance: no empty result row on a paused one."""
         if obj is None:
             return []
@@ -201,7 +204,9 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
                 "recovery_count", "cancel_requested", "dispatched_at",
             ],
         }))
-        return fieldsets
+        # The stubs' fieldset type is a TypedDict of invariant lists: plain lists of names
+        # are what Django reads.
+        return cast("_FieldsetSpec", fieldsets)
 
     @admin.display(description="pending alarm")
     def pending_alarm(self, obj: WorkflowInstance) -> str:

@@ -9,6 +9,9 @@ the reason the instance was left as it was.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import cast
+
 from django.utils import timezone
 
 from .. import client
@@ -55,9 +58,10 @@ def recover(instance_id: str) -> str:
     now = timezone.now()
     expires = instance.lease_expires_at
     if not instance.is_stale(now):
+        # Running and not stale: it holds a lease, so `expires` is set.
         raise Refused(
             f"instance {instance_id} is not stale: {instance.lease_owner or 'its worker'} holds its lease, "
-            f"which expires {relative(expires, now)}."
+            f"which expires {relative(cast(datetime, expires), now)}."
         )
     dispatcher = get_dispatcher()
     pk, epoch = instance.pk, instance.epoch

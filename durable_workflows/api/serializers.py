@@ -8,7 +8,7 @@ import datetime as dt
 import inspect
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -150,7 +150,9 @@ class InstanceSerializer(serializers.ModelSerializer):
 class InstanceDetailSerializer(InstanceSerializer):
     steps = serializers.SerializerMethodField(help_text="Steps and sleeps in run order.")
     alarm = serializers.SerializerMethodField(help_text="When a Paused instance resumes, else null.")
-    parent = serializers.CharField(
+    # DRF's metaclass takes declared fields off the class, so this does not replace
+    # Field.parent at run time; the stubs cannot express that.
+    parent = serializers.CharField(  # type: ignore[assignment]
         source="parent_id", allow_null=True, read_only=True,
         help_text="The instance that started this one with wf.start_child(), else null.",
     )
@@ -172,7 +174,8 @@ class InstanceDetailSerializer(InstanceSerializer):
     @extend_schema_field(StepSerializer(many=True))
     def get_steps(self, instance: WorkflowInstance) -> list[dict[str, Any]]:
         records = sorted(StepRecord.objects.filter(instance_id=instance.pk), key=lambda r: r.sort_key)
-        return StepSerializer(records, many=True).data
+        # many=True makes a ListSerializer, whose data is a list; the stubs type it as one record's.
+        return cast("list[dict[str, Any]]", StepSerializer(records, many=True).data)
 
     @extend_schema_field(AlarmSerializer(allow_null=True))
     def get_alarm(self, instance: WorkflowInstance) -> dict[str, Any] | None:
@@ -318,7 +321,7 @@ class ParameterSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(
         choices=["positional_only", "positional_or_keyword", "var_positional", "keyword_only", "var_keyword"]
     )
-    required = serializers.BooleanField()
+    required = serializers.BooleanField()  # type: ignore[assignment]  # as `parent` above
 
 
 class DefinitionSerializer(serializers.Serializer):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -48,7 +48,7 @@ STOPS = (Suspend, LeaseLost, StoreFault)
 class RecordedTime(datetime):
     """A datetime that can also be awaited, so `wf.now()` reads the same in async workflows."""
 
-    def __await__(self):  # type: ignore[override]
+    def __await__(self) -> Generator[None, None, RecordedTime]:
         return self
         yield  # pragma: no cover - makes this a generator
 
@@ -199,9 +199,9 @@ class WorkflowContext:
                 f"{kind} {name!r} where the recorded run has {record.kind} {record.name!r}"
             )
             # For the replay check's report (check.py).
-            error.branch, error.position = slot.branch, slot.position  # type: ignore[attr-defined]
-            error.recorded = f"{record.kind} {record.name!r}"  # type: ignore[attr-defined]
-            error.called = f"{kind} {name!r}"  # type: ignore[attr-defined]
+            error.branch, error.position = slot.branch, slot.position
+            error.recorded = f"{record.kind} {record.name!r}"
+            error.called = f"{kind} {name!r}"
             self._fatal = error
             raise error
         return record
@@ -363,13 +363,15 @@ class AsyncWorkflowContext(WorkflowContext):
         self._running = 0
         self._idle: asyncio.Event | None = None
 
+    # The primitives return awaitables here where the sync context returns their values: the
+    # overrides that the type checker flags ([override]) differ from the sync ones on purpose.
     def sleep(self, duration: timedelta | int | float | str, *, name: str | None = None) -> Awaitable[None]:  # type: ignore[override]
         return self._in_engine(sleep_at, self, *self._sleep_args(duration, name))
 
     def sleep_until(self, when: datetime, *, name: str | None = None) -> Awaitable[None]:  # type: ignore[override]
         return self._in_engine(sleep_at, self, *self._sleep_until_args(when, name))
 
-    def wait_for_event(self, name: str, *, timeout: timedelta | int | float | str | None = None) -> Awaitable[Any]:  # type: ignore[override]
+    def wait_for_event(self, name: str, *, timeout: timedelta | int | float | str | None = None) -> Awaitable[Any]:
         return self._in_engine(inbox.wait_at, self, *self._wait_args(name, timeout))
 
     def start_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None,  # type: ignore[override]
@@ -377,11 +379,11 @@ class AsyncWorkflowContext(WorkflowContext):
         slot = self._enter("start_child")
         return self._in_engine(children.start_at, self, slot, workflow, args, kwargs, instance_id)
 
-    def wait_child(self, child: children.ChildHandle | str) -> Awaitable[Any]:  # type: ignore[override]
+    def wait_child(self, child: children.ChildHandle | str) -> Awaitable[Any]:
         slot = self._enter("wait_child")
         return self._in_engine(children.wait_at, self, slot, child)
 
-    def run_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None,  # type: ignore[override]
+    def run_child(self, workflow: Any, /, *args: Any, instance_id: str | None = None,
                   **kwargs: Any) -> Awaitable[Any]:
         # Both positions are taken now, so that run_child calls gathered together keep them
         # in call order however their children finish.
@@ -425,7 +427,7 @@ class AsyncWorkflowContext(WorkflowContext):
         return self.parallel(*branches.map_branches(self, name, fn, items, retry, timeout),
                              max_concurrency=max_concurrency)
 
-    def step(  # type: ignore[override]
+    def step(
         self, name: str, fn: Callable[..., Any], /, *args: Any,
         retry: RetryPolicy | None = None, timeout: timedelta | int | float | str | None = None,
         atomic: bool = False, **kwargs: Any,

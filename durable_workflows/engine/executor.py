@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import async_to_sync
 from django.utils import timezone
@@ -124,7 +124,8 @@ def _call_function(definition: WorkflowDefinition, wf: WorkflowContext) -> tuple
     try:
         args, kwargs = serialization.decode_input(wf._run.instance.input)
         if definition.is_async:
-            return async_to_sync(_call_async)(definition, wf, args, kwargs)
+            # run_function gave an async definition an AsyncWorkflowContext.
+            return async_to_sync(_call_async)(definition, cast(AsyncWorkflowContext, wf), args, kwargs)
         return True, definition.fn(wf, *args, **kwargs)
     except BaseException as error:
         return False, error
@@ -173,7 +174,7 @@ def _conclude(run: Run, definition: WorkflowDefinition, wf: WorkflowContext, ret
 
 
 def _fail(run: Run, error: BaseException, error_type: str | None = None) -> str:
-    fields = error_fields(error)
+    fields: dict[str, Any] = error_fields(error)
     if error_type:
         fields["error_type"] = error_type
     run.events.add("workflow.failed", None, error=f"{fields['error_type']}: {fields['error_message']}")

@@ -4,7 +4,7 @@ workflow's `wf.start_child()` does for its children."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -73,7 +73,7 @@ def create(workflow: WorkflowRef, args: tuple[Any, ...] | list[Any], kwargs: dic
     return instance, True
 
 
-def prepare(definition: WorkflowDefinition, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any],
+def prepare(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str, Any],
             instance_id: str | None, *, state: State = State.PENDING, **fields: Any) -> WorkflowInstance:
     """A new instance, not yet saved, once its arguments are known to fit and to be storable."""
     definition.check_arguments(tuple(args), kwargs)

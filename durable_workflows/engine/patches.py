@@ -12,6 +12,7 @@ recorded it and none in new ones.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from ..models import StepKind, StepState
@@ -79,6 +80,6 @@ class PatchFlag:
     def __repr__(self) -> str:
         return repr(self.value)
 
-    def __await__(self):  # type: ignore[no-untyped-def]
+    def __await__(self) -> Generator[None, None, bool]:
         return self.value
         yield  # pragma: no cover - makes this a generator

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache, partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -28,6 +28,8 @@ from ..models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
 from ..states import State, check_transition
 
 if TYPE_CHECKING:
+    from django.db.models import Field
+
     from .fence import Fence
 
 STEP_COLUMNS = (
@@ -129,13 +131,15 @@ def _run(sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
             _log(db, raw, sql, params, started)
 
 
-def _execute(sql: str, params: list[Any], many: bool, context: dict[str, Any]) -> list[tuple[Any, ...]]:
+def _execute(sql: str, params: list[Any] | dict[str, Any], many: bool,
+             context: dict[str, Any]) -> list[tuple[Any, ...]]:
     cursor = context["cursor"]
     cursor.execute(sql, params)
     return cursor.fetchall()
 
 
-def _through_wrappers(db: Any, cursor: Any, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+def _through_wrappers(db: Any, cursor: Any, sql: str,
+                      params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
     """Execute as Django's cursor does: through the connection's `execute_wrapper`s, so
     instrumentation (and the tests' fault injection) sees these statements too."""
     if not db.execute_wrappers:
@@ -160,7 +164,7 @@ def _server_cursor(db: Any, raw: Any) -> Any:
     return cursor
 
 
-def _log(db: Any, raw: Any, sql: str, params: list[Any], started: float) -> None:
+def _log(db: Any, raw: Any, sql: str, params: list[Any] | dict[str, Any], started: float) -> None:
     """Add the statement to Django's query log: the debug cursor cannot show the text of a
     prepared statement, so it is rendered here, and only while queries are logged."""
     import psycopg
@@ -198,7 +202,8 @@ _INSTANCE_FIELDS = tuple(WorkflowInstance._meta.concrete_fields)
 @lru_cache(maxsize=8)
 def _claim_statement(n_sources: int, n_events: int) -> str:
     table = WorkflowInstance._meta.db_table
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in _INSTANCE_FIELDS)
+    # A concrete field always has a column; the stubs type it optional.
+    columns = ", ".join(connection.ops.quote_name(cast(str, f.column)) for f in _INSTANCE_FIELDS)
     parts = [
         f"WITH fence AS (UPDATE {table} SET state = %s, updated_at = %s, epoch = epoch + 1, "
         "lease_owner = %s, lease_expires_at = %s, run_count = run_count + 1, last_mode = %s, redispatches = 0, "
@@ -251,7 +256,8 @@ def finish(fence: Fence, values: dict[str, Any], records: list[StepRecord], even
     it finished last) and its events, if `fence` still holds; raise LeaseLost otherwise."""
     db = connections[DEFAULT_DB_ALIAS]
     meta = WorkflowInstance._meta
-    fields = [meta.get_field(name) for name in values]
+    # `values` names the instance's own columns: concrete fields, not relations.
+    fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in values]
     params = [f.get_db_prep_save(values[f.name], db) for f in fields]
     params += fence.params()
     for record in records:

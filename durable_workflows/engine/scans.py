@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from ..conf import settings
@@ -43,13 +44,13 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     dispatched = [(pk, "resume", epoch) for pk, epoch in _claim_alarms(due, now, limit)]
     dispatcher = get_dispatcher()
     for pk, mode, epoch in dispatched:
-        on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+        on_commit(partial(dispatcher.dispatch, pk, mode, epoch))
     # Deadlines come after the claimed alarms are on their way, so that a failure here
     # cannot strand them.
     late = _guarded(_past_deadline, now, limit, instance_id)
     for pk, mode, epoch in late:
         if mode == "fresh":  # the Paused ones' resumes went out with their alarms
-            on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+            on_commit(partial(dispatcher.dispatch, pk, mode, epoch))
     return [pk for pk, _, _ in dispatched + late]
 
 
@@ -68,8 +69,10 @@ def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) ->
             instance = lock_txn(pk)
             woken = instance is not None and as_state(instance.state) == State.PAUSED
             if woken:
+                assert instance is not None  # for the type checker: woken says so
                 wake_txn(instance, ("", 0), AlarmReason.DEADLINE)
         if woken:
+            assert instance is not None
             resume_on_commit(instance)
             found.append((pk, "resume", instance.epoch))
     queued = late.filter(state=State.QUEUED, dispatched_at__lt=F("deadline_at"))
@@ -136,10 +139,10 @@ def redispatch_stalled(older_than: float, limit: int = 500) -> list[str]:
 def _dispatch_on_commit(dispatched: list[tuple[str, str, int]]) -> None:
     dispatcher = get_dispatcher()
     for pk, mode, epoch in dispatched:
-        on_commit(lambda i=pk, m=mode, e=epoch: dispatcher.dispatch(i, m, e))
+        on_commit(partial(dispatcher.dispatch, pk, mode, epoch))
 
 
-def _claim_alarms(due, now: datetime, limit: int) -> list[tuple[str, int]]:
+def _claim_alarms(due: QuerySet[Alarm], now: datetime, limit: int) -> list[tuple[str, int]]:
     if connection.vendor == "postgresql":
         with transaction.atomic():
             rows = list(

@@ -98,11 +98,14 @@ def start_many(workflow: WorkflowRef, inputs: Sequence[Any], instance_ids: Seque
         if len(instance_ids) != len(inputs):
             raise ValueError(f"instance_ids has {len(instance_ids)} ids for {len(inputs)} inputs")
         seen: set[str] = set()
+        instance_id: str | None
         for instance_id in instance_ids:
             if instance_id in seen:
                 raise ValueError(f"instance id {instance_id!r} is given twice")
             seen.add(instance_id)
     rows: list[Input] = []
+    args: Sequence[Any]
+    kwargs: dict[str, Any]
     for index, given in enumerate(inputs):
         if isinstance(given, dict):
             args, kwargs = (), given

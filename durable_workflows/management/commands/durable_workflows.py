@@ -271,6 +271,7 @@ class Command(BaseCommand):
         states = list(TERMINAL)
         if options["state"] is not None:
             state = parse_state(options["state"], "--state")
+            assert state is not None  # for the type checker: --state was given
             if state not in TERMINAL:
                 raise CommandError(
                     f"--state {state.value} is not finished; purge deletes only {FINISHED} instances"
@@ -376,7 +377,7 @@ def span(seconds: float, precise: bool = False) -> str:
     if precise and seconds < 10:
         return f"{seconds:.2f} s" if seconds < 1 else f"{seconds:.1f} s"
     seconds = max(0, math.ceil(seconds))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size} {unit}")
