@@ -35,7 +35,30 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="durable_workflows.E003",
             )
         )
-    database = django_settings.DATABASES.get("default", {})
+    alias = user.get("DATABASE", DEFAULTS["DATABASE"])
+    if alias not in django_settings.DATABASES:
+        messages.append(
+            checks.Error(
+                f"DURABLE_WORKFLOWS DATABASE is {alias!r}, which is not in DATABASES",
+                hint=f"name one of: {', '.join(sorted(django_settings.DATABASES))}",
+                id="durable_workflows.E004",
+            )
+        )
+        return messages
+    from .database import routed_elsewhere
+
+    routed = routed_elsewhere()
+    if routed is not None:
+        messages.append(
+            checks.Error(
+                f"the project's routers send durable_workflows' tables to {routed!r}, but "
+                f"DURABLE_WORKFLOWS DATABASE is {alias!r}",
+                hint=f"set DURABLE_WORKFLOWS['DATABASE'] = {routed!r}: every query, transaction and "
+                     "raw statement of the library goes to that one alias",
+                id="durable_workflows.E005",
+            )
+        )
+    database = django_settings.DATABASES.get(alias, {})
     q_cluster = getattr(django_settings, "Q_CLUSTER", {}) or {}
     if database.get("ENGINE", "").endswith("sqlite3") and not q_cluster.get("sync"):
         options = database.get("OPTIONS", {})
@@ -43,7 +66,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             messages.append(
                 checks.Warning(
                     "SQLite with qcluster workers: set OPTIONS transaction_mode to IMMEDIATE",
-                    hint='DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", '
+                    hint=f'DATABASES["{alias}"]["OPTIONS"] = {{"transaction_mode": "IMMEDIATE", '
                     '"timeout": 20}; with deferred transactions concurrent workers hit '
                     '"database is locked".',
                     id="durable_workflows.W001",

@@ -11,7 +11,7 @@ import contextvars
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from django.db import connection, transaction
+from . import database
 
 
 class Dispatcher(Protocol):
@@ -53,8 +53,9 @@ def on_commit(fn: Callable[[], Any]) -> None:
     Inside Django's TestCase, whose transaction never commits, the test's own atomic blocks
     are treated as committed, so that `start()` in a test behaves as it does in production.
     """
-    blocks = getattr(connection, "atomic_blocks", [])
-    if connection.in_atomic_block and all(getattr(b, "_from_testcase", False) for b in blocks):
+    db = database.connection()
+    blocks = getattr(db, "atomic_blocks", [])
+    if db.in_atomic_block and all(getattr(b, "_from_testcase", False) for b in blocks):
         fn()
     else:
-        transaction.on_commit(fn)
+        database.on_commit(fn)

@@ -44,7 +44,12 @@ def find_lost_tasks(limit: int = 100) -> int:
     grace = float(settings.LEASE_SECONDS)
     broker = queue_broker()
     found = _release_taken_rows(broker, grace, limit) if Conf.ORM else 0
-    if broker.queue_size() == 0:
+    try:
+        idle = broker.queue_size() == 0
+    except Exception as error:  # a broker that is down: recover() sends its tasks once it is back
+        logger.debug("durable_workflows: broker queue size unknown: %s", error)
+        return found
+    if idle:
         found += len(redispatch_stalled(grace, limit))
     return found
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
-from . import serialization
+from . import database, serialization
 from .engine import pg, record_events
 from .engine.inbox import check_name
 from .engine.waits import lock_txn, resume_on_commit, wake_waiting_txn
@@ -46,7 +45,7 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
     now = timezone.now()
     data = {"name": name, "event_id": event_id}
     woken: int | tuple[str, int] | None = None
-    with transaction.atomic():
+    with database.atomic():
         # The instance row is locked first: that orders this send against the run's pause
         # (which looks in the inbox again under the same lock) and against another send of
         # the same event_id.

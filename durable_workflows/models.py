@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import models
 from django.db.models import Q
@@ -13,6 +13,19 @@ from .states import State, as_state
 
 #: The lease owner of a Running instance a recovery scan has reserved for its recovery run.
 RECOVERY_OWNER = "recovery:"
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+class AliasManager(models.Manager[_M]):
+    """Every query on the `DATABASE` setting's alias, whatever the project's routers say
+    (see database.py). It is also each model's base manager, so related objects and
+    `refresh_from_db` read from there too."""
+
+    def get_queryset(self) -> models.QuerySet[_M]:
+        from .conf import settings
+
+        return super().get_queryset().using(settings.DATABASE)
 
 
 class StepKind(models.TextChoices):
@@ -168,7 +181,10 @@ class WorkflowInstance(ErrorFields):
     cancel_requested = models.BooleanField("cancel requested", default=False)
     cancel_reason = models.TextField("cancel reason", blank=True, default="")
 
+    objects = AliasManager()
+
     class Meta:
+        base_manager_name = "objects"
         verbose_name = "workflow instance"
         verbose_name_plural = "workflow instances"
         ordering = ["-created_at"]
@@ -253,7 +269,10 @@ class StepRecord(ErrorFields):
         help_text="The failure's class and arguments, so that a replay raises it again.",
     )
 
+    objects = AliasManager()
+
     class Meta:
+        base_manager_name = "objects"
         verbose_name = "step"
         verbose_name_plural = "steps"
         ordering = ["instance", "branch", "position"]
@@ -308,7 +327,10 @@ class Alarm(models.Model):
     )
     created_at = models.DateTimeField("created", auto_now_add=True)
 
+    objects = AliasManager()
+
     class Meta:
+        base_manager_name = "objects"
         verbose_name = "alarm"
         verbose_name_plural = "alarms"
         ordering = ["fire_at"]
@@ -341,7 +363,10 @@ class Event(models.Model):
     data = models.JSONField("data", default=dict, blank=True)
     created_at = models.DateTimeField("at")
 
+    objects = AliasManager()
+
     class Meta:
+        base_manager_name = "objects"
         verbose_name = "event"
         verbose_name_plural = "events"
         ordering = ["instance", "id"]
@@ -372,7 +397,10 @@ class InboxMessage(models.Model):
         "taken at position", null=True, blank=True, help_text="The wait that took it."
     )
 
+    objects = AliasManager()
+
     class Meta:
+        base_manager_name = "objects"
         verbose_name = "received event"
         verbose_name_plural = "received events"
         ordering = ["instance", "id"]

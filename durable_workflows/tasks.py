@@ -7,7 +7,7 @@ import os
 import threading
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import connections
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
@@ -103,7 +103,7 @@ class DjangoQDispatcher:
         options = settings.Q_OPTIONS or {}
         if options.get("sync", Conf.SYNC) or "broker" in options:
             return False
-        return bool(Conf.ORM) and Conf.ORM == DEFAULT_DB_ALIAS and not Conf.BROKER_CLASS
+        return bool(Conf.ORM) and Conf.ORM == settings.DATABASE and not Conf.BROKER_CLASS
 
     def task_row(self, instance_id: str, mode: str, epoch: int) -> tuple[str, dict[str, Any]] | None:
         """The ORM broker's queue row for this run (its table and values), for a caller that

@@ -33,6 +33,12 @@ else:
         }
     }
 
+# A second alias on the same server, for the tests of the DATABASE setting (a project that
+# keeps durable_workflows' tables on another database). Only those tests create it.
+DATABASES["other"] = {**DATABASES["default"], "TEST": {
+    "NAME": f"test_dw_other_{os.getpid()}" if DATABASE_URL
+    else os.path.join(_sqlite_dir, f"dw_test_other_{os.getpid()}.sqlite3")}}
+
 # Subprocesses started by tests (crash tests, qcluster workers) point at the test database.
 if os.environ.get("DW_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["DW_DB_NAME"]

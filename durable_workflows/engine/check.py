@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
-
+from .. import database
 from ..exceptions import LeaseLost, StoreFault, Suspend, UnknownWorkflow
 from ..models import StepRecord, WorkflowInstance
 from ..registry import get_definition
@@ -70,11 +69,12 @@ def check_replay(workflow: Any = None) -> list[ReplayProblem]:
 def run_check(workflow: Any = None, on_problem: Callable[[ReplayProblem], None] | None = None) -> CheckReport:
     name = get_definition(workflow).name if workflow is not None else None  # UnknownWorkflow
     report = CheckReport()
-    outermost = not connection.in_atomic_block
+    db = database.connection()
+    outermost = not db.in_atomic_block
     for batch in _batches(name):
-        with transaction.atomic():
-            if connection.vendor == "postgresql" and outermost:
-                with connection.cursor() as cursor:
+        with database.atomic():
+            if db.vendor == "postgresql" and outermost:
+                with db.cursor() as cursor:
                     cursor.execute("SET TRANSACTION READ ONLY")
             records = _records_of([instance.pk for instance in batch])
             for instance in batch:
@@ -85,7 +85,7 @@ def run_check(workflow: Any = None, on_problem: Callable[[ReplayProblem], None] 
                     report.problems.append(problem)
                     if on_problem is not None:
                         on_problem(problem)
-            transaction.set_rollback(True)
+            database.set_rollback(True)
     return report
 
 

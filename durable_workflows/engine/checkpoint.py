@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
+from .. import database
 from ..dispatch import get_dispatcher
 from ..exceptions import LeaseLost
 from ..models import Alarm, InboxMessage, StepRecord, WorkflowInstance
@@ -108,6 +108,7 @@ class Checkpoint:
                 for record in records:
                     record.pk = ids[record.slot]
                     record._state.adding = False
+                    record._state.db = database.alias()
             else:
                 fields.setdefault("lease_expires_at", self.lease.until(now))
                 fields.setdefault("updated_at", now)
@@ -162,7 +163,7 @@ class Checkpoint:
         new = [r for r in records if r._state.adding]
         children = list(self.children.values())
         try:
-            with transaction.atomic():
+            with database.atomic():
                 updated = WorkflowInstance.objects.filter(**self.lease.fence.filter()).update(**values)
                 if updated != 1:
                     raise LeaseLost()

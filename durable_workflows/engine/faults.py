@@ -12,8 +12,9 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import DEFAULT_DB_ALIAS, Error, connections
+from django.db import Error
 
+from .. import database
 from ..exceptions import StoreFault
 
 logger = logging.getLogger("durable_workflows")
@@ -33,7 +34,7 @@ def after_fault(fault: StoreFault) -> None:
     started in `atomic()`, a test case), the error is the caller's too, for their
     transaction may be broken by it, so it is raised. Otherwise the connection is dropped if
     it is broken, so the next run opens a new one."""
-    db = connections[DEFAULT_DB_ALIAS]
+    db = database.connection()
     if db.in_atomic_block:
         raise fault.error
     try:

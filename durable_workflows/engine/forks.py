@@ -12,8 +12,9 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 
+from .. import database
 from ..dispatch import on_commit
 from ..exceptions import WorkflowIdConflict, WorkflowNotFound
 from ..models import StepRecord, StepState, WorkflowInstance
@@ -44,7 +45,7 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
         raise WorkflowIdConflict(f"instance {new_id!r} already exists")
     fields = [f.name for f in StepRecord._meta.concrete_fields if f.name not in _NOT_COPIED]
     try:
-        with transaction.atomic():
+        with database.atomic():
             fork = WorkflowInstance.objects.create(
                 id=new_id or uuid.uuid4().hex, workflow=original.workflow, input=original.input,
                 state=State.PENDING, forked_from=original.pk,

@@ -14,9 +14,10 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from django.db import connection, connections, transaction
+from django.db import connections
 from django.utils import timezone
 
+from .. import database
 from ..conf import settings
 from ..models import WorkflowInstance
 
@@ -54,13 +55,14 @@ def beat(lease: Lease) -> None:
     after half a heartbeat, so that one locked row does not stop the beats of other runs.
     """
     fence = lease.fence.lenient()
+    connection = database.connection()
     table = connection.ops.quote_name(WorkflowInstance._meta.db_table)
     where = f"{fence.where()} AND lease_owner = %s"
     # Adapted as the ORM would store it: SQLite keeps datetimes as text, and the recovery
     # scan's compare-and-set on lease_expires_at must find the very value written here.
     until = connection.ops.adapt_datetimefield_value(lease.until(timezone.now()))
     params = [until, *fence.params(), lease.owner]
-    with transaction.atomic(), connection.cursor() as cursor:
+    with database.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             timeout_ms = max(int(float(settings.HEARTBEAT_SECONDS) * 500), 50)
             cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")

@@ -8,10 +8,11 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.db.models import F
 from django.utils import timezone
 
+from .. import database
 from ..conf import settings
 from ..dispatch import get_dispatcher
 from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
@@ -59,8 +60,8 @@ def create(workflow: WorkflowRef, args: tuple[Any, ...] | list[Any], kwargs: dic
             return found, False
     instance = prepare(definition, args, kwargs, instance_id, **fields)
     try:
-        with transaction.atomic():
-            instance.save(force_insert=True)
+        with database.atomic():
+            instance.save(force_insert=True, using=database.alias())
             if definition.timeout is not None:
                 # Counted from the creation time the row got.
                 instance.deadline_at = instance.created_at + timedelta(seconds=definition.timeout)
@@ -119,7 +120,7 @@ def enqueue(instance: WorkflowInstance | str) -> None:
         return
     events = record_events(instance.pk, instance.workflow, ("workflow.queued", {}))
     try:
-        with transaction.atomic():
+        with database.atomic():
             transition(instance, State.QUEUED, dispatched_at=timezone.now())
             events.write_txn()
     except InvalidTransition:
@@ -148,7 +149,7 @@ def cancel_instance(instance_id: str, reason: str = "") -> None:
             continue
         events = record_events(instance.pk, instance.workflow, ("workflow.cancelled", {"reason": reason}))
         try:
-            with transaction.atomic():
+            with database.atomic():
                 transition(instance, State.CANCELLED, cancel_requested=True, cancel_reason=reason,
                            family_pending=has_family(instance))
                 Alarm.objects.filter(instance_id=instance.pk).delete()
@@ -192,7 +193,7 @@ def wake_parent(parent_id: str, child_id: str) -> bool:
         # not taken it yet): that run will find this child finished, as its end committed
         # before. Many children ending together lock the parent's row once, not each.
         return True
-    with transaction.atomic():
+    with database.atomic():
         # Locks the parent row: a parent pausing right now is ordered before or after this.
         parent = lock_txn(parent_id)
         if parent is None:

@@ -20,8 +20,8 @@ from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DEFAULT_DB_ALIAS, connection, connections
 
+from .. import database
 from ..conf import settings
 from ..exceptions import LeaseLost
 from ..models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
@@ -47,7 +47,7 @@ def usable() -> bool:
     """Whether the single statements apply: PostgreSQL through psycopg 3, whose server-side
     binding and prepared statements they use. On psycopg2 every write takes the ORM path,
     which is as correct, with a round trip more per write."""
-    return connection.vendor == "postgresql" and settings.SINGLE_STATEMENT_WRITES and _psycopg3()
+    return database.connection().vendor == "postgresql" and settings.SINGLE_STATEMENT_WRITES and _psycopg3()
 
 
 @lru_cache(maxsize=1)
@@ -106,7 +106,7 @@ def _insert_cte(name: str, model: Any, columns: tuple[tuple[str, str], ...], row
 
 
 def _run(sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
-    db = connections[DEFAULT_DB_ALIAS]
+    db = database.connection()
     if not settings.PREPARED_STATEMENTS:
         with db.cursor() as cursor:
             cursor.execute(sql, params)
@@ -203,7 +203,7 @@ _INSTANCE_FIELDS = tuple(WorkflowInstance._meta.concrete_fields)
 def _claim_statement(n_sources: int, n_events: int) -> str:
     table = WorkflowInstance._meta.db_table
     # A concrete field always has a column; the stubs type it optional.
-    columns = ", ".join(connection.ops.quote_name(cast(str, f.column)) for f in _INSTANCE_FIELDS)
+    columns = ", ".join(database.connection().ops.quote_name(cast(str, f.column)) for f in _INSTANCE_FIELDS)
     parts = [
         f"WITH fence AS (UPDATE {table} SET state = %s, updated_at = %s, epoch = epoch + 1, "
         "lease_owner = %s, lease_expires_at = %s, run_count = run_count + 1, last_mode = %s, redispatches = 0, "
@@ -230,7 +230,7 @@ def claim_fresh(instance_id: str, epoch: int, sources: tuple[State, ...], owner:
     rows = _run(_claim_statement(len(sources), len(pending)), params)
     if not rows:
         return None
-    db = connections[DEFAULT_DB_ALIAS]
+    db = database.connection()
     values = [
         f.from_db_value(value, None, db) if hasattr(f, "from_db_value") else value
         for f, value in zip(_INSTANCE_FIELDS, rows[0], strict=True)
@@ -241,7 +241,7 @@ def claim_fresh(instance_id: str, epoch: int, sources: tuple[State, ...], owner:
 @lru_cache(maxsize=32)
 def _finish_statement(columns: tuple[str, ...], n_records: int, n_events: int, fence_sql: str) -> str:
     table = WorkflowInstance._meta.db_table
-    sets = ", ".join(f"{connection.ops.quote_name(column)} = %s" for column in columns)
+    sets = ", ".join(f"{database.connection().ops.quote_name(column)} = %s" for column in columns)
     parts = [f"WITH fence AS (UPDATE {table} SET {sets} WHERE {fence_sql} RETURNING id)"]
     if n_records:
         parts.append(_insert_cte("steps", StepRecord, STEP_COLUMNS, n_records, ""))
@@ -254,7 +254,7 @@ def finish(fence: Fence, values: dict[str, Any], records: list[StepRecord], even
     """Write a checked transition of the running instance (`values` from
     `states.transition_values`), the new `records` the run has not written yet (the step
     it finished last) and its events, if `fence` still holds; raise LeaseLost otherwise."""
-    db = connections[DEFAULT_DB_ALIAS]
+    db = database.connection()
     meta = WorkflowInstance._meta
     # `values` names the instance's own columns: concrete fields, not relations.
     fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in values]
@@ -268,6 +268,7 @@ def finish(fence: Fence, values: dict[str, Any], records: list[StepRecord], even
         raise LeaseLost()
     for record in records:
         record._state.adding = False
+        record._state.db = database.alias()
 
 
 # -- a sent event ------------------------------------------------------------------------------
@@ -314,7 +315,7 @@ def store_message(instance_id: str, epoch: int, paused: bool, name: str, payload
 @lru_cache(maxsize=8)
 def _start_statement(columns: tuple[str, ...], event_log: bool, task_table: str | None) -> str:
     table, events = WorkflowInstance._meta.db_table, Event._meta.db_table
-    names = ", ".join(connection.ops.quote_name(c) for c in columns)
+    names = ", ".join(database.connection().ops.quote_name(c) for c in columns)
     parts = [
         f"WITH ins AS (INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(columns))}) "
         "ON CONFLICT (id) DO NOTHING RETURNING id, created_at)"
@@ -330,7 +331,7 @@ def _start_statement(columns: tuple[str, ...], event_log: bool, task_table: str 
 def insert_started(instance: WorkflowInstance, task: tuple[str, dict[str, Any]] | None) -> bool:
     """Insert a new instance (Queued) with its `workflow.queued` row and, for the ORM
     broker, its task row, in one statement. False when the id was taken: nothing written."""
-    db = connections[DEFAULT_DB_ALIAS]
+    db = database.connection()
     fields = _INSTANCE_FIELDS
     params = [f.get_db_prep_save(getattr(instance, f.attname), db) for f in fields]
     table = None

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.db import connection, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from .. import database
 from ..conf import settings
 from ..dispatch import get_dispatcher, on_commit
 from ..models import (
@@ -65,7 +65,7 @@ def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) ->
     found: list[tuple[str, str, int]] = []
     paused = late.filter(state=State.PAUSED).exclude(alarm__fired_at__isnull=False)
     for pk in paused.values_list("pk", flat=True)[:limit]:
-        with transaction.atomic():
+        with database.atomic():
             instance = lock_txn(pk)
             woken = instance is not None and as_state(instance.state) == State.PAUSED
             if woken:
@@ -143,8 +143,8 @@ def _dispatch_on_commit(dispatched: list[tuple[str, str, int]]) -> None:
 
 
 def _claim_alarms(due: QuerySet[Alarm], now: datetime, limit: int) -> list[tuple[str, int]]:
-    if connection.vendor == "postgresql":
-        with transaction.atomic():
+    if database.connection().vendor == "postgresql":
+        with database.atomic():
             rows = list(
                 due.select_for_update(skip_locked=True).values_list("instance_id", "epoch")[:limit]
             )

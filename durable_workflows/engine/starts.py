@@ -21,9 +21,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
+from .. import database
 from ..dispatch import get_dispatcher, on_commit
 from ..exceptions import WorkflowIdConflict
 from ..models import WorkflowInstance
@@ -75,7 +76,7 @@ def _start_one_pg(definition: WorkflowDefinition, args: Sequence[Any], kwargs: d
         found = existing(instance_id, definition) if instance_id is not None else None
         return None if found is None else (found, False)
     instance._state.adding = False
-    instance._state.db = DEFAULT_DB_ALIAS
+    instance._state.db = database.alias()
     buffer = record_events(instance.pk, instance.workflow, ("workflow.queued", {}))
 
     def after_commit() -> None:
@@ -164,7 +165,7 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input]) -> list[tuple
     transactional = bool(getattr(dispatcher, "transactional", False))
     buffers = [record_events(i.pk, i.workflow, ("workflow.queued", {})) for i in new]
     try:
-        with transaction.atomic():
+        with database.atomic():
             insert_txn(new, buffers)
             if transactional:
                 for instance in new:

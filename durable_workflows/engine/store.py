@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
+from .. import database
 from ..exceptions import InvalidTransition
 from ..models import Alarm, StepRecord, WorkflowInstance
 from ..states import State, transition
@@ -93,7 +93,7 @@ def cancel_running(instance: WorkflowInstance, lease: Lease) -> bool:
     events.add("workflow.cancelled", None, reason=instance.cancel_reason)
     with engine_io():
         try:
-            with transaction.atomic():
+            with database.atomic():
                 transition(instance, State.CANCELLED, fence=lease.fence.lenient(),
                            family_pending=has_family(instance))
                 events.write_txn()
@@ -148,7 +148,7 @@ def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
     if instance.started_at is None:
         common["started_at"] = now
     woken = woken_at = None
-    with transaction.atomic():
+    with database.atomic():
         if mode == "recover":
             if not _take_over_txn(instance, now, common):
                 return None

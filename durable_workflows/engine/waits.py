@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from django.db import connection
 from django.db.models import F
 from django.utils import timezone
 
-from .. import serialization
+from .. import database, serialization
 from ..dispatch import get_dispatcher, on_commit
 from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
 from ..states import State, as_state
@@ -133,7 +132,7 @@ def lock_txn(instance_id: str) -> WorkflowInstance | None:
     a child's end that wakes a waiting run must wait for that run's pause to commit (or
     come before it), never read the row as it was before the pause."""
     rows = WorkflowInstance.objects.filter(pk=instance_id)
-    if connection.vendor == "postgresql":
+    if database.connection().vendor == "postgresql":
         return rows.select_for_update().only(*LOCKED_FIELDS).first()
     rows.update(epoch=F("epoch"))  # write first: SQLite takes its write lock here
     return rows.only(*LOCKED_FIELDS).first()

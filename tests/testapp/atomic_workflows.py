@@ -33,6 +33,22 @@ def book_flow(wf, key: str, fail_first: bool = False) -> int:
     return wf.step("Book", book, key, 10, fail_first, atomic=True, retry=policy)
 
 
+def book_on(alias: str, key: str, fail_first: bool) -> int:
+    from .models import Ledger
+
+    RAN[key] += 1
+    Ledger.objects.using(alias).create(key=key, amount=1)
+    if fail_first and RAN[key] == 1:
+        raise ConnectionError("the first attempt fails after its write")
+    return Ledger.objects.using(alias).filter(key=key).count()
+
+
+@workflow("atomic.book_on")
+def book_on_flow(wf, alias: str, key: str) -> int:
+    policy = RetryPolicy(max_attempts=2, initial_delay=0, jitter=False)
+    return wf.step("Book", book_on, alias, key, True, atomic=True, retry=policy)
+
+
 @workflow("atomic.async_book")
 async def async_book_flow(wf, key: str) -> int:
     return await wf.step("Book", book, key, 5, True, atomic=True,
