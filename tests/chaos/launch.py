@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -44,5 +45,6 @@ def run_driver(argv: list[str], timeout: float) -> dict[str, Any]:
         procs.kill_marked(run_id)
     lines = out.strip().splitlines()
     if not lines:
-        raise RuntimeError(f"the chaos driver printed no summary (exit code {driver.returncode})")
+        raise RuntimeError(f"the chaos driver printed no summary (exit code {driver.returncode}); "
+                           f"its files: {tempfile.gettempdir()}/dw-chaos-{run_id}-*")
     return json.loads(lines[-1])
