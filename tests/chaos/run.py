@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,7 @@ def _configure(args: argparse.Namespace, run_dir: Path, postgres: PrivatePostgre
         os.environ["DW_CHAOS_REDIS_PORT"] = str(redis.port)
 
 
-def _wait(condition, timeout: float, what: str, interval: float = 0.05) -> bool:
+def _wait(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -175,17 +176,17 @@ def _chaos(args: argparse.Namespace, rng: random.Random, supervisor: Supervisor,
             executions = steplog.read(step_log)
             now = time.time()
             done = checks.steps_done_before(executions, now)
-            if done >= total:
-                return True
             busy = {e.pid for e in executions if e.end is None and now - e.start < 2.0 and procs.alive(e.pid)}
             state.update(done=done, busy=busy)
+            if done >= total:
+                return True  # too late: every step is done
             if kind == "worker":
                 busy &= set(supervisor.worker_pids())
             return (done >= share * total and bool(busy) and supervisor.ready()
                     and any(e.end is not None and e.end > previous for e in executions))
 
         _wait(due, args.deadline, f"the moment for fault {len(faults) + 1} ({kind})")
-        if state.get("done", total) >= total:
+        if state["done"] >= total:
             skipped.append(kind)
             continue
         fault = injector.strike(kind, state["busy"])
