@@ -16,6 +16,7 @@ again the starts and resumes a broker lost, and this is what proves it.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import pwd
@@ -85,6 +86,7 @@ class PrivatePostgres:
         self.env = env
         self.process: subprocess.Popen | None = None
         self.groups: list[int] = []
+        atexit.register(self.stop)  # a second stop() finds nothing left to kill
         user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
         self._as = {"user": user.pw_uid, "group": user.pw_gid} if user else {}
         self.root.mkdir(parents=True, exist_ok=True)
@@ -167,6 +169,7 @@ class PrivateRedis:
         self.env = env
         self.process: subprocess.Popen | None = None
         self.groups: list[int] = []
+        atexit.register(self.stop)
         self.root.mkdir(parents=True, exist_ok=True)
 
     @property
