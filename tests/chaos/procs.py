@@ -54,21 +54,33 @@ def group_members(pgid: int) -> list[int]:
     return sorted(members)
 
 
+def ours(pid: int, run_id: str) -> bool:
+    """Whether `pid` is a live process of this run: the marker in its environment, or the
+    run id in its command line (PostgreSQL overwrites its environment with its process
+    titles, but the postmaster's command line names its data directory, which is in the
+    run's directory)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    marked = f"{MARKER}={run_id}".encode() in environ.split(b"\0") or run_id.encode() in cmdline
+    return marked and alive(pid)
+
+
 def marked(run_id: str) -> list[int]:
-    """Live processes of this run: the marker in their environment, or the run id in their
-    command line (PostgreSQL overwrites its environment with its process titles, but the
-    postmaster's command line names its data directory, which is in the run's directory)."""
-    needle = f"{MARKER}={run_id}".encode()
-    found = []
-    for pid in _pids():
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if (needle in environ.split(b"\0") or run_id.encode() in cmdline) and alive(pid):
-            found.append(pid)
-    return found
+    """Live processes of this run."""
+    return [pid for pid in _pids() if ours(pid, run_id)]
+
+
+def killpg_ours(pgid: int, run_id: str) -> bool:
+    """SIGKILL process group `pgid` if a process of this run is in it. Once a group is
+    empty its number may lead someone else's group: never kill a group on its number alone.
+    Returns whether it had members of ours."""
+    if not any(ours(pid, run_id) for pid in group_members(pgid)):
+        return False
+    killpg(pgid)
+    return True
 
 
 def kill(pids: Iterable[int], sig: int = signal.SIGKILL) -> None:

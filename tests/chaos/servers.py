@@ -73,6 +73,15 @@ def _wait(condition, timeout: float, what: str, process: subprocess.Popen, log: 
         time.sleep(0.05)
 
 
+def _kill_group(process: subprocess.Popen | None) -> None:
+    """SIGKILL the session `process` leads, unless it was reaped already (its number may
+    then be someone else's); then reap it."""
+    if process is None or process.poll() is not None:
+        return
+    procs.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
 class PrivatePostgres:
     """A PostgreSQL cluster in `root`, on a port of its own, trust auth, fsync on."""
 
@@ -85,7 +94,6 @@ class PrivatePostgres:
         self.port = free_port()
         self.env = env
         self.process: subprocess.Popen | None = None
-        self.groups: list[int] = []
         atexit.register(self.stop)  # a second stop() finds nothing left to kill
         user = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
         self._as = {"user": user.pw_uid, "group": user.pw_gid} if user else {}
@@ -121,7 +129,6 @@ class PrivatePostgres:
                 start_new_session=True, **self._as)
         finally:
             log.close()
-        self.groups.append(self.process.pid)
         _wait(self._accepts, 120, "private PostgreSQL", self.process, self.log)
 
     def _accepts(self, database: str = "postgres") -> bool:
@@ -149,14 +156,9 @@ class PrivatePostgres:
         self.process.wait(60)
 
     def stop(self) -> None:
-        """Kill every process of every postmaster this object started."""
-        for group in self.groups:
-            procs.killpg(group)
-        if self.process is not None:
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
+        """Kill the running postmaster's process group: the postmaster and its backends.
+        (A crashed one waited for its backends before it exited.)"""
+        _kill_group(self.process)
 
 
 class PrivateRedis:
@@ -168,7 +170,6 @@ class PrivateRedis:
         self.port = free_port()
         self.env = env
         self.process: subprocess.Popen | None = None
-        self.groups: list[int] = []
         atexit.register(self.stop)
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -186,7 +187,6 @@ class PrivateRedis:
                 start_new_session=True)
         finally:
             log.close()
-        self.groups.append(self.process.pid)
         _wait(self._pings, 60, "private redis-server", self.process, self.log)
 
     def _pings(self) -> bool:
@@ -207,10 +207,4 @@ class PrivateRedis:
         self.process.wait(30)
 
     def stop(self) -> None:
-        for group in self.groups:
-            procs.killpg(group)
-        if self.process is not None:
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
+        _kill_group(self.process)

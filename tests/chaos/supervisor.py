@@ -13,7 +13,6 @@ child the guard, and the guard's children: the workers, the monitor and the push
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ class Supervisor:
     def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2,
                  settings: str = "tests.chaos.settings", restart_delay: float = 1.0) -> None:
         self.env = {**env, "DW_WORKERS": str(workers)}
+        self.run_id = env[procs.MARKER]
         self.log_path = log_path
         self.workers = workers
         self.settings = settings
@@ -109,21 +109,16 @@ class Supervisor:
         self._stopping.set()
         self._thread.join(30)
         with self._lock:
-            clusters = list(self.clusters)
-        for cluster in clusters:
-            if cluster.process is not None:
-                procs.killpg(cluster.process.pid, signal.SIGKILL)
-        for cluster in clusters:
-            if cluster.process is not None:
-                cluster.process.wait(30)
-        for cluster in clusters:
-            if cluster.process is None:
-                continue
-            deadline = time.monotonic() + 30
-            while procs.group_members(cluster.process.pid) and time.monotonic() < deadline:
-                procs.killpg(cluster.process.pid, signal.SIGKILL)
-                time.sleep(0.05)
-        procs.reap(exclude=self._popen_pids())
+            groups = [c.process.pid for c in self.clusters if c.process is not None]
+            popens = [c.process for c in self.clusters if c.process is not None]
+        deadline = time.monotonic() + 30
+        while any([procs.killpg_ours(group, self.run_id) for group in groups]):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster processes survived SIGKILL: {groups}")
+            time.sleep(0.05)
+        for process in popens:
+            process.wait(30)
+        procs.reap(exclude={p.pid for p in popens})
 
     def logs(self, tail: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
