@@ -5,8 +5,9 @@ database and restarts its broker, so it must never touch them. Each run starts i
 servers, from the Debian binaries, on free ports, with their data in the run's temporary
 directory. PostgreSQL refuses to run as root, so as root (here and in CI) it runs as the
 `postgres` user. Each server runs in a session of its own, so that one SIGKILL to its
-process group takes all of it, and every process carries the run's marker in its
-environment (see procs.py), so that nothing outlives the run.
+process group takes it (PostgreSQL's backends move to sessions of their own, and exit as
+soon as they see their postmaster gone), and every process carries the run's marker in its
+environment or command line (see procs.py), so that nothing outlives the run.
 
 Redis runs without persistence (`--save '' --appendonly no`): a restart loses every task
 in the queue. That is the harsher fault and a real one (a Redis without persistence, or the
