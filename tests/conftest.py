@@ -40,3 +40,27 @@ def _reset_calls():
 @pytest.fixture
 def vendor():
     return connection.vendor
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """Before the test databases are dropped: no lease a test left registered keeps the
+    heartbeat thread reconnecting, and no connection of another thread is still open (on
+    PostgreSQL, DROP DATABASE refuses while one is)."""
+    yield
+    from django.db import connections
+
+    from durable_workflows.engine import heartbeat
+
+    with heartbeat._lock:
+        heartbeat._active.clear()
+    with django_db_blocker.unblock():
+        for alias in connections:
+            db = connections[alias]
+            # Only the databases this run created (test_dw_<pid>...), never a shared one.
+            if db.vendor != "postgresql" or not str(db.settings_dict["NAME"]).startswith("test_dw_"):
+                continue
+            with db.cursor() as cursor:
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            db.close()

@@ -31,8 +31,11 @@ WINDOW = 2.0
 def _explaining(earlier: Execution, faults: list[Fault]) -> int | None:
     """Index of the fault that explains a re-run after `earlier`, or None."""
     if earlier.end is None:
+        # A killed process's step started before the kill; an orphaned worker may start one
+        # more between its guard's death and its own exit (the fault's end).
         killers = [i for i, f in enumerate(faults)
-                   if earlier.pid in f.killed + f.orphaned and f.at >= earlier.start]
+                   if (earlier.pid in f.killed and f.at >= earlier.start)
+                   or (earlier.pid in f.orphaned and f.over >= earlier.start)]
         return killers[0] if killers else -1  # -1: cut short, but not by a fault of ours
     near = [i for i, f in enumerate(faults)
             if earlier.end >= f.at - WINDOW and earlier.start <= f.over + WINDOW]
@@ -42,12 +45,15 @@ def _explaining(earlier: Execution, faults: list[Fault]) -> int | None:
 
 
 def _kill_time(execution: Execution, faults: list[Fault]) -> Execution:
-    """An execution without an end lasted until the fault that killed its process."""
+    """An execution without an end lasted until the fault that killed its process, or, for
+    a worker orphaned by a guard kill, until it had exited (the fault's end)."""
     if execution.end is not None:
         return execution
     for fault in faults:
         if execution.pid in fault.killed and fault.at >= execution.start:
             return replace(execution, end=fault.at)
+        if execution.pid in fault.orphaned and fault.over >= execution.start:
+            return replace(execution, end=fault.over)
     return execution
 
 

@@ -27,6 +27,8 @@ from tests.chaos.servers import PrivatePostgres, PrivateRedis
 from tests.chaos.supervisor import Supervisor
 
 KINDS = ("worker", "guard", "cluster", "db", "redis")
+# How long the orphaned workers of a killed guard get to exit.
+ORPHAN_EXIT_SECONDS = 15.0
 
 
 @dataclass
@@ -88,7 +90,15 @@ class Injector:
         orphans = self.supervisor.worker_pids()
         procs.kill([guard])
         at = time.time()
-        return Fault("guard", at, at, [guard], orphaned=orphans, note=f"orphaned workers {orphans}")
+        # The fault is over when its orphaned workers have exited (they notice their guard
+        # is gone and stop, giving their runs back): a step one of them had started lasted
+        # until then. Those still alive after the deadline are reported.
+        deadline = at + ORPHAN_EXIT_SECONDS
+        while any(procs.alive(pid) for pid in orphans) and time.time() < deadline:
+            time.sleep(0.05)
+        lingering = [pid for pid in orphans if procs.alive(pid)]
+        note = f"orphaned workers {orphans}" + (f", still alive: {lingering}" if lingering else ", exited")
+        return Fault("guard", at, time.time(), [guard], orphaned=orphans, note=note)
 
     def _cluster(self, busy_pids: set[int]) -> Fault:
         main = self.supervisor.main_pid()
