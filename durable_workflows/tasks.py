@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 from django.db import connections
@@ -14,8 +15,9 @@ from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from .conf import settings
+from .dispatch import get_dispatcher
 from .engine import execute, executor_name, fire_alarms, recover
-from .exceptions import DispatchError
+from .exceptions import DispatchError, StoreFault
 from .models import WorkflowInstance
 from .states import State
 
@@ -35,11 +37,35 @@ def run_instance(instance_id: str, mode: str = "fresh", epoch: int | None = None
     """
     owner = executor_name()
     try:
-        state = execute(instance_id, mode, epoch)
+        state = execute(instance_id, mode, epoch, claim_faults=not Conf.SYNC)
+    except StoreFault as fault:
+        _send_again_later(instance_id, mode, epoch, fault)
+        return None
     except (SystemExit, KeyboardInterrupt):
         release_leases(owner)
         raise
     return None if state is None else str(state)
+
+
+# How long a worker whose claim the database failed waits before it sends the task again.
+CLAIM_RETRY_PAUSE = 1.0
+
+
+def _send_again_later(instance_id: str, mode: str, epoch: int | None, fault: StoreFault) -> None:
+    """The database failed the claim (it is down, or restarting): the broker counts the task
+    as done, and the instance would wait for recovery to notice. Give the database a moment
+    (a worker that spun through its queue would drop every task of the outage), then send
+    the same task again: a Redis broker takes it while the database is still down. When
+    even that fails, the task fails: the ORM broker keeps a failed task's row, and
+    `lost_tasks` hands it out again once LEASE_SECONDS have passed."""
+    dispatcher = get_dispatcher()
+    if epoch is None or getattr(dispatcher, "synchronous", False):
+        raise fault  # a task of an older release, or nothing to send it through
+    time.sleep(CLAIM_RETRY_PAUSE)
+    try:
+        dispatcher.dispatch(instance_id, mode, epoch)
+    except Exception as error:
+        raise fault from error
 
 
 def release_leases(owner: str, wait: float = 5.0) -> int:

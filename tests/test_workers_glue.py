@@ -180,3 +180,35 @@ def test_a_long_instance_id_fits_django_q_task_name():
     names = list(Task.objects.filter(func="durable_workflows.tasks.run_instance").values_list("name", flat=True))
     assert len(names) == 1 and len(names[0]) <= TASK_NAME_LENGTH
     assert names[0].endswith("x" * 10)
+
+
+class RecordingDispatcher:
+    """Keeps the tasks it is given, as a broker would, without running them."""
+
+    synchronous = False
+    sent: list[tuple[str, str, int]] = []
+
+    def dispatch(self, instance_id: str, mode: str, epoch: int) -> None:
+        self.sent.append((instance_id, mode, epoch))
+
+
+def test_a_claim_the_database_failed_sends_its_task_again(monkeypatch):
+    """A worker whose claim hits a database outage must not drop the task (the broker
+    counts it as done): after a pause it sends the same task again."""
+    from django.db import connection
+    from django_q.conf import Conf
+
+    from durable_workflows import tasks
+    from tests.faults import FailNthWrite
+
+    monkeypatch.setattr(Conf, "SYNC", False)
+    monkeypatch.setattr(tasks, "CLAIM_RETRY_PAUSE", 0)
+    RecordingDispatcher.sent.clear()
+    with override_settings(DURABLE_WORKFLOWS={"DISPATCHER": "tests.test_workers_glue.RecordingDispatcher"}):
+        handle = client.start("tests.greet", "outage")
+        (sent,) = RecordingDispatcher.sent
+        with connection.execute_wrapper(FailNthWrite(1, message="injected fault: the server closed the connection")):
+            assert tasks.run_instance(*sent) is None
+        assert RecordingDispatcher.sent == [sent, sent]
+        assert WorkflowInstance.objects.get(pk=handle.instance_id).state == "queued"
+        assert tasks.run_instance(*sent) == "completed"

@@ -29,11 +29,14 @@ from .store import Run, after_final, cancel_running, claim, error_fields, load_r
 logger = logging.getLogger("durable_workflows")
 
 
-def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None) -> str | None:
+def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None, *,
+            claim_faults: bool = False) -> str | None:
     """Run one instance until it finishes or pauses. Returns the state it was left in, or
     None when there was nothing to claim (another worker has it, or it already moved on),
     or the run stopped without an outcome (it lost its lease, or the database failed: the
-    instance is then recovered)."""
+    instance is then recovered). With `claim_faults`, a database error of the claim itself
+    is raised as `StoreFault` instead: nothing ran, and the caller (a worker's task, which
+    the broker would otherwise count as done) can send the task again."""
     # A run dispatched synchronously from inside a step (django-q2 `sync`, InlineDispatcher)
     # is a workflow run of its own, not part of that step.
     scope = runner.IN_STEP.set(False)
@@ -43,6 +46,8 @@ def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None) -> 
         except StoreFault as fault:
             logger.warning("durable_workflows: could not claim %s: %s", instance_id, fault)
             after_fault(fault)
+            if claim_faults:
+                raise
             return None
         if run is None:
             return None
