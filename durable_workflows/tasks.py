@@ -168,6 +168,11 @@ class DjangoQDispatcher:
         options.setdefault("save", False)
         return options
 
+    def waiting(self) -> int:
+        """Tasks in the broker not yet taken by a worker (recover() waits longer to send a
+        task again while there is a backlog)."""
+        return int(queue_broker().queue_size())
+
     def dispatch(self, instance_id: str, mode: str, epoch: int) -> None:
         # The instance row records how the run went; a django-q2 success row per run would
         # only cost the monitor writes and a prune. Failures are stored whatever this says.

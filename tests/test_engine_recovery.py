@@ -179,3 +179,25 @@ def test_redispatch_stalled_sends_a_queued_task_again_after_the_shorter_wait():
         _sent_ago(handle.instance_id, 6)
         assert redispatch_stalled(5) == [handle.instance_id]
         assert redispatch_stalled(5) == []
+
+
+class BackloggedDispatcher:
+    """A broker with tasks waiting to be taken, which loses the ones it is given."""
+
+    synchronous = False
+
+    def waiting(self) -> int:
+        return 5
+
+    def dispatch(self, instance_id, mode, epoch):
+        return None
+
+
+def test_redispatch_waits_longer_while_the_broker_has_a_backlog():
+    backlogged = {"DISPATCHER": "tests.test_engine_recovery.BackloggedDispatcher", "REDISPATCH_AFTER_SECONDS": 60}
+    with override_settings(DURABLE_WORKFLOWS=backlogged):
+        handle = client.start("tests.greet", "behind")
+        _sent_ago(handle.instance_id, 61)
+        assert recover() == []
+        _sent_ago(handle.instance_id, 60 * 8 + 1)
+        assert recover() == [handle.instance_id]

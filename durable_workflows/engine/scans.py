@@ -124,6 +124,22 @@ def _lost_resumes(now: datetime, base: float, limit: int) -> list[tuple[str, str
     return found
 
 
+# How much longer the redispatch waits while the broker holds tasks not yet taken.
+BACKLOG_FACTOR = 8
+
+
+def _backlogged() -> bool:
+    """Whether the dispatcher's broker holds tasks waiting to be taken (a dispatcher may
+    say, with a `waiting()` method; one that cannot is taken as not backlogged)."""
+    waiting = getattr(get_dispatcher(), "waiting", None)
+    if waiting is None:
+        return False
+    try:
+        return bool(waiting())
+    except Exception:
+        return False  # a broker that is down holds nothing we can count on
+
+
 def redispatch_stalled(older_than: float, limit: int = 500) -> list[str]:
     """Send again, now, the tasks of Queued instances dispatched `older_than` seconds ago
     (and of resumes that long overdue), without waiting REDISPATCH_AFTER_SECONDS: for the
@@ -206,6 +222,11 @@ def recover(limit: int = 500) -> list[str]:
         if reserved:
             dispatched.append((pk, "recover", epoch))
     after = float(settings.REDISPATCH_AFTER_SECONDS)
+    if _backlogged():
+        # Tasks are waiting in the broker: a Queued instance is far more likely behind them
+        # than lost, and a copy of its task would only join the queue. (Once the queue is
+        # empty, a lost one is found after LEASE_SECONDS: see lost_tasks.py.)
+        after *= BACKLOG_FACTOR
     dispatched += _lost_queued(now, after, limit) + _lost_resumes(now, after, limit)
     _dispatch_on_commit(dispatched)
     # After the dispatches it reserved are on their way: a failure here must not strand them.
