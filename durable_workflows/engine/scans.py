@@ -42,15 +42,12 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     if instance_id is not None:
         due = due.filter(instance_id=instance_id)
     dispatched = [(pk, "resume", epoch) for pk, epoch in _claim_alarms(due, now, limit)]
-    dispatcher = get_dispatcher()
-    for pk, mode, epoch in dispatched:
-        on_commit(partial(dispatcher.dispatch, pk, mode, epoch))
+    _dispatch_on_commit(dispatched)
     # Deadlines come after the claimed alarms are on their way, so that a failure here
     # cannot strand them.
     late = _guarded(_past_deadline, now, limit, instance_id)
-    for pk, mode, epoch in late:
-        if mode == "fresh":  # the Paused ones' resumes went out with their alarms
-            on_commit(partial(dispatcher.dispatch, pk, mode, epoch))
+    # The Paused ones' resumes went out with their alarms.
+    _dispatch_on_commit([(pk, mode, epoch) for pk, mode, epoch in late if mode == "fresh"])
     return [pk for pk, _, _ in dispatched + late]
 
 
