@@ -60,6 +60,11 @@ def main() -> int:
         drained = time.monotonic()
     finally:
         cluster.close()
+        # Copies still queued when the last instance finished were enqueued all the same
+        # (counted below); they must not stay behind to slow the next run's queue.
+        from django_q.brokers import get_broker
+
+        get_broker().purge_queue()
     time.sleep(1.0)  # PostgreSQL's statistics are flushed at most once a second
     tasks = _inserted_tasks() - before
     redispatched = sum(WorkflowInstance.objects.filter(pk__in=[h.instance_id for h in handles])

@@ -132,8 +132,10 @@ class WorkflowInstance(ErrorFields):
         "dispatched", null=True, blank=True,
         help_text="When the instance was last handed to the task queue.",
     )
+    # db_default too: a worker or web process of the release before, still running while
+    # this one migrates, inserts instances without the column.
     redispatches = models.PositiveIntegerField(
-        "sent again", default=0,
+        "sent again", default=0, db_default=0,
         help_text="How many times recovery sent its task again since it last ran; each wait "
                   "for the next is twice as long, so a backlog does not feed itself.",
     )
