@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Literal
 from .durations import parse_duration
 from .exceptions import NonRetryableError
 
-Backoff = Literal["exponential", "linear", "constant"]
 DurationLike = timedelta | int | float | str
+Backoff = Literal["exponential", "linear", "constant"] | Callable[[int], DurationLike]
 BACKOFFS = ("exponential", "linear", "constant")
 
 
@@ -22,7 +22,8 @@ class RetryPolicy:
 
     `max_attempts` counts every run of the step, the first included. The delay before retry k
     (k = 1 after the first failure) is `initial_delay * multiplier**(k-1)` (exponential),
-    `initial_delay + increment*(k-1)` (linear) or `initial_delay` (constant), capped at
+    `initial_delay + increment*(k-1)` (linear), `initial_delay` (constant) or `backoff(k)`
+    when `backoff` is a function (seconds, a timedelta or text such as "5m"), capped at
     `max_delay`, then jittered by a +/- fraction.
     """
 
@@ -52,9 +53,10 @@ class RetryPolicy:
             raise ValueError(f"max_attempts must be a whole number, got {self.max_attempts!r}")
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
-        if self.backoff not in BACKOFFS:
+        if not callable(self.backoff) and self.backoff not in BACKOFFS:
             raise ValueError(
-                f"backoff must be one of {', '.join(BACKOFFS)}, got {self.backoff!r}"
+                f"backoff must be one of {', '.join(BACKOFFS)} or a function of the retry number, "
+                f"got {self.backoff!r}"
             )
         if isinstance(self.multiplier, bool) or not isinstance(self.multiplier, (int, float)):
             raise ValueError(f"multiplier must be a number, got {self.multiplier!r}")
@@ -94,7 +96,9 @@ class RetryPolicy:
         """Seconds before retry number `retry` (1 after the first failure), before jitter."""
         if retry < 1:
             raise ValueError(f"retry numbers start at 1, got {retry}")
-        if self.backoff == "exponential":
+        if callable(self.backoff):
+            delay = self._custom_delay(retry)
+        elif self.backoff == "exponential":
             try:
                 delay = self._initial * self.multiplier ** (retry - 1)
             except OverflowError:
@@ -104,6 +108,27 @@ class RetryPolicy:
         else:
             delay = self._initial
         return min(delay, self._max_delay)
+
+    def _custom_delay(self, retry: int) -> float:
+        """The backoff function's delay, or a ValueError naming this policy: a function that
+        raises or answers nonsense fails the step with that error, never the worker."""
+        name = getattr(self.backoff, "__qualname__", repr(self.backoff))
+        try:
+            value = self.backoff(retry)  # type: ignore[operator]  # callable, checked above
+        except Exception as error:
+            raise ValueError(f"{self!r}: its backoff {name}({retry}) raised "
+                             f"{type(error).__name__}: {error}") from error
+        if isinstance(value, bool) or not isinstance(value, (int, float, timedelta, str)):
+            raise ValueError(f"{self!r}: its backoff {name}({retry}) returned {value!r}, "
+                             f"not seconds, a timedelta or a duration such as '5m'")
+        try:
+            seconds = parse_duration(value, what="delay").total_seconds()
+            if seconds != seconds or seconds < 0:  # NaN, or negative
+                raise ValueError("below zero")
+        except (TypeError, ValueError, OverflowError) as error:
+            raise ValueError(f"{self!r}: its backoff {name}({retry}) returned {value!r}, "
+                             f"not a delay of zero or more ({error})") from error
+        return seconds
 
     def delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Seconds before retry number `retry`, jittered by +/- `jitter` of the delay."""

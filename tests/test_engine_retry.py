@@ -138,3 +138,28 @@ def test_primitives_inside_a_step_raise_step_scope_error():
     assert handle.state == "failed"
     assert handle.error["type"] == StepScopeError.__name__
     assert SEEN["inner"] == 0
+
+
+@pytest.mark.parametrize("how, expected", [
+    ("squares", [10, 40, 90]),
+    ("text", [60, 120, 180]),
+    ("timedelta", [3600, 7200, 10800]),
+])
+def test_a_backoff_function_decides_each_delay(how, expected):
+    handle = start("engine.custom_backoff", how)
+    assert _observed_delays(handle, 4) == expected
+    assert handle.refresh().state == "failed" and SEEN["fails"] == 4
+
+
+@pytest.mark.parametrize("how, says", [
+    ("raises", "its backoff _raising_backoff(1) raised KeyError"),
+    ("negative", "not a delay of zero or more"),
+    ("nonsense", "returned ['soon'], not seconds"),
+])
+def test_a_backoff_function_that_fails_fails_the_step_naming_the_policy(how, says):
+    handle = start("engine.custom_backoff", how).refresh()
+    assert handle.state == "completed"  # the workflow caught the step's error
+    message = handle.result()
+    assert message.startswith("caught: RetryPolicy(") and says in message, message
+    step = handle.steps[0]
+    assert step.state == "failed" and step.attempts == 1 and step.error["type"] == "ValueError"

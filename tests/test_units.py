@@ -56,6 +56,15 @@ def test_constant_backoff_and_cap():
     assert capped.delays() == [1, 2, 4, 8, 10, 10, 10]
 
 
+def test_a_backoff_function_gives_the_delays_under_the_cap_and_jitter():
+    policy = RetryPolicy(max_attempts=5, backoff=lambda k: f"{k * 20}s", max_delay="1m", jitter=False)
+    assert policy.delays() == [20, 40, 60, 60]
+    jittered = RetryPolicy(max_attempts=2, backoff=lambda k: 10, jitter=0.1)
+    assert all(9 <= jittered.delay(1) <= 11 for _ in range(50))
+    with pytest.raises(ValueError, match=r"backoff must be one of exponential, linear, constant or a function"):
+        RetryPolicy(backoff="fibonacci")
+
+
 def test_jitter_stays_within_fraction():
     policy = RetryPolicy(max_attempts=3, initial_delay="10s", jitter=True)
     delays = [policy.delay(1) for _ in range(200)]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.utils import timezone
 
@@ -187,7 +187,10 @@ class StepCall:
             elapsed = (now - (record.started_at or now)).total_seconds()
             limit = policy.max_duration_seconds
             if self.attempt < policy.max_attempts and (limit is None or elapsed < limit):
-                delay = policy.delay(self.attempt)
+                try:
+                    delay = policy.delay(self.attempt)
+                except ValueError as bad_policy:  # its backoff function raised or answered nonsense
+                    return self._fail(bad_policy, now)
                 events.add("retry.scheduled", self.position, name=self.name,
                            attempt=self.attempt + 1, delay=delay, **self.where)
                 record.state = StepState.WAITING
@@ -197,6 +200,14 @@ class StepCall:
                     return RETRY
                 self.wf._suspend(self.slot, Wait(record, AlarmReason.RETRY))
             events.add("retry.exhausted", self.position, name=self.name, attempts=self.attempt, **self.where)
+        return self._fail(error, now)
+
+    def _fail(self, error: BaseException, now: datetime) -> NoReturn:
+        """The step has failed for good with `error`: record it and raise it into the workflow."""
+        record = self.record
+        assert record is not None
+        record.__dict__.update(error_fields(error))
+        record.error_replay = failures.replay_info(error)
         record.state = StepState.FAILED
         record.finished_at = now
         self.checkpoint.dirty[self.slot.key] = record

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 from durable_workflows import NonRetryableError, RetryPolicy, client, workflow
@@ -252,3 +253,26 @@ def stored_state_of(instance_id: str, position: int) -> str | None:
 def sees_its_last_step(wf):
     wf.step("First", count, "first", 1)
     return wf.step("Look", stored_state_of, wf.instance_id, 0)
+
+
+def _raising_backoff(retry: int) -> float:
+    raise KeyError(f"no delay for retry {retry}")
+
+
+CUSTOM_BACKOFFS = {
+    "squares": lambda k: 10 * k * k,
+    "text": lambda k: f"{k}m",
+    "timedelta": lambda k: timedelta(hours=k),
+    "raises": _raising_backoff,
+    "negative": lambda k: -5,
+    "nonsense": lambda k: ["soon"],
+}
+
+
+@workflow("engine.custom_backoff")
+def custom_backoff(wf, how: str, attempts: int = 4):
+    policy = RetryPolicy(max_attempts=attempts, backoff=CUSTOM_BACKOFFS[how], max_delay="1d", jitter=False)
+    try:
+        return wf.step("Call", always_fails, "ConnectionError", retry=policy)
+    except ValueError as error:
+        return f"caught: {error}"
