@@ -47,6 +47,7 @@ _EXPORTS = {
     "ChildWorkflowFailed": "exceptions",
     "ChildHandle": "engine.children",
     "check_replay": "engine.check",
+    "purge_expired": "engine",
 }
 
 __all__ = [
@@ -54,7 +55,7 @@ __all__ = [
     "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
     "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
     "WorkflowNotFound", "WorkflowTimeout", "cancel", "check_replay", "client", "fork", "fire_alarms", "get", "list",
-    "meta", "recover", "run_inline", "send_event", "start", "start_many", "workflow",
+    "meta", "purge_expired", "recover", "run_inline", "send_event", "start", "start_many", "workflow",
 ]
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ if TYPE_CHECKING:
         start,
         start_many,
     )
-    from .engine import fire_alarms, recover
+    from .engine import fire_alarms, purge_expired, recover
     from .engine.check import check_replay
     from .engine.children import ChildHandle
     from .exceptions import (

@@ -44,6 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # PostgreSQL: send a fresh claim, a step's checkpoint and the final transition as one
     # statement each (data-modifying CTEs). False sends them through the ORM, as elsewhere.
     "SINGLE_STATEMENT_WRITES": True,
+    # Finished instances older than this are deleted, with their steps and events, by the
+    # workers' periodic work (purge_expired); None keeps them. @workflow(purge_after=) wins.
+    "PURGE_AFTER": None,
     # The database alias of our tables: every query, transaction and raw statement of the
     # library uses it, so a project that keeps them on another database stays atomic.
     "DATABASE": "default",

@@ -22,6 +22,8 @@ class WorkflowDefinition:
     description: str
     #: The deadline of each instance, in seconds from its creation (None: none).
     timeout: float | None = None
+    #: How long a finished instance is kept, in seconds (None: the PURGE_AFTER setting).
+    purge_after: float | None = None
 
     @property
     def module(self) -> str:
@@ -48,11 +50,13 @@ def workflow(name_or_fn: F) -> F: ...
 
 @overload
 def workflow(name_or_fn: str | None = None, *, name: str | None = None,
-             timeout: timedelta | int | float | str | None = None) -> Callable[[F], F]: ...
+             timeout: timedelta | int | float | str | None = None,
+             purge_after: timedelta | int | float | str | None = None) -> Callable[[F], F]: ...
 
 
 def workflow(name_or_fn: Any = None, *, name: str | None = None,
-             timeout: timedelta | int | float | str | None = None) -> Any:
+             timeout: timedelta | int | float | str | None = None,
+             purge_after: timedelta | int | float | str | None = None) -> Any:
     """Register a function as a workflow: `@workflow`, `@workflow()` or `@workflow("order")`.
 
     The name is what instances store, so renaming a workflow strands its running instances:
@@ -61,8 +65,9 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None,
     tests do) replaces an earlier registration of its name.
     """
     seconds = None if timeout is None else parse_duration(timeout, what="workflow timeout").total_seconds()
+    keep = None if purge_after is None else _purge_after(name or name_or_fn, purge_after)
     if callable(name_or_fn) and name is None:
-        return _register(name_or_fn, None, seconds)
+        return _register(name_or_fn, None, seconds, keep)
     if name_or_fn is not None and name is not None:
         raise TypeError("give the workflow name once, positionally or as name=")
     chosen = name if name is not None else name_or_fn
@@ -70,12 +75,20 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None,
         raise TypeError(f"a workflow name must be non-empty text, got {chosen!r}")
 
     def decorator(fn: F) -> F:
-        return _register(fn, chosen, seconds)
+        return _register(fn, chosen, seconds, keep)
 
     return decorator
 
 
-def _register(fn: F, name: str | None, timeout: float | None = None) -> F:
+def _purge_after(named: Any, value: Any) -> float:
+    label = getattr(named, "__qualname__", named)
+    try:
+        return parse_duration(value, what="purge_after").total_seconds()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"workflow {label!r}: {error}") from None
+
+
+def _register(fn: F, name: str | None, timeout: float | None = None, purge_after: float | None = None) -> F:
     if not callable(fn):
         raise TypeError(f"@workflow decorates a function, got {fn!r}")
     params = list(inspect.signature(fn).parameters.values())
@@ -105,6 +118,7 @@ def _register(fn: F, name: str | None, timeout: float | None = None) -> F:
         is_async=inspect.iscoroutinefunction(fn),
         description=inspect.getdoc(fn) or "",
         timeout=timeout,
+        purge_after=purge_after,
     )
     _registry[name] = definition
     # Attributes set on the user's function: no function type declares them.

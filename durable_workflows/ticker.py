@@ -80,6 +80,9 @@ class Ticker(threading.Thread):
             (fire_alarms, self.alarm_interval, start + random.uniform(0, self.alarm_interval)),
             (recover, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
             (find_lost_tasks, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
+            # Retention: a minute is far below any sensible PURGE_AFTER, and each pass deletes
+            # what expired since the last in bounded batches.
+            (_purge, PURGE_INTERVAL, start + random.uniform(0, PURGE_INTERVAL)),
         ]
         parent = os.getppid()
         try:
@@ -109,6 +112,21 @@ class Ticker(threading.Thread):
         self.ticks += 1
         _retire_old_connections()
         return True
+
+
+# Seconds between two retention passes of a worker's ticker.
+PURGE_INTERVAL = 60.0
+
+
+def _purge() -> None:
+    from .engine import purge_expired
+
+    purge_expired(limit=PURGE_BATCHES_PER_PASS * 1000)
+
+
+# A pass deletes at most this many batches, so that a first pass over years of history does
+# not hold the ticker (and the alarms it fires) for long; the next passes go on.
+PURGE_BATCHES_PER_PASS = 5
 
 
 def _orphaned(guard: int) -> None:

@@ -5,7 +5,8 @@ What the rest of the package may use lives here; the modules below are the engin
 
 from .events import record_events
 from .executor import execute
+from .retention import purge_expired
 from .scans import fire_alarm_now, fire_alarms, recover
 from .store import executor_name
 
-__all__ = ["execute", "executor_name", "fire_alarm_now", "fire_alarms", "record_events", "recover"]
+__all__ = ["execute", "executor_name", "fire_alarm_now", "fire_alarms", "purge_expired", "record_events", "recover"]

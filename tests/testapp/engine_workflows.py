@@ -276,3 +276,9 @@ def custom_backoff(wf, how: str, attempts: int = 4):
         return wf.step("Call", always_fails, "ConnectionError", retry=policy)
     except ValueError as error:
         return f"caught: {error}"
+
+
+@workflow("engine.kept_a_day", purge_after="1d")
+def kept_a_day(wf, n: int = 0):
+    wf.set_meta("n", n)
+    return wf.step("Only", count, "kept", n)

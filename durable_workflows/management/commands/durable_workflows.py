@@ -21,6 +21,7 @@ from django.utils import timezone
 from durable_workflows import client
 from durable_workflows.durations import parse_duration
 from durable_workflows.engine import fire_alarms, recover
+from durable_workflows.engine.retention import delete_in_batches
 from durable_workflows.exceptions import (
     InvalidTransition,
     SerializationError,
@@ -287,14 +288,12 @@ class Command(BaseCommand):
         progress = Progress(self.stderr, total, enabled=total > options["batch_size"])
         deleted = 0
         while True:
-            batch = list(doomed.order_by("pk").values_list("pk", flat=True)[: options["batch_size"]])
-            if not batch:
+            # By set, a batch a transaction (engine/retention.py); each batch is read again
+            # inside its transaction, so nothing restarted meanwhile is lost.
+            done = delete_in_batches(doomed, options["batch_size"], limit=options["batch_size"])
+            if not done:
                 break
-            # The state and age are checked again so that nothing restarted meanwhile is lost.
-            _, by_model = WorkflowInstance.objects.filter(
-                pk__in=batch, state__in=states, finished_at__lt=cutoff
-            ).delete()
-            deleted += by_model.get(WorkflowInstance._meta.label, 0)
+            deleted += done
             progress.show(min(deleted, total))
         progress.done()
         self.stdout.write(f"Deleted {plural(deleted, 'instance')} finished before {when(cutoff)}.")

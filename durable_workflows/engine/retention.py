@@ -1,0 +1,79 @@
+"""Retention: finished instances are deleted once they are older than their workflow keeps them.
+
+`@workflow(purge_after=...)` for one workflow, the `PURGE_AFTER` setting for the rest (None:
+keep). The workers' ticker calls `purge_expired()` now and then; `manage.py durable_workflows
+purge` deletes the same way on demand.
+
+Deleting goes by set, one batch of instances per transaction: one DELETE for each kind of
+row that belongs to them (steps, events, the alarm, received events), one UPDATE for the
+children that keep running without them, then one DELETE of the instances. Django's own
+cascade would instead collect every related row into memory first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .. import database
+from ..conf import settings
+from ..durations import parse_duration
+from ..models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
+from ..registry import all_definitions
+from ..states import TERMINAL
+
+BATCH = 1000
+
+
+def purge_expired(now: datetime | None = None, batch_size: int = BATCH, limit: int | None = None) -> int:
+    """Delete the finished instances past their retention, with every row of theirs.
+    Returns how many instances it deleted (at most `limit`, when given)."""
+    expired = expired_instances(now or timezone.now())
+    if expired is None:
+        return 0
+    return delete_in_batches(expired, batch_size, limit)
+
+
+def expired_instances(now: datetime) -> QuerySet[WorkflowInstance] | None:
+    """The finished instances whose retention has run out; None when nothing is ever purged."""
+    own = {d.name: d.purge_after for d in all_definitions() if d.purge_after is not None}
+    default = settings.PURGE_AFTER
+    condition = Q()
+    for name, seconds in own.items():
+        condition |= Q(workflow=name, finished_at__lt=now - timedelta(seconds=seconds))
+    if default is not None:
+        keep = parse_duration(default, what="PURGE_AFTER setting")
+        condition |= Q(finished_at__lt=now - keep) & ~Q(workflow__in=list(own))
+    if not condition:
+        return None
+    return WorkflowInstance.objects.filter(condition, state__in=list(TERMINAL))
+
+
+def delete_in_batches(doomed: QuerySet[WorkflowInstance], batch_size: int = BATCH,
+                      limit: int | None = None) -> int:
+    """Delete the instances of `doomed` (finished ones) batch by batch. Each batch is read
+    again inside its transaction, so an instance that changed meanwhile is left alone."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    deleted = 0
+    while limit is None or deleted < limit:
+        size = batch_size if limit is None else min(batch_size, limit - deleted)
+        with database.atomic():
+            ids = list(doomed.filter(state__in=list(TERMINAL)).order_by().values_list("pk", flat=True)[:size])
+            if not ids:
+                break
+            delete_instances_txn(ids)
+        deleted += len(ids)
+    return deleted
+
+
+def delete_instances_txn(ids: Sequence[str]) -> None:
+    """Delete these instances and every row of theirs, by set."""
+    for model in (StepRecord, Event, Alarm, InboxMessage):
+        model.objects.filter(instance_id__in=ids)._raw_delete(database.alias())
+    # What the foreign key's on_delete says: a child outlives its parent.
+    WorkflowInstance.objects.filter(parent_id__in=ids).update(parent=None)
+    WorkflowInstance.objects.filter(pk__in=ids)._raw_delete(database.alias())
