@@ -3,7 +3,9 @@
 django-q2's scheduler looks at `Schedule` rows about every 30 seconds, far too coarse for a
 two-second sleep or a retry delay. So each worker process, once django-q2 has spawned it
 (`post_spawn`), runs this thread: every ALARM_POLL_SECONDS it fires due alarms, every
-RECOVERY_POLL_SECONDS it re-dispatches runs whose lease expired and tasks the broker lost.
+RECOVERY_POLL_SECONDS it re-dispatches runs whose lease expired and tasks the broker lost
+(lost_tasks.py), once a minute it deletes the finished instances past their retention. When
+the worker's parent (the cluster's guard) dies, it makes the worker exit.
 It only claims rows and enqueues tasks; the runs themselves go through the broker like any
 other task, so the workers stay free for them. Claims are safe from any number of processes
 at once (SKIP LOCKED on PostgreSQL, compare-and-set elsewhere), so every worker of every
@@ -116,17 +118,15 @@ class Ticker(threading.Thread):
 
 # Seconds between two retention passes of a worker's ticker.
 PURGE_INTERVAL = 60.0
+# Instances a pass deletes at most, so that a first pass over years of history does not hold
+# the ticker (and the alarms it fires) for long; the next passes go on.
+PURGE_PER_PASS = 5000
 
 
 def _purge() -> None:
     from .engine import purge_expired
 
-    purge_expired(limit=PURGE_BATCHES_PER_PASS * 1000)
-
-
-# A pass deletes at most this many batches, so that a first pass over years of history does
-# not hold the ticker (and the alarms it fires) for long; the next passes go on.
-PURGE_BATCHES_PER_PASS = 5
+    purge_expired(limit=PURGE_PER_PASS)
 
 
 def _orphaned(guard: int) -> None:
