@@ -87,6 +87,27 @@ REST_FRAMEWORK = {"DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema"}
 # Tasks run in the caller's thread: start() runs the instance before it returns.
 Q_CLUSTER = {"name": "tests", "orm": "default", "sync": True, "timeout": 60, "retry": 120}
 
+
+def worker_q_cluster(name: str, redis_url: str) -> dict:
+    """Q_CLUSTER of the real `qcluster` processes tests start (the worker tests, the chaos
+    run): the broker (DW_BROKER: orm or redis), the cluster name and its timings come from
+    the environment the test sets."""
+    env = os.environ.get
+    cluster = {
+        "name": env("DW_CLUSTER_NAME", name),
+        "workers": int(env("DW_WORKERS", "2")),
+        # timeout < retry: a task is stopped before the ORM broker would hand it out again.
+        "timeout": int(env("DW_Q_TIMEOUT", "20")),
+        "retry": int(env("DW_Q_RETRY", "30")),
+        "poll": 0.1,
+        "catch_up": False,
+    }
+    if env("DW_BROKER", "orm") == "redis":
+        cluster["redis"] = redis_url
+    else:
+        cluster["orm"] = "default"
+    return cluster
+
 DURABLE_WORKFLOWS = {
     "LEASE_SECONDS": float(os.environ.get("DW_LEASE_SECONDS", 30)),
     "HEARTBEAT_SECONDS": float(os.environ.get("DW_HEARTBEAT_SECONDS", 10)),

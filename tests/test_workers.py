@@ -18,6 +18,7 @@ from django_q.tasks import async_task
 import tests.workers.workflows  # noqa: F401  (registers the workflows the clusters run)
 from durable_workflows import client
 from durable_workflows.models import Event, StepRecord, WorkflowInstance
+from tests.chaos import procs
 from tests.helpers import wait_until
 from tests.workers import steplog
 from tests.workers.fixtures import workers_fixture  # noqa: F401  (the `workers` fixture)
@@ -120,7 +121,7 @@ def test_sigterm_to_a_worker_mid_step_hands_its_run_over_at_once(workers):
         message="the second step to start",
     )[0]
     os.kill(first.pid, signal.SIGTERM)
-    wait_until(lambda: not _pid_alive(first.pid), timeout=30, message="the worker to exit")
+    wait_until(lambda: not procs.alive(first.pid), timeout=30, message="the worker to exit")
 
     wait_until(lambda: handle.refresh().state == "completed", timeout=60,
                message="the run to be recovered before its lease would have expired")
@@ -142,7 +143,7 @@ def test_sigterm_to_every_process_of_a_cluster_hands_its_runs_to_another(workers
     wait_until(lambda: {e.instance for e in workers.executions()} == set(ids), timeout=60,
                message="both runs to start a step")
     first.kill(signal.SIGTERM)
-    wait_until(lambda: not any(_pid_alive(pid) for pid in first.worker_pids()), timeout=60,
+    wait_until(lambda: not any(procs.alive(pid) for pid in first.worker_pids()), timeout=60,
                message="the workers to exit")
     # django-q2's main process can hang after this (its sentinel died while it waited on a
     # shared condition); the service manager then kills it, as we do here.
@@ -252,16 +253,3 @@ def test_workers_keep_their_database_connection_across_tasks(workers):
         pid, opened = client.get(pk).result()
         seen.setdefault(pid, set()).add(opened)
     assert seen and all(len(opened) == 1 for opened in seen.values()), seen
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by its parent) counts as gone.
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
 import tests.workers.workflows  # noqa: F401  (registers the workflows the clusters run)
 from durable_workflows import client
 from durable_workflows.models import WorkflowInstance
+from tests.chaos import procs
 from tests.helpers import wait_until
-from tests.test_workers import _pid_alive
 from tests.workers import steplog
 from tests.workers.fixtures import workers_fixture  # noqa: F401  (the `workers` fixture)
 
@@ -30,18 +29,14 @@ SLOW_BACKSTOPS = {
 }
 
 
-def _parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
 def test_workers_whose_guard_died_exit(workers):
     cluster = workers.clusters.start("a", **SLOW_BACKSTOPS)
     pids = cluster.worker_pids()
-    guards = {_parent_of(pid) for pid in pids}
+    guards = {procs.parent(pid) for pid in pids}
     assert len(guards) == 1 and cluster.process.pid not in guards, guards
     (guard,) = guards
     os.kill(guard, signal.SIGKILL)
-    wait_until(lambda: not any(_pid_alive(pid) for pid in pids), timeout=30, interval=0.1,
+    wait_until(lambda: not any(procs.alive(pid) for pid in pids), timeout=30, interval=0.1,
                message="the orphaned workers to exit")
     assert "is gone; the worker exits" in cluster.log()
 

@@ -12,7 +12,7 @@ cascade would instead collect every related row into memory first.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from django.db.models import Q, QuerySet
@@ -53,9 +53,10 @@ def expired_instances(now: datetime) -> QuerySet[WorkflowInstance] | None:
 
 
 def delete_in_batches(doomed: QuerySet[WorkflowInstance], batch_size: int = BATCH,
-                      limit: int | None = None) -> int:
+                      limit: int | None = None, on_batch: Callable[[int], None] | None = None) -> int:
     """Delete the instances of `doomed` (finished ones) batch by batch. Each batch is read
-    again inside its transaction, so an instance that changed meanwhile is left alone."""
+    again inside its transaction, so an instance that changed meanwhile is left alone.
+    `on_batch` is told the running total after each batch (a progress bar)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     deleted = 0
@@ -67,6 +68,8 @@ def delete_in_batches(doomed: QuerySet[WorkflowInstance], batch_size: int = BATC
                 break
             delete_instances_txn(ids)
         deleted += len(ids)
+        if on_batch is not None:
+            on_batch(deleted)
     return deleted
 
 

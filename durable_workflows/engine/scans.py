@@ -143,10 +143,13 @@ def redispatch_stalled(older_than: float, limit: int = 500) -> list[str]:
     broker glue, when it sees that the broker holds no task waiting, so these ones must have
     been taken by a worker that is gone (a cluster killed with tasks in hand). Backed off
     per instance like `recover`'s redispatch. Returns the ids dispatched."""
-    now = timezone.now()
-    dispatched = _lost_queued(now, older_than, limit) + _lost_resumes(now, older_than, limit)
+    dispatched = _lost_tasks(timezone.now(), older_than, limit)
     _dispatch_on_commit(dispatched)
     return [pk for pk, _, _ in dispatched]
+
+
+def _lost_tasks(now: datetime, base: float, limit: int) -> list[tuple[str, str, int]]:
+    return _lost_queued(now, base, limit) + _lost_resumes(now, base, limit)
 
 
 def _dispatch_on_commit(dispatched: list[tuple[str, str, int]]) -> None:
@@ -224,7 +227,7 @@ def recover(limit: int = 500) -> list[str]:
         # than lost, and a copy of its task would only join the queue. (Once the queue is
         # empty, a lost one is found after LEASE_SECONDS: see lost_tasks.py.)
         after *= BACKLOG_FACTOR
-    dispatched += _lost_queued(now, after, limit) + _lost_resumes(now, after, limit)
+    dispatched += _lost_tasks(now, after, limit)
     _dispatch_on_commit(dispatched)
     # After the dispatches it reserved are on their way: a failure here must not strand them.
     _guarded(_lost_family_news, limit)

@@ -38,6 +38,11 @@ def alive(pid: int) -> bool:
     return fields is not None and fields[0] not in ("Z", "X")
 
 
+def parent(pid: int) -> int | None:
+    fields = _stat(pid)
+    return None if fields is None else int(fields[1])
+
+
 def children(pid: int) -> list[int]:
     """Live child processes of `pid` (found by their parent pid: this kernel may lack
     /proc/<pid>/task/<tid>/children)."""

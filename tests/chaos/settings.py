@@ -8,7 +8,7 @@ these settings refuse to load rather than reach the shared PostgreSQL or Redis.
 import os
 
 from tests.settings import *  # noqa: F401,F403
-from tests.settings import INSTALLED_APPS
+from tests.settings import INSTALLED_APPS, worker_q_cluster
 
 _env = os.environ.get
 
@@ -28,18 +28,8 @@ DATABASES = {
     }
 }
 
-Q_CLUSTER = {
-    "name": _env("DW_CLUSTER_NAME", "chaos"),
-    "workers": int(_env("DW_WORKERS", "2")),
-    "timeout": int(_env("DW_Q_TIMEOUT", "20")),
-    "retry": int(_env("DW_Q_RETRY", "30")),
-    "poll": 0.1,
-    "catch_up": False,
-}
-if _env("DW_BROKER", "orm") == "redis":
-    Q_CLUSTER["redis"] = f"redis://127.0.0.1:{os.environ['DW_CHAOS_REDIS_PORT']}/0"
-else:
-    Q_CLUSTER["orm"] = "default"
+_redis = f"redis://127.0.0.1:{os.environ['DW_CHAOS_REDIS_PORT']}/0" if _env("DW_BROKER") == "redis" else ""
+Q_CLUSTER = worker_q_cluster("chaos", _redis)
 
 DURABLE_WORKFLOWS = {
     "LEASE_SECONDS": float(_env("DW_LEASE_SECONDS", "5")),

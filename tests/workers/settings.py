@@ -8,25 +8,13 @@ name (DW_CLUSTER_NAME, a fresh queue per test) and the timings it needs.
 import os
 
 from tests.settings import *  # noqa: F401,F403
-from tests.settings import DATABASES, INSTALLED_APPS
+from tests.settings import DATABASES, INSTALLED_APPS, worker_q_cluster
 
 _env = os.environ.get
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.workers"]
 
-Q_CLUSTER = {
-    "name": _env("DW_CLUSTER_NAME", "tests"),
-    "workers": int(_env("DW_WORKERS", "2")),
-    # timeout < retry: a task is stopped before the ORM broker would hand it out again.
-    "timeout": int(_env("DW_Q_TIMEOUT", "20")),
-    "retry": int(_env("DW_Q_RETRY", "30")),
-    "poll": 0.1,
-    "catch_up": False,
-}
-if _env("DW_BROKER", "orm") == "redis":
-    Q_CLUSTER["redis"] = _env("DW_REDIS_URL", "redis://127.0.0.1:6379/0")
-else:
-    Q_CLUSTER["orm"] = "default"
+Q_CLUSTER = worker_q_cluster("tests", _env("DW_REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 DURABLE_WORKFLOWS = {
     "LEASE_SECONDS": float(_env("DW_LEASE_SECONDS", "30")),

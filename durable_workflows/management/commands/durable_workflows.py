@@ -286,15 +286,10 @@ class Command(BaseCommand):
             self.stdout.write(f"{verb} {plural(total, 'instance')} finished before {when(cutoff)}.")
             return
         progress = Progress(self.stderr, total, enabled=total > options["batch_size"])
-        deleted = 0
-        while True:
-            # By set, a batch a transaction (engine/retention.py); each batch is read again
-            # inside its transaction, so nothing restarted meanwhile is lost.
-            done = delete_in_batches(doomed, options["batch_size"], limit=options["batch_size"])
-            if not done:
-                break
-            deleted += done
-            progress.show(min(deleted, total))
+        # By set, a batch a transaction (engine/retention.py); each batch is read again inside
+        # its transaction, so nothing restarted meanwhile is lost.
+        deleted = delete_in_batches(doomed, options["batch_size"],
+                                    on_batch=lambda done: progress.show(min(done, total)))
         progress.done()
         self.stdout.write(f"Deleted {plural(deleted, 'instance')} finished before {when(cutoff)}.")
 
