@@ -48,13 +48,14 @@ _EXPORTS = {
     "ChildHandle": "engine.children",
     "check_replay": "engine.check",
     "purge_expired": "engine",
+    "fire_schedules": "engine",
 }
 
 __all__ = [
     "ChildHandle", "ChildWorkflowFailed", "DispatchError", "DurableWorkflowError", "EventTimeout", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
     "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
     "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
-    "WorkflowNotFound", "WorkflowTimeout", "cancel", "check_replay", "client", "fork", "fire_alarms", "get", "list",
+    "WorkflowNotFound", "WorkflowTimeout", "cancel", "check_replay", "client", "fork", "fire_alarms", "fire_schedules", "get", "list",
     "meta", "purge_expired", "recover", "run_inline", "send_event", "start", "start_many", "workflow",
 ]
 
@@ -72,7 +73,7 @@ if TYPE_CHECKING:
         start,
         start_many,
     )
-    from .engine import fire_alarms, purge_expired, recover
+    from .engine import fire_alarms, fire_schedules, purge_expired, recover
     from .engine.check import check_replay
     from .engine.children import ChildHandle
     from .exceptions import (

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from . import serialization
 from .dispatch import get_dispatcher
-from .engine import execute, fire_alarms, recover, starts
+from .engine import execute, fire_alarms, fire_schedules, purge_expired, recover, starts
 from .engine.check import check_replay
 from .engine.forks import fork as fork_instance
 from .engine.instances import WorkflowRef, cancel_instance, create
@@ -28,7 +28,7 @@ from .registry import get_definition
 from .states import TERMINAL, State, as_state
 
 __all__ = [
-    "StepInfo", "WorkflowHandle", "cancel", "check_replay", "fire_alarms", "fork", "get", "list", "meta",
+    "StepInfo", "WorkflowHandle", "cancel", "check_replay", "fire_alarms", "fire_schedules", "fork", "get", "list", "meta", "purge_expired",
     "recover", "run_inline", "send_event", "start", "start_many",
 ]
 

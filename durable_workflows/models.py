@@ -418,3 +418,30 @@ class InboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} for {self.instance_id}"
+
+
+class ScheduleFire(models.Model):
+    """The last fire time a scheduled workflow was started for (`@workflow(schedule=...)`).
+
+    The instance of a fire time has an id derived from it, which already makes a start once
+    per fire time whatever the number of clusters; this row keeps that true after retention
+    has deleted the instance, and lets a pass skip every schedule that is not due in one
+    query."""
+
+    workflow = models.CharField("workflow", max_length=255, primary_key=True)
+    last_fire_at = models.DateTimeField("last fire time", help_text="The latest fire time started.")
+    last_instance_id = models.CharField(
+        "last instance", max_length=255, help_text="The instance started for that fire time.",
+    )
+    fired_at = models.DateTimeField("started at", help_text="When a worker started it.")
+
+    objects = AliasManager()
+
+    class Meta:
+        base_manager_name = "objects"
+        verbose_name = "schedule"
+        verbose_name_plural = "schedules"
+        ordering = ["workflow"]
+
+    def __str__(self) -> str:
+        return f"{self.workflow} last fired for {self.last_fire_at.isoformat()}"

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
+from .cron import CronSchedule
 from .durations import parse_duration
 from .exceptions import UnknownWorkflow
 
@@ -24,6 +25,11 @@ class WorkflowDefinition:
     timeout: float | None = None
     #: How long a finished instance is kept, in seconds (None: the PURGE_AFTER setting).
     purge_after: float | None = None
+    #: When the workers start an instance of it on their own (None: never).
+    schedule: CronSchedule | None = None
+    #: At most this many instances (per value of `concurrency_key`) hold a slot at once.
+    concurrency: int | None = None
+    concurrency_key: str | None = None
 
     @property
     def module(self) -> str:
@@ -51,12 +57,16 @@ def workflow(name_or_fn: F) -> F: ...
 @overload
 def workflow(name_or_fn: str | None = None, *, name: str | None = None,
              timeout: timedelta | int | float | str | None = None,
-             purge_after: timedelta | int | float | str | None = None) -> Callable[[F], F]: ...
+             purge_after: timedelta | int | float | str | None = None,
+             schedule: str | Sequence[str] | None = None, schedule_tz: str | None = None,
+             concurrency: int | None = None, concurrency_key: str | None = None) -> Callable[[F], F]: ...
 
 
 def workflow(name_or_fn: Any = None, *, name: str | None = None,
              timeout: timedelta | int | float | str | None = None,
-             purge_after: timedelta | int | float | str | None = None) -> Any:
+             purge_after: timedelta | int | float | str | None = None,
+             schedule: str | Sequence[str] | None = None, schedule_tz: str | None = None,
+             concurrency: int | None = None, concurrency_key: str | None = None) -> Any:
     """Register a function as a workflow: `@workflow`, `@workflow()` or `@workflow("order")`.
 
     The name is what instances store, so renaming a workflow strands its running instances:
@@ -64,10 +74,16 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None,
     module-level functions cannot share a name; a function defined inside another one (as
     tests do) replaces an earlier registration of its name.
     """
-    seconds = None if timeout is None else parse_duration(timeout, what="workflow timeout").total_seconds()
-    keep = None if purge_after is None else _purge_after(name or name_or_fn, purge_after)
+    options: dict[str, Any] = {
+        "timeout": None if timeout is None else parse_duration(timeout, what="workflow timeout").total_seconds(),
+        "purge_after": None if purge_after is None else _purge_after(name or name_or_fn, purge_after),
+        "concurrency": concurrency,
+        "concurrency_key": concurrency_key,
+        "schedule": schedule,
+        "schedule_tz": schedule_tz,
+    }
     if callable(name_or_fn) and name is None:
-        return _register(name_or_fn, None, seconds, keep)
+        return _register(name_or_fn, None, **options)
     if name_or_fn is not None and name is not None:
         raise TypeError("give the workflow name once, positionally or as name=")
     chosen = name if name is not None else name_or_fn
@@ -75,7 +91,7 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None,
         raise TypeError(f"a workflow name must be non-empty text, got {chosen!r}")
 
     def decorator(fn: F) -> F:
-        return _register(fn, chosen, seconds, keep)
+        return _register(fn, chosen, **options)
 
     return decorator
 
@@ -88,7 +104,9 @@ def _purge_after(named: Any, value: Any) -> float:
         raise ValueError(f"workflow {label!r}: {error}") from None
 
 
-def _register(fn: F, name: str | None, timeout: float | None = None, purge_after: float | None = None) -> F:
+def _register(fn: F, name: str | None, *, timeout: float | None = None, purge_after: float | None = None,
+              schedule: str | Sequence[str] | None = None, schedule_tz: str | None = None,
+              concurrency: int | None = None, concurrency_key: str | None = None) -> F:
     if not callable(fn):
         raise TypeError(f"@workflow decorates a function, got {fn!r}")
     params = list(inspect.signature(fn).parameters.values())
@@ -112,6 +130,12 @@ def _register(fn: F, name: str | None, timeout: float | None = None, purge_after
             f"workflow name {name!r} is already registered by "
             f"{existing.fn.__module__}.{existing.fn.__qualname__}"
         )
+    if schedule_tz is not None and schedule is None:
+        raise ValueError(f"workflow {name!r}: schedule_tz is given without a schedule")
+    cron = None if schedule is None else CronSchedule.parse(name, schedule, schedule_tz)
+    if cron is not None:
+        _check_no_arguments(name, fn)
+    _check_concurrency(name, fn, concurrency, concurrency_key)
     definition = WorkflowDefinition(
         name=name,
         fn=fn,
@@ -119,12 +143,43 @@ def _register(fn: F, name: str | None, timeout: float | None = None, purge_after
         description=inspect.getdoc(fn) or "",
         timeout=timeout,
         purge_after=purge_after,
+        schedule=cron,
+        concurrency=concurrency,
+        concurrency_key=concurrency_key,
     )
     _registry[name] = definition
     # Attributes set on the user's function: no function type declares them.
     fn.workflow_name = name  # type: ignore[attr-defined]
     fn.durable_workflow = definition  # type: ignore[attr-defined]
     return fn
+
+
+def _check_no_arguments(name: str, fn: Callable[..., Any]) -> None:
+    """A scheduled instance is started with no arguments: the function must take none."""
+    try:
+        inspect.signature(fn).bind(None)
+    except TypeError:
+        raise ValueError(
+            f"workflow {name!r} has a schedule, so it is started without arguments; "
+            f"give its parameters after `wf` default values"
+        ) from None
+
+
+def _check_concurrency(name: str, fn: Callable[..., Any], limit: Any, key: Any) -> None:
+    if limit is None:
+        if key is not None:
+            raise ValueError(f"workflow {name!r}: concurrency_key is given without concurrency=N")
+        return
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"workflow {name!r}: concurrency must be a whole number of at least 1, got {limit!r}")
+    if key is None:
+        return
+    parameters = list(inspect.signature(fn).parameters)[1:]
+    if not isinstance(key, str) or key not in parameters:
+        raise ValueError(
+            f"workflow {name!r}: concurrency_key {key!r} is not a parameter of the function "
+            f"(its parameters: {', '.join(parameters) or 'none'})"
+        )
 
 
 def _origin(fn: Callable[..., Any]) -> tuple[str, str]:

@@ -96,9 +96,12 @@ def release_leases(owner: str, wait: float = 5.0) -> int:
 
 
 def fire_alarms_task() -> int:
-    """Backstop run by a django-q2 Schedule: fire due alarms, and revive this worker's ticker."""
+    """Backstop run by a django-q2 Schedule: fire due alarms, start the scheduled workflows
+    that are due, and revive this worker's ticker."""
+    from .engine import fire_schedules
+
     _revive_ticker()
-    return len(fire_alarms())
+    return len(fire_alarms()) + len(fire_schedules())
 
 
 def recover_task() -> int:

@@ -4,7 +4,7 @@ django-q2's scheduler looks at `Schedule` rows about every 30 seconds, far too c
 two-second sleep or a retry delay. So each worker process, once django-q2 has spawned it
 (`post_spawn`), runs this thread: every ALARM_POLL_SECONDS it fires due alarms, every
 RECOVERY_POLL_SECONDS it re-dispatches runs whose lease expired and tasks the broker lost
-(lost_tasks.py), once a minute it deletes the finished instances past their retention. When
+(lost_tasks.py) and starts the scheduled workflows that are due, once a minute it deletes the finished instances past their retention. When
 the worker's parent (the cluster's guard) dies, it makes the worker exit.
 It only claims rows and enqueues tasks; the runs themselves go through the broker like any
 other task, so the workers stay free for them. Claims are safe from any number of processes
@@ -73,7 +73,7 @@ class Ticker(threading.Thread):
         return self._stopping.is_set()
 
     def run(self) -> None:
-        from .engine import fire_alarms, recover
+        from .engine import fire_alarms, fire_schedules, recover
         from .lost_tasks import find_lost_tasks
 
         # Workers start together; a random phase keeps their polls from arriving in step.
@@ -82,6 +82,8 @@ class Ticker(threading.Thread):
             (fire_alarms, self.alarm_interval, start + random.uniform(0, self.alarm_interval)),
             (recover, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
             (find_lost_tasks, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
+            # Cron's finest unit is a second; a pass with nothing due is one query.
+            (fire_schedules, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
             # Retention: a minute is far below any sensible PURGE_AFTER, and each pass deletes
             # what expired since the last in bounded batches.
             (_purge, PURGE_INTERVAL, start + random.uniform(0, PURGE_INTERVAL)),

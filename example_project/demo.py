@@ -46,6 +46,7 @@ from django.utils import timezone  # noqa: E402
 
 from durable_workflows import client  # noqa: E402
 from durable_workflows.admin.display import humanize_seconds, relative  # noqa: E402
+from durable_workflows.engine.schedules import statuses  # noqa: E402
 from durable_workflows.models import Event, StepRecord, WorkflowInstance  # noqa: E402
 
 PHASE_TIMEOUT = 45.0  # seconds; each phase takes well under 15 on a laptop
@@ -320,6 +321,11 @@ def summary(instance_ids: list[str]) -> None:
         else:
             detail = str(handle.error or "")
         say(f"   {instance_id:<22} {handle.state.label:<10} {detail}")
+    for schedule in statuses():
+        last = (f"the workers started {schedule.last_instance_id} ({schedule.last_state}) for its last fire time"
+                if schedule.last_instance_id else "it has not fired yet")
+        say(f"   {schedule.workflow} runs on its schedule ({schedule.schedule}), next "
+            f"{relative(schedule.next_fire_at)}; {last}.")
 
 
 def main() -> int:
@@ -328,7 +334,7 @@ def main() -> int:
     log_path = Path(tempfile.gettempdir()) / f"durable-workflows-demo-{stamp}-{os.getpid()}.log"
     migrate()
     # Each run starts its own instances, so the demo can be run again on the same database.
-    tag = f"run{WorkflowInstance.objects.filter(workflow='shop.nightly_report').count() + 1}"
+    tag = f"run{WorkflowInstance.objects.filter(workflow='shop.nightly_report', pk__startswith='report-').count() + 1}"
     worker = Worker(log_path)
     worker.start()
     try:

@@ -15,6 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import serialization
+from ..engine.schedules import next_fire
 from ..exceptions import SerializationError, UnknownWorkflow
 from ..models import Alarm, StepRecord, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
@@ -330,6 +331,24 @@ class DefinitionSerializer(serializers.Serializer):
     description = serializers.CharField(allow_blank=True, help_text="The function's docstring.")
     is_async = serializers.BooleanField()
     parameters = serializers.SerializerMethodField(help_text="The arguments after the workflow context.")
+    schedule = serializers.SerializerMethodField(help_text="Its cron expressions, or null when it has no schedule.")
+    schedule_tz = serializers.SerializerMethodField(help_text="The zone they are read in; null: the project's TIME_ZONE.")
+    next_fire_at = serializers.SerializerMethodField(help_text="When the workers start it next (null: no schedule).")
+    concurrency = serializers.IntegerField(allow_null=True, help_text="At most this many instances at once (null: no limit).")
+    concurrency_key = serializers.CharField(allow_null=True, help_text="The parameter the limit is counted per, if any.")
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField(), allow_null=True))
+    def get_schedule(self, definition: WorkflowDefinition) -> list[str] | None:
+        return list(definition.schedule.expressions) if definition.schedule else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_schedule_tz(self, definition: WorkflowDefinition) -> str | None:
+        return definition.schedule.zone if definition.schedule else None
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_next_fire_at(self, definition: WorkflowDefinition) -> str | None:
+        upcoming = next_fire(definition)
+        return None if upcoming is None else serializers.DateTimeField().to_representation(upcoming)
 
     @extend_schema_field(ParameterSerializer(many=True))
     def get_parameters(self, definition: WorkflowDefinition) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from .events import record_events
 from .executor import execute
 from .retention import purge_expired
 from .scans import fire_alarm_now, fire_alarms, recover
+from .schedules import fire_schedules
 from .store import executor_name
 
-__all__ = ["execute", "executor_name", "fire_alarm_now", "fire_alarms", "purge_expired", "record_events", "recover"]
+__all__ = ["execute", "executor_name", "fire_alarm_now", "fire_alarms", "fire_schedules", "purge_expired", "record_events", "recover"]

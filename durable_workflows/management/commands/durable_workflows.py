@@ -20,8 +20,9 @@ from django.utils import timezone
 
 from durable_workflows import client
 from durable_workflows.durations import parse_duration
-from durable_workflows.engine import fire_alarms, recover
+from durable_workflows.engine import fire_alarms, fire_schedules, recover
 from durable_workflows.engine.retention import delete_in_batches
+from durable_workflows.engine.schedules import statuses
 from durable_workflows.exceptions import (
     InvalidTransition,
     SerializationError,
@@ -80,6 +81,11 @@ class Command(BaseCommand):
         fire.add_argument("--limit", type=int, default=500, help="At most this many (default 500).")
 
         subs.add_parser("setup", help="Create the django-q2 schedules that back up alarms and recovery.")
+
+        schedules = subs.add_parser(
+            "schedules", help="The workflows with a schedule: when each runs next and what it started last.")
+        schedules.add_argument("--fire", action="store_true",
+                               help="First start those that are due now, as a worker's pass would.")
 
         forking = subs.add_parser(
             "fork", help="A new instance that replays ID's records before a position and runs the rest "
@@ -251,6 +257,25 @@ class Command(BaseCommand):
         if result.problems:
             raise CommandError(f"{plural(len(result.problems), 'instance')} would fail to replay "
                                f"under the code installed now", returncode=1)
+
+    def do_schedules(self, options: dict[str, Any]) -> None:
+        if options["fire"]:
+            ids = fire_schedules()
+            self.stdout.write(f"Started {plural(len(ids), 'instance')}{listed(ids)}")
+        rows = statuses()
+        if not rows:
+            self.stdout.write("No workflow has a schedule.")
+            return
+        table = [("WORKFLOW", "SCHEDULE", "NEXT FIRE TIME", "LAST FIRE TIME", "LAST INSTANCE")]
+        for row in rows:
+            upcoming = row.next_fire_at.isoformat() if row.next_fire_at else "-"
+            last = row.last_fire_at.isoformat() if row.last_fire_at else "never"
+            instance = f"{row.last_instance_id} ({row.last_state})" if row.last_instance_id else "-"
+            table.append((row.workflow, row.schedule, upcoming, last, instance))
+        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]) - 1)]
+        for line in table:
+            self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=False))
+                              + "  " + line[-1])
 
     def do_setup(self, options: dict[str, Any]) -> None:
         try:

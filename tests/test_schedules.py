@@ -1,0 +1,197 @@
+"""Scheduled workflows: one instance per fire time whatever the number of passes, only the
+latest missed time after downtime, and a clear error for a schedule that cannot be read."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+from datetime import timezone as tz
+
+import pytest
+from django.test import override_settings
+
+from durable_workflows import State, client, fire_schedules, workflow
+from durable_workflows.engine.schedules import fire_id, next_fire
+from durable_workflows.models import ScheduleFire, WorkflowInstance
+from durable_workflows.registry import get_definition, unregister
+from tests.helpers import in_thread
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+INLINE = {"DISPATCHER": "durable_workflows.dispatch.InlineDispatcher"}
+RAN: list[str] = []
+
+
+@pytest.fixture
+def nightly():
+    @workflow("sched.nightly", schedule="0 2 * * *", schedule_tz="UTC")
+    def nightly_report(wf):
+        RAN.append(wf.instance_id)
+        return wf.step("Report", lambda: "done")
+
+    RAN.clear()
+    yield nightly_report
+    unregister("sched.nightly")
+
+
+def at(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(2026, 3, day, hour, minute, second, tzinfo=tz.utc)
+
+
+def instances() -> list[str]:
+    return sorted(WorkflowInstance.objects.filter(workflow="sched.nightly").values_list("pk", flat=True))
+
+
+def test_a_due_fire_time_starts_one_instance_that_runs(nightly):
+    with override_settings(DURABLE_WORKFLOWS=INLINE):
+        assert fire_schedules(now=at(10, 1, 59)) == [fire_id("sched.nightly", at(9, 2))]
+        started = fire_schedules(now=at(10, 2, 0))  # a fire time equal to now has come
+    assert started == ["sched.nightly@2026-03-10T02:00:00Z"]
+    assert client.get(started[0]).state == State.COMPLETED
+    assert RAN == ["sched.nightly@2026-03-09T02:00:00Z", "sched.nightly@2026-03-10T02:00:00Z"]
+    assert fire_schedules(now=at(10, 14)) == []  # nothing new until tomorrow 02:00
+    assert ScheduleFire.objects.get(workflow="sched.nightly").last_fire_at == at(10, 2)
+
+
+def test_after_downtime_only_the_latest_missed_time_runs(nightly):
+    assert fire_schedules(now=at(1, 2, 5)) == ["sched.nightly@2026-03-01T02:00:00Z"]
+    # Three nights missed: only last night's report is started.
+    assert fire_schedules(now=at(4, 9)) == ["sched.nightly@2026-03-04T02:00:00Z"]
+    assert instances() == ["sched.nightly@2026-03-01T02:00:00Z", "sched.nightly@2026-03-04T02:00:00Z"]
+    # A pass that comes late with an older clock does not go back.
+    assert fire_schedules(now=at(3, 9)) == []
+
+
+def test_two_passes_at_once_start_one_instance_per_fire_time(nightly):
+    barrier = threading.Barrier(4)
+    results: list[list[str]] = []
+
+    def one_pass() -> None:
+        barrier.wait(timeout=10)
+        results.append(fire_schedules(now=at(5, 2, 1)))
+
+    threads = [in_thread(one_pass) for _ in range(4)]
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results, key=len) == [[], [], [], ["sched.nightly@2026-03-05T02:00:00Z"]]
+    assert instances() == ["sched.nightly@2026-03-05T02:00:00Z"]
+
+
+def test_a_purged_instance_is_not_started_again(nightly):
+    started = fire_schedules(now=at(6, 3))
+    WorkflowInstance.objects.filter(pk__in=started).delete()
+    assert fire_schedules(now=at(6, 4)) == []
+    assert instances() == []
+
+
+def test_schedule_times_are_read_in_the_schedule_zone():
+    @workflow("sched.local", schedule=["0 2 * * *", "30 12 * * 1-5"], schedule_tz="America/New_York")
+    def local_report(wf):
+        return None
+
+    try:
+        # 2026-03-09 is a Monday, the day after New York moved to daylight-saving time (UTC-4).
+        assert fire_schedules(now=datetime(2026, 3, 9, 6, 30, tzinfo=tz.utc)) == ["sched.local@2026-03-09T06:00:00Z"]
+        assert fire_schedules(now=datetime(2026, 3, 9, 16, 30, tzinfo=tz.utc)) == ["sched.local@2026-03-09T16:30:00Z"]
+        definition = get_definition("sched.local")
+        assert next_fire(definition, datetime(2026, 3, 9, 16, 30, tzinfo=tz.utc)) == datetime(
+            2026, 3, 10, 6, 0, tzinfo=tz.utc)
+        assert get_definition("sched.local").schedule.describe() == "0 2 * * * | 30 12 * * 1-5 (America/New_York)"
+    finally:
+        unregister("sched.local")
+
+
+def test_a_workflow_without_schedule_has_no_next_fire_time():
+    assert next_fire(get_definition("tests.greet")) is None
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"schedule": "61 * * * *"}, r"workflow 'sched.bad': '61 \* \* \* \*' is not a valid cron expression"),
+    ({"schedule": "every night"}, "'every night' is not a valid cron expression"),
+    ({"schedule": []}, "workflow 'sched.bad': schedule is empty"),
+    ({"schedule": "0 2 * * *", "schedule_tz": "Mars/Olympus"}, "workflow 'sched.bad': unknown schedule_tz 'Mars/Olympus'"),
+    ({"schedule_tz": "UTC"}, "schedule_tz is given without a schedule"),
+])
+def test_a_schedule_that_cannot_be_read_is_refused_at_import(options, says):
+    with pytest.raises(ValueError, match=says):
+        @workflow("sched.bad", **options)
+        def bad(wf):
+            return None
+    with pytest.raises(Exception, match="unknown workflow"):
+        get_definition("sched.bad")
+
+
+def test_a_scheduled_workflow_must_start_without_arguments():
+    with pytest.raises(ValueError, match="'sched.args' has a schedule, so it is started without arguments"):
+        @workflow("sched.args", schedule="@hourly")
+        def needs_input(wf, account_id):
+            return None
+
+    @workflow("sched.defaults", schedule="@hourly")
+    def has_defaults(wf, account_id=None):
+        return account_id
+
+    unregister("sched.defaults")
+
+
+def test_a_naive_now_is_refused(nightly):
+    with pytest.raises(ValueError, match="aware datetime"):
+        fire_schedules(now=datetime(2026, 3, 1, 2))
+    assert ScheduleFire.objects.count() == 0
+
+
+def test_the_fire_id_of_a_very_long_name_still_fits():
+    long_name = "x" * 250
+    stamp = at(1, 2) + timedelta(0)
+    assert len(fire_id(long_name, stamp)) <= 255
+    assert fire_id(long_name, stamp).endswith("@2026-03-01T02:00:00Z")
+
+
+# -- where operators see schedules ----------------------------------------------------------------
+
+def test_definitions_say_when_each_runs_next(nightly, admin_user):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    api.force_login(admin_user)
+    rows = {d["name"]: d for d in api.get("/api/workflows/definitions/").json()}
+    assert rows["sched.nightly"]["schedule"] == ["0 2 * * *"]
+    assert rows["sched.nightly"]["schedule_tz"] == "UTC"
+    upcoming = datetime.fromisoformat(rows["sched.nightly"]["next_fire_at"].replace("Z", "+00:00"))
+    assert upcoming == next_fire(get_definition("sched.nightly"))
+    assert (upcoming.hour, upcoming.minute) == (2, 0)
+    assert rows["tests.greet"]["schedule"] is None and rows["tests.greet"]["next_fire_at"] is None
+
+
+def test_the_schedules_command_lists_and_fires(nightly):
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("durable_workflows", "schedules", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:2] == ["WORKFLOW", "SCHEDULE"]
+    row = next(line for line in lines if line.startswith("sched.nightly"))
+    assert "0 2 * * * (UTC)" in row and "never" in row
+    assert next_fire(get_definition("sched.nightly")).isoformat() in row
+
+    out = io.StringIO()
+    call_command("durable_workflows", "schedules", "--fire", stdout=out)
+    assert out.getvalue().startswith("Started 1 instance: sched.nightly@")
+    started = ScheduleFire.objects.get(workflow="sched.nightly").last_instance_id
+    assert f"{started} (" in out.getvalue()
+
+
+def test_the_admin_schedules_page(nightly, admin_client):
+    from django.urls import reverse
+
+    url = reverse("admin:durable_workflows_schedulefire_changelist")
+    page = admin_client.get(url).content.decode()
+    assert "sched.nightly" in page and "never" in page and "<code>0 2 * * * (UTC)</code>" in page
+    [started] = fire_schedules(now=at(7, 3))
+    page = admin_client.get(url).content.decode()
+    assert reverse("admin:durable_workflows_workflowinstance_change", args=[started]) in page
+    WorkflowInstance.objects.filter(pk=started).delete()
+    assert f"{started} (purged)" in admin_client.get(url).content.decode()
+    assert admin_client.get(reverse("admin:durable_workflows_schedulefire_add")).status_code == 403
