@@ -182,6 +182,15 @@ class WorkflowInstance(ErrorFields):
     )
     cancel_requested = models.BooleanField("cancel requested", default=False)
     cancel_reason = models.TextField("cancel reason", blank=True, default="")
+    concurrency_key = models.CharField(
+        "concurrency key", max_length=255, null=True, blank=True,
+        help_text="For a workflow with concurrency=N: the value of its concurrency_key argument "
+                  "(JSON; empty when the limit is for the whole workflow). Null: no limit.",
+    )
+    slot_held = models.BooleanField(
+        "holds a slot", default=False, db_default=False,
+        help_text="It counts against its workflow's concurrency limit, from its first claim until it finishes.",
+    )
 
     objects = AliasManager()
 
@@ -207,6 +216,14 @@ class WorkflowInstance(ErrorFields):
             models.Index(
                 fields=["deadline_at"], name="dw_instance_deadline",
                 condition=Q(deadline_at__isnull=False, state__in=["paused", "queued"]),
+            ),
+            models.Index(
+                fields=["workflow", "concurrency_key"], name="dw_instance_slots",
+                condition=Q(slot_held=True, state__in=["running", "paused"]),
+            ),
+            models.Index(
+                fields=["workflow", "concurrency_key", "created_at"], name="dw_instance_slot_queue",
+                condition=Q(concurrency_key__isnull=False, state="queued"),
             ),
         ]
         permissions = [("cancel_workflowinstance", "Can cancel workflow instances")]

@@ -22,9 +22,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from .. import client
+from ..engine import concurrency
 from ..exceptions import InvalidTransition, UnknownWorkflow, WorkflowNotFound
 from ..models import StepKind, StepRecord, StepState, WorkflowInstance
-from ..registry import all_definitions
+from ..registry import all_definitions, get_definition
 from ..states import TERMINAL, State, as_state
 from . import actions, operations, timeline
 from .badges import state_badge
@@ -92,7 +93,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         "deadline_at", "progress", "created_at",
         "started_at", "finished_at", "updated_at", "input_display", "result_display",
         "error_display", "cancel_reason", "run_count", "last_mode", "epoch", "lease_owner",
-        "lease_expires_at", "recovery_count", "cancel_requested", "dispatched_at",
+        "lease_expires_at", "recovery_count", "cancel_requested", "dispatched_at", "concurrency_display",
     )
 
     class Media:
@@ -153,6 +154,9 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
 
     @admin.display(description="resumes")
     def next_alarm(self, obj: WorkflowInstance) -> str:
+        behind = concurrency.queued_behind(obj)
+        if behind is not None:
+            return _queued_behind_text(obj, behind)
         alarm = _alarm(obj)
         if alarm is None or as_state(obj.state) != State.PAUSED:
             return ""
@@ -173,6 +177,8 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             summary.append("waiting_for")
         if state not in TERMINAL and obj.inbox.filter(taken_at__isnull=True).exists():
             summary.append("inbox_display")
+        if concurrency.queued_behind(obj) is not None:
+            summary.append("concurrency_display")
         if obj.deadline_at is not None:
             summary.append("deadline_at")
         if obj.parent_id:
@@ -215,6 +221,11 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
             return "none"
         when = timezone.localtime(alarm.fire_at).strftime("%Y-%m-%d %H:%M:%S %Z")
         return f"{alarm_text(alarm.fire_at, alarm.fired_at, alarm.get_reason_display())}, at {when}"
+
+    @admin.display(description="concurrency")
+    def concurrency_display(self, obj: WorkflowInstance) -> str:
+        behind = concurrency.queued_behind(obj)
+        return "" if behind is None else _queued_behind_text(obj, behind)
 
     @admin.display(description="waiting for")
     def waiting_for(self, obj: WorkflowInstance) -> str:
@@ -409,3 +420,14 @@ def _alarm(obj: WorkflowInstance) -> Any:
     except WorkflowInstance.alarm.RelatedObjectDoesNotExist:
         return None
 
+
+def _queued_behind_text(obj: WorkflowInstance, behind: int) -> str:
+    """"queued behind 4 (concurrency 2 per "acme")": what it waits for, in the operator's words."""
+    try:
+        limit = get_definition(obj.workflow).concurrency
+    except UnknownWorkflow:
+        limit = None
+    if not limit:
+        return f"queued behind {behind}"
+    per = f" per {obj.concurrency_key}" if obj.concurrency_key else ""
+    return f"queued behind {behind} (concurrency {limit}{per})"

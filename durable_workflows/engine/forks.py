@@ -19,7 +19,9 @@ from ..dispatch import on_commit
 from ..exceptions import WorkflowIdConflict, WorkflowNotFound
 from ..models import StepRecord, StepState, WorkflowInstance
 from ..registry import get_definition
+from ..serialization import decode_input
 from ..states import State
+from .concurrency import key_of
 from .instances import check_id, enqueue
 
 #: Columns of a record that its copy does not take: its own key and instance.
@@ -49,6 +51,7 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
             fork = WorkflowInstance.objects.create(
                 id=new_id or uuid.uuid4().hex, workflow=original.workflow, input=original.input,
                 state=State.PENDING, forked_from=original.pk,
+                concurrency_key=key_of(definition, *decode_input(original.input)),
             )
             if definition.timeout is not None:
                 fork.deadline_at = fork.created_at + timedelta(seconds=definition.timeout)

@@ -20,6 +20,7 @@ from ..models import Alarm, AlarmReason, Event, StepKind, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import TERMINAL, State, as_state, transition
+from .concurrency import key_of, slot_freed
 from .events import EventBuffer, record_events
 from .waits import at_once_here, lock_txn, resume_on_commit, wake_waiting_txn
 
@@ -80,7 +81,8 @@ def prepare(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[st
     definition.check_arguments(tuple(args), kwargs)
     stored = encode_input(args, kwargs)
     return WorkflowInstance(id=instance_id or uuid.uuid4().hex, workflow=definition.name,
-                            input=stored, state=state, **fields)
+                            input=stored, state=state, concurrency_key=key_of(definition, args, kwargs),
+                            **fields)
 
 
 def insert_txn(instances: list[WorkflowInstance], buffers: list[EventBuffer]) -> None:
@@ -158,6 +160,7 @@ def cancel_instance(instance_id: str, reason: str = "") -> None:
             continue
         events.send()
         finished(instance)
+        slot_freed(instance)
         return
     raise InvalidTransition(f"instance {instance_id!r} kept changing state; cancel it again")
 

@@ -20,6 +20,7 @@ from ..models import (
     WorkflowInstance,
 )
 from ..states import State, as_state
+from .concurrency import admit_waiting
 from .instances import finished
 from .waits import lock_txn, resume_on_commit, wake_txn
 
@@ -72,7 +73,8 @@ def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) ->
             assert instance is not None
             resume_on_commit(instance)
             found.append((pk, "resume", instance.epoch))
-    queued = late.filter(state=State.QUEUED, dispatched_at__lt=F("deadline_at"))
+    # One waiting for a concurrency slot has no task out (dispatched_at NULL).
+    queued = late.filter(Q(dispatched_at__lt=F("deadline_at")) | Q(dispatched_at__isnull=True), state=State.QUEUED)
     for pk, epoch, at in queued.values_list("pk", "epoch", "dispatched_at")[:limit]:
         if WorkflowInstance.objects.filter(pk=pk, state=State.QUEUED, dispatched_at=at).update(dispatched_at=now):
             found.append((pk, "fresh", epoch))
@@ -231,7 +233,8 @@ def recover(limit: int = 500) -> list[str]:
     _dispatch_on_commit(dispatched)
     # After the dispatches it reserved are on their way: a failure here must not strand them.
     _guarded(_lost_family_news, limit)
-    return [pk for pk, _, _ in dispatched]
+    admitted = _guarded(admit_waiting)
+    return [pk for pk, _, _ in dispatched] + admitted
 
 
 def _guarded(fn: Any, *args: Any) -> Any:

@@ -23,7 +23,7 @@ from .. import database
 from ..exceptions import InvalidTransition
 from ..models import Alarm, StepRecord, WorkflowInstance
 from ..states import State, transition
-from . import pg
+from . import concurrency, pg
 from .checkpoint import Checkpoint
 from .events import EventBuffer
 from .faults import engine_io
@@ -105,13 +105,18 @@ def cancel_running(instance: WorkflowInstance, lease: Lease) -> bool:
 
 
 def after_final(instance: WorkflowInstance) -> None:
-    """Tell the instance's parent and children it finished; a failure here is made good by
-    the periodic `recover()`, so it is logged, never raised into a run that is over."""
+    """Tell the instance's parent and children it finished, and let the next instance have
+    its concurrency slot; a failure here is made good by the periodic `recover()`, so it is
+    logged, never raised into a run that is over."""
     try:
         finished(instance)
     except Exception:
         logger.exception("durable_workflows: could not tell the parent or children of %s that it finished",
                          instance.pk)
+    try:
+        concurrency.slot_freed(instance)
+    except Exception:
+        logger.exception("durable_workflows: could not admit the next instance after %s", instance.pk)
 
 
 def claim(instance_id: str, mode: str, epoch: int | None = None) -> Run | None:
@@ -156,6 +161,10 @@ def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
         else:
             if instance.state not in _CLAIMABLE[mode]:
                 return None
+            if mode == "fresh" and instance.concurrency_key is not None:
+                if not concurrency.may_start_txn(instance, now):
+                    return None  # it waits for a slot: committed as such
+                common["slot_held"] = True
             try:
                 transition(instance, State.RUNNING, expect_epoch=instance.epoch, **common)
             except InvalidTransition:

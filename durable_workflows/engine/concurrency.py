@@ -1,0 +1,185 @@
+"""Concurrency limits: `@workflow(concurrency=N, concurrency_key=None)`.
+
+At most N instances of a workflow (per value of its `concurrency_key` argument) hold a slot,
+from their first claim until they finish. The others stay Queued and start oldest first as
+slots free, across all clusters.
+
+There is no counter to drift. An instance holds a slot when its `slot_held` is set and it
+is Running or Paused, so a finished one, whatever way it finished, holds none, and a crashed
+holder keeps its slot until recovery runs it again or fails it. Two things are done under a
+lock on the group (an advisory lock on PostgreSQL; SQLite's write lock, taken first):
+
+- a fresh claim counts the holders. With a slot free and no older instance waiting for it, it
+  takes the slot; otherwise the instance stays Queued, marked waiting (`dispatched_at` NULL,
+  so the lost-task scans leave it alone), and the older ones that may go are sent;
+- `admit()` sends the oldest waiting instances for the slots that are free. The run that
+  frees a slot calls it once its final move has committed, and `recover()` calls it for every
+  group with instances waiting, so a process that dies in between loses no wake-up.
+
+Under that lock, a claim that waits and an `admit()` that follows it are ordered: the
+admit sees the wait, or the claim sees the slot free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from .. import database
+from ..dispatch import get_dispatcher, on_commit
+from ..exceptions import UnknownWorkflow
+from ..models import WorkflowInstance
+from ..registry import WorkflowDefinition, get_definition
+from ..states import State
+
+logger = logging.getLogger("durable_workflows")
+
+HOLDING = (State.RUNNING, State.PAUSED)
+UNLIMITED = 10_000
+# Stored key values longer than this are shortened, with a digest that keeps them apart.
+MAX_KEY = 200
+
+
+def key_of(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
+    """The `concurrency_key` column of a new instance: None without a limit, "" for a limit
+    on the whole workflow, else the JSON of the named argument's value."""
+    if definition.concurrency is None:
+        return None
+    if definition.concurrency_key is None:
+        return ""
+    bound = inspect.signature(definition.fn).bind(None, *args, **kwargs)
+    bound.apply_defaults()
+    text = json.dumps(bound.arguments[definition.concurrency_key], sort_keys=True, default=str)
+    if len(text) <= MAX_KEY:
+        return text
+    return f"{text[:MAX_KEY - 65]}~{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def _group(workflow: str, key: str) -> Q:
+    return Q(workflow=workflow, concurrency_key=key)
+
+
+def _lock(workflow: str, key: str) -> None:
+    """Serialize the claims and admissions of one group until the transaction ends."""
+    connection = database.connection()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            digest = hashlib.sha256(f"durable_workflows\x1f{workflow}\x1f{key}".encode()).digest()
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)])
+        else:
+            # A write that changes nothing still takes SQLite's database lock, which every
+            # other writer then waits for, for the rest of this transaction.
+            cursor.execute(f"UPDATE {WorkflowInstance._meta.db_table} SET epoch = epoch WHERE 1 = 0")
+
+
+def holders(workflow: str, key: str) -> int:
+    return WorkflowInstance.objects.filter(_group(workflow, key), slot_held=True, state__in=HOLDING).count()
+
+
+def _first_waiting(workflow: str, key: str, count: int) -> list[tuple[str, int, datetime | None]]:
+    """The `count` oldest Queued instances of the group without a slot: the next to go."""
+    if count <= 0:
+        return []
+    queue = WorkflowInstance.objects.filter(_group(workflow, key), state=State.QUEUED, slot_held=False)
+    return list(queue.order_by("created_at", "pk").values_list("pk", "epoch", "dispatched_at")[:count])
+
+
+def _limit(workflow: str) -> int | None:
+    try:
+        return get_definition(workflow).concurrency
+    except UnknownWorkflow:
+        return None
+
+
+def may_start_txn(instance: WorkflowInstance, now: datetime) -> bool:
+    """For a fresh claim, inside its transaction: whether the instance may take a slot now.
+
+    When it may not, it is left Queued and waiting, in this transaction, and the older ones
+    that may go are sent once it commits."""
+    limit = _limit(instance.workflow)
+    key = instance.concurrency_key
+    if key is None or instance.slot_held or limit is None:
+        return True  # no limit (any more: a deploy may drop one), or a slot it holds already
+    if instance.cancel_requested or (instance.deadline_at is not None and instance.deadline_at <= now):
+        return True  # its run only ends it
+    _lock(instance.workflow, key)
+    free = limit - holders(instance.workflow, key)
+    if free > _older_waiting(instance).count():
+        return True
+    WorkflowInstance.objects.filter(
+        pk=instance.pk, epoch=instance.epoch, state__in=(State.QUEUED, State.PENDING)
+    ).update(state=State.QUEUED, dispatched_at=None, updated_at=now)
+    _send(_first_waiting(instance.workflow, key, free), now)
+    return False
+
+
+def _older_waiting(instance: WorkflowInstance) -> Any:
+    """The Queued instances of its group without a slot that came before it."""
+    return WorkflowInstance.objects.filter(
+        _group(instance.workflow, instance.concurrency_key or ""), state=State.QUEUED, slot_held=False
+    ).filter(Q(created_at__lt=instance.created_at) | Q(created_at=instance.created_at, pk__lt=instance.pk))
+
+
+def _send(ahead: list[tuple[str, int, datetime | None]], now: datetime) -> list[str]:
+    """Dispatch, once the transaction commits, those of `ahead` that wait with no task out
+    (the others have theirs on the way)."""
+    sent = []
+    dispatcher = get_dispatcher()
+    for pk, epoch, dispatched_at in ahead:
+        if dispatched_at is not None:
+            continue
+        if WorkflowInstance.objects.filter(pk=pk, epoch=epoch, state=State.QUEUED,
+                                           dispatched_at__isnull=True).update(dispatched_at=now):
+            on_commit(partial(dispatcher.dispatch, pk, "fresh", epoch))
+            sent.append(pk)
+    return sent
+
+
+def admit(workflow: str, key: str) -> list[str]:
+    """Send the oldest waiting instances of a group for the slots free now; returns their ids."""
+    limit = _limit(workflow)
+    now = timezone.now()
+    with database.atomic():
+        _lock(workflow, key)
+        # A workflow whose limit a deploy removed lets every one of them go.
+        free = UNLIMITED if limit is None else limit - holders(workflow, key)
+        return _send(_first_waiting(workflow, key, free), now)
+
+
+def slot_freed(instance: WorkflowInstance) -> None:
+    """After a final move of an instance that held a slot has committed: let the next one go."""
+    if instance.concurrency_key is None or not instance.slot_held:
+        return
+    admitted = admit(instance.workflow, instance.concurrency_key)
+    if admitted:
+        logger.debug("durable_workflows: %s freed a slot of %s for %s", instance.pk, instance.workflow, admitted)
+
+
+def admit_waiting(limit: int = 100) -> list[str]:
+    """For `recover()`: admit in every group that has instances waiting with no task out. A
+    slot freed by a process that died before it called `slot_freed` is found here."""
+    groups = (WorkflowInstance.objects.filter(concurrency_key__isnull=False, state=State.QUEUED,
+                                              slot_held=False, dispatched_at__isnull=True)
+              .order_by().values_list("workflow", "concurrency_key").distinct()[:limit])
+    admitted: list[str] = []
+    for workflow, key in list(groups):
+        admitted += admit(workflow, key or "")
+    return admitted
+
+
+def queued_behind(instance: WorkflowInstance) -> int | None:
+    """How many instances go before a Queued one of a limited workflow: the holders, and the
+    older ones waiting. None when it is not waiting for a slot."""
+    key = instance.concurrency_key
+    if key is None or instance.slot_held or instance.state != State.QUEUED:
+        return None
+    return holders(instance.workflow, key) + _older_waiting(instance).count()
