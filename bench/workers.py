@@ -102,6 +102,12 @@ def three_steps(wf, n: int) -> int:
     return wf.step("three", identity, b + 1)
 
 
+@workflow("bench.three_steps_limited", concurrency=2)
+def three_steps_limited(wf, n: int) -> int:
+    """bench.three_steps with a concurrency limit (bench/limits.py)."""
+    return three_steps(wf, n)
+
+
 @workflow("bench.sleeper")
 def sleeper(wf, wake_at: str) -> str:
     wf.sleep_until(datetime.fromisoformat(wake_at))

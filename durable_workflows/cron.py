@@ -21,6 +21,8 @@ _AT_OR_BEFORE = dt.timedelta(microseconds=1)
 
 @dataclass(frozen=True)
 class CronSchedule:
+    """Hashable: the fire-time windows below are kept per schedule and zone."""
+
     expressions: tuple[str, ...]
     #: The IANA zone name given as schedule_tz, or None for Django's TIME_ZONE.
     zone: str | None = None
@@ -48,9 +50,19 @@ class CronSchedule:
         return timezone.get_default_timezone()
 
     def latest(self, now: dt.datetime) -> dt.datetime:
-        """The latest fire time at or before `now`, in UTC."""
-        local = now.astimezone(self.tzinfo()) + _AT_OR_BEFORE
-        return max(croniter(e, local).get_prev(dt.datetime) for e in self.expressions).astimezone(dt.timezone.utc)
+        """The latest fire time at or before `now`, in UTC.
+
+        Every worker asks this of every schedule each second, and the answer only changes at
+        the next fire time: it is kept with that time, per process."""
+        zone = self.tzinfo()
+        window = _windows.get((self, zone))
+        if window is not None and window[0] <= now < window[1]:
+            return window[0]
+        local = now.astimezone(zone) + _AT_OR_BEFORE
+        latest = max(croniter(e, local).get_prev(dt.datetime) for e in self.expressions)
+        window = (latest.astimezone(dt.timezone.utc), self.following(latest))
+        _windows[(self, zone)] = window
+        return window[0]
 
     def following(self, now: dt.datetime) -> dt.datetime:
         """The first fire time after `now`, in UTC."""
@@ -60,6 +72,10 @@ class CronSchedule:
     def describe(self) -> str:
         zone = f" ({self.zone})" if self.zone else ""
         return " | ".join(self.expressions) + zone
+
+
+# (schedule, zone) -> (its latest fire time, the next one): the latest stays the answer until then.
+_windows: dict[tuple[CronSchedule, dt.tzinfo], tuple[dt.datetime, dt.datetime]] = {}
 
 
 def _zone(workflow: str, name: str) -> ZoneInfo:

@@ -217,6 +217,11 @@ class WorkflowInstance(ErrorFields):
                 fields=["deadline_at"], name="dw_instance_deadline",
                 condition=Q(deadline_at__isnull=False, state__in=["paused", "queued"]),
             ),
+            # Retention deletes the oldest finished first, a batch after the other.
+            models.Index(
+                fields=["finished_at", "id"], name="dw_instance_finished",
+                condition=Q(finished_at__isnull=False),
+            ),
             models.Index(
                 fields=["workflow", "concurrency_key"], name="dw_instance_slots",
                 condition=Q(slot_held=True, state__in=["running", "paused"]),

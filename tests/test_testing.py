@@ -11,7 +11,7 @@ import pytest
 from django.test import TestCase
 from django.utils import timezone
 
-from durable_workflows import UnknownWorkflow, client, testing
+from durable_workflows import UnknownWorkflow, client, registry, testing
 from tests.testapp.fault_workflows import RAN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,6 +92,11 @@ def shop():
 
     yield
     sys.path.remove(str(ROOT / "example_project"))
+    # The shop's nightly report has a schedule: it must not start in other tests' passes.
+    for name in ("shop.order", "shop.region_totals", "shop.nightly_report"):
+        registry.unregister(name)
+    for module in [m for m in sys.modules if m == "shop" or m.startswith("shop.")]:
+        del sys.modules[module]
 
 
 @pytest.mark.django_db

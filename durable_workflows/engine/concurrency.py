@@ -13,11 +13,14 @@ lock on the group (an advisory lock on PostgreSQL; SQLite's write lock, taken fi
   takes the slot; otherwise the instance stays Queued, marked waiting (`dispatched_at` NULL,
   so the lost-task scans leave it alone), and the older ones that may go are sent;
 - `admit()` sends the oldest waiting instances for the slots that are free. The run that
-  frees a slot calls it once its final move has committed, and `recover()` calls it for every
-  group with instances waiting, so a process that dies in between loses no wake-up.
+  frees a slot calls it once its final move has committed, when any instance of its group
+  waits, and `recover()` calls it for every group with instances waiting, so a process that
+  dies in between loses no wake-up.
 
-Under that lock, a claim that waits and an `admit()` that follows it are ordered: the
-admit sees the wait, or the claim sees the slot free.
+A claim that waits because it counted a holder whose end was committing at that moment may
+be missed by that holder's look for waiting instances; `recover()` admits it within a
+recovery poll (a second by default). Anything else is ordered by the lock: the admit sees
+the wait, or the claim sees the slot free.
 """
 
 from __future__ import annotations
@@ -112,9 +115,13 @@ def may_start_txn(instance: WorkflowInstance, now: datetime) -> bool:
     if instance.cancel_requested or (instance.deadline_at is not None and instance.deadline_at <= now):
         return True  # its run only ends it
     _lock(instance.workflow, key)
-    free = limit - holders(instance.workflow, key)
-    if free > _older_waiting(instance).count():
+    # The holders and the older ones waiting go first: counted together, and no further
+    # than the limit, in one query.
+    holding = Q(slot_held=True, state__in=HOLDING)
+    ahead = WorkflowInstance.objects.filter(_group(instance.workflow, key)).filter(holding | _older(instance))
+    if ahead.order_by()[:limit].count() < limit:
         return True
+    free = limit - holders(instance.workflow, key)
     WorkflowInstance.objects.filter(
         pk=instance.pk, epoch=instance.epoch, state__in=(State.QUEUED, State.PENDING)
     ).update(state=State.QUEUED, dispatched_at=None, updated_at=now)
@@ -122,11 +129,10 @@ def may_start_txn(instance: WorkflowInstance, now: datetime) -> bool:
     return False
 
 
-def _older_waiting(instance: WorkflowInstance) -> Any:
-    """The Queued instances of its group without a slot that came before it."""
-    return WorkflowInstance.objects.filter(
-        _group(instance.workflow, instance.concurrency_key or ""), state=State.QUEUED, slot_held=False
-    ).filter(Q(created_at__lt=instance.created_at) | Q(created_at=instance.created_at, pk__lt=instance.pk))
+def _older(instance: WorkflowInstance) -> Q:
+    """Queued without a slot, and before it in the queue."""
+    return Q(state=State.QUEUED, slot_held=False) & (
+        Q(created_at__lt=instance.created_at) | Q(created_at=instance.created_at, pk__lt=instance.pk))
 
 
 def _send(ahead: list[tuple[str, int, datetime | None]], now: datetime) -> list[str]:
@@ -159,6 +165,12 @@ def slot_freed(instance: WorkflowInstance) -> None:
     """After a final move of an instance that held a slot has committed: let the next one go."""
     if instance.concurrency_key is None or not instance.slot_held:
         return
+    waiting = WorkflowInstance.objects.filter(_group(instance.workflow, instance.concurrency_key),
+                                              state=State.QUEUED, slot_held=False, dispatched_at__isnull=True)
+    if not waiting.exists():
+        # Nobody waits, so nobody needs the lock's ordering. A claim that is about to wait
+        # (it counted this instance before its end committed) is admitted by recover().
+        return
     admitted = admit(instance.workflow, instance.concurrency_key)
     if admitted:
         logger.debug("durable_workflows: %s freed a slot of %s for %s", instance.pk, instance.workflow, admitted)
@@ -182,4 +194,5 @@ def queued_behind(instance: WorkflowInstance) -> int | None:
     key = instance.concurrency_key
     if key is None or instance.slot_held or instance.state != State.QUEUED:
         return None
-    return holders(instance.workflow, key) + _older_waiting(instance).count()
+    older = WorkflowInstance.objects.filter(_group(instance.workflow, key)).filter(_older(instance))
+    return holders(instance.workflow, key) + older.count()

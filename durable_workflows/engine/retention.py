@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -54,20 +55,28 @@ def expired_instances(now: datetime) -> QuerySet[WorkflowInstance] | None:
 
 def delete_in_batches(doomed: QuerySet[WorkflowInstance], batch_size: int = BATCH,
                       limit: int | None = None, on_batch: Callable[[int], None] | None = None) -> int:
-    """Delete the instances of `doomed` (finished ones) batch by batch. Each batch is read
-    again inside its transaction, so an instance that changed meanwhile is left alone.
-    `on_batch` is told the running total after each batch (a progress bar)."""
+    """Delete the instances of `doomed` (finished ones) batch by batch, oldest finish first.
+    Each batch is read again inside its transaction, so an instance that changed meanwhile
+    is left alone. `on_batch` is told the running total after each batch (a progress bar)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     deleted = 0
+    ordered = doomed.filter(state__in=list(TERMINAL), finished_at__isnull=False).order_by("finished_at", "pk")
+    last: tuple[datetime | None, str] | None = None
     while limit is None or deleted < limit:
         size = batch_size if limit is None else min(batch_size, limit - deleted)
+        batch = ordered
+        if last is not None:
+            # Start after the last batch, not at the table's oldest rows: those it deleted
+            # are dead entries every batch would otherwise step over again.
+            batch = batch.filter(Q(finished_at__gt=last[0]) | Q(finished_at=last[0], pk__gt=last[1]))
         with database.atomic():
-            ids = list(doomed.filter(state__in=list(TERMINAL)).order_by().values_list("pk", flat=True)[:size])
-            if not ids:
+            rows = list(batch.values_list("finished_at", "pk")[:size])
+            if not rows:
                 break
-            delete_instances_txn(ids)
-        deleted += len(ids)
+            delete_instances_txn([pk for _, pk in rows])
+        last = rows[-1]
+        deleted += len(rows)
         if on_batch is not None:
             on_batch(deleted)
     return deleted
@@ -75,8 +84,27 @@ def delete_in_batches(doomed: QuerySet[WorkflowInstance], batch_size: int = BATC
 
 def delete_instances_txn(ids: Sequence[str]) -> None:
     """Delete these instances and every row of theirs, by set."""
+    if database.connection().vendor == "postgresql":
+        with database.connection().cursor() as cursor:
+            cursor.execute(_delete_statement(), [list(ids)])
+        return
     for model in (StepRecord, Event, Alarm, InboxMessage):
         model.objects.filter(instance_id__in=ids)._raw_delete(database.alias())
     # What the foreign key's on_delete says: a child outlives its parent.
     WorkflowInstance.objects.filter(parent_id__in=ids).update(parent=None)
     WorkflowInstance.objects.filter(pk__in=ids)._raw_delete(database.alias())
+
+
+@lru_cache(maxsize=1)
+def _delete_statement() -> str:
+    """The same on PostgreSQL in one statement, the ids sent once as an array. The foreign
+    keys Django declares there are deferred, so they are checked at commit, when the rows
+    that point at the instances are gone too."""
+    instances = WorkflowInstance._meta.db_table
+    parts = ["WITH doomed AS (SELECT unnest(%s::text[]) AS id)"]
+    for n, model in enumerate((StepRecord, Event, Alarm, InboxMessage)):
+        parts.append(f"r{n} AS (DELETE FROM {model._meta.db_table} WHERE instance_id IN (SELECT id FROM doomed))")
+    parts.append(f"orphans AS (UPDATE {instances} SET parent_id = NULL WHERE parent_id IN (SELECT id FROM doomed) "
+                 "AND id NOT IN (SELECT id FROM doomed))")
+    parts.append(f"gone AS (DELETE FROM {instances} WHERE id IN (SELECT id FROM doomed) RETURNING 1)")
+    return ",\n".join(parts) + "\nSELECT count(*) FROM gone"
