@@ -204,3 +204,19 @@ def test_the_admin_says_what_a_waiting_instance_is_queued_behind(tmp_path, admin
     assert "queued behind 2 (concurrency 1 per &quot;acme&quot;)" in page.content.decode()
     first_page = admin_client.get(reverse("admin:durable_workflows_workflowinstance_change", args=[first.instance_id]))
     assert "queued behind" not in first_page.content.decode()
+
+
+def test_a_waiting_instance_past_its_deadline_fails_without_taking_a_slot(tmp_path):
+    from durable_workflows import fire_alarms
+
+    log = str(tmp_path / "inside.log")
+    first, second = (client.start("limits.timed", log) for _ in range(2))
+    drain()
+    assert states(first, second) == ["paused", "queued"]
+    WorkflowInstance.objects.filter(pk=second.instance_id).update(deadline_at=timezone.now())
+    assert fire_alarms() == [second.instance_id]
+    drain()
+    late = client.get(second.instance_id)
+    assert late.state == "failed" and late.error["type"] == "WorkflowTimeout"
+    assert not late.instance.slot_held
+    assert [e["instance"] for e in read_log(log)] == [first.instance_id]

@@ -145,9 +145,14 @@ def test_a_scheduled_workflow_must_start_without_arguments():
     unregister("sched.defaults")
 
 
-def test_a_naive_now_is_refused(nightly):
-    with pytest.raises(ValueError, match="aware datetime"):
-        fire_schedules(now=datetime(2026, 3, 1, 2))
+def test_a_naive_now_is_read_in_the_project_time_zone(nightly, settings):
+    settings.TIME_ZONE = "Asia/Tokyo"  # UTC+9: 11:30 there is 02:30 UTC
+    assert fire_schedules(now=datetime(2026, 3, 1, 11, 30)) == ["sched.nightly@2026-03-01T02:00:00Z"]
+
+
+def test_now_must_be_a_datetime(nightly):
+    with pytest.raises(TypeError, match="fire_schedules\\(now=\\) takes a datetime, got '2026-03-01'"):
+        fire_schedules(now="2026-03-01")
     assert ScheduleFire.objects.count() == 0
 
 

@@ -103,17 +103,19 @@ def _limit(workflow: str) -> int | None:
         return None
 
 
-def may_start_txn(instance: WorkflowInstance, now: datetime) -> bool:
-    """For a fresh claim, inside its transaction: whether the instance may take a slot now.
+def may_start_txn(instance: WorkflowInstance, now: datetime) -> bool | None:
+    """For a fresh claim, inside its transaction: True when the instance takes a slot now,
+    False when it runs without one (its workflow has no limit any more, or its run is only
+    going to end it: cancelled, or past its deadline), None when it must wait.
 
-    When it may not, it is left Queued and waiting, in this transaction, and the older ones
+    When it waits, it is left Queued and waiting, in this transaction, and the older ones
     that may go are sent once it commits."""
     limit = _limit(instance.workflow)
     key = instance.concurrency_key
-    if key is None or instance.slot_held or limit is None:
-        return True  # no limit (any more: a deploy may drop one), or a slot it holds already
+    if key is None or limit is None:
+        return False
     if instance.cancel_requested or (instance.deadline_at is not None and instance.deadline_at <= now):
-        return True  # its run only ends it
+        return False
     _lock(instance.workflow, key)
     # The holders and the older ones waiting go first: counted together, and no further
     # than the limit, in one query.
@@ -126,7 +128,7 @@ def may_start_txn(instance: WorkflowInstance, now: datetime) -> bool:
         pk=instance.pk, epoch=instance.epoch, state__in=(State.QUEUED, State.PENDING)
     ).update(state=State.QUEUED, dispatched_at=None, updated_at=now)
     _send(_first_waiting(instance.workflow, key, free), now)
-    return False
+    return None
 
 
 def _older(instance: WorkflowInstance) -> Q:

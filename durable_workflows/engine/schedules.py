@@ -36,12 +36,15 @@ def scheduled() -> list[WorkflowDefinition]:
 def fire_schedules(now: dt.datetime | None = None) -> list[str]:
     """Start the scheduled workflows that are due; returns the ids of the instances started.
 
-    `now` (aware) stands for the current time, for tests and for replaying a missed window.
+    `now` stands for the current time, for tests and for replaying a missed window; a naive
+    one is read in the project's TIME_ZONE, as Django reads naive datetimes.
     """
     if now is None:
         now = timezone.now()
+    elif not isinstance(now, dt.datetime):
+        raise TypeError(f"fire_schedules(now=) takes a datetime, got {now!r}")
     elif timezone.is_naive(now):
-        raise ValueError(f"fire_schedules(now=) needs an aware datetime, got {now!r}")
+        now = timezone.make_aware(now)
     definitions = scheduled()
     if not definitions:
         return []
@@ -72,9 +75,11 @@ def _claim_and_start(definition: WorkflowDefinition, at: dt.datetime, previous: 
                 return False
         elif not ScheduleFire.objects.filter(workflow=definition.name, last_fire_at=previous).update(**fields):
             return False
-        start_one(definition, (), {}, instance_id)
-    logger.info("durable_workflows: started %s for its fire time %s", instance_id, at.isoformat())
-    return True
+        # False when the instance exists already (its row was lost, not the instance).
+        created = start_one(definition, (), {}, instance_id)[1]
+    if created:
+        logger.info("durable_workflows: started %s for its fire time %s", instance_id, at.isoformat())
+    return created
 
 
 def fire_id(workflow: str, at: dt.datetime) -> str:

@@ -162,9 +162,10 @@ def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
             if instance.state not in _CLAIMABLE[mode]:
                 return None
             if mode == "fresh" and instance.concurrency_key is not None:
-                if not concurrency.may_start_txn(instance, now):
+                slot = concurrency.may_start_txn(instance, now)
+                if slot is None:
                     return None  # it waits for a slot: committed as such
-                common["slot_held"] = True
+                common["slot_held"] = slot
             try:
                 transition(instance, State.RUNNING, expect_epoch=instance.epoch, **common)
             except InvalidTransition:

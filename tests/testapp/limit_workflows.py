@@ -33,6 +33,13 @@ def sync_account(wf, account: str, log: str, crash_marker: str = "") -> str:
     return account
 
 
+@workflow("limits.timed", concurrency=1, timeout="1h")
+def timed(wf, log: str) -> str:
+    wf.step("Enter", mark, log, wf.instance_id, "enter")
+    wf.wait_for_event("done")
+    return "done"
+
+
 @workflow("limits.three_at_once", concurrency=3)
 def three_at_once(wf, log: str, seconds: float = 0.2) -> str:
     """The worker test's workflow: inside for `seconds`, across a durable sleep."""
