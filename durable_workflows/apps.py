@@ -15,8 +15,29 @@ class DurableWorkflowsConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the system checks)
 
         autodiscover_modules("workflows")
+        _install_observers()
         try:
             from . import scheduling
         except ImportError:  # django-q2 missing: the engine still works with another dispatcher
             return
         scheduling.connect()
+
+
+def _install_observers() -> None:
+    """Log records say what they are about; metrics and tracing feed themselves when their
+    (optional) library is installed."""
+    from . import logs
+
+    logs.install()
+    try:
+        from . import metrics
+    except ImportError:
+        pass
+    else:
+        metrics.install()
+    try:
+        from . import tracing
+    except ImportError:
+        pass
+    else:
+        tracing.install()

@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "Q_OPTIONS": {},
     # Import strings of the DRF permission classes guarding the REST API.
     "API_PERMISSION_CLASSES": ["durable_workflows.api.permissions.IsStaff"],
+    # Who may read the Prometheus metrics (durable_workflows.metrics.urls): None, the same
+    # classes as the API; [] lets anyone read them.
+    "METRICS_PERMISSION_CLASSES": None,
     # Keep each lifecycle event as a row of the event log (signals are sent either way).
     "EVENT_LOG": True,
     # PostgreSQL: send the engine's hot statements (fresh claim, checkpoint, final transition)

@@ -187,6 +187,10 @@ class WorkflowInstance(ErrorFields):
         help_text="For a workflow with concurrency=N: the value of its concurrency_key argument "
                   "(JSON; empty when the limit is for the whole workflow). Null: no limit.",
     )
+    trace_parent = models.CharField(
+        "trace parent", max_length=128, blank=True, default="", db_default="",
+        help_text="W3C trace context of the start, which its runs' spans continue (tracing).",
+    )
     slot_held = models.BooleanField(
         "holds a slot", default=False, db_default=False,
         help_text="It counts against its workflow's concurrency limit, from its first claim until it finishes.",

@@ -25,10 +25,12 @@ class IsStaff(BasePermission):
         return bool(user and user.is_authenticated and user.is_active and user.is_staff)
 
 
-def configured_permissions() -> list[BasePermission]:
-    """Instances of DURABLE_WORKFLOWS["API_PERMISSION_CLASSES"], read on every request so
-    that a settings change (or `override_settings` in a test) takes effect at once."""
-    names = settings.API_PERMISSION_CLASSES
+def configured_permissions(names: Any = None) -> list[BasePermission]:
+    """Instances of DURABLE_WORKFLOWS["API_PERMISSION_CLASSES"] (or of `names`), read on
+    every request so that a settings change (or `override_settings` in a test) takes effect
+    at once."""
+    if names is None:
+        names = settings.API_PERMISSION_CLASSES
     if isinstance(names, (str, type)):
         names = [names]
     classes = [import_string(name) if isinstance(name, str) else name for name in names]

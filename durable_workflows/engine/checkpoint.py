@@ -32,6 +32,7 @@ from .faults import engine_io
 from .instances import enqueue
 from .lanes import branch_data
 from .lease import Lease
+from .observe import about
 from .waits import Wait
 
 logger = logging.getLogger("durable_workflows")
@@ -237,7 +238,7 @@ class Checkpoint:
                 dispatcher.dispatch(child.pk, "fresh", child.epoch)
             except Exception:
                 logger.warning("durable_workflows: could not dispatch child %s; recovery will", child.pk,
-                               exc_info=True)
+                               exc_info=True, extra=about(child.pk, child.workflow))
 
 
 def _ends(wait: Wait) -> tuple[bool, float]:

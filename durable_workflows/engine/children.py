@@ -23,6 +23,7 @@ from ..exceptions import ChildWorkflowFailed, StoreFault, WorkflowCancelled, Wor
 from ..models import AlarmReason, StepKind, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..states import State, as_state
+from . import observe
 from .events import EventBuffer
 from .faults import engine_io
 from .instances import check_id, enqueue, existing, insert_txn, prepare
@@ -97,7 +98,7 @@ def start_at(wf: WorkflowContext, slot: Slot, workflow: Any, args: tuple[Any, ..
             # The broker refused the task. The child is Queued, so recover() sends it again;
             # the workflow must not see the broker's error (nor take another branch for it).
             logger.warning("durable_workflows: could not dispatch child %s; recovery will", wanted,
-                           exc_info=True)
+                           exc_info=True, extra=observe.about(wanted, definition.name))
     return ChildHandle(wanted)
 
 

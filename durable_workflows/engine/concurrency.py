@@ -43,6 +43,7 @@ from ..exceptions import UnknownWorkflow
 from ..models import WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
+from .observe import about
 
 logger = logging.getLogger("durable_workflows")
 
@@ -175,7 +176,8 @@ def slot_freed(instance: WorkflowInstance) -> None:
         return
     admitted = admit(instance.workflow, instance.concurrency_key)
     if admitted:
-        logger.debug("durable_workflows: %s freed a slot of %s for %s", instance.pk, instance.workflow, admitted)
+        logger.debug("durable_workflows: %s freed a slot of %s for %s", instance.pk, instance.workflow, admitted,
+                     extra=about(instance.pk, instance.workflow))
 
 
 def admit_waiting(limit: int = 100) -> list[str]:

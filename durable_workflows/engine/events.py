@@ -96,6 +96,8 @@ class EventBuffer:
                     logger.error(
                         "durable_workflows: receiver %r of %s for instance %s raised",
                         receiver, event.kind, self.instance_id, exc_info=response,
+                        extra={"instance_id": self.instance_id, "workflow": self.workflow,
+                               "position": event.position},
                     )
 
 

@@ -19,7 +19,7 @@ from ..conf import settings
 from ..exceptions import LeaseLost, SerializationError, StoreFault, Suspend, UnknownWorkflow
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
-from . import heartbeat, runner
+from . import heartbeat, observe, runner
 from .context import AsyncWorkflowContext, WorkflowContext, timed_out
 from .faults import after_fault
 from .instances import has_family
@@ -44,7 +44,8 @@ def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None, *,
         try:
             run = claim(instance_id, mode, epoch)
         except StoreFault as fault:
-            logger.warning("durable_workflows: could not claim %s: %s", instance_id, fault)
+            logger.warning("durable_workflows: could not claim %s: %s", instance_id, fault,
+                           extra=observe.about(instance_id))
             after_fault(fault)
             if claim_faults:
                 raise
@@ -52,9 +53,28 @@ def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None, *,
         if run is None:
             return None
         heartbeat.register(run.lease)
-        return _settle(run, _start, run)
+        return _observed(run)
     finally:
         runner.IN_STEP.reset(scope)
+
+
+def _observed(run: Run) -> str | None:
+    instance = run.instance
+    info = run.observed = observe.RunInfo(instance.workflow, run.instance_id, run.mode, run.lease.epoch,
+                                          run.woken_at, instance.trace_parent)
+    token = observe.run_started(info)
+    outcome: str | None = None
+    error: BaseException | None = None
+    try:
+        outcome = _settle(run, _start, run)
+        return outcome
+    except BaseException as escaped:
+        error = escaped
+        raise
+    finally:
+        if outcome == State.FAILED:
+            info.error = f"{instance.error_type}: {instance.error_message}"
+        observe.run_finished(info, token, outcome, error)
 
 
 def _settle(run: Run, fn: Any, *args: Any) -> str | None:
@@ -79,12 +99,13 @@ def _abandon(run: Run, fault: StoreFault) -> None:
     """The database failed under the run: give the lease up so that recovery runs the
     instance again at once, or, when even that fails, leave the lease to expire."""
     logger.warning("durable_workflows: run of %s stopped by a database error, to be recovered: %s",
-                   run.instance_id, fault)
+                   run.instance_id, fault, extra=observe.about(run.instance_id, run.instance.workflow))
     after_fault(fault)
     try:
         run.lease.release()
     except Exception:
-        logger.info("durable_workflows: the lease of %s will expire instead", run.instance_id)
+        logger.info("durable_workflows: the lease of %s will expire instead", run.instance_id,
+                    extra=observe.about(run.instance_id, run.instance.workflow))
 
 
 def _start(run: Run) -> str | None:

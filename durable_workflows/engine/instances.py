@@ -20,6 +20,7 @@ from ..models import Alarm, AlarmReason, Event, StepKind, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import TERMINAL, State, as_state, transition
+from . import observe
 from .concurrency import key_of, slot_freed
 from .events import EventBuffer, record_events
 from .waits import at_once_here, lock_txn, resume_on_commit, wake_waiting_txn
@@ -82,7 +83,7 @@ def prepare(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[st
     stored = encode_input(args, kwargs)
     return WorkflowInstance(id=instance_id or uuid.uuid4().hex, workflow=definition.name,
                             input=stored, state=state, concurrency_key=key_of(definition, args, kwargs),
-                            **fields)
+                            **{**observe.start_fields(), **fields})
 
 
 def insert_txn(instances: list[WorkflowInstance], buffers: list[EventBuffer]) -> None:

@@ -24,6 +24,7 @@ from django.utils import timezone
 from .. import database
 from ..models import ScheduleFire, WorkflowInstance
 from ..registry import WorkflowDefinition, all_definitions
+from .observe import about
 from .starts import start_one
 
 logger = logging.getLogger("durable_workflows")
@@ -78,7 +79,8 @@ def _claim_and_start(definition: WorkflowDefinition, at: dt.datetime, previous: 
         # False when the instance exists already (its row was lost, not the instance).
         created = start_one(definition, (), {}, instance_id)[1]
     if created:
-        logger.info("durable_workflows: started %s for its fire time %s", instance_id, at.isoformat())
+        logger.info("durable_workflows: started %s for its fire time %s", instance_id, at.isoformat(),
+                    extra=about(instance_id, definition.name))
     return created
 
 

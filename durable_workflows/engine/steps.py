@@ -14,7 +14,7 @@ from ..exceptions import ReplayError, SerializationError, StepScopeError, StepTi
 from ..models import AlarmReason, StepKind, StepRecord, StepState
 from ..retry import RetryPolicy
 from . import atomic as atomic_steps
-from . import failures
+from . import failures, observe
 from .faults import engine_io
 from .lanes import branch_data
 from .outcome import RETRY, RUN, Outcome, returned
@@ -60,6 +60,7 @@ class StepCall:
         self.attempt = 0
         self.rerun = False
         self.remaining: float | None = None
+        self.observed: observe.AttemptInfo | None = None
 
     def describe(self) -> str:
         return f"step {self.name!r} (attempt {self.attempt})"
@@ -111,6 +112,9 @@ class StepCall:
             self.attempt += 1
             self.remaining = self.timeout
         self.lane.attempt = self.attempt
+        self.observed = observe.AttemptInfo(self.run.observed, self.wf.workflow, self.wf.instance_id, self.name,
+                                            self.position, self.slot.branch, self.attempt)
+        observe.attempt_started(self.observed)
         record = self.record
         if record is None:
             record = StepRecord(
@@ -154,6 +158,8 @@ class StepCall:
         record.deadline_at = None
         record.error_type = record.error_message = record.error_traceback = record.error_replay = ""
         self.run.events.add("step.completed", self.position, name=self.name, attempt=self.attempt, **self.where)
+        observe.attempt_finished(self.observed)
+        self.observed = None
         self.checkpoint.step_finished = True
         if self.atomic or self.wf._concurrent(self.lane) or self.wf._checking:
             self.checkpoint.save(record)
@@ -178,6 +184,8 @@ class StepCall:
         record.deadline_at = None
         events.add("step.failed", self.position, name=self.name, attempt=self.attempt,
                    error=f"{type(error).__name__}: {error}", **self.where)
+        observe.attempt_finished(self.observed, error)
+        self.observed = None
         if isinstance(error, StepTimeout):
             events.add("timeout.exceeded", self.position, name=self.name, attempt=self.attempt, **self.where)
         if isinstance(error, StepScopeError):

@@ -30,6 +30,7 @@ from .faults import engine_io
 from .instances import finished, has_family
 from .lanes import branch_data
 from .lease import Lease
+from .observe import RunInfo, about
 
 logger = logging.getLogger("durable_workflows")
 
@@ -64,6 +65,8 @@ class Run:
     woken_at: datetime | None = None
     #: The children found finished when the run first waited for one (children.py).
     finished_children: dict[str, WorkflowInstance] | None = None
+    #: What observers (metrics, tracing) know of this run (observe.py).
+    observed: RunInfo | None = None
 
     @property
     def instance_id(self) -> str:
@@ -112,11 +115,12 @@ def after_final(instance: WorkflowInstance) -> None:
         finished(instance)
     except Exception:
         logger.exception("durable_workflows: could not tell the parent or children of %s that it finished",
-                         instance.pk)
+                         instance.pk, extra=about(instance.pk, instance.workflow))
     try:
         concurrency.slot_freed(instance)
     except Exception:
-        logger.exception("durable_workflows: could not admit the next instance after %s", instance.pk)
+        logger.exception("durable_workflows: could not admit the next instance after %s", instance.pk,
+                         extra=about(instance.pk, instance.workflow))
 
 
 def claim(instance_id: str, mode: str, epoch: int | None = None) -> Run | None:

@@ -1,0 +1,83 @@
+"""Prometheus metrics (the optional extra `prometheus`): what ran, how it ended, how long it took.
+
+Installed by the app when prometheus-client can be imported; mount `durable_workflows.metrics.urls`
+to expose them. The counters and histograms are fed in the process that does the work (a
+qcluster worker): with PROMETHEUS_MULTIPROC_DIR set in every process's environment, as
+prometheus-client's multi-process mode asks, the endpoint adds up every process's values.
+Instances per state are counted from the database when the endpoint is read.
+
+| metric | labels | from |
+|---|---|---|
+| `durable_workflows_instances_started_total` | workflow | an instance's first run |
+| `durable_workflows_instances_finished_total` | workflow, outcome | completed, failed, cancelled |
+| `durable_workflows_step_duration_seconds` | workflow, step, outcome | each step attempt (its count: attempts) |
+| `durable_workflows_step_retries_total` | workflow, step | each retry scheduled |
+| `durable_workflows_alarm_lag_seconds` | workflow | an alarm's due time to its resume's claim |
+| `durable_workflows_recoveries_total` | workflow | a run in recover mode |
+| `durable_workflows_instances` | state | the database, when scraped |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from ..engine import observe
+
+#: Our metrics only, not the process collectors of prometheus-client's default registry.
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+STARTED = Counter("durable_workflows_instances_started", "Instances whose first run began.",
+                  ["workflow"], registry=REGISTRY)
+FINISHED = Counter("durable_workflows_instances_finished", "Instances that reached a final state.",
+                   ["workflow", "outcome"], registry=REGISTRY)
+STEP_SECONDS = Histogram("durable_workflows_step_duration_seconds", "Step attempts, by how long they ran.",
+                         ["workflow", "step", "outcome"], registry=REGISTRY,
+                         buckets=(0.005, 0.025, 0.1, 0.5, 1, 5, 30, 120, 600, float("inf")))
+RETRIES = Counter("durable_workflows_step_retries", "Retries scheduled after a failed step attempt.",
+                  ["workflow", "step"], registry=REGISTRY)
+ALARM_LAG = Histogram("durable_workflows_alarm_lag_seconds", "From an alarm's due time to the claim of its resume.",
+                      ["workflow"], registry=REGISTRY,
+                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 15, 60, float("inf")))
+RECOVERIES = Counter("durable_workflows_recoveries", "Runs that took over an instance whose worker went away.",
+                     ["workflow"], registry=REGISTRY)
+
+OUTCOMES = {"workflow.completed": "completed", "workflow.failed": "failed", "workflow.cancelled": "cancelled"}
+
+
+class MetricsObserver(observe.Observer):
+    def run_started(self, run: observe.RunInfo) -> None:
+        if run.mode == "recover":
+            RECOVERIES.labels(run.workflow).inc()
+        if run.woken_at is not None:
+            from django.utils import timezone
+
+            ALARM_LAG.labels(run.workflow).observe(max(0.0, (timezone.now() - run.woken_at).total_seconds()))
+
+    def attempt_finished(self, attempt: observe.AttemptInfo, error: BaseException | None) -> None:
+        import time
+
+        outcome = "failed" if error is not None else "completed"
+        STEP_SECONDS.labels(attempt.workflow, attempt.name, outcome).observe(time.perf_counter() - attempt.started)
+
+
+def on_event(sender: Any, event: str, workflow: str, data: dict[str, Any], **kwargs: Any) -> None:
+    """Counts from the lifecycle signals, sent once each change has committed."""
+    if event == "workflow.started":
+        STARTED.labels(workflow).inc()
+    elif event in OUTCOMES:
+        FINISHED.labels(workflow, OUTCOMES[event]).inc()
+    elif event == "retry.scheduled":
+        RETRIES.labels(workflow, str(data.get("name", ""))).inc()
+
+
+OBSERVER = MetricsObserver()
+
+
+def install() -> None:
+    """Feed the metrics in this process (the app does it when prometheus-client is there)."""
+    from ..signals import lifecycle_event
+
+    observe.add_observer(OBSERVER)
+    lifecycle_event.connect(on_event, dispatch_uid="durable_workflows.metrics")
