@@ -152,3 +152,38 @@ def test_a_non_staff_user_is_refused(browser, live_server, django_user_model, tm
     assert "/admin/login/" in browser.current_url
     assert "not-for-customers" not in browser.page_source
     screenshot(browser, tmp_path, "admin-refused.png")
+
+
+def test_staff_reads_the_dashboard_and_an_instance_timeline(browser, live_server, staff, tmp_path):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from durable_workflows.models import StepRecord
+
+    start("orders.fulfil", "A-0997", "54.00", wait_seconds=0, instance_id="order-A-0997")
+    start("orders.fulfil", "A-0998", "12.50", wait_seconds=0, card_ok=False, instance_id="order-A-0998")
+    for number in ("0999", "1000", "1001"):
+        start("orders.fulfil", f"A-{number}", instance_id=f"order-A-{number}")
+    # A step that took a while, and an instance whose worker is gone.
+    StepRecord.objects.filter(instance_id="order-A-0997", position=0).update(
+        started_at=timezone.now() - timedelta(seconds=95))
+    WorkflowInstance.objects.filter(pk="order-A-1001").update(
+        state="running", lease_owner="worker-7:4242:1", lease_expires_at=timezone.now() - timedelta(minutes=2))
+
+    log_in(browser, live_server.url, "operator", "op-secret")
+    wait_for(browser, "#user-tools")
+    browser.get(f"{live_server.url}/admin/durable_workflows/workflowinstance/")
+    wait_for(browser, "#result_list")
+    browser.find_element(By.LINK_TEXT, "DASHBOARD").click()
+    wait_for(browser, "#dw-hourly svg.dw-chart")
+    assert browser.find_elements(By.CSS_SELECTOR, "#dw-hourly svg rect.dw-bar-starts")
+    assert "order-A-1001" in browser.find_element(By.ID, "dw-stuck").text
+    assert "Fetch order" in browser.find_element(By.ID, "dw-slowest").text
+    screenshot(browser, tmp_path, "admin-dashboard.png", full_height=True, docs=True)
+
+    browser.get(f"{live_server.url}/admin/durable_workflows/workflowinstance/order-A-0998/change/")
+    wait_for(browser, "svg.dw-timeline-chart")
+    bars = browser.find_elements(By.CSS_SELECTOR, "svg.dw-timeline-chart rect")
+    assert {b.get_attribute("class") for b in bars} >= {"dw-bar-ok", "dw-bar-failed"}
+    screenshot(browser, tmp_path, "admin-timeline.png", full_height=True, docs=True)

@@ -118,3 +118,19 @@ def test_an_observer_that_fails_never_breaks_a_run(caplog):
         observe.remove_observer(broken)
     assert client.get(handle.instance_id).result() == "Hello, Ada!"
     assert "exporter down" in caplog.text and "the run goes on" in caplog.text
+
+
+def test_the_grafana_dashboard_asks_only_for_metrics_that_exist():
+    import json
+    from pathlib import Path
+
+    from durable_workflows.metrics import FINISHED, RECOVERIES, RETRIES, STARTED, STEP_SECONDS
+
+    # Touch every labelled metric so that the registry lists its samples.
+    STARTED.labels("x"), FINISHED.labels("x", "completed"), RETRIES.labels("x", "s")
+    STEP_SECONDS.labels("x", "s", "completed"), RECOVERIES.labels("x")
+    dashboard = json.loads((Path(__file__).resolve().parent.parent / "docs" / "grafana-dashboard.json").read_text())
+    asked = {name for panel in dashboard["panels"] for target in panel["targets"]
+             for name in re.findall(r"durable_workflows_\w+", target["expr"])}
+    known = {s.name for family in REGISTRY.collect() for s in family.samples} | {"durable_workflows_instances"}
+    assert asked and asked <= known, asked - known

@@ -14,8 +14,9 @@ from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -27,7 +28,7 @@ from ..exceptions import InvalidTransition, UnknownWorkflow, WorkflowNotFound
 from ..models import StepKind, StepRecord, StepState, WorkflowInstance
 from ..registry import all_definitions, get_definition
 from ..states import TERMINAL, State, as_state
-from . import actions, operations, timeline
+from . import actions, counts, dashboard, operations, timeline
 from .badges import state_badge
 from .display import alarm_text, decode, pretty, pretty_input, relative
 
@@ -130,23 +131,30 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         return queryset.filter(Q(pk__startswith=term) | Q(workflow__startswith=term)), False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        counts = dict(
-            WorkflowInstance.objects.order_by().values_list("state").annotate(n=Count("*"))
-        )
+        by_state = state_counts()
+        total = counts.Count(sum(c.value for c in by_state.values()), any(c.estimated for c in by_state.values()))
         extra_context = {
             **(extra_context or {}),
             "state_counts": [
                 {
                     "state": state,
-                    "count": counts.get(state.value, 0),
+                    "count": by_state[state].value,
+                    "shown": str(by_state[state]),
                     "badge": state_badge(state),
                     "query": f"?state__exact={state.value}",
                 }
                 for state in State
             ],
-            "total_count": sum(counts.values()),
+            "total_count": total.value,
+            "total_shown": str(total),
+            "counts_estimated": total.estimated,
+            "dashboard_url": reverse("admin:durable_workflows_workflowinstance_dashboard"),
         }
         return super().changelist_view(request, extra_context)
+
+    def get_paginator(self, request: HttpRequest, queryset: QuerySet, per_page: int, orphans: int = 0,
+                      allow_empty_first_page: bool = True) -> counts.EstimatingPaginator:
+        return counts.EstimatingPaginator(queryset, per_page, orphans, allow_empty_first_page)
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: WorkflowInstance) -> str:
@@ -303,11 +311,12 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
                            change: bool = False, form_url: str = "", obj: Any = None) -> HttpResponse:
         if obj is not None:
-            steps, step_total = timeline.step_rows(obj)
+            steps, step_total, chart = timeline.step_rows(obj)
             events, event_total = timeline.event_rows(obj)
             context.update({
                 "dw_steps": steps,
                 "dw_step_total": step_total,
+                "dw_timeline": chart,
                 "dw_events": events,
                 "dw_event_total": event_total,
                 "dw_can_cancel": operations.can_cancel(obj) and self.has_cancel_permission(request),
@@ -326,12 +335,20 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
         view = self.admin_site.admin_view
         return [
+            path("dashboard/", view(self.dashboard_view), name=f"{prefix}_dashboard"),
             path("<path:object_id>/cancel/", view(self.cancel_view), name=f"{prefix}_cancel"),
             path("<path:object_id>/resume/", view(self.resume_view), name=f"{prefix}_resume"),
             path("<path:object_id>/recover/", view(self.recover_view), name=f"{prefix}_recover"),
             path("<path:object_id>/fork/", view(self.fork_view), name=f"{prefix}_fork"),
             *super().get_urls(),
         ]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "title": "Dashboard", "opts": self.opts,
+                   **dashboard.context()}
+        return TemplateResponse(request, "admin/durable_workflows/workflowinstance/dashboard.html", context)
 
     def _operation_url(self, obj: WorkflowInstance, name: str) -> str:
         return reverse(
@@ -431,3 +448,9 @@ def _queued_behind_text(obj: WorkflowInstance, behind: int) -> str:
         return f"queued behind {behind}"
     per = f" per {obj.concurrency_key}" if obj.concurrency_key else ""
     return f"queued behind {behind} (concurrency {limit}{per})"
+
+
+def state_counts() -> dict[State, counts.Count]:
+    """Instances per state, each exact up to counts.EXACT_UP_TO and estimated past it (an
+    index range each: no scan of the whole table on every page view)."""
+    return {state: counts.count(WorkflowInstance.objects.filter(state=state)) for state in State}

@@ -14,11 +14,14 @@ from django.utils import timezone
 from django.utils.safestring import SafeString
 
 from ..models import Event, StepKind, StepRecord, StepState, WorkflowInstance
+from . import charts
 from .badges import step_state_badge
 from .display import compact, decode, pretty, relative, shorten, step_duration
 
 MAX_STEPS = 500
 MAX_EVENTS = 200
+# Bars drawn in the timeline; the table below it lists up to MAX_STEPS.
+MAX_BARS = 60
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,9 @@ class EventRow:
     data: str
 
 
-def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int]:
-    """The first MAX_STEPS steps in run order, and how many there are in all."""
+def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int, SafeString]:
+    """The first MAX_STEPS steps in run order, how many there are in all, and their bars on
+    one time axis (an SVG)."""
     records = list(
         StepRecord.objects.filter(instance_id=instance.pk).order_by("id")[: MAX_STEPS + 1]
     )
@@ -57,7 +61,25 @@ def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int]:
         records = records[:MAX_STEPS]
     now = timezone.now()
     records.sort(key=lambda record: record.sort_key)  # a branch's steps under its wf.parallel
-    return [_step_row(record, now) for record in records], total
+    bars = [bar for bar in (_bar(record, now) for record in records[:MAX_BARS]) if bar is not None]
+    return [_step_row(record, now) for record in records], total, charts.timeline(bars)
+
+
+def _bar(record: StepRecord, now: datetime) -> charts.Bar | None:
+    """A step's bar: from its first start to its end, or to now while it is under way."""
+    if record.started_at is None or record.kind in (StepKind.PATCH, StepKind.PARALLEL):
+        return None
+    end = record.finished_at or now
+    label = f"{record.branch}/{record.position} {record.name}" if record.branch else f"{record.position} {record.name}"
+    if record.kind == StepKind.STEP:
+        css = {StepState.COMPLETED: "dw-bar-ok", StepState.FAILED: "dw-bar-failed",
+               StepState.WAITING: "dw-bar-retry"}.get(StepState(record.state), "dw-bar-running")
+        note = f"{record.attempts} attempts" if record.attempts > 1 else ""
+    else:
+        css = {StepKind.SLEEP: "dw-bar-sleep", StepKind.EVENT: "dw-bar-event"}.get(
+            StepKind(record.kind), "dw-bar-child")
+        note = record.get_kind_display().lower()
+    return charts.Bar(label, record.started_at, max(end, record.started_at), css, note)
 
 
 def _step_row(record: StepRecord, now: datetime) -> StepRow:

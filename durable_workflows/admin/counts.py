@@ -1,0 +1,66 @@
+"""Counts for pages over a big table: exact while they are small, estimated above that.
+
+Counting a million rows takes PostgreSQL a scan of them all, on every page view. So each
+count is first taken exactly up to EXACT_UP_TO rows (an index range, cheap); past that the
+page shows PostgreSQL's own estimate (the planner's, kept fresh by autovacuum's ANALYZE) and
+says so. SQLite, and a table that has never been analysed, always get exact counts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.paginator import Paginator
+from django.db.models import QuerySet
+from django.utils.functional import cached_property
+
+from .. import database
+
+EXACT_UP_TO = 10_000
+
+
+@dataclass(frozen=True)
+class Count:
+    value: int
+    estimated: bool = False
+
+    def __str__(self) -> str:
+        return f"≈{self.value:,}" if self.estimated else f"{self.value:,}"
+
+
+def count(queryset: QuerySet[Any]) -> Count:
+    """How many rows `queryset` has: exact up to EXACT_UP_TO, PostgreSQL's estimate past it."""
+    capped = queryset.order_by()[: EXACT_UP_TO + 1].count()
+    if capped <= EXACT_UP_TO or database.connection().vendor != "postgresql":
+        if capped > EXACT_UP_TO:
+            return Count(queryset.count())
+        return Count(capped)
+    estimate = planner_rows(queryset)
+    return Count(max(estimate, capped), estimated=True) if estimate is not None else Count(queryset.count())
+
+
+def planner_rows(queryset: QuerySet[Any]) -> int | None:
+    """The rows PostgreSQL's planner expects the query to return; None without statistics."""
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    with database.connection().cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    rows = int(plan[0]["Plan"]["Plan Rows"])
+    return rows if rows > 1 else None
+
+
+class EstimatingPaginator(Paginator):
+    """The admin list's paginator, counting as above."""
+
+    @cached_property
+    def count(self) -> int:
+        self.estimated = False
+        if not isinstance(self.object_list, QuerySet):
+            return len(self.object_list)
+        found = count(self.object_list)
+        self.estimated = found.estimated
+        return found.value
