@@ -160,9 +160,13 @@ class WorkflowInstance(ErrorFields):
         "recoveries", default=0,
         help_text="Recoveries since a step last finished.",
     )
+    # No database constraint, as for every row that points at an instance: the engine writes
+    # them under its fence, deletes (the ORM's and retention's) take them along, and a purge
+    # need not have the database check three tables for each instance it deletes.
     parent = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="child_instances",
         verbose_name="parent", help_text="The instance that started this one with wf.start_child().",
+        db_constraint=False,
     )
     parent_position = models.PositiveIntegerField(
         "position in the parent", null=True, blank=True,
@@ -339,7 +343,7 @@ class StepRecord(ErrorFields):
 class Alarm(models.Model):
     instance = models.OneToOneField(
         WorkflowInstance, on_delete=models.CASCADE, primary_key=True, related_name="alarm",
-        verbose_name="instance",
+        verbose_name="instance", db_constraint=False,
     )
     fire_at = models.DateTimeField("fire at", help_text="When the instance is due to resume.")
     reason = models.CharField("reason", max_length=16, choices=AlarmReason.choices)
@@ -411,7 +415,7 @@ class InboxMessage(models.Model):
     id = models.BigAutoField(primary_key=True)
     instance = models.ForeignKey(
         WorkflowInstance, on_delete=models.CASCADE, related_name="inbox", verbose_name="instance",
-        db_index=False,
+        db_index=False, db_constraint=False,
     )
     name = models.CharField("name", max_length=255, help_text="What a wait asks for.")
     payload = models.TextField("payload", null=True, blank=True, help_text="Serialized.")

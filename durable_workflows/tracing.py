@@ -8,8 +8,8 @@ the instance continues that context, so a workflow that slept for a week and was
 twice is still one trace, its runs side by side under the start that caused them.
 
 Attributes: `workflow.name`, `workflow.instance_id`, `workflow.mode`, `workflow.epoch` on runs;
-`workflow.step.name`, `workflow.step.position`, `workflow.step.branch`, `workflow.step.attempt`
-on attempts. A failed attempt records its exception and an error status.
+`workflow.instance_id`, `workflow.step.name`, `workflow.step.position`, `workflow.step.attempt`
+(and `workflow.step.branch` inside `wf.parallel`) on attempts, whose run span is their parent. A failed attempt records its exception and an error status.
 """
 
 from __future__ import annotations
@@ -25,11 +25,20 @@ from .engine import observe
 
 _propagator = TraceContextTextMapPropagator()
 _KEY = "otel_span"
+_CONTEXT = "otel_context"
+
+
+_tracer: tuple[Any, trace.Tracer] | None = None
 
 
 def tracer() -> trace.Tracer:
-    # Looked up each time: a provider the project sets after start-up is used from then on.
-    return trace.get_tracer("durable_workflows")
+    """Our tracer from the current provider: kept while the provider stays (getting one costs
+    more than a span), and taken again once the project sets another."""
+    global _tracer
+    provider = trace.get_tracer_provider()
+    if _tracer is None or _tracer[0] is not provider:
+        _tracer = (provider, trace.get_tracer("durable_workflows", tracer_provider=provider))
+    return _tracer[1]
 
 
 def _current_span_context() -> trace.SpanContext | None:
@@ -56,11 +65,12 @@ class TracingObserver(observe.Observer):
             remote = trace.get_current_span(parent).get_span_context()
             if remote.is_valid:
                 links.append(Link(remote, {"workflow.link": "start"}))
-        run.state[_KEY] = tracer().start_span(
+        span = run.state[_KEY] = tracer().start_span(
             f"workflow {run.workflow}", context=parent, kind=SpanKind.INTERNAL, links=links,
             attributes={"workflow.name": run.workflow, "workflow.instance_id": run.instance_id,
                         "workflow.mode": run.mode, "workflow.epoch": run.epoch},
         )
+        run.state[_CONTEXT] = trace.set_span_in_context(span)
 
     def run_finished(self, run: observe.RunInfo, outcome: str | None, error: BaseException | None) -> None:
         span: Span | None = run.state.pop(_KEY, None)
@@ -75,15 +85,15 @@ class TracingObserver(observe.Observer):
         span.end()
 
     def attempt_started(self, attempt: observe.AttemptInfo) -> None:
-        run_span = attempt.run.state.get(_KEY) if attempt.run is not None else None
-        context = trace.set_span_in_context(run_span) if run_span is not None else None
-        attempt.state[_KEY] = tracer().start_span(
-            f"step {attempt.name}", context=context,
-            attributes={"workflow.name": attempt.workflow, "workflow.instance_id": attempt.instance_id,
-                        "workflow.step.name": attempt.name, "workflow.step.position": attempt.position,
-                        "workflow.step.branch": attempt.branch, "workflow.step.attempt": attempt.attempt,
-                        "workflow.mode": attempt.run.mode if attempt.run else ""},
-        )
+        # The run's span as a parent context, made once per run: an attempt is the hot path.
+        context = attempt.run.state.get(_CONTEXT) if attempt.run is not None else None
+        attributes: dict[str, Any] = {
+            "workflow.instance_id": attempt.instance_id, "workflow.step.name": attempt.name,
+            "workflow.step.position": attempt.position, "workflow.step.attempt": attempt.attempt,
+        }
+        if attempt.branch:
+            attributes["workflow.step.branch"] = attempt.branch
+        attempt.state[_KEY] = tracer().start_span(f"step {attempt.name}", context=context, attributes=attributes)
 
     def attempt_finished(self, attempt: observe.AttemptInfo, error: BaseException | None) -> None:
         span: Any = attempt.state.pop(_KEY, None)

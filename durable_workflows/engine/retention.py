@@ -97,9 +97,9 @@ def delete_instances_txn(ids: Sequence[str]) -> None:
 
 @lru_cache(maxsize=1)
 def _delete_statement() -> str:
-    """The same on PostgreSQL in one statement, the ids sent once as an array. The foreign
-    keys Django declares there are deferred, so they are checked at commit, when the rows
-    that point at the instances are gone too."""
+    """The same on PostgreSQL in one statement, the ids sent once as an array. The rows that
+    point at an instance carry no database constraint (models.py), so nothing is checked row
+    by row at commit either."""
     instances = WorkflowInstance._meta.db_table
     parts = ["WITH doomed AS (SELECT unnest(%s::text[]) AS id)"]
     for n, model in enumerate((StepRecord, Event, Alarm, InboxMessage)):
