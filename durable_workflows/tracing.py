@@ -1,8 +1,8 @@
 """OpenTelemetry spans (the optional extra `otel`, opentelemetry-api only): one per run, one
 per step attempt inside it.
 
-Installed by the app when opentelemetry-api can be imported; with no SDK configured the API's
-tracer does nothing. A start stores a W3C trace context with the instance: the span of the
+Installed by the app when opentelemetry-api can be imported; until the project sets up an SDK
+(a tracer provider), no span is made. A start stores a W3C trace context with the instance: the span of the
 request (or step) that started it when there is one, else a new trace of its own. Every run of
 the instance continues that context, so a workflow that slept for a week and was recovered
 twice is still one trace, its runs side by side under the start that caused them.
@@ -31,11 +31,14 @@ _CONTEXT = "otel_context"
 _tracer: tuple[Any, trace.Tracer] | None = None
 
 
-def tracer() -> trace.Tracer:
+def tracer() -> trace.Tracer | None:
     """Our tracer from the current provider: kept while the provider stays (getting one costs
-    more than a span), and taken again once the project sets another."""
+    more than a span), and taken again once the project sets another. None while no SDK is
+    set up: spans nobody records are not worth making for every step."""
     global _tracer
     provider = trace.get_tracer_provider()
+    if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+        return None
     if _tracer is None or _tracer[0] is not provider:
         _tracer = (provider, trace.get_tracer("durable_workflows", tracer_provider=provider))
     return _tracer[1]
@@ -65,7 +68,10 @@ class TracingObserver(observe.Observer):
             remote = trace.get_current_span(parent).get_span_context()
             if remote.is_valid:
                 links.append(Link(remote, {"workflow.link": "start"}))
-        span = run.state[_KEY] = tracer().start_span(
+        current = tracer()
+        if current is None:
+            return
+        span = run.state[_KEY] = current.start_span(
             f"workflow {run.workflow}", context=parent, kind=SpanKind.INTERNAL, links=links,
             attributes={"workflow.name": run.workflow, "workflow.instance_id": run.instance_id,
                         "workflow.mode": run.mode, "workflow.epoch": run.epoch},
@@ -85,6 +91,8 @@ class TracingObserver(observe.Observer):
         span.end()
 
     def attempt_started(self, attempt: observe.AttemptInfo) -> None:
+        if attempt.run is not None and _CONTEXT not in attempt.run.state:
+            return  # its run is not traced
         # The run's span as a parent context, made once per run: an attempt is the hot path.
         context = attempt.run.state.get(_CONTEXT) if attempt.run is not None else None
         attributes: dict[str, Any] = {
@@ -93,7 +101,10 @@ class TracingObserver(observe.Observer):
         }
         if attempt.branch:
             attributes["workflow.step.branch"] = attempt.branch
-        attempt.state[_KEY] = tracer().start_span(f"step {attempt.name}", context=context, attributes=attributes)
+        current = tracer()
+        if current is None:
+            return
+        attempt.state[_KEY] = current.start_span(f"step {attempt.name}", context=context, attributes=attributes)
 
     def attempt_finished(self, attempt: observe.AttemptInfo, error: BaseException | None) -> None:
         span: Any = attempt.state.pop(_KEY, None)
