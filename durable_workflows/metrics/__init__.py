@@ -25,6 +25,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ..engine import observe
+from ..signals import SIGNALS
 
 #: Our metrics only, not the process collectors of prometheus-client's default registry.
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -82,9 +83,18 @@ def on_event(sender: Any, event: str, workflow: str, data: dict[str, Any], **kwa
 OBSERVER = MetricsObserver()
 
 
+# Only the signals counted: a step's own events then cost no receiver call.
+COUNTED = ("workflow.started", *OUTCOMES, "retry.scheduled")
+
+
 def install() -> None:
     """Feed the metrics in this process (the app does it when prometheus-client is there)."""
-    from ..signals import lifecycle_event
-
     observe.add_observer(OBSERVER)
-    lifecycle_event.connect(on_event, dispatch_uid="durable_workflows.metrics")
+    for name in COUNTED:
+        SIGNALS[name].connect(on_event, dispatch_uid=f"durable_workflows.metrics.{name}")
+
+
+def uninstall() -> None:
+    observe.remove_observer(OBSERVER)
+    for name in COUNTED:
+        SIGNALS[name].disconnect(dispatch_uid=f"durable_workflows.metrics.{name}")
