@@ -31,6 +31,7 @@ from ..states import TERMINAL, State, as_state
 from . import actions, counts, dashboard, operations, timeline
 from .badges import state_badge
 from .display import alarm_text, decode, pretty, pretty_input, relative
+from .readonly import ReadOnlyAdmin
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldsetSpec
@@ -76,7 +77,7 @@ class InstanceChangeList(ChangeList):
         return super().get_queryset(request, exclude_parameters).only(*LIST_FIELDS)
 
 
-class WorkflowInstanceAdmin(admin.ModelAdmin):
+class WorkflowInstanceAdmin(ReadOnlyAdmin):
     list_display = ("id", "workflow", "state_badge", "created_at", "updated_at", "next_alarm", "error_type")
     list_filter = ("state", WorkflowFilter, HasParentFilter, "created_at")
     list_select_related = ("alarm",)
@@ -100,16 +101,7 @@ class WorkflowInstanceAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ("durable_workflows/admin.css",)}
 
-    # -- permissions: read-only pages, state changes only through actions ------------------
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
+    # -- permissions: read-only pages (ReadOnlyAdmin), state changes only through actions ----
     def has_cancel_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(self._perm("cancel"))
 

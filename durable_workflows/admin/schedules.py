@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 
 from ..engine.schedules import ScheduleStatus, statuses
 from .display import relative
+from .readonly import ReadOnlyAdmin
 
 
 def _with_links(status: ScheduleStatus) -> dict[str, Any]:
@@ -34,17 +34,8 @@ def _instance_url(instance_id: str) -> str:
         return ""
 
 
-class ScheduleAdmin(admin.ModelAdmin):
-    """Read-only: schedules are changed in code, and a deploy changes them."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+class ScheduleAdmin(ReadOnlyAdmin):
+    """Schedules are changed in code, and a deploy changes them."""
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_permission(request):
