@@ -121,3 +121,10 @@ def branches(wf, count: int = 3, seconds: float = 0.2) -> list:
         return wf.step(f"b{i}-after", logged, wf.instance_id, _epoch(wf), f"b{i}-after", seconds)
 
     return wf.parallel(*(lambda i=i: branch(i) for i in range(count)))
+
+
+if os.environ.get("DW_EVERY_SECOND"):
+    # Only in the clusters of the schedule test: any other cluster would start it each second.
+    @workflow("workers.every_second", schedule="* * * * * *")
+    def every_second(wf) -> str:
+        return wf.step("tick", logged, wf.instance_id, _epoch(wf), "tick")
