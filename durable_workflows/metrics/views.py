@@ -3,7 +3,6 @@ METRICS_PERMISSION_CLASSES names others (`[]`: open, for a scraper inside your n
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -23,8 +22,6 @@ from ..models import WorkflowInstance
 from ..states import State
 from . import REGISTRY
 
-logger = logging.getLogger("durable_workflows")
-
 
 class StateCollector:
     """Instances per state, read from the database at each scrape."""
@@ -40,17 +37,18 @@ class StateCollector:
 
 def registry() -> CollectorRegistry:
     """Every process's values when PROMETHEUS_MULTIPROC_DIR is set, else this process's."""
+    collected = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        collected = CollectorRegistry()
         MultiProcessCollector(collected)
     else:
-        collected = CollectorRegistry()
-        collected.register(_Ours())
+        collected.register(_ThisProcess())
     collected.register(StateCollector())
     return collected
 
 
-class _Ours:
+class _ThisProcess:
+    """Our metrics as this process counted them (no multi-process directory)."""
+
     def collect(self) -> Iterator[Any]:
         return iter(REGISTRY.collect())
 
