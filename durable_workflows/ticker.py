@@ -4,8 +4,9 @@ django-q2's scheduler looks at `Schedule` rows about every 30 seconds, far too c
 two-second sleep or a retry delay. So each worker process, once django-q2 has spawned it
 (`post_spawn`), runs this thread: every ALARM_POLL_SECONDS it fires due alarms, every
 RECOVERY_POLL_SECONDS it re-dispatches runs whose lease expired and tasks the broker lost
-(lost_tasks.py) and starts the scheduled workflows that are due, once a minute it deletes the finished instances past their retention. When
-the worker's parent (the cluster's guard) dies, it makes the worker exit.
+(lost_tasks.py) and starts the scheduled workflows that are due, and once a minute it deletes
+the finished instances past their retention. A second thread makes the worker exit when its
+parent (the cluster's guard) dies.
 It only claims rows and enqueues tasks; the runs themselves go through the broker like any
 other task, so the workers stay free for them. Claims are safe from any number of processes
 at once (SKIP LOCKED on PostgreSQL, compare-and-set elsewhere), so every worker of every
@@ -88,12 +89,8 @@ class Ticker(threading.Thread):
             # what expired since the last in bounded batches.
             (_purge, PURGE_INTERVAL, start + random.uniform(0, PURGE_INTERVAL)),
         ]
-        parent = os.getppid()
         try:
             while not self._stopping.is_set():
-                if _in_worker and os.getppid() != parent:
-                    _orphaned(parent)
-                    break
                 now = time.monotonic()
                 for index, (job, interval, due) in enumerate(jobs):
                     if now >= due:
@@ -131,15 +128,35 @@ def _purge() -> None:
     purge_expired(limit=PURGE_PER_PASS)
 
 
+# How often a worker looks whether its guard is still there, and how long after it found it
+# gone (and sent itself SIGTERM) it is still alive before it ends itself at once.
+PARENT_POLL_SECONDS = 0.5
+ORPHAN_EXIT_SECONDS = 10.0
+
+
+def _watch_parent() -> None:
+    """A thread of its own, not a ticker job: a tick stuck in a database call must not keep
+    an orphaned worker alive."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    _orphaned(parent)
+
+
 def _orphaned(guard: int) -> None:
     """The cluster's guard (django-q2's Sentinel, this worker's parent) is gone: nobody will
     feed this worker tasks or replace it, and a new cluster (under a supervisor) does the
     work now. SIGTERM to itself unwinds a run in progress as a stop does (its lease given
     back, so it is recovered at once) and ends the process, instead of an orphan idling
-    until its next database error."""
+    until its next database error. Should the process still be there ORPHAN_EXIT_SECONDS
+    later (its main thread stuck where no signal reaches it, or its exit waiting for a
+    queue nobody reads any more), it ends at once: its lease then expires as a crash's."""
     logger.warning("durable_workflows: the guard (pid %s) of worker %s is gone; the worker exits",
                    guard, os.getpid())
     os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_EXIT_SECONDS)
+    logger.warning("durable_workflows: orphaned worker %s did not exit after SIGTERM; it ends now", os.getpid())
+    os._exit(1)
 
 
 def _retire_old_connections() -> None:
@@ -199,6 +216,7 @@ def on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> N
         return
     _in_worker = True
     _install_sigterm()
+    threading.Thread(target=_watch_parent, name="durable-workflows-parent-watch", daemon=True).start()
     if start() is not None and not _exit_hook_installed:
         _exit_hook_installed = True
         # When the worker exits (recycled, stopped, or told to by SIGTERM), let a tick in
