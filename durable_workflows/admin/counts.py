@@ -33,12 +33,13 @@ class Count:
 def count(queryset: QuerySet[Any]) -> Count:
     """How many rows `queryset` has: exact up to EXACT_UP_TO, PostgreSQL's estimate past it."""
     capped = queryset.order_by()[: EXACT_UP_TO + 1].count()
-    if capped <= EXACT_UP_TO or database.connection().vendor != "postgresql":
-        if capped > EXACT_UP_TO:
-            return Count(queryset.count())
+    if capped <= EXACT_UP_TO:
         return Count(capped)
-    estimate = planner_rows(queryset)
-    return Count(max(estimate, capped), estimated=True) if estimate is not None else Count(queryset.count())
+    if database.connection().vendor == "postgresql":
+        estimate = planner_rows(queryset)
+        if estimate is not None:
+            return Count(max(estimate, capped), estimated=True)
+    return Count(queryset.count())
 
 
 def planner_rows(queryset: QuerySet[Any]) -> int | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import DurationField, ExpressionWrapper, F
+from django.db.models import Count, DurationField, ExpressionWrapper, F
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django.utils.safestring import SafeString
@@ -54,8 +54,6 @@ def hourly(now: datetime) -> SafeString:
 
 
 def _per_hour(queryset: Any, field: str) -> dict[datetime, int]:
-    from django.db.models import Count
-
     rows = (queryset.order_by().annotate(hour=TruncHour(field, tzinfo=timezone.get_current_timezone()))
             .values_list("hour").annotate(n=Count("*")))
     return {hour.astimezone(timezone.get_current_timezone()): n for hour, n in rows}

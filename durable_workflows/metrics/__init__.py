@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from django.utils import timezone
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ..engine import observe
@@ -53,8 +54,6 @@ class MetricsObserver(observe.Observer):
         if run.mode == "recover":
             RECOVERIES.labels(run.workflow).inc()
         if run.woken_at is not None:
-            from django.utils import timezone
-
             ALARM_LAG.labels(run.workflow).observe(max(0.0, (timezone.now() - run.woken_at).total_seconds()))
 
     def attempt_finished(self, attempt: observe.AttemptInfo, error: BaseException | None) -> None:
