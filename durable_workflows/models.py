@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from django.db import models
@@ -318,6 +319,16 @@ class StepRecord(ErrorFields):
         where = f"{self.branch}/{self.position}" if self.branch else str(self.position)
         return f"#{where} {self.name} ({self.get_state_display()})"
 
+    @classmethod
+    def new(cls, **values: Any) -> StepRecord:
+        """An unsaved record of `values` and the fields' defaults. The same as
+        `StepRecord(**values)`, built positionally, which is what Django's own loading does:
+        the keyword path costs a sixth of a step's whole bookkeeping."""
+        row = list(_step_defaults())
+        for name, value in values.items():
+            row[_STEP_INDEX[name]] = value
+        return cls(*row)
+
     @property
     def slot(self) -> tuple[str, int]:
         """Where the record sits in the run: its branch and its position in that branch."""
@@ -338,6 +349,17 @@ class StepRecord(ErrorFields):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+@lru_cache(maxsize=1)
+def _step_defaults() -> tuple[Any, ...]:
+    # Every default of a step's fields is an immutable constant (a test holds them to it),
+    # so one tuple serves every record.
+    return tuple(f.get_default() for f in StepRecord._meta.concrete_fields)
+
+
+# By attname (instance_id, not instance): a value goes straight into its column's slot.
+_STEP_INDEX = {f.attname: i for i, f in enumerate(StepRecord._meta.concrete_fields)}
 
 
 class Alarm(models.Model):

@@ -68,15 +68,15 @@ class TracingObserver(observe.Observer):
         return {"trace_parent": f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"}
 
     def run_started(self, run: observe.RunInfo) -> None:
+        current = tracer()
+        if current is None:
+            return
         parent = _propagator.extract({"traceparent": run.trace_parent}) if run.trace_parent else None
         links = []
         if parent is not None:
             remote = trace.get_current_span(parent).get_span_context()
             if remote.is_valid:
                 links.append(Link(remote, {"workflow.link": "start"}))
-        current = tracer()
-        if current is None:
-            return
         span = run.state[_KEY] = current.start_span(
             f"workflow {run.workflow}", context=parent, kind=SpanKind.INTERNAL, links=links,
             attributes={"workflow.name": run.workflow, "workflow.instance_id": run.instance_id,

@@ -47,3 +47,31 @@ def test_every_statement_of_a_run_goes_through_the_connections_execute_wrappers(
     records = [sql for sql in seen if "INSERT INTO durable_workflows_steprecord" in sql.replace('"', "")]
     assert len(records) == 3, seen  # one write per step's record, each seen
     assert any("UPDATE durable_workflows_workflowinstance" in sql.replace('"', "") for sql in seen)
+
+
+def test_a_record_built_for_a_new_step_is_the_one_the_model_would_build():
+    """The hot path builds records positionally (StepRecord.new); it must match the model's
+    own constructor, default by default, and no default may need a call per record."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    values = {"instance_id": "x", "branch": "1:0", "position": 7, "name": "Charge", "kind": "step",
+              "started_at": now}
+    fast, slow = StepRecord.new(**values), StepRecord(**values)
+    fields = StepRecord._meta.concrete_fields
+    assert [getattr(fast, f.attname) for f in fields] == [getattr(slow, f.attname) for f in fields]
+    assert fast._state.adding and fast.pk is None
+    assert not [f.name for f in fields if f.has_default() and callable(f.default)]
+    with pytest.raises(KeyError):
+        StepRecord.new(instance=None)  # by column (instance_id), as the hot path passes them
+
+
+def test_runs_go_on_over_a_new_connection():
+    """The engine keeps its statements' cursors with the connection; a reconnect (the
+    connection closed, as after a fault or CONN_MAX_AGE) starts afresh."""
+    first = client.start("engine.loop", 3)
+    assert first.refresh().state == "completed"
+    connection.close()
+    second = client.start("engine.loop", 3)
+    assert second.refresh().state == "completed"
+    assert StepRecord.objects.filter(instance_id=second.instance_id).count() == 3

@@ -82,6 +82,9 @@ class EventBuffer:
                 self._signal(event)
 
     def _signal(self, event: PendingEvent) -> None:
+        specific = SIGNALS[event.kind]
+        if not specific.receivers and not lifecycle_event.receivers:
+            return  # nobody listens: skip building the arguments, twice per step
         kwargs = {
             "event": event.kind,
             "instance_id": self.instance_id,
@@ -89,7 +92,7 @@ class EventBuffer:
             "position": event.position,
             "data": event.data,
         }
-        for signal in (SIGNALS[event.kind], lifecycle_event):
+        for signal in (specific, lifecycle_event):
             # A receiver's error is the receiver's: it is logged, and the run goes on.
             for receiver, response in signal.send_robust(sender=WorkflowInstance, **kwargs):
                 if isinstance(response, Exception):

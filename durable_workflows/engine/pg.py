@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache, partial
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -40,6 +41,8 @@ STEP_COLUMNS = (
     ("deadline_at", "timestamptz"), ("wake_at", "timestamptz"), ("error_replay", "text"),
 )
 EVENT_COLUMNS = (("kind", "text"), ("position", "int"), ("data", "jsonb"), ("created_at", "timestamptz"))
+# A record's values in STEP_COLUMNS order, read in one call.
+_step_values = attrgetter(*(name for name, _ in STEP_COLUMNS))
 _encode = DjangoJSONEncoder().encode
 
 
@@ -118,7 +121,7 @@ def _run(sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
     # Django keeps psycopg's automatic preparation off for the whole connection (poolers);
     # it is turned on only for this statement, on a cursor that binds parameters on the
     # server, so only our fixed statement text is ever prepared.
-    cursor = _server_cursor(db, raw)
+    cursor = _server_cursor(db, raw, sql)
     db.validate_no_broken_transaction()
     started = time.monotonic()
     previous, raw.prepare_threshold = raw.prepare_threshold, 0
@@ -150,18 +153,28 @@ def _through_wrappers(db: Any, cursor: Any, sql: str,
     return executor(sql, params, False, {"connection": db, "cursor": cursor})
 
 
-def _server_cursor(db: Any, raw: Any) -> Any:
-    """One server-binding cursor per connection, kept for the engine's statements: a run
-    sends one statement per step, and a new cursor (and Django's wrapper around it) for
-    each is a measurable part of a checkpoint."""
-    cached = getattr(db, "_durable_workflows_cursor", None)
-    if cached is not None and cached[0] is raw and not cached[1].closed:
-        return cached[1]
-    import psycopg
+def _server_cursor(db: Any, raw: Any, sql: str) -> Any:
+    """A server-binding cursor for `sql`, kept with the connection: a run sends one
+    statement per step, and a new cursor (and Django's wrapper around it) for each is a
+    measurable part of a checkpoint. One cursor per statement, because psycopg keeps a
+    cursor's adapters (which dumper each parameter takes, which loader each column) only
+    while it executes the same statement again and again."""
+    cached = getattr(db, "_durable_workflows_cursors", None)
+    if cached is None or cached[0] is not raw:
+        cached = db._durable_workflows_cursors = (raw, {})
+    cursors: dict[str, Any] = cached[1]
+    cursor = cursors.get(sql)
+    if cursor is None or cursor.closed:
+        import psycopg
 
-    cursor = psycopg.Cursor(raw)
-    db._durable_workflows_cursor = (raw, cursor)
+        if len(cursors) >= _MAX_CURSORS:
+            cursors.clear()
+        cursor = cursors[sql] = psycopg.Cursor(raw)
     return cursor
+
+
+# The statements' shapes are few (their caches above hold fewer than this).
+_MAX_CURSORS = 128
 
 
 def _log(db: Any, raw: Any, sql: str, params: list[Any] | dict[str, Any], started: float) -> None:
@@ -186,7 +199,7 @@ def checkpoint(fence: Fence, records: list[StepRecord], events: list[Any],
     params: list[Any] = [_encode(fields[c]) if c == "meta" else fields[c] for c in columns]
     params += fence.params()
     for record in records:
-        params.extend(getattr(record, name) for name, _ in STEP_COLUMNS)
+        params.extend(_step_values(record))
     params += _event_params(events)
     sql = _statement(len(records), len(events), columns, fence.where(casts=True))
     rows = _run(sql, params)
@@ -264,7 +277,7 @@ def finish(fence: Fence, values: dict[str, Any], records: list[StepRecord], even
     params = [f.get_db_prep_save(values[f.name], db) for f in fields]
     params += fence.params()
     for record in records:
-        params.extend(getattr(record, name) for name, _ in STEP_COLUMNS)
+        params.extend(_step_values(record))
     params += _event_params(events)
     sql = _finish_statement(tuple(f.column for f in fields), len(records), len(events), fence.where())
     if _run(sql, params)[0][0] != 1:

@@ -117,7 +117,7 @@ class StepCall:
         observe.attempt_started(self.observed)
         record = self.record
         if record is None:
-            record = StepRecord(
+            record = StepRecord.new(
                 instance_id=self.wf.instance_id, branch=self.slot.branch, position=self.position, name=self.name,
                 kind=StepKind.STEP, started_at=now,
             )
