@@ -327,7 +327,7 @@ class StepRecord(ErrorFields):
         row = list(_step_defaults())
         for name, value in values.items():
             row[_STEP_INDEX[name]] = value
-        return cls(*row)
+        return cls(*row)  # type: ignore[misc]  # the stubs know only keyword construction
 
     @property
     def slot(self) -> tuple[str, int]:
