@@ -63,7 +63,7 @@ def replay_wait(wf: WorkflowContext, slot: Slot, name: str, kind: str) -> tuple[
 def new_wait(wf: WorkflowContext, slot: Slot, name: str, kind: str, **fields: Any) -> StepRecord:
     """The record of a wait that this run reaches for the first time."""
     record = StepRecord.new(instance_id=wf.instance_id, branch=slot.branch, position=slot.position,
-                        name=name, kind=kind, started_at=timezone.now(), **fields)
+                            name=name, kind=kind, started_at=timezone.now(), **fields)
     wf._records[slot.key] = record
     return record
 
