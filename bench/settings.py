@@ -30,4 +30,8 @@ def database(sqlite_name: str) -> dict:
 
 DATABASES = {"default": database("dw_bench.sqlite3")}
 Q_CLUSTER = {"name": "bench", "orm": "default", "sync": True, "timeout": 60, "retry": 120}
-DURABLE_WORKFLOWS = {"DISPATCHER": "durable_workflows.dispatch.InlineDispatcher"}
+DURABLE_WORKFLOWS = {
+    "DISPATCHER": "durable_workflows.dispatch.InlineDispatcher",
+    # BENCH_EVENT_LOG=0: no lifecycle rows, to see what they cost a step.
+    "EVENT_LOG": os.environ.get("BENCH_EVENT_LOG", "1") != "0",
+}
