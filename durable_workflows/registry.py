@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import Any, TypeVar, overload
 
 from .cron import CronSchedule
@@ -35,16 +36,20 @@ class WorkflowDefinition:
     def module(self) -> str:
         return self.fn.__module__
 
+    @cached_property
+    def signature(self) -> inspect.Signature:
+        """The function's signature, worked out once: every start checks its arguments."""
+        return inspect.signature(self.fn)
+
     def check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Refuse arguments the function could not be called with, before anything is stored."""
-        signature = inspect.signature(self.fn)
         try:
-            signature.bind(None, *args, **kwargs)
+            self.signature.bind(None, *args, **kwargs)
         except TypeError as exc:
             raise TypeError(f"workflow {self.name!r} cannot take these arguments: {exc}") from None
 
     def parameters(self) -> list[str]:
-        return list(inspect.signature(self.fn).parameters)[1:]
+        return list(self.signature.parameters)[1:]
 
 
 _registry: dict[str, WorkflowDefinition] = {}

@@ -26,7 +26,6 @@ the wait, or the claim sees the slot free.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 from collections.abc import Sequence
@@ -60,7 +59,7 @@ def key_of(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str
         return None
     if definition.concurrency_key is None:
         return ""
-    bound = inspect.signature(definition.fn).bind(None, *args, **kwargs)
+    bound = definition.signature.bind(None, *args, **kwargs)
     bound.apply_defaults()
     text = json.dumps(bound.arguments[definition.concurrency_key], sort_keys=True, default=str)
     if len(text) <= MAX_KEY:
