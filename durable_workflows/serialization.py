@@ -108,12 +108,21 @@ class JSONSerializer:
 
 
 _instances: dict[type, Serializer] = {}
+#: The SERIALIZER setting last seen, and the serializer it gave.
+_last: list[Any] = [object(), None]
 
 
 def get_serializer() -> Serializer:
     from .conf import settings
 
     serializer = settings.SERIALIZER
+    if serializer is _last[0]:  # twice per step: answered without the lookups below
+        return _last[1]
+    _last[:] = [serializer, _resolve(serializer)]
+    return _last[1]
+
+
+def _resolve(serializer: Any) -> Serializer:
     if isinstance(serializer, type):
         instance = _instances.get(serializer)
         if instance is None:

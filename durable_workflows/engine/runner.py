@@ -7,6 +7,7 @@ import contextvars
 import inspect
 import threading
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -72,7 +73,19 @@ def _in_own_thread(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[s
 
 def is_coroutine_function(fn: Callable[..., Any]) -> bool:
     """`async def` functions, and objects whose `__call__` is one."""
+    try:
+        return _is_coroutine_function(fn)
+    except TypeError:  # an unhashable callable
+        return _inspect_coroutine_function(fn)
+
+
+def _inspect_coroutine_function(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+# A workflow calls the same few step functions again and again; inspect takes a few µs each
+# time. Bounded, so that bound methods (a new object per access) cannot pile up.
+_is_coroutine_function = lru_cache(maxsize=256)(_inspect_coroutine_function)
 
 
 async def run_async(
