@@ -117,3 +117,20 @@ def test_serializer_round_trips_tagged_types():
 def test_unstorable_values(value):
     with pytest.raises(SerializationError):
         JSONSerializer().dumps(value)
+
+
+@pytest.mark.parametrize("data", [
+    {},
+    {"name": "Charge", "attempt": 2, "branch": "3:1"},
+    {"name": "ünïcode", "until": None, "delay": 2.5, "flags": [True, False]},
+    {"at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc), "amount": Decimal("1.50"),
+     "id": uuid.UUID(int=1), "nested": {"when": dt.date(2026, 1, 2)}},
+])
+def test_lifecycle_data_is_encoded_as_djangos_encoder_would(data):
+    """The statements encode each event's data with one C encoder made once; the rows must
+    hold what DjangoJSONEncoder writes."""
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    from durable_workflows.engine import pg
+
+    assert pg._encode_data(data) == DjangoJSONEncoder().encode(data)
