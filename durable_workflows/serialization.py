@@ -109,17 +109,20 @@ class JSONSerializer:
 
 _instances: dict[type, Serializer] = {}
 #: The SERIALIZER setting last seen, and the serializer it gave.
-_last: list[Any] = [object(), None]
+_last: tuple[Any, Any] = (object(), None)
 
 
 def get_serializer() -> Serializer:
     from .conf import settings
 
+    global _last
     serializer = settings.SERIALIZER
-    if serializer is _last[0]:  # twice per step: answered without the lookups below
-        return _last[1]
-    _last[:] = [serializer, _resolve(serializer)]
-    return _last[1]
+    last = _last
+    if serializer is last[0]:  # twice per step: answered without the lookups below
+        return last[1]
+    resolved = _resolve(serializer)
+    _last = (serializer, resolved)
+    return resolved
 
 
 def _resolve(serializer: Any) -> Serializer:
