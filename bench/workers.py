@@ -378,9 +378,9 @@ def _rates(ours: list[float], bare: list[float]) -> dict[str, Any]:
 def _vacuum() -> None:
     """VACUUM the tables a phase churns (PostgreSQL). Every task leaves dead rows in the
     ORM broker's table, which has no index a dequeue could use: each dequeue scans them.
-    Autovacuum keeps that in check on a real server, but it may be off (it is on some test
-    machines), and then every phase would be slower than the one before, bare tasks and
-    workflows alike."""
+    Autovacuum keeps that in check on a real server, but some test machines run with it off,
+    and then every phase would be slower than the one before, bare tasks and workflows
+    alike."""
     from django.db import connection
 
     if connection.vendor != "postgresql":
