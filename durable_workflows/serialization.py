@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from django.utils.dateparse import parse_date, parse_datetime, parse_time
 
+from .conf import settings
 from .exceptions import SerializationError
 
 TAG = "__dw__"
@@ -113,8 +114,6 @@ _last: tuple[Any, Any] = (object(), None)
 
 
 def get_serializer() -> Serializer:
-    from .conf import settings
-
     global _last
     serializer = settings.SERIALIZER
     last = _last

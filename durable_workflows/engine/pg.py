@@ -105,6 +105,15 @@ def _events_cte(n_events: int) -> str:
     return _insert_cte("events", Event, EVENT_COLUMNS, n_events, "")
 
 
+def _written(fence: Fence, records: list[StepRecord], events: list[Any]) -> list[Any]:
+    """The parameters after the instance's own: the fence's, then each record's and event's
+    values, as the statements of a checkpoint and of a run's end take them."""
+    params = fence.params()
+    for record in records:
+        params.extend(_step_values(record))
+    return params + _event_params(events)
+
+
 def _event_params(events: list[Any]) -> list[Any]:
     params: list[Any] = []
     for event in events:
@@ -213,10 +222,7 @@ def checkpoint(fence: Fence, records: list[StepRecord], events: list[Any],
     fails, and then nothing was written."""
     columns = tuple(fields)
     params: list[Any] = [_encode(fields[c]) if c == "meta" else fields[c] for c in columns]
-    params += fence.params()
-    for record in records:
-        params.extend(_step_values(record))
-    params += _event_params(events)
+    params += _written(fence, records, events)
     sql = _statement(len(records), len(events), columns, fence.where(casts=True))
     rows = _run(sql, params)
     if not rows or rows[0][1] != -1 or rows[0][2] != 1:
@@ -291,10 +297,7 @@ def finish(fence: Fence, values: dict[str, Any], records: list[StepRecord], even
     # `values` names the instance's own columns: concrete fields, not relations.
     fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in values]
     params = [f.get_db_prep_save(values[f.name], db) for f in fields]
-    params += fence.params()
-    for record in records:
-        params.extend(_step_values(record))
-    params += _event_params(events)
+    params += _written(fence, records, events)
     sql = _finish_statement(tuple(f.column for f in fields), len(records), len(events), fence.where())
     if _run(sql, params)[0][0] != 1:
         raise LeaseLost()
