@@ -220,9 +220,10 @@ def start_many(workflow: WorkflowRef, inputs: builtins.list[Any], instance_ids: 
     arguments) or a dict (keyword arguments). With `instance_ids` it is idempotent per id:
     an id that exists returns that instance (`handle.created` False).
 
-    Every input and id is checked before anything is stored: arguments that do not fit
-    (`TypeError`), ids and inputs of different lengths or a repeated id (`ValueError`), an id
-    another workflow's instance has (`WorkflowIdConflict`) create nothing."""
+    The batches commit together, in one transaction: arguments that do not fit (`TypeError`),
+    ids and inputs of different lengths or a repeated id (`ValueError`), an input that cannot
+    be stored (`SerializationError`) or an id another workflow's instance has
+    (`WorkflowIdConflict`), wherever it is in `inputs`, create nothing."""
     synchronous = getattr(get_dispatcher(), "synchronous", False)
     handles = [WorkflowHandle(instance, created=created)
                for instance, created in starts.start_many(workflow, inputs, instance_ids)]

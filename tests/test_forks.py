@@ -98,3 +98,21 @@ def test_fork_from_the_admin_page_and_the_list_action(failed, admin_client):
     listing = reverse("admin:durable_workflows_workflowinstance_changelist")
     admin_client.post(listing, {"action": "fork_selected", "_selected_action": [failed.instance_id]})
     assert WorkflowInstance.objects.filter(forked_from=failed.instance_id).count() == 2
+
+
+def test_an_instance_the_code_deployed_now_cannot_call_is_not_forked(admin_client):
+    # Stored before a deploy that changed the workflow's arguments.
+    WorkflowInstance.objects.create(id="old-args", workflow="tests.greet", state="failed",
+                                    input='{"args": ["Ada", "!", "Lovelace"], "kwargs": {}}')
+    with pytest.raises(TypeError, match="workflow 'tests.greet' cannot take these arguments"):
+        client.fork("old-args")
+    api = APIClient()
+    api.force_authenticate(User.objects.create_superuser("ops", "ops@example.com", "pw"))
+    response = api.post(reverse("durable_workflows_api:instance-fork", args=["old-args"]), {}, format="json")
+    assert response.status_code == 409 and "cannot take these arguments" in response.json()["detail"]
+    with pytest.raises(CommandError, match="cannot take these arguments"):
+        call_command("durable_workflows", "fork", "old-args")
+    response = admin_client.post(reverse("admin:durable_workflows_workflowinstance_fork", args=["old-args"]),
+                                 follow=True)
+    assert "Not forked: workflow &#x27;tests.greet&#x27; cannot take these arguments" in response.content.decode()
+    assert list(WorkflowInstance.objects.values_list("pk", flat=True)) == ["old-args"]

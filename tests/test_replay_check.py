@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -66,6 +68,18 @@ def test_an_instance_of_a_workflow_no_longer_installed_is_reported():
     WorkflowInstance.objects.create(id="orphan", workflow="gone.workflow", input="[[], {}]", state="paused")
     problems = check_replay()
     assert [(p.instance_id, p.error_type) for p in problems] == [("orphan", "UnknownWorkflow")]
+
+
+def test_a_workflow_no_longer_installed_can_be_named():
+    WorkflowInstance.objects.create(id="orphan", workflow="gone.workflow", input="[[], {}]", state="paused")
+    problems = check_replay("gone.workflow")
+    assert [(p.instance_id, p.error_type) for p in problems] == [("orphan", "UnknownWorkflow")]
+    out = io.StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command("durable_workflows", "check", "--workflow", "gone.workflow", stdout=out)
+    assert failed.value.returncode == 1
+    assert "would fail  orphan  gone.workflow: UnknownWorkflow" in out.getvalue()
+    assert "checked 1 instance of 1 workflow: 1 would fail" in out.getvalue()
 
 
 def test_only_the_named_workflow_is_checked_and_an_unknown_name_is_refused():

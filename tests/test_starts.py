@@ -8,7 +8,7 @@ from django.db import transaction
 from django_q.conf import Conf
 from django_q.models import OrmQ
 
-from durable_workflows import WorkflowIdConflict, client, start_many
+from durable_workflows import SerializationError, WorkflowIdConflict, client, start_many
 from durable_workflows.models import Event, WorkflowInstance
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -83,6 +83,21 @@ def test_start_many_with_an_id_of_another_workflow_creates_nothing():
     with pytest.raises(WorkflowIdConflict):
         start_many("tests.greet", [["Ada"], ["Bob"]], instance_ids=["new", "taken"])
     assert not WorkflowInstance.objects.filter(pk="new").exists()
+
+
+def test_a_bad_input_in_a_later_batch_leaves_the_earlier_batches_unwritten(orm_broker):
+    inputs = [[f"n{i}"] for i in range(501)] + [[object()]]  # the last one cannot be stored
+    with pytest.raises(SerializationError):
+        start_many("tests.greet", inputs)
+    assert WorkflowInstance.objects.count() == 0 and tasks() == 0 and not Event.objects.exists()
+
+
+def test_an_id_of_another_workflow_in_a_later_batch_creates_nothing(orm_broker):
+    client.start("engine.types", 1, instance_id="taken")
+    ids = [f"id-{i}" for i in range(501)] + ["taken"]
+    with pytest.raises(WorkflowIdConflict):
+        start_many("tests.greet", [["Ada"]] * len(ids), instance_ids=ids)
+    assert list(WorkflowInstance.objects.values_list("pk", flat=True)) == ["taken"] and tasks() == 1
 
 
 def test_the_queued_task_is_the_run_of_the_instance(orm_broker):

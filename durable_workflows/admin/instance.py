@@ -389,7 +389,7 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         instance_id = unquote(object_id)
         try:
             handle = client.fork(instance_id)
-        except (WorkflowNotFound, UnknownWorkflow, ValueError) as error:
+        except (WorkflowNotFound, UnknownWorkflow, TypeError, ValueError) as error:
             self.message_user(request, f"Not forked: {error}", messages.WARNING)
             return self._change_redirect(instance_id)
         self.message_user(request, f"Forked {instance_id} as {handle.instance_id}; it is "

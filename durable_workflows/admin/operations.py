@@ -48,7 +48,7 @@ def fork(instance_id: str) -> str:
     """A fork of the instance (client.fork) from its first failed or unfinished position."""
     try:
         handle = client.fork(instance_id)
-    except (ValueError, UnknownWorkflow) as error:
+    except (TypeError, ValueError, UnknownWorkflow) as error:
         raise Refused(f"instance {instance_id} cannot be forked: {error}") from None
     return f"Forked {instance_id} as {handle.instance_id}; it is {handle.refresh().state.label} now."
 

@@ -281,7 +281,9 @@ class InstanceForkView(WorkflowAPIView):
         responses={
             201: OpenApiResponse(InstanceDetailSerializer, description="Forked."),
             400: BAD_REQUEST, 404: NOT_FOUND,
-            409: OpenApiResponse(ConflictSerializer, description="An instance with that new_id exists."),
+            409: OpenApiResponse(ConflictSerializer, description="An instance with that new_id exists, or "
+                                 "the code deployed now cannot run the instance (its workflow is gone, or "
+                                 "takes other arguments)."),
             415: NOT_JSON, **DENIED,
         },
     )
@@ -292,7 +294,7 @@ class InstanceForkView(WorkflowAPIView):
             except WorkflowIdConflict as exc:
                 state = WorkflowInstance.objects.filter(pk=data["new_id"]).values_list("state", flat=True).first()
                 return Response({"detail": f"{exc}.", "state": state}, status=status.HTTP_409_CONFLICT)
-            except UnknownWorkflow as exc:
+            except (UnknownWorkflow, TypeError) as exc:  # the code deployed now cannot run it
                 return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
             except ValueError as exc:
                 field = "from_position" if str(exc).startswith("from_position") else "new_id"
@@ -322,7 +324,8 @@ def only_workflow_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> 
     return [e for e in endpoints if getattr(e[3], "cls", None) in API_VIEWS]
 
 
-API_VIEWS = (InstanceListView, InstanceDetailView, InstanceCancelView, InstanceEventsView, DefinitionListView)
+API_VIEWS = (InstanceListView, InstanceDetailView, InstanceCancelView, InstanceEventsView, InstanceForkView,
+             DefinitionListView)
 
 
 class SchemaView(SpectacularAPIView):

@@ -33,6 +33,9 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
     if original is None:
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     definition = get_definition(original.workflow)  # UnknownWorkflow: nothing could run it
+    args, kwargs = decode_input(original.input)
+    # The code deployed now may take other arguments: a fork it could not call would only fail.
+    definition.check_arguments(tuple(args), kwargs)
     check_id(new_id)
     records = list(StepRecord.objects.filter(instance_id=original.pk))
     end = max((_top(r) for r in records), default=-1) + 1
@@ -51,7 +54,7 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
             fork = WorkflowInstance.objects.create(
                 id=new_id or uuid.uuid4().hex, workflow=original.workflow, input=original.input,
                 state=State.PENDING, forked_from=original.pk,
-                concurrency_key=key_of(definition, *decode_input(original.input)),
+                concurrency_key=key_of(definition, args, kwargs),
             )
             if definition.timeout is not None:
                 fork.deadline_at = fork.created_at + timedelta(seconds=definition.timeout)

@@ -122,8 +122,11 @@ def start_many(workflow: WorkflowRef, inputs: Sequence[Any], instance_ids: Seque
     for args, kwargs, instance_id in rows:
         check_id(instance_id)
         definition.check_arguments(tuple(args), kwargs)
-    for offset in range(0, len(rows), BATCH):
-        started += start_rows(definition, rows[offset:offset + BATCH])
+    # One transaction for every batch: an input that cannot be stored, or an id that turns
+    # out to be another workflow's, in a later batch leaves the earlier ones unwritten too.
+    with database.atomic():
+        for offset in range(0, len(rows), BATCH):
+            started += start_rows(definition, rows[offset:offset + BATCH])
     return started
 
 

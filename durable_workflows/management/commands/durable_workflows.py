@@ -234,7 +234,7 @@ class Command(BaseCommand):
         try:
             handle = client.fork(options["instance_id"], from_position=options["from_position"],
                                  new_id=options["new_id"])
-        except ValueError as exc:
+        except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Forked {options['instance_id']} as {handle.instance_id} ({handle.refresh().state.label})")
 
