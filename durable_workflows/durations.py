@@ -17,6 +17,10 @@ for _seconds, _names in (
     for _name in _names:
         _UNITS[_name] = _seconds
 
+# Past this a duration is a mistake, not a plan, and a date that far from now would not even
+# fit in a datetime: refused, as any other bad duration is.
+LONGEST = timedelta(days=366_000)  # about a thousand years
+
 _PART = re.compile(r"\s*(-?\d+(?:\.\d*)?|\.\d+)\s*([a-z]+)?\s*,?", re.IGNORECASE)
 
 
@@ -35,7 +39,7 @@ def parse_duration(
     elif isinstance(value, (int, float)):
         if value != value or value in (float("inf"), float("-inf")):
             raise ValueError(f"invalid {what} {value!r}: not a finite number")
-        result = timedelta(seconds=value)
+        result = _timedelta(value, value, what)
     elif isinstance(value, str):
         result = _parse_text(value, what)
     else:
@@ -45,7 +49,16 @@ def parse_duration(
         )
     if result < timedelta(0) and not allow_negative:
         raise ValueError(f"invalid {what} {value!r}: must not be negative")
+    if abs(result) > LONGEST:
+        raise ValueError(f"invalid {what} {value!r}: longer than a thousand years")
     return result
+
+
+def _timedelta(seconds: float, value: object, what: str) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"invalid {what} {value!r}: longer than a thousand years") from None
 
 
 def _parse_text(text: str, what: str) -> timedelta:
@@ -80,8 +93,18 @@ def _parse_text(text: str, what: str) -> timedelta:
             f"invalid {what} {text!r}: expected a number and a unit, "
             f"such as '30s', '5 minutes', '1.5h' or '2 days'"
         )
-    return timedelta(seconds=total)
+    return _timedelta(total, text, what)
 
 
 def to_seconds(value: timedelta | int | float | str, *, what: str = "duration") -> float:
     return parse_duration(value, what=what).total_seconds()
+
+
+def spell_duration(seconds: float) -> str:
+    """Seconds as text that `parse_duration` reads back, in the largest unit that keeps the
+    number whole: "30 days", "90 minutes", "1.5 seconds"."""
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        count = seconds / size
+        if count >= 1 and count == int(count):
+            return f"{int(count)} {name}{'' if count == 1 else 's'}"
+    return f"{seconds:g} second{'' if seconds == 1 else 's'}"

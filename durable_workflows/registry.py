@@ -24,6 +24,8 @@ class WorkflowDefinition:
     description: str
     #: The deadline of each instance, in seconds from its creation (None: none).
     timeout: float | None = None
+    #: The timeout as the decorator was given it, when as text ("30 days"), for messages.
+    timeout_text: str | None = None
     #: How long a finished instance is kept, in seconds (None: the PURGE_AFTER setting).
     purge_after: float | None = None
     #: When the workers start an instance of it on their own (None: never).
@@ -81,6 +83,7 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None,
     """
     options: dict[str, Any] = {
         "timeout": None if timeout is None else parse_duration(timeout, what="workflow timeout").total_seconds(),
+        "timeout_text": timeout.strip() if isinstance(timeout, str) else None,
         "purge_after": None if purge_after is None else _purge_after(name or name_or_fn, purge_after),
         "concurrency": concurrency,
         "concurrency_key": concurrency_key,
@@ -109,7 +112,8 @@ def _purge_after(named: Any, value: Any) -> float:
         raise ValueError(f"workflow {label!r}: {error}") from None
 
 
-def _register(fn: F, name: str | None, *, timeout: float | None = None, purge_after: float | None = None,
+def _register(fn: F, name: str | None, *, timeout: float | None = None, timeout_text: str | None = None,
+              purge_after: float | None = None,
               schedule: str | Sequence[str] | None = None, schedule_tz: str | None = None,
               concurrency: int | None = None, concurrency_key: str | None = None) -> F:
     if not callable(fn):
@@ -147,6 +151,7 @@ def _register(fn: F, name: str | None, *, timeout: float | None = None, purge_af
         is_async=inspect.iscoroutinefunction(fn),
         description=inspect.getdoc(fn) or "",
         timeout=timeout,
+        timeout_text=timeout_text,
         purge_after=purge_after,
         schedule=cron,
         concurrency=concurrency,
@@ -210,6 +215,11 @@ def get_definition(workflow: str | Callable[..., Any] | WorkflowDefinition) -> W
     except KeyError:
         known = ", ".join(sorted(_registry)) or "none are registered"
         raise UnknownWorkflow(f"unknown workflow {workflow!r} (registered: {known})") from None
+
+
+def registered(name: str) -> WorkflowDefinition | None:
+    """The definition registered under `name`, if any (no error: for messages and reports)."""
+    return _registry.get(name)
 
 
 def all_definitions() -> list[WorkflowDefinition]:

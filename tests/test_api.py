@@ -196,6 +196,10 @@ def test_start_is_idempotent_on_instance_id(api):
     assert again.json()["created_at"] == first.json()["created_at"]
     assert CALLS["compose"] == 1
     assert WorkflowInstance.objects.count() == 1
+    # A repeat is answered before its input is checked, as client.start() answers it.
+    other = start(api, {"workflow": "tests.greet", "instance_id": "greet-ada"})
+    assert other.status_code == 200 and other.json()["id"] == "greet-ada"
+    assert start(api, {"workflow": "tests.greet", "instance_id": "greet-bob"}).status_code == 400
 
 
 def test_start_with_an_id_taken_by_another_workflow_is_a_conflict(api):
@@ -388,6 +392,7 @@ def test_schema_is_openapi_3_for_this_api_only(api):
         "/api/workflows/instances/{instance_id}/",
         "/api/workflows/instances/{instance_id}/cancel/",
         "/api/workflows/instances/{instance_id}/events/",
+        "/api/workflows/instances/{instance_id}/fork/",
     ]
     start_op = schema["paths"]["/api/workflows/instances/"]["post"]
     assert {"200", "201", "400", "401", "403", "409"} <= set(start_op["responses"])

@@ -87,6 +87,7 @@ def test_api_conforms_to_its_schema(wsgi_app, basic_auth, seeded_ids, mode):
         "GET /api/workflows/instances/{instance_id}/",
         "POST /api/workflows/instances/{instance_id}/cancel/",
         "POST /api/workflows/instances/{instance_id}/events/",
+        "POST /api/workflows/instances/{instance_id}/fork/",
     }
     statuses: dict[str, set[int]] = {}
     for operation in operations:
@@ -96,7 +97,8 @@ def test_api_conforms_to_its_schema(wsgi_app, basic_auth, seeded_ids, mode):
         for label in ("GET /api/workflows/definitions/", "GET /api/workflows/instances/",
                       "POST /api/workflows/instances/", "GET /api/workflows/instances/{instance_id}/",
                       "POST /api/workflows/instances/{instance_id}/cancel/",
-                      "POST /api/workflows/instances/{instance_id}/events/"):
+                      "POST /api/workflows/instances/{instance_id}/events/",
+                      "POST /api/workflows/instances/{instance_id}/fork/"):
             assert any(200 <= code < 300 for code in statuses[label]), (label, statuses[label])
     assert all(code < 500 for codes in statuses.values() for code in codes), statuses
 

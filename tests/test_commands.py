@@ -284,6 +284,7 @@ def test_purge_shows_progress_when_it_walks_many_rows():
         (["purge", "--older-than", "a while"], "invalid --older-than 'a while'"),
         (["purge", "--older-than", "30 fortnights"], "unknown unit 'fortnights'"),
         (["purge", "--older-than=-5d"], "must not be negative"),
+        (["purge", "--older-than", "1000000d"], "longer than a thousand years"),
         (["purge", "--older-than", "30d", "--state", "paused"],
          "--state paused is not finished; purge deletes only cancelled, completed, failed instances"),
         (["purge", "--older-than", "30d", "--state", "asleep"], "--state: unknown state 'asleep'"),

@@ -240,10 +240,14 @@ def test_set_meta_never_goes_backwards_across_replays():
     assert client.meta(handle.instance_id, "progress") == 2
     fire_alarm_now(handle.instance_id)
     assert handle.refresh().result() == 3
-    # First run: step One's record, and the meta set before it, go out with the run's next
-    # write (step Two's start), so nothing is stored yet; the replay reads 2 there, never 1.
-    assert OBSERVED == [None, 2]
+    # First run: the meta set before step One is written as One starts, so that a client
+    # reads it while One runs; the replay reads 2 there, never 1 again.
+    assert OBSERVED == [1, 2]
     assert client.meta(handle.instance_id, "progress") == 3
+
+
+def test_set_meta_before_a_step_can_be_read_while_the_step_runs():
+    assert client.start("faults.progress").refresh().result() == "fetching"
 
 
 def test_set_meta_is_not_written_by_a_cancelled_run():

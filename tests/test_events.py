@@ -260,6 +260,14 @@ def test_a_deadline_stops_a_running_instance_at_its_next_step():
     failed = handle.refresh()
     assert failed.state == "failed" and failed.error["type"] == "WorkflowTimeout"
     assert RAN["dr-start"] == 1 and RAN["dr-after"] == 0
+    # The timeout in the words the decorator was given.
+    assert "workflow 'events.deadline_running' ran past its timeout of 2s" in failed.error["message"]
+
+
+def test_a_run_whose_last_step_outlives_the_deadline_does_not_complete():
+    failed = client.start("events.deadline_last").refresh()
+    assert failed.state == "failed" and failed.error["type"] == "WorkflowTimeout", failed.error
+    assert "ran past its timeout of 2 seconds" in failed.error["message"]
 
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from durable_workflows import NonRetryableError, RetryPolicy, SerializationError
-from durable_workflows.durations import parse_duration
+from durable_workflows.durations import parse_duration, spell_duration
 from durable_workflows.serialization import JSONSerializer
 
 
@@ -29,6 +29,22 @@ def test_bad_durations_name_the_input(value):
     with pytest.raises(ValueError) as info:
         parse_duration(value)
     assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize("value", ["99999999999 weeks", "1000000d", 1e12, -1e12, dt.timedelta(days=999_999)])
+def test_durations_too_long_for_a_date_are_refused_naming_the_input(value):
+    with pytest.raises(ValueError, match="longer than a thousand years") as info:
+        parse_duration(value, allow_negative=True)
+    assert repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (30 * 86400, "30 days"), (86400, "1 day"), (7200, "2 hours"), (5400, "90 minutes"), (60, "1 minute"),
+    (45, "45 seconds"), (1, "1 second"), (1.5, "1.5 seconds"), (0.5, "0.5 seconds"),
+])
+def test_durations_spelled_in_the_largest_whole_unit(seconds, text):
+    assert spell_duration(seconds) == text
+    assert parse_duration(text).total_seconds() == seconds
 
 
 def test_negative_duration_only_where_allowed():

@@ -251,7 +251,12 @@ class StartSerializer(serializers.Serializer):
         try:
             definition.check_arguments(tuple(args), kwargs)
         except TypeError as exc:
-            raise serializers.ValidationError({"input": [str(exc)]}) from None
+            # A repeat is answered with the instance it started, whatever its input now: as
+            # client.start() and the command answer it.
+            instance_id = data.get("instance_id")
+            if instance_id is None or not WorkflowInstance.objects.filter(
+                    pk=instance_id, workflow=definition.name).exists():
+                raise serializers.ValidationError({"input": [str(exc)]}) from None
         try:
             serialization.dumps({"args": args, "kwargs": kwargs}, "the workflow input")
         except SerializationError as exc:

@@ -28,12 +28,12 @@ from ..exceptions import (
     StepScopeError,
     StoreFault,
     Suspend,
-    WorkflowTimeout,
 )
 from ..models import StepKind, StepRecord
 from ..retry import RetryPolicy
 from . import atomic as atomic_steps
 from . import branches, children, inbox, patches, runner
+from .deadlines import timed_out
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .steps import StepCall
 from .waits import Wait, sleep_at
@@ -494,11 +494,3 @@ class _Flight:
 
 async def _done() -> None:
     return None
-
-
-def timed_out(workflow: str, instance: Any) -> WorkflowTimeout:
-    limit = instance.deadline_at - instance.created_at
-    return WorkflowTimeout(
-        f"workflow {workflow!r} ran past its timeout of {limit} (deadline "
-        f"{instance.deadline_at:%Y-%m-%d %H:%M:%S %Z})"
-    )

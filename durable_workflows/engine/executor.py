@@ -20,7 +20,8 @@ from ..exceptions import LeaseLost, SerializationError, StoreFault, Suspend, Unk
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
 from . import heartbeat, observe, runner
-from .context import AsyncWorkflowContext, WorkflowContext, timed_out
+from .context import AsyncWorkflowContext, WorkflowContext
+from .deadlines import timed_out
 from .faults import after_fault
 from .instances import has_family
 from .lanes import CURRENT
@@ -188,6 +189,11 @@ def _conclude(run: Run, definition: WorkflowDefinition, wf: WorkflowContext, ret
         if isinstance(value, (LeaseLost, StoreFault)) or not isinstance(value, Exception):
             raise value  # our own signals, and KeyboardInterrupt or SystemExit
         return _fail(run, value)
+    deadline = run.instance.deadline_at
+    if deadline is not None and deadline <= timezone.now():
+        # Its last step ran past the workflow's deadline: the end of the run is its last
+        # boundary, and a result that came too late is not a completion.
+        return _fail(run, timed_out(definition.name, run.instance))
     try:
         stored = serialization.dumps(value, f"the result of workflow {definition.name!r}")
     except SerializationError as error:

@@ -137,9 +137,10 @@ class StepCall:
                        deadline=record.deadline_at.isoformat(), **self.where)
         if self.durable_attempts:
             self.checkpoint.save(record)
-        elif self.checkpoint.children or self.checkpoint.deferred:
-            # Children started before this step start before it runs, and a step that
-            # finished before it is on record before it runs.
+        elif self.checkpoint.children or self.checkpoint.deferred or self.checkpoint.meta is not None:
+            # Children started before this step start before it runs, a step that finished
+            # before it is on record before it runs, and progress set before it (set_meta)
+            # can be read while it runs.
             self.checkpoint.save()
         return self.remaining
 

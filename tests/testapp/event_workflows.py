@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from durable_workflows import EventTimeout, client, workflow
 
 from .fault_workflows import note
@@ -69,6 +71,11 @@ def deadline_running(wf):
     wf.step("Start", note, "dr-start", 1)
     wf.step("Outlive the deadline", outlive_deadline, wf.instance_id)
     return wf.step("After", note, "dr-after", 1)
+
+
+@workflow("events.deadline_last", timeout=timedelta(seconds=2))
+def deadline_last(wf):
+    return wf.step("Outlive the deadline", outlive_deadline, wf.instance_id)  # and nothing after it
 
 
 def outlive_deadline(instance_id: str):

@@ -107,6 +107,16 @@ def meta(wf):
     return wf.step("Three", note, "three", 3)
 
 
+def read_progress(instance_id: str) -> object:
+    return client.meta(instance_id, "progress")
+
+
+@workflow("faults.progress")
+def progress(wf):
+    wf.set_meta("progress", "fetching")
+    return wf.step("Fetch", read_progress, wf.instance_id)  # what a client reads meanwhile
+
+
 @workflow("faults.lost_class")
 def lost_class(wf):
     try:
