@@ -210,6 +210,30 @@ def test_the_page_of_a_completed_instance_shows_its_result(admin_client):
     assert '<pre class="dw-value">4</pre>' in html
 
 
+def test_a_long_instance_shows_its_latest_steps(admin_client, monkeypatch):
+    from durable_workflows.admin import timeline
+
+    monkeypatch.setattr(timeline, "MAX_STEPS", 5)
+    monkeypatch.setattr(timeline, "MAX_BARS", 3)
+    start("engine.loop", 12, instance_id="long-loop")
+    page = admin_client.get(reverse("admin:durable_workflows_workflowinstance_change", args=["long-loop"]))
+    text = page.content.decode()
+    assert "Showing the latest 5 of 12 steps." in text
+    assert "The bars show the latest 3 of 12 steps." in text
+    positions = [int(p) for p in re.findall(r"<tr class=\"dw-step\">\s*<td>(\d+)</td>", text)]
+    assert positions == [7, 8, 9, 10, 11], positions
+
+
+def test_a_huge_result_is_cut_on_the_page(admin_client):
+    from durable_workflows.admin.display import LONG_VALUE_CHARS
+
+    WorkflowInstance.objects.create(id="huge", workflow="tests.greet", state="completed",
+                                    input='{"args": ["Ada"], "kwargs": {}}', result='"' + "x" * 300_000 + '"')
+    text = admin_client.get(reverse("admin:durable_workflows_workflowinstance_change", args=["huge"])).content.decode()
+    assert f"… ({300_002 - LONG_VALUE_CHARS:,} more characters)" in text
+    assert len(text) < 100_000
+
+
 def test_ids_with_slashes_and_spaces_open_and_act(admin_client):
     start("tests.nap", "1h", instance_id="tenant/42 order")
     assert admin_client.get(page_url("tenant/42 order")).status_code == 200
@@ -367,10 +391,11 @@ def test_recover_refuses_a_live_or_finished_instance(admin_client):
     assert state_of("live") == "completed"
 
 
-def test_a_missing_instance_is_a_message(admin_client):
-    response = admin_client.post(operation_url("no-such-id", "cancel"), follow=True)
-    assert response.status_code == 200
-    assert any("no-such-id" in m for m in messages_of(response))
+@pytest.mark.parametrize("operation", ["cancel", "resume", "recover", "fork"])
+def test_a_missing_instance_is_one_message_on_the_list(admin_client, operation):
+    response = admin_client.post(operation_url("no-such-id", operation), follow=True)
+    assert response.status_code == 200 and response.redirect_chain[-1][0] == LIST_URL
+    assert [m for m in messages_of(response)] == ["no workflow instance with id 'no-such-id'"]
 
 
 def test_anonymous_and_non_staff_users_are_sent_to_the_login(client, django_user_model):

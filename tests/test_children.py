@@ -155,6 +155,28 @@ def test_api_and_admin_show_the_family(admin_client):
     assert child_id in children_only and f">{handle.instance_id}<" not in children_only
 
 
+def test_a_parent_with_more_children_than_its_page_lists_links_to_all_of_them(admin_client, monkeypatch):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from durable_workflows.admin import instance
+
+    monkeypatch.setattr(instance, "CHILDREN_SHOWN", 2)
+    handle = client.start("children.fan", [1, 2, 3])
+    children = handle.refresh().children
+    with CaptureQueriesContext(connection) as captured:
+        page = admin_client.get(reverse("admin:durable_workflows_workflowinstance_change",
+                                        args=[handle.instance_id])).content.decode()
+    assert f">{children[1]}</a>" in page and f">{children[2]}</a>" not in page
+    assert "all 3 children</a> (the first 2 are shown)" in page
+    reads = [q for q in captured.captured_queries if '"parent_position" ASC' in q["sql"]]
+    assert len(reads) == 1, "the children are read in one query"
+    link = reverse("admin:durable_workflows_workflowinstance_changelist") + f"?parent__id__exact={handle.instance_id}"
+    listed = admin_client.get(link)
+    assert listed.status_code == 200 and all(child in listed.content.decode() for child in children)
+    assert f">{handle.instance_id}<" not in listed.content.decode()
+
+
 def test_child_handle_is_public():
     assert ChildHandle("x").instance_id == "x"
 

@@ -206,6 +206,30 @@ def test_the_admin_says_what_a_waiting_instance_is_queued_behind(tmp_path, admin
     assert "queued behind" not in first_page.content.decode()
 
 
+def test_the_list_reads_the_queues_of_its_rows_in_one_query(tmp_path, admin_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.urls import reverse
+
+    listing = reverse("admin:durable_workflows_workflowinstance_changelist")
+    log = str(tmp_path / "inside.log")
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(listing).status_code == 200
+        return len(captured.captured_queries)
+
+    for _ in range(3):
+        client.start("limits.sync_account", "acme", log)
+    drain()
+    few = queries()
+    for _ in range(20):
+        client.start("limits.sync_account", "acme", log)
+    drain()
+    assert queries() == few
+    assert "queued behind 22 (concurrency 1 per &quot;acme&quot;)" in admin_client.get(listing).content.decode()
+
+
 def test_a_waiting_instance_past_its_deadline_fails_without_taking_a_slot(tmp_path):
     from durable_workflows import fire_alarms
 

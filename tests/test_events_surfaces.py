@@ -116,3 +116,18 @@ def test_the_admin_page_shows_the_wait_and_the_events_not_yet_taken(admin_client
     assert "reminder" in text and "mail-77" in text
     assert "times out in" in text  # the wait's row in the step timeline
     assert "Deadline" not in text  # events.approval has no workflow timeout
+
+
+def test_the_admin_page_says_how_many_events_it_leaves_out(admin_client, monkeypatch):
+    from django.urls import reverse
+
+    from durable_workflows.admin import instance
+
+    monkeypatch.setattr(instance, "INBOX_SHOWN", 2)
+    handle = client.start("events.approval", "A-4")
+    for n in range(3):
+        client.send_event(handle.instance_id, "reminder", {"n": n, "body": "y" * 5000})
+    text = admin_client.get(reverse("admin:durable_workflows_workflowinstance_change",
+                                    args=[handle.instance_id])).content.decode()
+    assert "Showing the oldest 2 of 3 events received." in text
+    assert "more characters)" in text and "y" * 5000 not in text  # each payload is cut

@@ -18,6 +18,9 @@ _UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 
 #: Stored values longer than this are cut in lists and in the step timeline.
 SHORT_VALUE_CHARS = 160
+#: Where a value is shown whole (input, result, a step's result, an event's payload), it is
+#: cut past this: a megabyte of JSON would make the page a megabyte too.
+LONG_VALUE_CHARS = 10_000
 
 
 def humanize_seconds(seconds: float) -> str:
@@ -113,6 +116,13 @@ def pretty_input(text: str | None) -> str:
     if args and kwargs:
         return pretty({"args": args, "kwargs": kwargs})
     return pretty(kwargs if kwargs or not args else args)
+
+
+def capped(text: str, limit: int = LONG_VALUE_CHARS) -> str:
+    """`text` whole, or its start and how much was left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… ({len(text) - limit:,} more characters)"
 
 
 def shorten(text: str, limit: int = SHORT_VALUE_CHARS) -> str:

@@ -30,7 +30,7 @@ from ..registry import all_definitions, get_definition
 from ..states import TERMINAL, State, as_state
 from . import actions, counts, dashboard, operations, timeline
 from .badges import state_badge
-from .display import alarm_text, decode, pretty, pretty_input, relative
+from .display import alarm_text, capped, decode, pretty, pretty_input, relative
 from .readonly import ReadOnlyAdmin
 
 if TYPE_CHECKING:
@@ -76,6 +76,14 @@ class InstanceChangeList(ChangeList):
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
         return super().get_queryset(request, exclude_parameters).only(*LIST_FIELDS)
 
+    def get_results(self, request: HttpRequest) -> None:
+        """The page's rows, each with its place in its concurrency queue: one query for the
+        page, not two per row."""
+        super().get_results(request)
+        behind = concurrency.queued_behind_each(self.result_list)
+        for obj in self.result_list:
+            obj._dw_queued_behind = behind.get(obj.pk)
+
 
 class WorkflowInstanceAdmin(ReadOnlyAdmin):
     list_display = ("id", "workflow", "state_badge", "created_at", "updated_at", "next_alarm", "error_type")
@@ -114,6 +122,10 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
     # -- list ----------------------------------------------------------------------------------
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return InstanceChangeList
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        # The "all N children" link of an instance page with more than CHILDREN_SHOWN.
+        return lookup == "parent__id__exact" or super().lookup_allowed(lookup, value, request)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> tuple[QuerySet, bool]:
         """Prefix matches on the id or the workflow: both are served by an index."""
@@ -154,7 +166,9 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="resumes")
     def next_alarm(self, obj: WorkflowInstance) -> str:
-        behind = concurrency.queued_behind(obj)
+        read = getattr(obj, "_dw_queued_behind", _NOT_READ)
+        # The change list reads every row's place in one query; any other caller asks.
+        behind = concurrency.queued_behind(obj) if read is _NOT_READ else cast("int | None", read)
         if behind is not None:
             return _queued_behind_text(obj, behind)
         alarm = _alarm(obj)
@@ -239,17 +253,23 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="events received, not yet taken")
     def inbox_display(self, obj: WorkflowInstance) -> str:
-        waiting = obj.inbox.filter(taken_at__isnull=True).order_by("id")[:INBOX_SHOWN]
+        untaken = obj.inbox.filter(taken_at__isnull=True)
+        waiting = list(untaken.order_by("id")[:INBOX_SHOWN + 1])
         rows = [
             format_html("<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
                         m.name, timezone.localtime(m.received_at).strftime("%Y-%m-%d %H:%M:%S"),
-                        m.event_id or "", pretty(decode(m.payload)))
-            for m in waiting
+                        m.event_id or "", capped(pretty(decode(m.payload)), INBOX_VALUE_CHARS))
+            for m in waiting[:INBOX_SHOWN]
         ]
         if not rows:
             return ""
         header = mark_safe("<tr><th>name</th><th>received</th><th>event id</th><th>payload</th></tr>")
-        return format_html('<table class="dw-inbox">{}{}</table>', header, format_html_join("", "{}", ((r,) for r in rows)))
+        table = format_html('<table class="dw-inbox">{}{}</table>', header,
+                            format_html_join("", "{}", ((r,) for r in rows)))
+        if len(waiting) <= INBOX_SHOWN:
+            return table
+        return format_html('{}<p class="dw-note">Showing the oldest {} of {} events received.</p>',
+                           table, INBOX_SHOWN, untaken.count())
 
     @admin.display(description="parent")
     def parent_link(self, obj: WorkflowInstance) -> str:
@@ -265,11 +285,18 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="children")
     def children_links(self, obj: WorkflowInstance) -> str:
-        rows = obj.child_instances.order_by("created_at", "parent_position", "pk").only("id", "state", "workflow")
-        return format_html_join(
+        children = obj.child_instances.order_by("created_at", "parent_position", "pk")
+        rows = list(children.values_list("pk", "workflow", "state")[:CHILDREN_SHOWN + 1])
+        links = format_html_join(
             mark_safe("<br>"), '<a href="{}">{}</a> {} {}',
-            ((self._change_url(c.pk), c.pk, c.workflow, state_badge(c.state)) for c in rows[:CHILDREN_SHOWN]),
+            ((self._change_url(pk), pk, workflow, state_badge(state)) for pk, workflow, state in rows[:CHILDREN_SHOWN]),
         )
+        if len(rows) <= CHILDREN_SHOWN:
+            return links
+        listing = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+                          current_app=self.admin_site.name)
+        return format_html('{}<br><a href="{}?parent__id__exact={}">all {} children</a> (the first {} are shown)',
+                           links, listing, obj.pk, children.count(), CHILDREN_SHOWN)
 
     def _change_url(self, instance_id: str) -> str:
         return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
@@ -281,13 +308,13 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="input")
     def input_display(self, obj: WorkflowInstance) -> str:
-        return format_html('<pre class="dw-value">{}</pre>', pretty_input(obj.input))
+        return format_html('<pre class="dw-value">{}</pre>', capped(pretty_input(obj.input)))
 
     @admin.display(description="result")
     def result_display(self, obj: WorkflowInstance) -> str:
         if as_state(obj.state) != State.COMPLETED:
             return ""
-        return format_html('<pre class="dw-value">{}</pre>', pretty(decode(obj.result)))
+        return format_html('<pre class="dw-value">{}</pre>', capped(pretty(decode(obj.result))))
 
     @admin.display(description="error")
     def error_display(self, obj: WorkflowInstance) -> str:
@@ -303,12 +330,13 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
                            change: bool = False, form_url: str = "", obj: Any = None) -> HttpResponse:
         if obj is not None:
-            steps, step_total, chart = timeline.step_rows(obj)
+            steps, step_total, chart, charted = timeline.step_rows(obj)
             events, event_total = timeline.event_rows(obj)
             context.update({
                 "dw_steps": steps,
                 "dw_step_total": step_total,
                 "dw_timeline": chart,
+                "dw_charted": charted,
                 "dw_events": events,
                 "dw_event_total": event_total,
                 "dw_can_cancel": operations.can_cancel(obj) and self.has_cancel_permission(request),
@@ -356,10 +384,7 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
             self.message_user(request, operation(instance_id), messages.SUCCESS)
         except WorkflowNotFound as error:
             self.message_user(request, str(error), messages.WARNING)
-            return HttpResponseRedirect(reverse(
-                f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
-                current_app=self.admin_site.name,
-            ))
+            return self._changelist_redirect()
         except (operations.Refused, InvalidTransition) as error:
             self.message_user(request, str(error), messages.WARNING)
         return HttpResponseRedirect(reverse(
@@ -389,12 +414,19 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         instance_id = unquote(object_id)
         try:
             handle = client.fork(instance_id)
-        except (WorkflowNotFound, UnknownWorkflow, TypeError, ValueError) as error:
+        except WorkflowNotFound as error:
+            self.message_user(request, str(error), messages.WARNING)
+            return self._changelist_redirect()
+        except (UnknownWorkflow, TypeError, ValueError) as error:
             self.message_user(request, f"Not forked: {error}", messages.WARNING)
             return self._change_redirect(instance_id)
         self.message_user(request, f"Forked {instance_id} as {handle.instance_id}; it is "
                                    f"{handle.refresh().state.label} now.", messages.SUCCESS)
         return self._change_redirect(handle.instance_id)
+
+    def _changelist_redirect(self) -> HttpResponse:
+        return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+                                            current_app=self.admin_site.name))
 
     def _change_redirect(self, instance_id: str) -> HttpResponse:
         return HttpResponseRedirect(reverse(
@@ -416,7 +448,9 @@ def _post_only(request: HttpRequest) -> HttpResponse | None:
 
 
 INBOX_SHOWN = 50
+INBOX_VALUE_CHARS = 2_000
 CHILDREN_SHOWN = 200
+_NOT_READ = object()
 
 
 def _event_wait(obj: WorkflowInstance) -> StepRecord | None:

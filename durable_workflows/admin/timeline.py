@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 from ..models import Event, StepKind, StepRecord, StepState, WorkflowInstance
 from . import charts
 from .badges import step_state_badge
-from .display import compact, decode, pretty, relative, shorten, step_duration
+from .display import capped, compact, decode, pretty, relative, shorten, step_duration
 
 MAX_STEPS = 500
 MAX_EVENTS = 200
@@ -49,11 +49,12 @@ class EventRow:
     data: str
 
 
-def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int, SafeString]:
-    """The first MAX_STEPS steps in run order, how many there are in all, and their bars on
-    one time axis (an SVG)."""
+def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int, SafeString, int]:
+    """The latest MAX_STEPS steps in run order (where a long instance is now, or where it
+    failed), how many there are in all, the bars of the latest MAX_BARS of them on one time
+    axis (an SVG), and how many steps the bars cover."""
     records = list(
-        StepRecord.objects.filter(instance_id=instance.pk).order_by("id")[: MAX_STEPS + 1]
+        StepRecord.objects.filter(instance_id=instance.pk).order_by("-id")[: MAX_STEPS + 1]
     )
     total = len(records)
     if total > MAX_STEPS:
@@ -61,8 +62,9 @@ def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int, SafeStrin
         records = records[:MAX_STEPS]
     now = timezone.now()
     records.sort(key=lambda record: record.sort_key)  # a branch's steps under its wf.parallel
-    bars = [bar for bar in (_bar(record, now) for record in records[:MAX_BARS]) if bar is not None]
-    return [_step_row(record, now) for record in records], total, charts.timeline(bars)
+    drawn = records[-MAX_BARS:]
+    bars = [bar for bar in (_bar(record, now) for record in drawn) if bar is not None]
+    return [_step_row(record, now) for record in records], total, charts.timeline(bars), len(drawn)
 
 
 def _bar(record: StepRecord, now: datetime) -> charts.Bar | None:
@@ -88,7 +90,7 @@ def _step_row(record: StepRecord, now: datetime) -> StepRow:
         value = decode(record.result)
         result = shorten(compact(value))
         if result != compact(value):
-            result_full = pretty(value)
+            result_full = capped(pretty(value))
     is_sleep = record.kind == StepKind.SLEEP
     waits = record.kind != StepKind.STEP
     error_summary = ""
