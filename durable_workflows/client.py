@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -168,6 +169,8 @@ class WorkflowHandle:
         With a synchronous dispatcher (django-q2 `sync=True`, InlineDispatcher) there is no
         worker to fire alarms, so waiting fires this instance's due alarms itself.
         """
+        timeout = _seconds(timeout, "timeout", allow_none=True)
+        poll = _seconds(poll, "poll")
         deadline = None if timeout is None else time.monotonic() + timeout
         synchronous = getattr(get_dispatcher(), "synchronous", False)
         while True:
@@ -188,6 +191,15 @@ class WorkflowHandle:
         return self.refresh()
 
 
+def _seconds(value: Any, what: str, *, allow_none: bool = False) -> Any:
+    """A number of seconds a caller gave: finite and not negative."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueError(f"{what} must be a number of seconds, 0 or more, got {value!r}")
+    return value
+
+
 def _load(instance_id: str) -> WorkflowInstance:
     if not isinstance(instance_id, str):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
@@ -206,7 +218,14 @@ def start(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, 
     the arguments do not fit its signature (`TypeError`) or cannot be stored
     (`SerializationError`).
     """
-    instance, created = starts.start_one(workflow, args, kwargs, instance_id)
+    return start_with(workflow, args, kwargs, instance_id)
+
+
+def start_with(workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
+               instance_id: str | None = None) -> WorkflowHandle:
+    """`start()` with the arguments as a list and a dict: how the API and the command pass
+    them, so that a workflow argument named `instance_id` stays the workflow's."""
+    instance, created = starts.start_one(workflow, tuple(args), kwargs, instance_id)
     handle = WorkflowHandle(instance, created=created)
     if not created:
         return handle
@@ -257,7 +276,9 @@ def cancel(instance_id: str, reason: str = "") -> WorkflowHandle:
     """
     if not isinstance(instance_id, str):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
-    cancel_instance(instance_id, "" if reason is None else str(reason))
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"a cancel reason must be text, got {reason!r}")
+    cancel_instance(instance_id, reason or "")
     return get(instance_id)
 
 
@@ -279,6 +300,10 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
 
 def list(state: State | str | None = None, workflow: str | None = None, limit: int | None = None) -> builtins.list[WorkflowHandle]:  # noqa: A001
     """Instances, newest first, optionally of one state and one workflow."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a whole number, 0 or more, got {limit!r}")
+    if workflow is not None and not isinstance(workflow, str) and not callable(workflow):
+        raise TypeError(f"workflow must be a workflow's name or function, got {workflow!r}")
     queryset = WorkflowInstance.objects.order_by("-created_at", "-pk")
     if state is not None:
         queryset = queryset.filter(state=as_state(state))
@@ -291,6 +316,8 @@ def list(state: State | str | None = None, workflow: str | None = None, limit: i
 
 def meta(instance_id: str, key: str | None = None, default: Any = None) -> Any:
     """A value the workflow published with `wf.set_meta(key, value)` (or all of them)."""
+    if key is not None and not isinstance(key, str):
+        raise TypeError(f"a meta key is text, got {key!r}")
     values = _load(instance_id).meta or {}
     if key is None:
         return dict(values)

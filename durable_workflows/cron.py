@@ -30,6 +30,9 @@ class CronSchedule:
     @classmethod
     def parse(cls, workflow: str, schedule: str | Sequence[str], zone: str | None) -> CronSchedule:
         """Check every expression and the zone, naming the workflow in the error."""
+        if not isinstance(schedule, (str, list, tuple)):
+            raise ValueError(f"workflow {workflow!r}: schedule must be a cron expression or a list of them, "
+                             f"got {schedule!r}")
         expressions = (schedule,) if isinstance(schedule, str) else tuple(schedule)
         if not expressions:
             raise ValueError(f"workflow {workflow!r}: schedule is empty; give a cron expression or a list of them")
@@ -81,5 +84,5 @@ _windows: dict[tuple[CronSchedule, dt.tzinfo], tuple[dt.datetime, dt.datetime]] 
 def _zone(workflow: str, name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory of zones ("America")
         raise ValueError(f"workflow {workflow!r}: unknown schedule_tz {name!r}") from None

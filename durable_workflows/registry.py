@@ -97,6 +97,8 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None,
     chosen = name if name is not None else name_or_fn
     if chosen is not None and (not isinstance(chosen, str) or not chosen.strip()):
         raise TypeError(f"a workflow name must be non-empty text, got {chosen!r}")
+    if chosen is not None and (len(chosen) > 255 or "\x00" in chosen):
+        raise ValueError(f"a workflow name must be at most 255 characters, without NUL, got {chosen!r}")
 
     def decorator(fn: F) -> F:
         return _register(fn, chosen, **options)

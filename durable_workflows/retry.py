@@ -60,8 +60,8 @@ class RetryPolicy:
             )
         if isinstance(self.multiplier, bool) or not isinstance(self.multiplier, (int, float)):
             raise ValueError(f"multiplier must be a number, got {self.multiplier!r}")
-        if self.multiplier <= 0:
-            raise ValueError(f"multiplier must be positive, got {self.multiplier}")
+        if not self.multiplier > 0 or self.multiplier == float("inf"):  # NaN fails the first test
+            raise ValueError(f"multiplier must be a positive, finite number, got {self.multiplier}")
         jitter = self.jitter
         if jitter is True:
             jitter = 0.1

@@ -31,10 +31,12 @@ from typing import Any, cast
 
 from django.utils import timezone
 
+from . import serialization
 from .client import WorkflowHandle
 from .dispatch import DISPATCHER_OVERRIDE, InlineDispatcher
 from .durations import parse_duration
 from .engine import fire_alarms
+from .engine.inbox import check_name
 from .engine.instances import WorkflowRef, create, enqueue
 from .messaging import send_event as _send_event
 from .models import Alarm, StepKind, StepRecord, StepState, WorkflowInstance
@@ -131,7 +133,13 @@ def _inbox(events: dict[str, Any] | None) -> dict[str, list[Any]]:
         return {}
     if not isinstance(events, dict):
         raise TypeError(f"events must be a dict of event name to payload (or list of payloads), got {events!r}")
-    return {name: list(value) if isinstance(value, list) else [value] for name, value in events.items()}
+    inbox = {check_name(name): list(value) if isinstance(value, list) else [value] for name, value in events.items()}
+    # Checked before the instance is created: a payload send_event would refuse later must
+    # not leave it behind half-run.
+    for name, payloads in inbox.items():
+        for payload in payloads:
+            serialization.dumps(payload, f"the payload of event {name!r}")
+    return inbox
 
 
 def _family(instance_id: str) -> list[str]:

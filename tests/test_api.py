@@ -422,3 +422,38 @@ def test_schema_needs_no_schema_setting_in_the_project():
     status, document = done.stdout.split("\n", 1)
     assert status == "200"
     assert "/api/workflows/instances/{instance_id}/cancel/" in json.loads(document)["paths"]
+
+
+def test_an_id_with_slashes_is_reached_by_every_endpoint(api):
+    assert start(api, {"workflow": "tests.nap", "input": ["1h"], "instance_id": "orders/1001"}).status_code == 201
+    detail = api.get(f"{BASE}instances/orders/1001/")
+    assert detail.status_code == 200 and detail.json()["id"] == "orders/1001"
+    assert api.get(f"{BASE}instances/orders%2F1001/").json()["id"] == "orders/1001"
+    sent = api.post(f"{BASE}instances/orders/1001/events/", {"name": "ping"}, format="json")
+    assert sent.status_code == 202
+    assert api.post(f"{BASE}instances/orders/1001/cancel/", {}, format="json").status_code == 200
+    assert api.get(f"{BASE}instances/orders/1001/").json()["state"] == "cancelled"
+    forked = api.post(f"{BASE}instances/orders/1001/fork/", {"new_id": "orders/1001/again"}, format="json")
+    assert forked.status_code == 201 and forked.json()["forked_from"] == "orders/1001"
+    missing = api.get(f"{BASE}instances/orders/1002/")
+    assert missing.status_code == 404 and missing.json()["detail"].startswith("No workflow instance")
+
+
+def test_json_nested_too_deeply_is_a_bad_request(api):
+    client.start("tests.nap", "1h", instance_id="x")
+    body = "[" * 5000 + "]" * 5000
+    for url in (f"{BASE}instances/", f"{BASE}instances/x/cancel/", f"{BASE}instances/x/events/"):
+        response = api.post(url, body, content_type="application/json")
+        assert response.status_code == 400 and "nested too deeply" in response.json()["detail"], url
+    assert WorkflowInstance.objects.count() == 1 and client.get("x").state == "paused"
+
+
+@workflow("tests.api.takes_instance_id")
+def takes_instance_id(wf, instance_id: str) -> str:
+    return instance_id
+
+
+def test_a_workflow_argument_named_instance_id_is_the_workflows(api):
+    response = start(api, {"workflow": "tests.api.takes_instance_id", "input": {"instance_id": "mine"}})
+    assert response.status_code == 201 and response.json()["result"] == "mine"
+    assert response.json()["id"] != "mine"

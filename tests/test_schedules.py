@@ -122,6 +122,8 @@ def test_a_workflow_without_schedule_has_no_next_fire_time():
     ({"schedule": []}, "workflow 'sched.bad': schedule is empty"),
     ({"schedule": "0 2 * * *", "schedule_tz": "Mars/Olympus"}, "workflow 'sched.bad': unknown schedule_tz 'Mars/Olympus'"),
     ({"schedule_tz": "UTC"}, "schedule_tz is given without a schedule"),
+    ({"schedule": "0 2 * * *", "schedule_tz": "America"}, "workflow 'sched.bad': unknown schedule_tz 'America'"),
+    ({"schedule": 123}, "workflow 'sched.bad': schedule must be a cron expression or a list of them, got 123"),
 ])
 def test_a_schedule_that_cannot_be_read_is_refused_at_import(options, says):
     with pytest.raises(ValueError, match=says):

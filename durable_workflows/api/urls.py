@@ -10,11 +10,12 @@ app_name = "durable_workflows_api"
 
 urlpatterns = [
     path("instances/", views.InstanceListView.as_view(), name="instance-list"),
-    # Ids are free text: anything but a slash is matched here, so that every id gets a JSON 404.
-    re_path(r"^instances/(?P<instance_id>[^/]+)/cancel/$", views.InstanceCancelView.as_view(), name="instance-cancel"),
-    re_path(r"^instances/(?P<instance_id>[^/]+)/fork/$", views.InstanceForkView.as_view(), name="instance-fork"),
-    re_path(r"^instances/(?P<instance_id>[^/]+)/events/$", views.InstanceEventsView.as_view(), name="instance-events"),
-    re_path(r"^instances/(?P<instance_id>[^/]+)/$", views.InstanceDetailView.as_view(), name="instance-detail"),
+    # Ids are free text, slashes included ("orders/1001"): any id gets its instance or a JSON
+    # 404. The operations come first, so "a/b/cancel/" cancels "a/b".
+    re_path(r"^instances/(?P<instance_id>.+)/cancel/$", views.InstanceCancelView.as_view(), name="instance-cancel"),
+    re_path(r"^instances/(?P<instance_id>.+)/fork/$", views.InstanceForkView.as_view(), name="instance-fork"),
+    re_path(r"^instances/(?P<instance_id>.+)/events/$", views.InstanceEventsView.as_view(), name="instance-events"),
+    re_path(r"^instances/(?P<instance_id>.+)/$", views.InstanceDetailView.as_view(), name="instance-detail"),
     path("definitions/", views.DefinitionListView.as_view(), name="definition-list"),
     path("schema/", views.SchemaView.as_view(), name="schema"),
 ]

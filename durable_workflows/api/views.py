@@ -10,6 +10,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import status
+from rest_framework.exceptions import ParseError
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import BasePermission
@@ -72,6 +73,17 @@ def documented(**kwargs: Any) -> Any:
     return decorate
 
 
+class NestingJSONParser(JSONParser):
+    """DRF's JSON parser, with JSON nested deeper than Python's recursion limit answered 400
+    like any other body it cannot read, not 500."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply") from None
+
+
 class WorkflowAPIView(GenericAPIView):
     """What every endpoint shares: JSON in and out, and the configured permission classes.
 
@@ -81,7 +93,7 @@ class WorkflowAPIView(GenericAPIView):
     """
 
     schema = AutoSchema()
-    parser_classes = [JSONParser, FormParser, MultiPartParser]
+    parser_classes = [NestingJSONParser, FormParser, MultiPartParser]
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer]
 
     def get_permissions(self) -> list[BasePermission]:
@@ -176,7 +188,7 @@ class InstanceListView(WorkflowAPIView):
         instance_id = body.validated_data.get("instance_id")
         args, kwargs = body.validated_data["args"], body.validated_data["kwargs"]
         try:
-            handle = client.start(definition, *args, instance_id=instance_id, **kwargs)
+            handle = client.start_with(definition, args, kwargs, instance_id)
         except WorkflowIdConflict as exc:
             state = WorkflowInstance.objects.filter(pk=instance_id).values_list("state", flat=True).first()
             return Response({"detail": f"{exc}.", "state": state}, status=status.HTTP_409_CONFLICT)

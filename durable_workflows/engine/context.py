@@ -35,6 +35,7 @@ from . import atomic as atomic_steps
 from . import branches, children, inbox, patches, runner
 from .deadlines import timed_out
 from .lanes import CURRENT, Aborted, Lane, Slot
+from .names import checked
 from .steps import StepCall
 from .waits import Wait, sleep_at
 
@@ -210,7 +211,7 @@ class WorkflowContext:
     def _sleep_args(self, duration: timedelta | int | float | str, name: str | None) -> tuple[Slot, datetime, str]:
         slot = self._enter("sleep")
         delta = parse_duration(duration, what="sleep duration", allow_negative=True)
-        return slot, timezone.now() + delta, name or "sleep"
+        return slot, timezone.now() + delta, _sleep_name(name)
 
     def _sleep_until_args(self, when: datetime, name: str | None) -> tuple[Slot, datetime, str]:
         slot = self._enter("sleep_until")
@@ -218,7 +219,7 @@ class WorkflowContext:
             raise ValueError(f"sleep_until needs a datetime, got {when!r}")
         if timezone.is_naive(when):
             raise ValueError(f"sleep_until needs an aware datetime, got naive {when!r}")
-        return slot, when, name or "sleep"
+        return slot, when, _sleep_name(name)
 
     def sleep(self, duration: timedelta | int | float | str, *, name: str | None = None) -> None:
         """Pause durably for `duration`; the process may stop and the run resume elsewhere."""
@@ -494,3 +495,9 @@ class _Flight:
 
 async def _done() -> None:
     return None
+
+
+def _sleep_name(name: Any) -> str:
+    """A sleep's record name: the default, or one the workflow gave (checked like a step's, so
+    that a replay compares it with what was stored)."""
+    return "sleep" if name is None else checked(name, "a sleep name")

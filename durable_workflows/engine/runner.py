@@ -36,6 +36,7 @@ def run_sync(
     Python cannot stop a thread, so a timed-out attempt may still finish its work in the
     background; its result is thrown away. Steps with timeouts should be idempotent.
     """
+    timeout = _bounded(timeout)
     if is_coroutine_function(fn):
         # An async step in a sync workflow: run it on an event loop of its own, cancelled
         # at its deadline like any async step.
@@ -95,6 +96,7 @@ async def run_async(
     """Await an async step (cancelled at its deadline), or run a sync one in a thread: the
     run's own (with its connection), or, beside other primitives under way, a thread of its
     own with a connection of its own, closed when the step ends."""
+    timeout = _bounded(timeout)
     if not is_coroutine:
         from asgiref.sync import sync_to_async
 
@@ -115,6 +117,11 @@ async def run_async(
         return await asyncio.wait_for(scoped(), max(timeout, 0))
     except asyncio.TimeoutError:
         raise StepTimeout(f"{describe} ran past its {_fmt(timeout)} timeout") from None
+
+
+def _bounded(timeout: float | None) -> float | None:
+    """A timeout longer than the platform's clocks can wait for (about 292 years) is none."""
+    return None if timeout is not None and timeout >= threading.TIMEOUT_MAX else timeout
 
 
 def _fmt(seconds: float) -> str:

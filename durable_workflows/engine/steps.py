@@ -17,6 +17,7 @@ from . import atomic as atomic_steps
 from . import failures, observe
 from .faults import engine_io
 from .lanes import branch_data
+from .names import checked
 from .outcome import RETRY, RUN, Outcome, returned
 from .store import error_fields
 from .waits import Wait, is_due
@@ -30,8 +31,7 @@ class StepCall:
         self, wf: WorkflowContext, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
         kwargs: dict[str, Any], retry: RetryPolicy | None, timeout: Any, atomic: bool = False,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a step needs a non-empty name, got {name!r}")
+        checked(name, "a step name")
         if not callable(fn):
             raise TypeError(f"step {name!r}: {fn!r} is not callable")
         if retry is not None and not isinstance(retry, RetryPolicy):

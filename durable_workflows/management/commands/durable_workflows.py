@@ -119,10 +119,13 @@ class Command(BaseCommand):
     # -- sub-commands --------------------------------------------------------------------------
 
     def do_start(self, options: dict[str, Any]) -> None:
+        timeout = options["timeout"]
+        if timeout is not None and not 0 <= timeout < float("inf"):  # NaN fails it too
+            raise CommandError(f"--timeout must be a number of seconds, 0 or more, got {timeout:g}")
         args, kwargs = parse_input(options["input"])
         instance_id = options["id"]
         try:
-            handle = client.start(options["workflow"], *args, instance_id=instance_id, **kwargs)
+            handle = client.start_with(options["workflow"], args, kwargs, instance_id)
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         verb = "Started" if handle.created else "Already exists"
@@ -196,10 +199,7 @@ class Command(BaseCommand):
     def do_send_event(self, options: dict[str, Any]) -> None:
         payload = None
         if options["payload"] is not None:
-            try:
-                payload = json.loads(options["payload"])
-            except json.JSONDecodeError as exc:
-                raise CommandError(f"--payload is not valid JSON: {exc}") from None
+            payload = parse_json(options["payload"], "--payload")
         try:
             accepted = client.send_event(options["instance_id"], options["name"], payload,
                                          event_id=options["event_id"])
@@ -322,13 +322,19 @@ class Command(BaseCommand):
 # -- parsing -----------------------------------------------------------------------------------
 
 
+def parse_json(text: str, option: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{option} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CommandError(f"{option} is nested too deeply") from None
+
+
 def parse_input(text: str | None) -> tuple[list[Any], dict[str, Any]]:
     if text is None:
         return [], {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"--input is not valid JSON: {exc}") from None
+    value = parse_json(text, "--input")
     if isinstance(value, dict):
         return [], value
     if isinstance(value, list):
