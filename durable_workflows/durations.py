@@ -107,4 +107,4 @@ def spell_duration(seconds: float) -> str:
         count = seconds / size
         if count >= 1 and count == int(count):
             return f"{int(count)} {name}{'' if count == 1 else 's'}"
-    return f"{seconds:g} second{'' if seconds == 1 else 's'}"
+    return f"{seconds:.15g} second{'' if seconds == 1 else 's'}"

@@ -23,15 +23,16 @@ def sleep_named(wf, name):
     return wf.step("After", quick, "done")
 
 
-@pytest.mark.parametrize("name", [5, ["a"], "", "   ", "x" * 256, "a\x00b"])
+@pytest.mark.parametrize("name", [5, ["a"], "   ", "x" * 256, "a\x00b"])
 def test_a_sleep_name_that_is_not_short_text_fails_the_instance_naming_it(name):
     handle = start("bad_input.sleep_named", name)
     assert handle.state == "failed" and handle.error["type"] == "ValueError"
     assert "a sleep name must" in handle.error["message"] and repr(name) in handle.error["message"]
 
 
-def test_a_sleep_name_replays():
-    assert start("bad_input.sleep_named", "nap").result() == "done"
+@pytest.mark.parametrize("name", ["nap", ""])  # "" is the default name, as it always was
+def test_a_sleep_name_replays(name):
+    assert start("bad_input.sleep_named", name).result() == "done"
 
 
 @workflow("bad_input.step_named")

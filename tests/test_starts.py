@@ -137,3 +137,10 @@ def test_a_broker_that_is_down_is_named_and_the_instance_is_sent_again_later(mon
     WorkflowInstance.objects.filter(pk="broker-down").update(dispatched_at=timezone.now() - timedelta(minutes=5))
     assert "broker-down" in recover()
     assert client.get("broker-down").result() == "Hello, Ada!"
+
+
+@pytest.mark.django_db(transaction=False)
+def test_start_many_runs_them_inside_a_test_case_transaction():
+    # As start() does: the test's own transaction never commits, and must not hold them back.
+    handles = start_many("tests.greet", [["Ada"], ["Grace"]])
+    assert [h.result() for h in handles] == ["Hello, Ada!", "Hello, Grace!"]

@@ -41,6 +41,7 @@ def test_durations_too_long_for_a_date_are_refused_naming_the_input(value):
 @pytest.mark.parametrize("seconds, text", [
     (30 * 86400, "30 days"), (86400, "1 day"), (7200, "2 hours"), (5400, "90 minutes"), (60, "1 minute"),
     (45, "45 seconds"), (1, "1 second"), (1.5, "1.5 seconds"), (0.5, "0.5 seconds"),
+    (1036801, "1036801 seconds"),
 ])
 def test_durations_spelled_in_the_largest_whole_unit(seconds, text):
     assert spell_duration(seconds) == text

@@ -20,6 +20,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from .. import client
@@ -295,8 +296,9 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
             return links
         listing = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
                           current_app=self.admin_site.name)
-        return format_html('{}<br><a href="{}?parent__id__exact={}">all {} children</a> (the first {} are shown)',
-                           links, listing, obj.pk, children.count(), CHILDREN_SHOWN)
+        query = urlencode({"parent__id__exact": obj.pk})
+        return format_html('{}<br><a href="{}?{}">all {} children</a> (the first {} are shown)',
+                           links, listing, query, children.count(), CHILDREN_SHOWN)
 
     def _change_url(self, instance_id: str) -> str:
         return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change",

@@ -12,10 +12,10 @@ urlpatterns = [
     path("instances/", views.InstanceListView.as_view(), name="instance-list"),
     # Ids are free text, slashes included ("orders/1001"): any id gets its instance or a JSON
     # 404. The operations come first, so "a/b/cancel/" cancels "a/b".
-    re_path(r"^instances/(?P<instance_id>.+)/cancel/$", views.InstanceCancelView.as_view(), name="instance-cancel"),
-    re_path(r"^instances/(?P<instance_id>.+)/fork/$", views.InstanceForkView.as_view(), name="instance-fork"),
-    re_path(r"^instances/(?P<instance_id>.+)/events/$", views.InstanceEventsView.as_view(), name="instance-events"),
-    re_path(r"^instances/(?P<instance_id>.+)/$", views.InstanceDetailView.as_view(), name="instance-detail"),
+    re_path(r"^instances/(?P<instance_id>[\s\S]+)/cancel/$", views.InstanceCancelView.as_view(), name="instance-cancel"),
+    re_path(r"^instances/(?P<instance_id>[\s\S]+)/fork/$", views.InstanceForkView.as_view(), name="instance-fork"),
+    re_path(r"^instances/(?P<instance_id>[\s\S]+)/events/$", views.InstanceEventsView.as_view(), name="instance-events"),
+    re_path(r"^instances/(?P<instance_id>[\s\S]+)/$", views.InstanceDetailView.as_view(), name="instance-detail"),
     path("definitions/", views.DefinitionListView.as_view(), name="definition-list"),
     path("schema/", views.SchemaView.as_view(), name="schema"),
 ]

@@ -58,7 +58,7 @@ NOT_JSON = OpenApiResponse(
 )
 INSTANCE_ID = OpenApiParameter(
     "instance_id", OpenApiTypes.STR, OpenApiParameter.PATH,
-    description="The instance id.", pattern=r"^[^/]+$",
+    description="The instance id: free text, slashes included (percent-encoded or not).",
 )
 
 

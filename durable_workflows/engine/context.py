@@ -498,6 +498,6 @@ async def _done() -> None:
 
 
 def _sleep_name(name: Any) -> str:
-    """A sleep's record name: the default, or one the workflow gave (checked like a step's, so
-    that a replay compares it with what was stored)."""
-    return "sleep" if name is None else checked(name, "a sleep name")
+    """A sleep's record name: the default (for no name, or ""), or one the workflow gave,
+    checked like a step's, so that a replay compares it with what was stored."""
+    return "sleep" if name is None or name == "" else checked(name, "a sleep name")

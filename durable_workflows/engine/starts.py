@@ -17,7 +17,7 @@ exist already, one insert for the instances and one for their events.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -124,17 +124,24 @@ def start_many(workflow: WorkflowRef, inputs: Sequence[Any], instance_ids: Seque
         definition.check_arguments(tuple(args), kwargs)
     # One transaction for every batch: an input that cannot be stored, or an id that turns
     # out to be another workflow's, in a later batch leaves the earlier ones unwritten too.
+    # What follows each batch's commit waits for that transaction's (and, in a test case,
+    # runs as a start's would: on_commit sees only the test's own blocks open then).
+    sends: list[Callable[[], None]] = []
     with database.atomic():
         for offset in range(0, len(rows), BATCH):
-            started += start_rows(definition, rows[offset:offset + BATCH])
+            started += start_rows(definition, rows[offset:offset + BATCH], sends)
+    for send in sends:
+        on_commit(send)
     return started
 
 
-def start_rows(definition: WorkflowDefinition, rows: list[Input]) -> list[tuple[WorkflowInstance, bool]]:
-    """Start one batch; an id that exists returns that instance (created False)."""
+def start_rows(definition: WorkflowDefinition, rows: list[Input],
+               sends: list[Callable[[], None]] | None = None) -> list[tuple[WorkflowInstance, bool]]:
+    """Start one batch; an id that exists returns that instance (created False). What is
+    due once it commits is appended to `sends`, or registered with on_commit without it."""
     for attempt in range(2):
         try:
-            return _start_rows(definition, rows)
+            return _start_rows(definition, rows, sends)
         except IntegrityError:
             # Another start inserted one of these ids since they were looked up: look again.
             if attempt:
@@ -142,7 +149,8 @@ def start_rows(definition: WorkflowDefinition, rows: list[Input]) -> list[tuple[
     raise AssertionError("unreachable")
 
 
-def _start_rows(definition: WorkflowDefinition, rows: list[Input]) -> list[tuple[WorkflowInstance, bool]]:
+def _start_rows(definition: WorkflowDefinition, rows: list[Input],
+                sends: list[Callable[[], None]] | None) -> list[tuple[WorkflowInstance, bool]]:
     ids = [instance_id for _, _, instance_id in rows if instance_id is not None]
     found = {}
     if ids:
@@ -185,5 +193,8 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input]) -> list[tuple
             for instance in new:
                 dispatcher.dispatch(instance.pk, "fresh", instance.epoch)
 
-    on_commit(after_commit)
+    if sends is None:
+        on_commit(after_commit)
+    else:
+        sends.append(after_commit)
     return results
