@@ -115,3 +115,21 @@ def test_testing_run_checks_its_events_before_it_creates_anything(events, error,
         testing.run("tests.greet", "Ada", events=events)
     assert type(raised.value).__name__ == error
     assert not WorkflowInstance.objects.exists()
+
+
+@workflow("bad_input.map_nothing")
+def map_nothing(wf, retry, timeout):
+    return wf.map("Each", quick, [], retry=retry, timeout=timeout)
+
+
+@pytest.mark.parametrize("retry, timeout, message", [
+    (3, None, "wf.map 'Each': retry must be a RetryPolicy, got 3"),
+    (None, "soon", "invalid timeout of wf.map 'Each' 'soon'"),
+])
+def test_wf_map_checks_retry_and_timeout_with_no_items_too(retry, timeout, message):
+    handle = start("bad_input.map_nothing", retry, timeout)
+    assert handle.state == "failed" and message in handle.error["message"]
+
+
+def test_wf_map_of_no_items_is_an_empty_list():
+    assert start("bad_input.map_nothing", None, "5s").result() == []

@@ -29,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connections
 
+from ..durations import parse_duration
 from ..exceptions import LeaseLost, StoreFault, Suspend
 from ..models import StepKind, StepState
+from ..retry import RetryPolicy
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .waits import new_wait
 
@@ -69,6 +71,11 @@ def map_branches(wf: WorkflowContext, name: str, fn: Callable[..., Any], items: 
         items = list(items)
     except TypeError:
         raise TypeError(f"wf.map {name!r}: items must be iterable, got {items!r}") from None
+    # Checked here too, so that a bad retry or timeout is an error with no items as well.
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"wf.map {name!r}: retry must be a RetryPolicy, got {retry!r}")
+    if timeout is not None:
+        parse_duration(timeout, what=f"timeout of wf.map {name!r}")
     return [partial(wf.step, f"{name}[{i}]", fn, item, retry=retry, timeout=timeout)
             for i, item in enumerate(items)]
 
