@@ -215,8 +215,4 @@ def _count(rows: QuerySet[WorkflowInstance]) -> Subquery:
 def queued_behind(instance: WorkflowInstance) -> int | None:
     """How many instances go before a Queued one of a limited workflow: the holders, and the
     older ones waiting. None when it is not waiting for a slot."""
-    key = instance.concurrency_key
-    if key is None or instance.slot_held or instance.state != State.QUEUED:
-        return None
-    older = WorkflowInstance.objects.filter(_group(instance.workflow, key)).filter(_older(instance))
-    return holders(instance.workflow, key) + older.count()
+    return queued_behind_each([instance]).get(instance.pk)

@@ -48,7 +48,11 @@ def start_one(workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any]
         started = _start_one_pg(definition, args, kwargs, instance_id)
         if started is not None:
             return started
-    return start_rows(definition, [(args, kwargs, instance_id)])[0]
+    sends: list[Callable[[], None]] = []
+    started = start_rows(definition, [(args, kwargs, instance_id)], sends)[0]
+    for send in sends:
+        on_commit(send)
+    return started
 
 
 def _start_one_pg(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str, Any],
@@ -136,9 +140,10 @@ def start_many(workflow: WorkflowRef, inputs: Sequence[Any], instance_ids: Seque
 
 
 def start_rows(definition: WorkflowDefinition, rows: list[Input],
-               sends: list[Callable[[], None]] | None = None) -> list[tuple[WorkflowInstance, bool]]:
+               sends: list[Callable[[], None]]) -> list[tuple[WorkflowInstance, bool]]:
     """Start one batch; an id that exists returns that instance (created False). What is
-    due once it commits is appended to `sends`, or registered with on_commit without it."""
+    due once it commits is appended to `sends`, for the caller to register with on_commit
+    once its transaction is done."""
     for attempt in range(2):
         try:
             return _start_rows(definition, rows, sends)
@@ -150,7 +155,7 @@ def start_rows(definition: WorkflowDefinition, rows: list[Input],
 
 
 def _start_rows(definition: WorkflowDefinition, rows: list[Input],
-                sends: list[Callable[[], None]] | None) -> list[tuple[WorkflowInstance, bool]]:
+                sends: list[Callable[[], None]]) -> list[tuple[WorkflowInstance, bool]]:
     ids = [instance_id for _, _, instance_id in rows if instance_id is not None]
     found = {}
     if ids:
@@ -193,8 +198,5 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input],
             for instance in new:
                 dispatcher.dispatch(instance.pk, "fresh", instance.epoch)
 
-    if sends is None:
-        on_commit(after_commit)
-    else:
-        sends.append(after_commit)
+    sends.append(after_commit)
     return results
