@@ -3,6 +3,16 @@
 Plain JSON would turn a datetime into a string on replay, so a workflow would see a different
 value on its first run than on every later one. Tagging datetime, date, time, timedelta,
 Decimal, UUID, tuple and set keeps replays identical to the first run.
+
+A tag is a JSON object `{"__dw__": kind, "v": ...}`. A user's own dict that has the tag's key
+is stored as a list of its pairs under the tag "dict", never as an object: the decoder
+restores objects innermost first, so a user dict kept as an object would be decoded as the
+tag it looks like (`{"__dw__": "bytes", "v": "aGk="}` coming back as `b'hi'`) before the
+wrapper around it could say it was data.
+
+Text must be something every database stores: a NUL character or a lone surrogate (which no
+UTF-8 can hold) is refused here, where the value is given, rather than by the database at the
+next write, where it would look like a database fault.
 """
 
 from __future__ import annotations
@@ -29,9 +39,24 @@ class Serializer(Protocol):
     def loads(self, text: str) -> Any: ...
 
 
+def _check_text(text: str) -> str:
+    if "\x00" in text:
+        raise SerializationError(f"text with a NUL character cannot be stored: {text[:40]!r}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SerializationError(
+                f"text with a lone surrogate (not valid Unicode) cannot be stored: {text[:40]!r}"
+            ) from None
+    return text
+
+
 def _encode(value: Any) -> Any:
     """Return a JSON-ready copy of `value`, tagging the types JSON would change."""
-    if value is None or isinstance(value, (bool, int, str)):
+    if isinstance(value, str):
+        return _check_text(value)
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
@@ -44,9 +69,9 @@ def _encode(value: Any) -> Any:
                 raise SerializationError(
                     f"dict keys must be strings to be stored, got {type(key).__name__} {key!r}"
                 )
-            out[key] = _encode(item)
+            out[_check_text(key)] = _encode(item)
         if TAG in out:
-            return {TAG: "dict", "v": out}
+            return {TAG: "dict", "v": [[key, item] for key, item in out.items()]}
         return out
     if isinstance(value, list):
         return [_encode(item) for item in value]
@@ -71,8 +96,13 @@ def _encode(value: Any) -> Any:
     raise SerializationError(f"values of type {type(value).__name__} cannot be stored as JSON")
 
 
+def _user_dict(v: Any) -> dict[str, Any]:
+    # Earlier releases stored the dict itself here (already decoded by then).
+    return v if isinstance(v, dict) else {key: item for key, item in v}
+
+
 _DECODERS = {
-    "dict": lambda v: v,
+    "dict": _user_dict,
     "tuple": tuple,
     "set": set,
     "datetime": parse_datetime,
