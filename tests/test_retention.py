@@ -72,3 +72,66 @@ def test_a_bad_purge_after_is_refused_at_import(value, says):
         @workflow("engine.bad_keep", purge_after=value)
         def bad_keep(wf):
             return None
+
+
+@workflow("retention.short_lived", purge_after="1s")
+def short_lived(wf, value):
+    return value * 2
+
+
+@workflow("retention.collector")
+def collector(wf, value):
+    child = wf.start_child("retention.short_lived", value)
+    wf.wait_for_event("collect")
+    return wf.wait_child(child)
+
+
+def test_a_finished_child_stays_until_its_unfinished_parent_collects_it():
+    parent = client.start("retention.collector", 21)
+    (child_id,) = parent.refresh().children
+    assert client.get(child_id).state == "completed"
+    WorkflowInstance.objects.filter(pk=child_id).update(finished_at=timezone.now() - timedelta(days=1))
+    assert purge_expired() == 0
+    assert WorkflowInstance.objects.filter(pk=child_id).exists()
+    client.send_event(parent.instance_id, "collect")
+    assert parent.refresh().result() == 42
+    assert purge_expired() == 1  # collected, and its parent finished: now it may go
+    assert not WorkflowInstance.objects.filter(pk=child_id).exists()
+
+
+@workflow("retention.waits_forever", purge_after="1s")
+def waits_forever(wf):
+    return wf.wait_for_event("never")
+
+
+@workflow("retention.failing_parent", purge_after="1s")
+def failing_parent(wf):
+    wf.start_child("retention.waits_forever")
+    wf.step("Fail", _fail)
+
+
+def _fail():
+    raise RuntimeError("the parent fails")
+
+
+def test_a_parent_whose_children_are_still_being_cancelled_stays():
+    parent = client.start("retention.failing_parent")
+    assert parent.refresh().state == "failed"
+    (child_id,) = parent.children
+    # The child was mid-step in another worker when its parent failed: it is cancelled at
+    # its next step boundary, and until then its parent is the link it reports to.
+    WorkflowInstance.objects.filter(pk=child_id).update(state="running", cancel_requested=True, finished_at=None)
+    WorkflowInstance.objects.filter(pk=parent.instance_id).update(finished_at=timezone.now() - timedelta(days=1))
+    assert purge_expired() == 0
+    WorkflowInstance.objects.filter(pk=child_id).update(state="cancelled", finished_at=timezone.now() - timedelta(days=1))
+    assert purge_expired() == 2
+
+
+def test_a_parent_that_has_not_told_its_family_stays():
+    parent = client.start("retention.failing_parent")
+    WorkflowInstance.objects.filter(pk=parent.instance_id).update(
+        family_pending=True, finished_at=timezone.now() - timedelta(days=1))
+    WorkflowInstance.objects.filter(parent_id=parent.instance_id).update(
+        finished_at=timezone.now() - timedelta(days=1))
+    assert purge_expired() == 1  # the child (finished, its parent too); the parent waits for recover()
+    assert WorkflowInstance.objects.filter(pk=parent.instance_id).exists()

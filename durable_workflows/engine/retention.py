@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .. import database
@@ -61,7 +61,7 @@ def delete_in_batches(doomed: QuerySet[WorkflowInstance], batch_size: int = BATC
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     deleted = 0
-    ordered = doomed.filter(state__in=list(TERMINAL), finished_at__isnull=False).order_by("finished_at", "pk")
+    ordered = finished_family(doomed).order_by("finished_at", "pk")
     last: tuple[datetime | None, str] | None = None
     while limit is None or deleted < limit:
         size = batch_size if limit is None else min(batch_size, limit - deleted)
@@ -80,6 +80,18 @@ def delete_in_batches(doomed: QuerySet[WorkflowInstance], batch_size: int = BATC
         if on_batch is not None:
             on_batch(deleted)
     return deleted
+
+
+def finished_family(instances: QuerySet[WorkflowInstance]) -> QuerySet[WorkflowInstance]:
+    """The finished instances of `instances` that nobody still needs: a parent that has not
+    finished will collect its child (`wf.wait_child` reads the child's row), and a parent
+    whose children are unfinished (being cancelled with it, or left running) is the link
+    they report to. So an instance goes only once its parent and its children are finished
+    too, and has told them (`family_pending`)."""
+    unfinished = WorkflowInstance.objects.exclude(state__in=list(TERMINAL))
+    return instances.filter(state__in=list(TERMINAL), finished_at__isnull=False, family_pending=False).exclude(
+        Exists(unfinished.filter(pk=OuterRef("parent_id")))).exclude(
+        Exists(unfinished.filter(parent_id=OuterRef("pk"))))
 
 
 def delete_instances_txn(ids: Sequence[str]) -> None:
