@@ -289,7 +289,8 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
     repaired once the fix is deployed. It is queued once the current transaction commits; the
     original stays as it is.
 
-    Unknown id: `WorkflowNotFound`. A `from_position` below 0 or past the recorded history:
+    Unknown id: `WorkflowNotFound`. An instance that has not finished: `InvalidTransition`
+    (cancel it first; two live instances would run the same steps). A `from_position` below 0 or past the recorded history:
     `ValueError`. A `new_id` that exists: `WorkflowIdConflict`. Nothing is created then.
     """
     if not isinstance(instance_id, str):

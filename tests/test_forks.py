@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from durable_workflows import WorkflowIdConflict, WorkflowNotFound, client
+from durable_workflows import InvalidTransition, WorkflowIdConflict, WorkflowNotFound, client, workflow
 from durable_workflows.models import StepRecord, WorkflowInstance
 from tests.testapp.fault_workflows import RAN
 from tests.testapp.patch_workflows import FIXED
@@ -116,3 +116,59 @@ def test_an_instance_the_code_deployed_now_cannot_call_is_not_forked(admin_clien
                                  follow=True)
     assert "Not forked: workflow &#x27;tests.greet&#x27; cannot take these arguments" in response.content.decode()
     assert list(WorkflowInstance.objects.values_list("pk", flat=True)) == ["old-args"]
+
+
+def test_an_unfinished_instance_is_not_forked(admin_client):
+    paused = client.start("tests.nap", "1h")
+    assert paused.refresh().state == "paused"
+    before = WorkflowInstance.objects.count()
+    with pytest.raises(InvalidTransition, match=r"cannot fork instance .*: it is Paused, not finished; cancel it first"):
+        client.fork(paused.instance_id)
+    api = APIClient()
+    api.force_authenticate(User.objects.create_superuser("ops", "ops@example.com", "pw"))
+    response = api.post(reverse("durable_workflows_api:instance-fork", args=[paused.instance_id]), {}, format="json")
+    assert response.status_code == 409 and "cancel it first" in response.json()["detail"]
+    with pytest.raises(CommandError, match="cancel it first"):
+        call_command("durable_workflows", "fork", paused.instance_id)
+    assert WorkflowInstance.objects.count() == before
+    client.cancel(paused.instance_id)
+    assert client.fork(paused.instance_id).refresh().state == "paused"  # finished now: it may be forked
+
+
+#: The code deployed: version 1 leaves its child running, version 2 waits for it.
+DEPLOYED = {"version": 1}
+
+
+@workflow("forks.child")
+def forks_child(wf):
+    return {"answer": wf.wait_for_event("go")}
+
+
+@workflow("forks.parent")
+def forks_parent(wf):
+    child = wf.start_child("forks.child")
+    if DEPLOYED["version"] == 1:
+        return "left it running"
+    return wf.wait_child(child)
+
+
+def test_forks_however_deep_wait_for_the_child_their_copied_records_started_and_are_woken_by_it():
+    DEPLOYED["version"] = 1
+    try:
+        original = client.start("forks.parent").refresh()
+        assert original.result() == "left it running"
+        (child_id,) = original.children
+        DEPLOYED["version"] = 2
+        first = client.fork(original.instance_id, from_position=1).refresh()
+        assert first.state == "paused"  # waiting for the original's child
+        client.cancel(first.instance_id)
+        assert client.get(child_id).state == "paused"  # not the fork's child: not cancelled with it
+        second = client.fork(first.instance_id, from_position=1).refresh()
+        assert second.state == "paused", second.error
+        assert client.send_event(child_id, "go", 42)
+        assert client.get(child_id).result() == {"answer": 42}
+        assert second.refresh().result() == {"answer": 42}  # woken by the child's end
+        third = client.fork(second.instance_id, from_position=1).refresh()
+        assert third.result() == {"answer": 42}, third.error  # three forks deep, the child finished
+    finally:
+        DEPLOYED["version"] = 1

@@ -293,8 +293,8 @@ class InstanceForkView(WorkflowAPIView):
         responses={
             201: OpenApiResponse(InstanceDetailSerializer, description="Forked."),
             400: BAD_REQUEST, 404: NOT_FOUND,
-            409: OpenApiResponse(ConflictSerializer, description="An instance with that new_id exists, or "
-                                 "the code deployed now cannot run the instance (its workflow is gone, or "
+            409: OpenApiResponse(ConflictSerializer, description="An instance with that new_id exists, the "
+                                 "instance is not finished (cancel it first), or the code deployed now cannot run the instance (its workflow is gone, or "
                                  "takes other arguments)."),
             415: NOT_JSON, **DENIED,
         },

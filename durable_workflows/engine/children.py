@@ -26,6 +26,7 @@ from ..states import State, as_state
 from . import observe
 from .events import EventBuffer
 from .faults import engine_io
+from .forks import lineage
 from .instances import check_id, enqueue, existing, insert_txn, prepare
 from .lanes import Slot, branch_data
 from .waits import Wait, complete_wait, fail_wait, new_wait, replay_wait
@@ -112,7 +113,7 @@ def wait_at(wf: WorkflowContext, slot: Slot, child: ChildHandle | str) -> Any:
     wf._frontier(slot.lane)
     row = _child_row(wf, wanted)
     # A fork (forks.py) may wait for the children its copied records started.
-    if row is None or row.parent_id not in (wf.instance_id, wf._run.instance.forked_from or wf.instance_id):
+    if row is None or (row.parent_id != wf.instance_id and row.parent_id not in _lineage(wf)):
         raise ValueError(f"instance {wanted!r} is not a child of {wf.instance_id!r}; wait_child waits only for this instance's children")
     if record is None:
         record = new_wait(wf, slot, wanted, StepKind.CHILD, state=StepState.AWAITING)
@@ -144,6 +145,14 @@ def _child_row(wf: WorkflowContext, wanted: str) -> WorkflowInstance | None:
 
 _CHILD_FIELDS = ("id", "state", "result", "error_type", "error_message", "error_traceback",
                  "cancel_reason", "parent_id")
+
+
+def _lineage(wf: WorkflowContext) -> list[str]:
+    run = wf._run
+    if run.instance.forked_from is None:
+        return [wf.instance_id]
+    with engine_io():
+        return lineage(run.instance)
 
 
 def _finished(wanted: str) -> bool:

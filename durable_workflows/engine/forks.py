@@ -5,6 +5,11 @@ The fork gets the same workflow and input, and copies of the original's records 
 position of the workflow function (`from_position`); a parallel branch's records count at
 the position of the `wf.parallel` that started them. Its first run replays the copies, so
 those steps do not run again, and goes on from there. The original is left as it is.
+
+Only a finished instance is forked: two live instances replaying one history would both run
+its next steps. A fork may wait for the children its copied records started, however many
+forks deep (`lineage`), and a child that finishes wakes whoever waits for it, forks included
+(instances.finished).
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ from django.db import IntegrityError
 
 from .. import database
 from ..dispatch import on_commit
-from ..exceptions import WorkflowIdConflict, WorkflowNotFound
+from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
 from ..models import StepRecord, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..serialization import decode_input
-from ..states import State
+from ..states import TERMINAL, State, as_state
 from .concurrency import key_of
 from .instances import check_id, enqueue
 
@@ -32,6 +37,10 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
     original = WorkflowInstance.objects.filter(pk=instance_id).first()
     if original is None:
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
+    state = as_state(original.state)
+    if state not in TERMINAL:
+        raise InvalidTransition(f"cannot fork instance {instance_id!r}: it is {state.label}, not finished; "
+                                "cancel it first")
     definition = get_definition(original.workflow)  # UnknownWorkflow: nothing could run it
     args, kwargs = decode_input(original.input)
     # The code deployed now may take other arguments: a fork it could not call would only fail.
@@ -75,3 +84,14 @@ def _top(record: StepRecord) -> int:
     """The position in the workflow function that the record belongs to."""
     return int(record.branch.split(":", 1)[0]) if record.branch else record.position
 
+
+
+def lineage(instance: WorkflowInstance, limit: int = 100) -> list[str]:
+    """The instance's id and those it was forked from, nearest first: a fork's copied records
+    may have started children of any of them."""
+    ids = [instance.pk]
+    source = instance.forked_from
+    while source and source not in ids and len(ids) < limit:
+        ids.append(source)
+        source = WorkflowInstance.objects.filter(pk=source).values_list("forked_from", flat=True).first()
+    return ids

@@ -16,7 +16,7 @@ from .. import database
 from ..conf import settings
 from ..dispatch import get_dispatcher
 from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
-from ..models import Alarm, AlarmReason, Event, StepKind, WorkflowInstance
+from ..models import Alarm, AlarmReason, Event, StepKind, StepRecord, StepState, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import TERMINAL, State, as_state, transition
@@ -184,10 +184,21 @@ def finished(instance: WorkflowInstance) -> None:
         return
     if instance.parent_id:
         wake_parent(instance.parent_id, instance.pk)
+        for fork_id in waiting_forks(instance):
+            wake_parent(fork_id, instance.pk)
     if as_state(instance.state) in (State.FAILED, State.CANCELLED):
         cancel_children(instance.pk, f"its parent {instance.pk!r} {as_state(instance.state).label.lower()}")
     WorkflowInstance.objects.filter(pk=instance.pk).update(family_pending=False)
     instance.family_pending = False
+
+
+def waiting_forks(child: WorkflowInstance) -> list[str]:
+    """The instances other than its parent that wait for this child: forks of the parent
+    (forks.py), whose copied records started it. The waits' own index finds them."""
+    return list(
+        StepRecord.objects.filter(kind=StepKind.CHILD, state=StepState.AWAITING, name=child.pk)
+        .exclude(instance_id=child.parent_id).values_list("instance_id", flat=True).distinct()
+    )
 
 
 def wake_parent(parent_id: str, child_id: str) -> bool:
