@@ -8,7 +8,13 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from durable_workflows import InvalidTransition, WorkflowIdConflict, WorkflowNotFound, client, workflow
+from durable_workflows import (
+    InvalidTransition,
+    WorkflowIdConflict,
+    WorkflowNotFound,
+    client,
+    workflow,
+)
 from durable_workflows.models import StepRecord, WorkflowInstance
 from tests.testapp.fault_workflows import RAN
 from tests.testapp.patch_workflows import FIXED
