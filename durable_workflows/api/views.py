@@ -27,6 +27,7 @@ from ..exceptions import (
     WorkflowNotFound,
 )
 from ..models import WorkflowInstance
+from ..nesting import MAX_NESTING, TooDeep, check_nesting
 from ..registry import all_definitions
 from ..states import State
 from .pagination import InstancePagination
@@ -74,14 +75,14 @@ def documented(**kwargs: Any) -> Any:
 
 
 class NestingJSONParser(JSONParser):
-    """DRF's JSON parser, with JSON nested deeper than Python's recursion limit answered 400
-    like any other body it cannot read, not 500."""
+    """DRF's JSON parser, with JSON nested too deeply (nesting.py) answered 400 like any
+    other body it cannot read, never 500, whatever the Python."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         try:
-            return super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError("JSON parse error - nested too deeply") from None
+            return check_nesting(super().parse(stream, media_type, parser_context))
+        except (RecursionError, TooDeep):
+            raise ParseError(f"JSON parse error - nested too deeply (at most {MAX_NESTING} levels)") from None
 
 
 class WorkflowAPIView(GenericAPIView):

@@ -31,6 +31,7 @@ from durable_workflows.exceptions import (
     WorkflowNotFound,
 )
 from durable_workflows.models import WorkflowInstance
+from durable_workflows.nesting import MAX_NESTING, TooDeep, check_nesting
 from durable_workflows.registry import get_definition
 from durable_workflows.serialization import decode_input
 from durable_workflows.states import TERMINAL, State, as_state
@@ -324,11 +325,11 @@ class Command(BaseCommand):
 
 def parse_json(text: str, option: str) -> Any:
     try:
-        return json.loads(text)
+        return check_nesting(json.loads(text))
     except json.JSONDecodeError as exc:
         raise CommandError(f"{option} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise CommandError(f"{option} is nested too deeply") from None
+    except (RecursionError, TooDeep):
+        raise CommandError(f"{option} is nested too deeply (at most {MAX_NESTING} levels)") from None
 
 
 def parse_input(text: str | None) -> tuple[list[Any], dict[str, Any]]:
