@@ -21,7 +21,11 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "example_project" / "demo.py"
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # The demo runs on SQLite whatever the suite runs on: the SQLite pass runs it, once.
+    pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="the demo runs on SQLite; the SQLite pass runs it"),
+]
 
 PROMISES = (
     "== 1. Database: migrating",
