@@ -24,6 +24,8 @@ class State(models.TextChoices):
 
     # States compare equal to their value in any case ("completed", "Completed"), because
     # DESIGN and the admin name them capitalised while the API and the database use lower case.
+    # A hash can agree with only one spelling, and it is the value's: as set members and dict
+    # keys, use the State or its value ("completed" in {State.COMPLETED}).
     def __eq__(self, other: object) -> bool:
         if isinstance(other, str):
             return self.value == other.lower()

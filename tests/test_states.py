@@ -52,3 +52,10 @@ def test_states_accept_any_case():
     assert instance.state == "queued" and instance.state == "Queued"
     with pytest.raises(ValueError, match="bogus"):
         transition(instance, "bogus")
+
+
+def test_states_hash_as_their_value_so_sets_and_dicts_of_states_and_values_agree():
+    assert "completed" in {State.COMPLETED} and State.COMPLETED in {"completed"}
+    assert {State.PAUSED: 1}["paused"] == 1 and {"paused": 1}[State.PAUSED] == 1
+    assert len({State.FAILED, "failed"}) == 1
+    assert all(hash(state) == hash(state.value) for state in State)
