@@ -12,11 +12,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
 
-from durable_workflows import client, fire_alarms, recover, workflow
+from durable_workflows import client, fire_alarms, recover, testing, workflow
 from durable_workflows.engine import execute
 from durable_workflows.models import WorkflowInstance
 from tests.clock_skew import skewed
@@ -95,3 +96,12 @@ def test_a_workflow_deadline_is_not_due_early_on_a_clock_running_ahead():
             assert fire_alarms() == []  # nor is a Queued one past its deadline
             execute(handle.instance_id, "fresh", handle.instance.epoch)
     assert handle.refresh().state == "paused", handle.error
+
+
+@pytest.mark.parametrize("skew", [SKEW, -SKEW])
+def test_the_virtual_clock_of_testing_skips_just_the_sleep_on_a_machine_whose_clock_is_off(skew):
+    with skewed(skew), testing.virtual_clock() as clock:
+        handle = testing.run("engine.between", "30 days")
+    assert handle.state == "completed"
+    assert (SEEN["first"], SEEN["second"]) == (1, 1)
+    assert abs(clock.skipped - timedelta(days=30)) < timedelta(seconds=5), clock.skipped
