@@ -60,12 +60,6 @@ def now() -> datetime:
     return timezone.now() + _offset if _offset else timezone.now()
 
 
-def offset() -> timedelta:
-    """How far the engine's clock is ahead of this process's own (negative: behind)."""
-    now()
-    return _offset
-
-
 def _refresh(mono: float) -> None:
     global _offset, _due, _base, _measured
     jumped = abs(time.time() - mono - _base) > JUMP_SECONDS
@@ -82,15 +76,19 @@ def _refresh(mono: float) -> None:
         measured = _server_offset(db)
     except Exception as error:  # the engine's own next query meets the same fault and reports it
         logger.debug("durable_workflows: could not read the database server's clock: %s", error)
-        _due = mono + RETRY_SECONDS
+        _due, _base = mono + RETRY_SECONDS, time.time() - mono
         return
     previous = _offset
     _offset = timedelta(seconds=measured) if abs(measured) >= TOLERANCE_SECONDS else timedelta(0)
     _due, _base, _measured = mono + REFRESH_SECONDS, time.time() - mono, True
-    if abs((_offset - previous).total_seconds()) >= TOLERANCE_SECONDS:
+    if abs((_offset - previous).total_seconds()) < TOLERANCE_SECONDS:
+        return
+    if _offset:
         logger.warning("durable_workflows: this machine's clock is %.3f s %s the database server's; "
                        "leases and due times follow the server's", abs(measured),
                        "behind" if measured > 0 else "ahead of")
+    else:
+        logger.info("durable_workflows: this machine's clock agrees with the database server's again")
 
 
 def _server_offset(db: Any) -> float:
