@@ -9,11 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
-
 from . import serialization
 from .dispatch import get_dispatcher
-from .engine import execute, fire_alarms, fire_schedules, purge_expired, recover, starts
+from .engine import clock, execute, fire_alarms, fire_schedules, purge_expired, recover, starts
 from .engine.check import check_replay
 from .engine.forks import fork as fork_instance
 from .engine.instances import WorkflowRef, cancel_instance, create
@@ -258,7 +256,7 @@ def run_inline(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = N
     if created:
         execute(instance.pk, "fresh", instance.epoch)
     elif instance.state == State.PAUSED:
-        alarm = Alarm.objects.filter(instance_id=instance.pk, fire_at__lte=timezone.now()).first()
+        alarm = Alarm.objects.filter(instance_id=instance.pk, fire_at__lte=clock.now()).first()
         if alarm is not None:
             execute(instance.pk, "resume", instance.epoch)
     return WorkflowHandle(instance, created=created).refresh()

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.utils import timezone
-
 from . import database, serialization
-from .engine import pg, record_events
+from .engine import clock, pg, record_events
 from .engine.inbox import check_name
 from .engine.waits import lock_txn, resume_on_commit, wake_waiting_txn
 from .exceptions import InvalidTransition, WorkflowNotFound
@@ -42,7 +40,7 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
     stored = serialization.dumps(payload, f"the payload of event {name!r}")
     if not isinstance(instance_id, str):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
-    now = timezone.now()
+    now = clock.now()
     data = {"name": name, "event_id": event_id}
     woken: int | tuple[str, int] | None = None
     with database.atomic():

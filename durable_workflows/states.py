@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.db import models
-from django.utils import timezone
 
 from .exceptions import InvalidTransition
 
@@ -85,7 +84,9 @@ def transition_values(source: State, target: State, fields: dict[str, Any]) -> d
     together with the move's event rows. Both go through this check.
     """
     check_transition(source, target)
-    now = timezone.now()
+    from .engine import clock  # here: the engine imports this module as it loads
+
+    now = clock.now()
     values: dict[str, Any] = {"state": target, "updated_at": now, **fields}
     if target in FINISHING:
         values.setdefault("finished_at", now)

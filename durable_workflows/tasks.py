@@ -16,7 +16,7 @@ from django_q.tasks import async_task
 
 from .conf import settings
 from .dispatch import get_dispatcher
-from .engine import execute, executor_name, fire_alarms, recover
+from .engine import clock, execute, executor_name, fire_alarms, recover
 from .exceptions import DispatchError, StoreFault
 from .models import WorkflowInstance
 from .states import State
@@ -81,7 +81,7 @@ def release_leases(owner: str, wait: float = 5.0) -> int:
         try:
             released.append(
                 WorkflowInstance.objects.filter(state=State.RUNNING, lease_owner=owner).update(
-                    lease_expires_at=timezone.now()
+                    lease_expires_at=clock.now()
                 )
             )
         except Exception:

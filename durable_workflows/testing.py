@@ -36,6 +36,7 @@ from .client import WorkflowHandle
 from .dispatch import DISPATCHER_OVERRIDE, InlineDispatcher
 from .durations import parse_duration
 from .engine import fire_alarms
+from .engine.clock import now as engine_now
 from .engine.inbox import check_name
 from .engine.instances import WorkflowRef, create, enqueue
 from .messaging import send_event as _send_event
@@ -66,7 +67,9 @@ class VirtualClock:
             self.skipped += by
 
     def advance_to(self, when: datetime) -> None:
-        self.advance(when - self.now())
+        """Move ahead to `when`, a time the engine set (an alarm's, a deadline): by the
+        engine's clock, which on PostgreSQL is the database server's."""
+        self.advance(when - engine_now())
 
 
 @contextmanager

@@ -12,11 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from django.utils import timezone
-
 from .. import client
 from ..dispatch import get_dispatcher, on_commit
-from ..engine import fire_alarm_now
+from ..engine import clock, fire_alarm_now
 from ..exceptions import DurableWorkflowError, UnknownWorkflow
 from ..models import WorkflowInstance
 from ..states import TERMINAL, State, as_state
@@ -55,7 +53,7 @@ def fork(instance_id: str) -> str:
 
 def recover(instance_id: str) -> str:
     instance = _load_in(instance_id, State.RUNNING, "recovered")
-    now = timezone.now()
+    now = clock.now()
     expires = instance.lease_expires_at
     if not instance.is_stale(now):
         # Running and not stale: it holds a lease, so `expires` is set.

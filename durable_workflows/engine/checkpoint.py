@@ -18,14 +18,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.utils import timezone
-
 from .. import database
 from ..dispatch import get_dispatcher
 from ..exceptions import LeaseLost
 from ..models import Alarm, InboxMessage, StepRecord, WorkflowInstance
 from ..states import State, as_state, transition_values
-from . import pg
+from . import clock, pg
 from .children import insert_children_txn
 from .events import EventBuffer, record_events
 from .faults import engine_io
@@ -67,7 +65,7 @@ class Checkpoint:
     def cancel_children(self, reason: str) -> None:
         """The run fails or is cancelled: the children it started and has not written yet
         are written Cancelled, and never dispatched."""
-        now = timezone.now()
+        now = clock.now()
         for child in self.children.values():
             child.state = State.CANCELLED
             child.cancel_requested, child.cancel_reason = True, reason
@@ -92,7 +90,7 @@ class Checkpoint:
         if record is not None:
             self.dirty[record.slot] = record
         records = list(self.dirty.values())
-        now = timezone.now()
+        now = clock.now()
         reset = self.step_finished and self.instance.recovery_count > 0
         renew = reset or self.lease.renewal_due()
         fields: dict[str, Any] = {}
@@ -175,7 +173,7 @@ class Checkpoint:
                         record.save(force_update=True)
                 if new:
                     StepRecord.objects.bulk_create(new)
-                now = timezone.now()
+                now = clock.now()
                 for message_id, position in self.taken.items():
                     InboxMessage.objects.filter(pk=message_id).update(taken_at=now, taken_position=position)
                 if waits:
@@ -197,7 +195,7 @@ class Checkpoint:
         Alarm.objects.filter(instance_id=self.lease.instance_id).delete()
         ready = next((w for w in waits if w.ready is not None and w.ready()), None)
         wait = ready or min(waits, key=_ends)
-        fire_at = timezone.now() if ready is not None else wait.until
+        fire_at = clock.now() if ready is not None else wait.until
         if fire_at is not None:
             Alarm.objects.create(instance_id=self.lease.instance_id, fire_at=fire_at, reason=wait.reason,
                                  branch=wait.record.branch, position=wait.record.position,

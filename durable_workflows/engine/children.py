@@ -16,14 +16,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.utils import timezone
-
 from .. import serialization
 from ..exceptions import ChildWorkflowFailed, StoreFault, WorkflowCancelled, WorkflowIdConflict
 from ..models import AlarmReason, StepKind, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..states import State, as_state
-from . import observe
+from . import clock, observe
 from .events import EventBuffer
 from .faults import engine_io
 from .forks import lineage
@@ -176,7 +174,7 @@ def insert_children_txn(children: list[WorkflowInstance], buffers: list[EventBuf
     `wait_child` then refuses as not its child."""
     taken = set(WorkflowInstance.objects.filter(pk__in=[c.pk for c in children]).values_list("pk", flat=True))
     fresh = [c for c in children if c.pk not in taken]
-    now = timezone.now()
+    now = clock.now()
     for child in fresh:
         if child.state == State.QUEUED:
             child.dispatched_at = now

@@ -35,7 +35,6 @@ from typing import Any
 
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.utils import timezone
 
 from .. import database
 from ..dispatch import get_dispatcher, on_commit
@@ -43,6 +42,7 @@ from ..exceptions import UnknownWorkflow
 from ..models import WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
+from . import clock
 from .observe import about
 
 logger = logging.getLogger("durable_workflows")
@@ -156,7 +156,7 @@ def _send(ahead: list[tuple[str, int, datetime | None]], now: datetime) -> list[
 def admit(workflow: str, key: str) -> list[str]:
     """Send the oldest waiting instances of a group for the slots free now; returns their ids."""
     limit = _limit(workflow)
-    now = timezone.now()
+    now = clock.now()
     with database.atomic():
         _lock(workflow, key)
         # A workflow whose limit a deploy removed lets every one of them go.

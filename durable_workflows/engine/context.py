@@ -32,7 +32,7 @@ from ..exceptions import (
 from ..models import StepKind, StepRecord
 from ..retry import RetryPolicy
 from . import atomic as atomic_steps
-from . import branches, children, inbox, patches, runner
+from . import branches, children, clock, inbox, patches, runner
 from .deadlines import timed_out
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .names import checked
@@ -136,7 +136,7 @@ class WorkflowContext:
         if lane.aborted() and (lane.branch, lane.position) not in self._records:
             raise Aborted()  # a sibling failed: replay what it recorded, start nothing new
         deadline = self._run.instance.deadline_at
-        if deadline is not None and deadline <= timezone.now() and not self._checking:
+        if deadline is not None and deadline <= clock.now() and not self._checking:
             self._fatal = timed_out(self.workflow, self._run.instance)
             raise self._fatal
         return lane
@@ -211,7 +211,7 @@ class WorkflowContext:
     def _sleep_args(self, duration: timedelta | int | float | str, name: str | None) -> tuple[Slot, datetime, str]:
         slot = self._enter("sleep")
         delta = parse_duration(duration, what="sleep duration", allow_negative=True)
-        return slot, timezone.now() + delta, _sleep_name(name)
+        return slot, clock.now() + delta, _sleep_name(name)
 
     def _sleep_until_args(self, when: datetime, name: str | None) -> tuple[Slot, datetime, str]:
         slot = self._enter("sleep_until")

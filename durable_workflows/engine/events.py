@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
-
 from ..conf import settings
 from ..models import Event, WorkflowInstance
 from ..signals import SIGNALS, lifecycle_event
+from . import clock
 
 logger = logging.getLogger("durable_workflows")
 
@@ -21,7 +20,7 @@ class PendingEvent:
     kind: str
     position: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
-    at: datetime = field(default_factory=timezone.now)
+    at: datetime = field(default_factory=clock.now)
     signalled: bool = False
 
 

@@ -12,14 +12,13 @@ import logging
 from typing import Any, cast
 
 from asgiref.sync import async_to_sync
-from django.utils import timezone
 
 from .. import serialization
 from ..conf import settings
 from ..exceptions import LeaseLost, SerializationError, StoreFault, Suspend, UnknownWorkflow
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
-from . import heartbeat, observe, runner
+from . import clock, heartbeat, observe, runner
 from .context import AsyncWorkflowContext, WorkflowContext
 from .deadlines import timed_out
 from .faults import after_fault
@@ -114,7 +113,7 @@ def _start(run: Run) -> str | None:
     if instance.cancel_requested:
         cancel_running(instance, run.lease)
         return State.CANCELLED
-    if instance.deadline_at is not None and instance.deadline_at <= timezone.now():
+    if instance.deadline_at is not None and instance.deadline_at <= clock.now():
         return _fail(run, timed_out(instance.workflow, instance))
     if run.mode == "recover" and instance.recovery_count > settings.MAX_RECOVERY_ATTEMPTS:
         attempts = instance.recovery_count - 1
@@ -190,7 +189,7 @@ def _conclude(run: Run, definition: WorkflowDefinition, wf: WorkflowContext, ret
             raise value  # our own signals, and KeyboardInterrupt or SystemExit
         return _fail(run, value)
     deadline = run.instance.deadline_at
-    if deadline is not None and deadline <= timezone.now():
+    if deadline is not None and deadline <= clock.now():
         # Its last step ran past the workflow's deadline: the end of the run is its last
         # boundary, and a result that came too late is not a completion.
         return _fail(run, timed_out(definition.name, run.instance))

@@ -15,11 +15,11 @@ import time
 from typing import TYPE_CHECKING
 
 from django.db import connections
-from django.utils import timezone
 
 from .. import database
 from ..conf import settings
 from ..models import WorkflowInstance
+from . import clock
 
 if TYPE_CHECKING:
     from .lease import Lease
@@ -60,7 +60,7 @@ def beat(lease: Lease) -> None:
     where = f"{fence.where()} AND lease_owner = %s"
     # Adapted as the ORM would store it: SQLite keeps datetimes as text, and the recovery
     # scan's compare-and-set on lease_expires_at must find the very value written here.
-    until = connection.ops.adapt_datetimefield_value(lease.until(timezone.now()))
+    until = connection.ops.adapt_datetimefield_value(lease.until(clock.now()))
     params = [until, *fence.params(), lease.owner]
     with database.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":

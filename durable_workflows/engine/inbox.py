@@ -12,11 +12,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.utils import timezone
-
 from ..durations import parse_duration
 from ..exceptions import EventTimeout
 from ..models import AlarmReason, InboxMessage, StepKind, StepState
+from . import clock
 from .faults import engine_io
 from .lanes import Slot, branch_data
 from .names import checked
@@ -38,7 +37,7 @@ def wait_at(wf: WorkflowContext, slot: Slot, name: str, timeout: timedelta | Non
     wf._frontier(slot.lane)
     if record is None:
         record = new_wait(wf, slot, name, StepKind.EVENT, state=StepState.AWAITING,
-                          wake_at=None if timeout is None else timezone.now() + timeout)
+                          wake_at=None if timeout is None else clock.now() + timeout)
     message = _oldest(wf, name)
     if message is not None:
         wf._run.checkpoint.taken[message.pk] = slot.position
@@ -48,7 +47,7 @@ def wait_at(wf: WorkflowContext, slot: Slot, name: str, timeout: timedelta | Non
     run = wf._run
     woken = (run.woken == slot.key and record.wake_at is not None and run.woken_at is not None
              and run.woken_at >= record.wake_at)
-    if woken or (record.wake_at is not None and record.wake_at <= timezone.now()):
+    if woken or (record.wake_at is not None and record.wake_at <= clock.now()):
         wf._run.events.add("event.timeout", slot.position, name=name, **branch_data(slot.branch))
         fail_wait(wf, slot, record, EventTimeout(
             f"no event {name!r} arrived by {record.wake_at:%Y-%m-%d %H:%M:%S %Z}"))

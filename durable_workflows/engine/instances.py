@@ -10,7 +10,6 @@ from typing import Any
 
 from django.db import IntegrityError
 from django.db.models import F
-from django.utils import timezone
 
 from .. import database
 from ..conf import settings
@@ -20,7 +19,7 @@ from ..models import Alarm, AlarmReason, Event, StepKind, StepRecord, StepState,
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import TERMINAL, State, as_state, transition
-from . import observe
+from . import clock, observe
 from .concurrency import key_of, slot_freed
 from .events import EventBuffer, record_events
 from .waits import at_once_here, lock_txn, resume_on_commit, wake_waiting_txn
@@ -124,7 +123,7 @@ def enqueue(instance: WorkflowInstance | str) -> None:
     events = record_events(instance.pk, instance.workflow, ("workflow.queued", {}))
     try:
         with database.atomic():
-            transition(instance, State.QUEUED, dispatched_at=timezone.now())
+            transition(instance, State.QUEUED, dispatched_at=clock.now())
             events.write_txn()
     except InvalidTransition:
         return
@@ -145,7 +144,7 @@ def cancel_instance(instance_id: str, reason: str = "") -> None:
             raise InvalidTransition(f"cannot cancel instance {instance_id!r}: it is already {state.label}")
         if state in (State.RUNNING, State.PENDING):
             updated = WorkflowInstance.objects.filter(pk=instance.pk, state=state).update(
-                cancel_requested=True, cancel_reason=reason, updated_at=timezone.now()
+                cancel_requested=True, cancel_reason=reason, updated_at=clock.now()
             )
             if updated:
                 return
@@ -203,7 +202,7 @@ def waiting_forks(child: WorkflowInstance) -> list[str]:
 
 def wake_parent(parent_id: str, child_id: str) -> bool:
     if not at_once_here(False) and Alarm.objects.filter(
-            instance_id=parent_id, fired_at__isnull=True, fire_at__lte=timezone.now()).exists():
+            instance_id=parent_id, fired_at__isnull=True, fire_at__lte=clock.now()).exists():
         # A resume of the parent is already due (a sibling woke it, and the alarm pass has
         # not taken it yet): that run will find this child finished, as its end committed
         # before. Many children ending together lock the parent's row once, not each.

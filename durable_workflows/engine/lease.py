@@ -7,11 +7,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.utils import timezone
-
 from ..conf import settings
 from ..exceptions import LeaseLost
 from ..models import WorkflowInstance
+from . import clock
 from .fence import Fence
 
 
@@ -50,5 +49,5 @@ class Lease:
     def release(self) -> None:
         """Give the lease up at once, so recovery need not wait for it to expire."""
         WorkflowInstance.objects.filter(**self.fence.lenient().filter(), lease_owner=self.owner).update(
-            lease_expires_at=timezone.now(), lease_owner=""
+            lease_expires_at=clock.now(), lease_owner=""
         )

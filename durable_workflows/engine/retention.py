@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.utils import timezone
 
 from .. import database
 from ..conf import settings
@@ -25,6 +24,7 @@ from ..durations import parse_duration
 from ..models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
 from ..registry import all_definitions
 from ..states import TERMINAL
+from . import clock
 
 BATCH = 1000
 
@@ -32,7 +32,7 @@ BATCH = 1000
 def purge_expired(now: datetime | None = None, batch_size: int = BATCH, limit: int | None = None) -> int:
     """Delete the finished instances past their retention, with every row of theirs.
     Returns how many instances it deleted (at most `limit`, when given)."""
-    expired = expired_instances(now or timezone.now())
+    expired = expired_instances(now or clock.now())
     if expired is None:
         return 0
     return delete_in_batches(expired, batch_size, limit)

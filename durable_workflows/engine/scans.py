@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any
 
 from django.db.models import F, Q, QuerySet
-from django.utils import timezone
 
 from .. import database
 from ..conf import settings
@@ -20,6 +19,7 @@ from ..models import (
     WorkflowInstance,
 )
 from ..states import State, as_state
+from . import clock
 from .concurrency import admit_waiting
 from .instances import finished
 from .waits import lock_txn, resume_on_commit, wake_txn
@@ -38,7 +38,7 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     (SKIP LOCKED on PostgreSQL, a compare-and-set on fired_at elsewhere), and the resume is
     dispatched only after the claim commits.
     """
-    now = timezone.now()
+    now = clock.now()
     due = Alarm.objects.filter(fired_at__isnull=True, fire_at__lte=now).order_by("fire_at")
     if instance_id is not None:
         due = due.filter(instance_id=instance_id)
@@ -145,7 +145,7 @@ def redispatch_stalled(older_than: float, limit: int = 500) -> list[str]:
     broker glue, when it sees that the broker holds no task waiting, so these ones must have
     been taken by a worker that is gone (a cluster killed with tasks in hand). Backed off
     per instance like `recover`'s redispatch. Returns the ids dispatched."""
-    dispatched = _lost_tasks(timezone.now(), older_than, limit)
+    dispatched = _lost_tasks(clock.now(), older_than, limit)
     _dispatch_on_commit(dispatched)
     return [pk for pk, _, _ in dispatched]
 
@@ -186,7 +186,7 @@ def fire_alarm_now(instance_id: str) -> bool:
     """Resume a Paused instance now, ending its sleep or retry delay early ("resume now")."""
     updated = Alarm.objects.filter(
         instance_id=instance_id, instance__state=State.PAUSED
-    ).update(fire_at=timezone.now(), fired_at=None)
+    ).update(fire_at=clock.now(), fired_at=None)
     if not updated:
         return False
     return instance_id in fire_alarms(instance_id=instance_id)
@@ -197,7 +197,7 @@ def _lost_family_news(limit: int) -> None:
     its final move commits; a process that died in between leaves a parent waiting for a
     child that has finished, or children running under a parent that failed. Both are
     found here."""
-    grace = timezone.now() - timedelta(seconds=FAMILY_GRACE_SECONDS)
+    grace = clock.now() - timedelta(seconds=FAMILY_GRACE_SECONDS)
     untold = WorkflowInstance.objects.filter(family_pending=True, finished_at__lt=grace).order_by()
     for instance in untold.only("id", "state", "parent_id", "family_pending")[:limit]:
         finished(instance)
@@ -213,7 +213,7 @@ def recover(limit: int = 500) -> list[str]:
     frequent scans do not pile up duplicate tasks; if that task is lost too, the next scan
     after the reservation finds it again.
     """
-    now = timezone.now()
+    now = clock.now()
     lease = timedelta(seconds=settings.LEASE_SECONDS)
     dispatched: list[tuple[str, str, int]] = []
     stale = WorkflowInstance.objects.filter(state=State.RUNNING, lease_expires_at__lt=now)

@@ -24,6 +24,7 @@ from django.utils import timezone
 from .. import database
 from ..models import ScheduleFire, WorkflowInstance
 from ..registry import WorkflowDefinition, all_definitions
+from . import clock
 from .observe import about
 from .starts import start_one
 
@@ -41,7 +42,7 @@ def fire_schedules(now: dt.datetime | None = None) -> list[str]:
     one is read in the project's TIME_ZONE, as Django reads naive datetimes.
     """
     if now is None:
-        now = timezone.now()
+        now = clock.now()
     elif not isinstance(now, dt.datetime):
         raise TypeError(f"fire_schedules(now=) takes a datetime, got {now!r}")
     elif timezone.is_naive(now):
@@ -98,7 +99,7 @@ def next_fire(definition: WorkflowDefinition, now: dt.datetime | None = None) ->
     """The next time the workers start `definition`, or None when it has no schedule."""
     if definition.schedule is None:
         return None
-    return definition.schedule.following(now or timezone.now())
+    return definition.schedule.following(now or clock.now())
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class ScheduleStatus:
 
 def statuses(now: dt.datetime | None = None) -> list[ScheduleStatus]:
     """One row per scheduled workflow, fired or not yet, in two queries."""
-    now = now or timezone.now()
+    now = now or clock.now()
     definitions = scheduled()
     fires = {f.workflow: f for f in ScheduleFire.objects.filter(workflow__in=[d.name for d in definitions])}
     states = dict(WorkflowInstance.objects.filter(pk__in=[f.last_instance_id for f in fires.values()])

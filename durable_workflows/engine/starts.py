@@ -22,7 +22,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError
-from django.utils import timezone
 
 from .. import database
 from ..dispatch import get_dispatcher, on_commit
@@ -30,7 +29,7 @@ from ..exceptions import WorkflowIdConflict
 from ..models import WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
-from . import pg
+from . import clock, pg
 from .events import record_events
 from .instances import WorkflowRef, check_id, existing, insert_txn, prepare
 
@@ -69,7 +68,7 @@ def _start_one_pg(definition: WorkflowDefinition, args: Sequence[Any], kwargs: d
         if found is None:
             raise
         return found, False
-    now = timezone.now()
+    now = clock.now()
     instance.created_at = instance.updated_at = instance.dispatched_at = now
     if definition.timeout is not None:
         instance.deadline_at = now + timedelta(seconds=definition.timeout)
@@ -164,7 +163,7 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input],
             if instance.workflow != definition.name:
                 raise WorkflowIdConflict(f"instance {instance.pk!r} already exists for workflow "
                                          f"{instance.workflow!r}, not {definition.name!r}")
-    now = timezone.now()
+    now = clock.now()
     results: list[tuple[WorkflowInstance, bool]] = []
     new: list[WorkflowInstance] = []
     for args, kwargs, instance_id in rows:

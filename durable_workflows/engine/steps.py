@@ -6,15 +6,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from django.utils import timezone
-
 from .. import serialization
 from ..durations import parse_duration
 from ..exceptions import ReplayError, SerializationError, StepScopeError, StepTimeout
 from ..models import AlarmReason, StepKind, StepRecord, StepState
 from ..retry import RetryPolicy
 from . import atomic as atomic_steps
-from . import failures, observe
+from . import clock, failures, observe
 from .faults import engine_io
 from .lanes import branch_data
 from .names import checked
@@ -88,12 +86,12 @@ class StepCall:
         self.attempt = record.attempts
         if record.state == StepState.RUNNING:
             # The attempt in flight when the last run stopped. Its deadline survives.
-            if record.deadline_at is not None and record.deadline_at <= timezone.now():
+            if record.deadline_at is not None and record.deadline_at <= clock.now():
                 self.failed(StepTimeout(f"{self.describe()} ran past its deadline while its worker was down"))
                 return RUN
             self.rerun = True
             if record.deadline_at is not None:
-                self.remaining = (record.deadline_at - timezone.now()).total_seconds()
+                self.remaining = (record.deadline_at - clock.now()).total_seconds()
             return RUN
         if record.state == StepState.WAITING and not is_due(self.wf, record):
             self.wf._suspend(self.slot, Wait(record, AlarmReason.RETRY))
@@ -105,7 +103,7 @@ class StepCall:
         seconds it may run."""
         self.run.lease.check()
         events = self.run.events
-        now = timezone.now()
+        now = clock.now()
         if self.rerun:
             self.rerun = False
         else:
@@ -152,7 +150,7 @@ class StepCall:
             raise
         record = self.record
         assert record is not None
-        now = timezone.now()
+        now = clock.now()
         record.state = StepState.COMPLETED
         record.result = stored
         record.finished_at = now
@@ -179,7 +177,7 @@ class StepCall:
         events = self.run.events
         record = self.record
         assert record is not None
-        now = timezone.now()
+        now = clock.now()
         record.__dict__.update(error_fields(error))
         record.error_replay = failures.replay_info(error)
         record.deadline_at = None

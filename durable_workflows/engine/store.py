@@ -17,13 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
-
 from .. import database
 from ..exceptions import InvalidTransition
 from ..models import Alarm, StepRecord, WorkflowInstance
 from ..states import State, transition
-from . import concurrency, pg
+from . import clock, concurrency, pg
 from .checkpoint import Checkpoint
 from .events import EventBuffer
 from .faults import engine_io
@@ -136,7 +134,7 @@ def claim(instance_id: str, mode: str, epoch: int | None = None) -> Run | None:
 
 
 def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
-    now = timezone.now()
+    now = clock.now()
     owner = executor_name()
     if mode == "fresh" and epoch is not None and pg.usable():
         run = _claim_fresh_pg(instance_id, epoch, owner, now)

@@ -13,13 +13,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from django.db.models import F
-from django.utils import timezone
 
 from .. import database, serialization
 from ..dispatch import get_dispatcher, on_commit
 from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
 from ..states import State, as_state
-from . import failures
+from . import clock, failures
 from .faults import engine_io
 from .lanes import Slot, branch_data
 from .outcome import RUN, Outcome, returned
@@ -63,14 +62,14 @@ def replay_wait(wf: WorkflowContext, slot: Slot, name: str, kind: str) -> tuple[
 def new_wait(wf: WorkflowContext, slot: Slot, name: str, kind: str, **fields: Any) -> StepRecord:
     """The record of a wait that this run reaches for the first time."""
     record = StepRecord.new(instance_id=wf.instance_id, branch=slot.branch, position=slot.position,
-                            name=name, kind=kind, started_at=timezone.now(), **fields)
+                            name=name, kind=kind, started_at=clock.now(), **fields)
     wf._records[slot.key] = record
     return record
 
 
 def complete_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, stored: str | None) -> Any:
     """The wait ended with `stored` (its serialized outcome); it is written with the next write."""
-    now = timezone.now()
+    now = clock.now()
     record.state = StepState.COMPLETED
     record.result = stored
     record.finished_at = now
@@ -82,7 +81,7 @@ def complete_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, stored: s
 
 def fail_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, error: BaseException) -> NoReturn:
     """The wait ended with `error`, recorded so that a replay raises the same again."""
-    now = timezone.now()
+    now = clock.now()
     record.state = StepState.FAILED
     record.finished_at = now
     record.error_type = type(error).__name__
@@ -96,7 +95,7 @@ def fail_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, error: BaseEx
 def is_due(wf: WorkflowContext, record: StepRecord) -> bool:
     """A wait ends when its alarm woke this run, or when its time has come anyway."""
     return wf._run.woken == record.slot or (
-        record.wake_at is not None and record.wake_at <= timezone.now()
+        record.wake_at is not None and record.wake_at <= clock.now()
     )
 
 
@@ -110,14 +109,14 @@ def sleep_at(wf: WorkflowContext, slot: Slot, wake_at: datetime, name: str) -> N
         wf._frontier(slot.lane)
         if not is_due(wf, record):
             wf._suspend(slot, Wait(record, AlarmReason.SLEEP))
-        now = timezone.now()
+        now = clock.now()
         record.state = StepState.COMPLETED
         record.finished_at = now
         wf._run.checkpoint.dirty[slot.key] = record
         wf._run.events.add("sleep.completed", slot.position, name=name, **branch_data(slot.branch))
         slot.lane.advance(now)
         return
-    if wake_at <= timezone.now():
+    if wake_at <= clock.now():
         return
     wf._frontier(slot.lane)
     record = new_wait(wf, slot, name, StepKind.SLEEP, state=StepState.SLEEPING, wake_at=wake_at)
@@ -150,7 +149,7 @@ def wake_txn(instance: WorkflowInstance, slot: tuple[str, int], reason: str, *, 
     `fire_alarms()` pass takes it, within the alarm poll, so that many wakes in a short while
     (children finishing together) make one resume. Returns whether the caller must dispatch.
     """
-    now = timezone.now()
+    now = clock.now()
     at_once = at_once_here(at_once)
     branch, position = slot
     values = {"fire_at": now, "fired_at": now if at_once else None, "reason": reason,

@@ -22,10 +22,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from django.utils import timezone
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from ..engine import observe
+from ..engine import clock, observe
 from ..signals import SIGNALS
 
 #: Our metrics only, not the process collectors of prometheus-client's default registry.
@@ -54,7 +53,7 @@ class MetricsObserver(observe.Observer):
         if run.mode == "recover":
             RECOVERIES.labels(run.workflow).inc()
         if run.woken_at is not None:
-            ALARM_LAG.labels(run.workflow).observe(max(0.0, (timezone.now() - run.woken_at).total_seconds()))
+            ALARM_LAG.labels(run.workflow).observe(max(0.0, (clock.now() - run.woken_at).total_seconds()))
 
     def attempt_finished(self, attempt: observe.AttemptInfo, error: BaseException | None) -> None:
         labels = (attempt.workflow, attempt.name, "failed" if error is not None else "completed")

@@ -31,3 +31,9 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "loggers": {"durable_workflows": {"handlers": ["stderr"], "level": "INFO"}},
 }
+
+# A cluster whose machine's clock is off by this many seconds (tests.clock_skew).
+if _env("DW_CLOCK_SKEW_SECONDS"):
+    from tests.clock_skew import apply as _skew
+
+    _skew(float(_env("DW_CLOCK_SKEW_SECONDS", "0")))
