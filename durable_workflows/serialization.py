@@ -21,7 +21,7 @@ import base64
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -101,7 +101,7 @@ def _user_dict(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {key: item for key, item in v}
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[Any], Any]] = {
     "dict": _user_dict,
     "tuple": tuple,
     "set": set,
