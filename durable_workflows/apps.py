@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import autodiscover_modules
 
 
@@ -31,7 +32,7 @@ def _install_observers() -> None:
     logs.install()
     try:
         from . import metrics
-    except ImportError:
+    except ImproperlyConfigured:  # prometheus-client is not installed
         pass
     else:
         metrics.install()

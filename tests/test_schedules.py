@@ -112,6 +112,88 @@ def test_schedule_times_are_read_in_the_schedule_zone():
         unregister("sched.local")
 
 
+# -- across daylight-saving changes ----------------------------------------------------------------
+
+HOUR = timedelta(hours=1)
+
+
+def utc(month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, month, day, hour, minute, tzinfo=tz.utc)
+
+
+# Each change of 2026: when it happens (UTC), a daily expression at a local time the change
+# skips or repeats, and when that expression fires the day before and on the day.
+CLOCK_CHANGES = {
+    # 02:00 CET -> 03:00 CEST: 02:30 does not occur, it fires when the clocks jump (03:00 CEST).
+    "Paris, spring forward": ("Europe/Paris", utc(3, 29, 1), "30 2 * * *", [utc(3, 28, 1, 30), utc(3, 29, 1)]),
+    # 03:00 CEST -> 02:00 CET: 02:30 occurs twice, it fires at the first (02:30 CEST).
+    "Paris, fall back": ("Europe/Paris", utc(10, 25, 1), "30 2 * * *", [utc(10, 24, 0, 30), utc(10, 25, 0, 30)]),
+    # 02:00 EST -> 03:00 EDT.
+    "New York, spring forward": ("America/New_York", utc(3, 8, 7), "30 2 * * *", [utc(3, 7, 7, 30), utc(3, 8, 7)]),
+    # 02:00 EDT -> 01:00 EST: 01:30 occurs twice, it fires at the first (01:30 EDT).
+    "New York, fall back": ("America/New_York", utc(11, 1, 6), "30 1 * * *", [utc(10, 31, 5, 30), utc(11, 1, 5, 30)]),
+}
+
+
+@pytest.mark.parametrize("change", CLOCK_CHANGES)
+def test_schedules_across_daylight_saving_changes_fire_once_per_fire_time_in_order(change):
+    """A clock stepped minute by minute through the change, three hours either side: every
+    hour and every half hour of real time fires once, the daily time once, in increasing order."""
+    zone, changes_at, daily, daily_fires = CLOCK_CHANGES[change]
+    schedules = {"sched.hourly": "0 * * * *", "sched.halfhourly": "*/30 * * * *", "sched.daily": daily}
+    for name, expression in schedules.items():
+        workflow(name, schedule=expression, schedule_tz=zone)(lambda wf: None)
+    first, last = changes_at - 3 * HOUR, changes_at + 3 * HOUR
+    expected = {
+        "sched.hourly": [first + k * HOUR for k in range(7)],
+        "sched.halfhourly": [first + k * HOUR / 2 for k in range(13)],
+        "sched.daily": daily_fires,
+    }
+    try:
+        fired: dict[str, list[str]] = {name: [] for name in schedules}
+        now = first
+        while now <= last:
+            for instance_id in fire_schedules(now=now):
+                fired[instance_id.split("@")[0]].append(instance_id)
+            for name, times in expected.items():
+                upcoming = [t for t in times if t > now]
+                if upcoming:  # what the admin, the API and the command show as the next fire time
+                    assert next_fire(get_definition(name), now) == upcoming[0], (name, now)
+            now += timedelta(minutes=1)
+        for name, times in expected.items():
+            ids = [fire_id(name, t) for t in times]
+            # Started in this order, each once: fire times strictly increasing in UTC.
+            assert fired[name] == ids, name
+            assert sorted(WorkflowInstance.objects.filter(workflow=name).values_list("pk", flat=True)) == sorted(ids)
+    finally:
+        for name in schedules:
+            unregister(name)
+
+
+def test_a_list_fires_at_the_union_of_its_times_through_a_fall_back():
+    """New York repeats 01:00-02:00 on 2026-11-01: the local hours 1 to 3 fire once each, at
+    01:00 EDT, 02:00 EST and 03:00 EST; a quarter past and to every hour fire in real time."""
+    @workflow("sched.union", schedule=["0 1-3 * * *", "15,45 * * * *"], schedule_tz="America/New_York")
+    def union(wf):
+        return None
+
+    try:
+        fired = []
+        now = utc(11, 1, 4, 50)
+        while now <= utc(11, 1, 8):
+            fired += [instance_id.split("@")[1] for instance_id in fire_schedules(now=now)]
+            now += timedelta(minutes=5)
+        assert fired == [
+            "2026-11-01T04:45:00Z",  # 00:45 EDT, the latest at the first pass
+            "2026-11-01T05:00:00Z", "2026-11-01T05:15:00Z", "2026-11-01T05:45:00Z",  # 01:00, 01:15, 01:45 EDT
+            "2026-11-01T06:15:00Z", "2026-11-01T06:45:00Z",  # 01:15, 01:45 EST; 01:00 EST is a repeat
+            "2026-11-01T07:00:00Z", "2026-11-01T07:15:00Z", "2026-11-01T07:45:00Z",  # 02:00, 02:15, 02:45 EST
+            "2026-11-01T08:00:00Z",  # 03:00 EST
+        ]
+    finally:
+        unregister("sched.union")
+
+
 def test_a_workflow_without_schedule_has_no_next_fire_time():
     assert next_fire(get_definition("tests.greet")) is None
 
@@ -124,6 +206,7 @@ def test_a_workflow_without_schedule_has_no_next_fire_time():
     ({"schedule_tz": "UTC"}, "schedule_tz is given without a schedule"),
     ({"schedule": "0 2 * * *", "schedule_tz": "America"}, "workflow 'sched.bad': unknown schedule_tz 'America'"),
     ({"schedule": 123}, "workflow 'sched.bad': schedule must be a cron expression or a list of them, got 123"),
+    ({"schedule": "0 0 30 2 *"}, "workflow 'sched.bad': '0 0 30 2 \\*' matches no date, so it would never fire"),
 ])
 def test_a_schedule_that_cannot_be_read_is_refused_at_import(options, says):
     with pytest.raises(ValueError, match=says):

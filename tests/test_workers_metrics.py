@@ -34,8 +34,8 @@ def test_the_endpoint_adds_up_every_worker_process(workers, tmp_path, monkeypatc
     assert scraped(text, "durable_workflows_instances_finished_total", workflow="workers.steps",
                    outcome="completed") == 24
     assert scraped(text, "durable_workflows_instances_started_total", workflow="workers.steps") == 24
-    assert sum(scraped(text, "durable_workflows_step_duration_seconds_count", workflow="workers.steps",
-                       step=f"step-{n}", outcome="completed") for n in range(3)) == 72
+    assert scraped(text, "durable_workflows_step_duration_seconds_count", workflow="workers.steps",
+                   outcome="completed") == 72  # three steps each
     assert scraped(text, "durable_workflows_instances", state="completed") == 24
     # Each worker wrote its own file: the sum above is of several processes.
     written = {path.name.rsplit("_", 1)[-1] for path in shared.glob("counter_*.db")}

@@ -9,6 +9,8 @@ Any number of passes may run at once, in any number of clusters. A `ScheduleFire
 workflow holds the fire time last started, moved forward by a compare-and-set in the same
 transaction as the start; the derived id makes the start itself idempotent. The row outlives
 retention, so a purged instance is never started again.
+
+Fire times, and what a daylight-saving change does to them, come from `cron.CronSchedule`.
 """
 
 from __future__ import annotations
