@@ -32,7 +32,7 @@ from ..exceptions import (
 from ..models import StepKind, StepRecord
 from ..retry import RetryPolicy
 from . import atomic as atomic_steps
-from . import branches, children, inbox, patches, runner
+from . import branches, children, inbox, patches, runner, text
 from .deadlines import timed_out
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .names import checked
@@ -268,6 +268,10 @@ class WorkflowContext:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"meta value {key!r} must be plain JSON: {exc}") from None
+        bad = text.refused_in({key: value})
+        if bad is not None:
+            raise SerializationError(f"meta value {key!r} cannot be stored: {bad!r} holds a NUL character "
+                                     f"or a lone surrogate, which the database refuses")
         self._engine(self._set_meta, key, value)
 
     def _set_meta(self, key: str, value: Any) -> None:
