@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import traceback as tb
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +77,8 @@ class Run:
     finished_children: dict[str, WorkflowInstance] | None = None
     #: What observers (metrics, tracing) know of this run (observe.py).
     observed: RunInfo | None = None
+    #: Inbox messages read ahead by its event waits, per event name (inbox.py).
+    read_ahead: dict[str, Any] = field(default_factory=dict)
 
     @property
     def instance_id(self) -> str:
