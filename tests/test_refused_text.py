@@ -117,3 +117,15 @@ def test_a_step_name_with_a_lone_surrogate_is_refused_as_bad_input():
     assert (instance.state, instance.error_type, instance.run_count) == ("failed", "ValueError", 1)
     assert "a step name must be at most 255 characters, without NUL or lone surrogates" in instance.error_message
     assert "step" not in RAN
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED))
+def test_an_event_id_the_database_refuses_is_bad_input_and_nothing_is_stored(kind):
+    from durable_workflows import send_event
+    from durable_workflows.models import InboxMessage
+    from tests.helpers import queued
+
+    handle = queued("text.step_raises", kind)
+    with pytest.raises(ValueError, match="without NUL or lone surrogates"):
+        send_event(handle.instance_id, "go", 1, event_id=REFUSED[kind][0])
+    assert not InboxMessage.objects.filter(instance_id=handle.instance_id).exists()
