@@ -100,6 +100,11 @@ class DispatchError(DurableWorkflowError):
     """The task queue did not take the instance's task; `recover()` sends it again."""
 
 
+class WorkerShutdown(SystemExit):
+    """The worker process was told to stop (SIGTERM): what it runs unwinds and gives its
+    lease back. Never a step's failure, as a `SystemExit` the step raised itself is."""
+
+
 class Suspend(BaseException):
     """Unwinds a workflow function at a durable wait (sleep, retry delay).
 

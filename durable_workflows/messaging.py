@@ -14,6 +14,7 @@ from typing import Any
 from . import database, serialization
 from .engine import clock, pg, record_events
 from .engine.inbox import check_name
+from .engine.text import refused
 from .engine.waits import lock_txn, resume_on_commit, wake_waiting_txn
 from .exceptions import InvalidTransition, WorkflowNotFound
 from .models import (
@@ -34,9 +35,10 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
     """
     check_name(name)
     if event_id is not None and (
-        not isinstance(event_id, str) or not event_id or len(event_id) > 255 or "\x00" in event_id
+        not isinstance(event_id, str) or not event_id or len(event_id) > 255 or refused(event_id)
     ):
-        raise ValueError(f"event_id must be text of 1 to 255 characters without NUL, got {event_id!r}")
+        raise ValueError(f"event_id must be text of 1 to 255 characters without NUL or lone surrogates, "
+                         f"got {event_id!r}")
     stored = serialization.dumps(payload, f"the payload of event {name!r}")
     if not isinstance(instance_id, str):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")

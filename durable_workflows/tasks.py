@@ -12,16 +12,21 @@ from django.db import connections
 from django.utils import timezone
 from django_q.brokers import get_broker
 from django_q.conf import Conf
+from django_q.exceptions import TimeoutException
 from django_q.tasks import async_task
 
 from .conf import settings
 from .dispatch import get_dispatcher
-from .engine import clock, execute, executor_name, fire_alarms, recover
+from .engine import clock, execute, executor_name, fire_alarms, recover, stops
 from .exceptions import DispatchError, StoreFault
 from .models import WorkflowInstance
 from .states import State
 
 logger = logging.getLogger("durable_workflows")
+
+# django-q2 stops a task at its timeout by raising this (a SystemExit) into it, in a step
+# or not: the worker stopping, never the step's failure.
+stops.add_stop(TimeoutException)
 
 RUN_INSTANCE = "durable_workflows.tasks.run_instance"
 # django_q.models.Task.name is 100 characters long.

@@ -36,6 +36,7 @@ from django.db import connections
 from django_q.conf import Conf
 
 from .conf import settings
+from .exceptions import WorkerShutdown
 
 logger = logging.getLogger("durable_workflows.ticker")
 
@@ -247,7 +248,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     if ticker is not None:
         ticker.stop()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise SystemExit(128 + signum)
+    raise WorkerShutdown(128 + signum)
 
 
 def connect() -> None:

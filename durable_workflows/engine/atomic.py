@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class _Failed(BaseException):
     """Carries the step's own error out of the transaction, which rolls back on the way."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: BaseException) -> None:
         super().__init__(error)
         self.error = error
 
@@ -56,7 +56,7 @@ def attempt(call: StepCall) -> tuple[bool, Any]:
             try:
                 value = runner.call_in_scope(call.fn, call.args, call.kwargs)
             except Exception as error:
-                raise _Failed(error) from None
+                raise _Failed(runner.failure(error) or error) from None
             return True, call.succeeded(value)
     except _Failed as failed:
         return False, failed.error

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections
 
 from ..durations import parse_duration
-from ..exceptions import LeaseLost, StoreFault, Suspend
+from ..exceptions import Suspend
 from ..models import StepKind, StepState
 from ..retry import RetryPolicy
+from . import stops
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .waits import new_wait
 
@@ -178,7 +179,7 @@ def _stopped_before_it_starts(lane: Lane) -> bool:
 
 
 def _failed(lane: Lane, error: BaseException) -> Outcome:
-    if isinstance(error, Exception) and lane.stopped is None and lane.group is not None:
+    if stops.is_failure(error) and lane.stopped is None and lane.group is not None:
         lane.group.failed = True  # the siblings start nothing new
     return False, error
 
@@ -245,12 +246,11 @@ def conclude(wf: WorkflowContext, slot: Slot, lanes: list[Lane], outcomes: list[
         raise wf._halted
     if wf._fatal is not None:
         raise wf._fatal
-    signals = (Exception, Aborted, Suspend, LeaseLost, StoreFault)
     for ok, value in outcomes:
-        if not ok and not isinstance(value, signals):
-            raise value  # KeyboardInterrupt, SystemExit
+        if not ok and not stops.is_failure(value) and not isinstance(value, stops.RUN_SIGNALS):
+            raise value  # a stop of the worker
     for lane, (ok, value) in zip(lanes, outcomes, strict=True):
-        if not ok and isinstance(value, Exception) and lane.stopped is None:
+        if not ok and stops.is_failure(value) and lane.stopped is None:
             wf._engine(_mark_failed, wf, slot)
             raise value  # the first error in branch order
     if any(isinstance(value, Aborted) for _, value in outcomes):

@@ -32,7 +32,7 @@ from ..exceptions import (
 from ..models import StepKind, StepRecord
 from ..retry import RetryPolicy
 from . import atomic as atomic_steps
-from . import branches, children, clock, inbox, patches, runner
+from . import branches, children, clock, inbox, patches, runner, text
 from .deadlines import timed_out
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .names import checked
@@ -268,6 +268,10 @@ class WorkflowContext:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"meta value {key!r} must be plain JSON: {exc}") from None
+        bad = text.refused_in({key: value})
+        if bad is not None:
+            raise SerializationError(f"meta value {key!r} cannot be stored: {bad!r} holds a NUL character "
+                                     f"or a lone surrogate, which the database refuses")
         self._engine(self._set_meta, key, value)
 
     def _set_meta(self, key: str, value: Any) -> None:
@@ -335,13 +339,12 @@ class WorkflowContext:
                 self._engine(call.failed, value)  # raises unless it retries now
                 continue
             try:
-                value = runner.run_sync(fn, args, kwargs, remaining, call.describe())
-            except Exception as exc:
-                self._engine(call.failed, exc)  # raises unless it retries now
-                continue
+                ok, value = runner.attempt(fn, args, kwargs, remaining, call.describe())
             finally:
                 call.lane.attempt = None
-            return self._engine(call.succeeded, value)
+            if ok:
+                return self._engine(call.succeeded, value)
+            self._engine(call.failed, value)  # raises unless it retries now
 
 
 class AsyncWorkflowContext(WorkflowContext):
@@ -452,22 +455,33 @@ class AsyncWorkflowContext(WorkflowContext):
                         call.lane.attempt = None
                         if ok:
                             return value
-                        await db(call.failed, value)  # raises unless it retries now
+                        await self._failed(call, value)  # raises unless it retries now
                         continue
                     # Beside other primitives, a sync step needs a thread of its own: the
                     # run's thread would run them one after the other.
                     own_thread = self._pending > 1 or call.lane.branch != ""
                     try:
-                        value = await runner.run_async(call.fn, call.args, call.kwargs, remaining,
-                                                       call.describe(), is_coroutine, own_thread)
-                    except Exception as exc:
-                        await db(call.failed, exc)  # raises unless it retries now
-                        continue
+                        ok, value = await runner.attempt_async(call.fn, call.args, call.kwargs, remaining,
+                                                               call.describe(), is_coroutine, own_thread)
                     finally:
                         call.lane.attempt = None
-                    return await db(call.succeeded, value)
+                    if ok:
+                        return await db(call.succeeded, value)
+                    await self._failed(call, value)  # raises unless it retries now
         finally:
             self._pending -= 1
+
+    async def _failed(self, call: StepCall, error: BaseException) -> None:
+        try:
+            await sync_to_async(self._engine, thread_sensitive=True)(call.failed, error)
+        except (KeyboardInterrupt, SystemExit) as failed:
+            if asyncio.current_task() is call.lane.task:
+                raise
+            # The step was awaited in a task of its own (asyncio.gather): asyncio ends the
+            # event loop when either of these leaves a task. The instance fails with it,
+            # whatever the workflow does, and the task raises an ordinary exception.
+            self._fatal = failed
+            raise runner.Carried(failed) from None
 
     def _flight(self) -> _Flight:
         return _Flight(self)

@@ -18,7 +18,7 @@ from ..conf import settings
 from ..exceptions import LeaseLost, SerializationError, StoreFault, Suspend, UnknownWorkflow
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
-from . import clock, heartbeat, observe, runner
+from . import clock, heartbeat, observe, runner, stops
 from .context import AsyncWorkflowContext, WorkflowContext
 from .deadlines import timed_out
 from .faults import after_fault
@@ -185,8 +185,8 @@ def _conclude(run: Run, definition: WorkflowDefinition, wf: WorkflowContext, ret
         run.checkpoint.pause(root.waits)
         return State.PAUSED
     if not returned:
-        if isinstance(value, (LeaseLost, StoreFault)) or not isinstance(value, Exception):
-            raise value  # our own signals, and KeyboardInterrupt or SystemExit
+        if not stops.is_failure(value):
+            raise value  # the engine's own signals, and a stop of the worker (stops.py)
         return _fail(run, value)
     deadline = run.instance.deadline_at
     if deadline is not None and deadline <= clock.now():

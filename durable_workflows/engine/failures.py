@@ -16,6 +16,7 @@ from typing import Any
 from .. import serialization
 from ..exceptions import ReplayError, SerializationError
 from ..models import StepRecord
+from . import stops
 from .lanes import describe
 
 # Classes this process has seen fail a step, by path: a class defined inside a function
@@ -72,7 +73,7 @@ def _find_class(path: str, error_type: str) -> type[BaseException] | None:
         from .. import exceptions
 
         found = getattr(builtins, error_type, None) or getattr(exceptions, error_type, None)
-    if isinstance(found, type) and issubclass(found, Exception):
+    if stops.is_failure_class(found):
         return found
     return None
 

@@ -22,6 +22,7 @@ from ..states import TERMINAL, State, as_state, transition
 from . import clock, observe
 from .concurrency import key_of, slot_freed
 from .events import EventBuffer, record_events
+from .text import storable
 from .waits import at_once_here, lock_txn, resume_on_commit, wake_waiting_txn
 
 WorkflowRef = str | Callable[..., Any] | WorkflowDefinition
@@ -135,6 +136,7 @@ def cancel_instance(instance_id: str, reason: str = "") -> None:
     """Cancel an instance: Queued or Paused at once, Running (or Pending) at its next step
     boundary, by its own run. Raises `InvalidTransition` for a finished instance and
     `WorkflowNotFound` for an unknown one."""
+    reason = storable(reason)
     for _ in range(5):
         instance = WorkflowInstance.objects.filter(pk=instance_id).first()
         if instance is None:

@@ -1,4 +1,10 @@
-"""Running one step attempt: in this thread, or in a worker thread when it has a deadline."""
+"""Running one step attempt: in this thread, or in a worker thread when it has a deadline.
+
+A BaseException the step's own code raises (`KeyboardInterrupt`, `SystemExit`, a custom
+subclass: stops.py) is the step's failure. It is carried from where the code runs to where
+the attempt's outcome is decided as an ordinary exception (`Carried`), because on its way
+asyncio and the thread hand-offs would take it for the end of the process.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +20,65 @@ from asgiref.sync import async_to_sync
 from django.db import connections
 
 from ..exceptions import StepTimeout
+from . import stops
 
 # Set while a step's function runs, so that wf.step/wf.sleep inside it can be refused.
 IN_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("durable_workflows_in_step", default=False)
+
+
+class Carried(Exception):
+    """A BaseException from step code, on its way to the attempt's outcome (`failure`)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def failure(error: BaseException) -> BaseException | None:
+    """What an attempt that raised `error` failed with: the step's own error, or None for a
+    signal that goes on unwinding (the engine's, a stop of the worker, a cancel of the
+    run's own task)."""
+    if isinstance(error, Carried):
+        return error.error
+    return error if isinstance(error, Exception) else None
+
+
+def attempt(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+            timeout: float | None, describe: str) -> tuple[bool, Any]:
+    """`run_sync`'s outcome: (True, its value) or (False, the step's error)."""
+    try:
+        return True, run_sync(fn, args, kwargs, timeout, describe)
+    except BaseException as raised:
+        error = failure(raised)
+        if error is None:
+            raise
+    # Handed back outside the except block, so that raising it later chains nothing to it.
+    return False, error
+
+
+async def attempt_async(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                        timeout: float | None, describe: str, is_coroutine: bool,
+                        own_thread: bool) -> tuple[bool, Any]:
+    """`run_async`'s outcome: (True, its value) or (False, the step's error)."""
+    try:
+        return True, await run_async(fn, args, kwargs, timeout, describe, is_coroutine, own_thread)
+    except BaseException as raised:
+        error = failure(raised)
+        if error is None:
+            raise
+    return False, error
 
 
 def call_in_scope(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     token = IN_STEP.set(True)
     try:
         return fn(*args, **kwargs)
+    except Exception:
+        raise
+    except BaseException as error:
+        if stops.is_failure(error):
+            raise Carried(error) from None
+        raise
     finally:
         IN_STEP.reset(token)
 
@@ -108,6 +164,16 @@ async def run_async(
         token = IN_STEP.set(True)
         try:
             return await fn(*args, **kwargs)
+        except Exception:
+            raise
+        except asyncio.CancelledError as error:
+            if _cancelled_from_outside():
+                raise  # its deadline (wait_for), or the run's own end
+            raise Carried(error) from None
+        except BaseException as error:
+            if stops.is_failure(error):
+                raise Carried(error) from None
+            raise
         finally:
             IN_STEP.reset(token)
 
@@ -117,6 +183,15 @@ async def run_async(
         return await asyncio.wait_for(scoped(), max(timeout, 0))
     except asyncio.TimeoutError:
         raise StepTimeout(f"{describe} ran past its {_fmt(timeout)} timeout") from None
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether the task running a step is being cancelled, rather than the step's code
+    raising CancelledError itself. (Python 3.10 cannot tell: every cancel is taken as one
+    from outside.)"""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is None or cancelling() > 0
 
 
 def _bounded(timeout: float | None) -> float | None:

@@ -182,7 +182,7 @@ class StepCall:
         record.error_replay = failures.replay_info(error)
         record.deadline_at = None
         events.add("step.failed", self.position, name=self.name, attempt=self.attempt,
-                   error=f"{type(error).__name__}: {error}", **self.where)
+                   error=f"{record.error_type}: {record.error_message}", **self.where)
         observe.attempt_finished(self.observed, error)
         self.observed = None
         if isinstance(error, StepTimeout):

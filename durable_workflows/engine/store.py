@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import traceback as tb
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from .instances import finished, has_family
 from .lanes import branch_data
 from .lease import Lease
 from .observe import RunInfo, about
+from .text import storable
 
 logger = logging.getLogger("durable_workflows")
 
@@ -41,11 +42,20 @@ def executor_name() -> str:
 
 
 def error_fields(error: BaseException) -> dict[str, str]:
+    """An error as it is stored: whatever its message holds, the write is never refused
+    (text.py), so the failure is recorded once, with its own type."""
     return {
-        "error_type": type(error).__name__,
-        "error_message": str(error),
-        "error_traceback": "".join(tb.format_exception(type(error), error, error.__traceback__)),
+        "error_type": storable(type(error).__name__)[:255],
+        "error_message": storable(_message(error)),
+        "error_traceback": storable("".join(tb.format_exception(type(error), error, error.__traceback__))),
     }
+
+
+def _message(error: BaseException) -> str:
+    try:
+        return str(error)
+    except Exception:  # an error whose __str__ fails is still the workflow's failure
+        return f"<{type(error).__name__}: its message could not be read>"
 
 
 @dataclass(eq=False)
@@ -65,6 +75,8 @@ class Run:
     finished_children: dict[str, WorkflowInstance] | None = None
     #: What observers (metrics, tracing) know of this run (observe.py).
     observed: RunInfo | None = None
+    #: Inbox messages read ahead by its event waits, per event name (inbox.py).
+    read_ahead: dict[str, Any] = field(default_factory=dict)
 
     @property
     def instance_id(self) -> str:

@@ -22,6 +22,7 @@ from . import clock, failures
 from .faults import engine_io
 from .lanes import Slot, branch_data
 from .outcome import RUN, Outcome, returned
+from .text import storable
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
@@ -85,7 +86,7 @@ def fail_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, error: BaseEx
     record.state = StepState.FAILED
     record.finished_at = now
     record.error_type = type(error).__name__
-    record.error_message = str(error)
+    record.error_message = storable(str(error))
     record.error_replay = failures.replay_info(error)
     wf._run.checkpoint.dirty[slot.key] = record
     slot.lane.advance(now)

@@ -123,6 +123,24 @@ def branches(wf, count: int = 3, seconds: float = 0.2) -> list:
     return wf.parallel(*(lambda i=i: branch(i) for i in range(count)))
 
 
+class StepInterrupt(BaseException):
+    """A BaseException of the step's own, neither an Exception nor the engine's."""
+
+
+INTERRUPTS = {"KeyboardInterrupt": KeyboardInterrupt, "SystemExit": SystemExit, "StepInterrupt": StepInterrupt}
+
+
+def interrupted(instance_id: str, epoch: int, kind: str) -> None:
+    logged(instance_id, epoch, "interrupted")
+    raise INTERRUPTS[kind](f"the step raised {kind}")
+
+
+@workflow("workers.interrupted")
+def interrupted_step(wf, kind: str) -> None:
+    """A step whose code raises a BaseException (sync, or async with its own loop)."""
+    wf.step("interrupted", interrupted, wf.instance_id, _epoch(wf), kind)
+
+
 if os.environ.get("DW_EVERY_SECOND"):
     # Only in the clusters of the schedule test: any other cluster would start it each second.
     @workflow("workers.every_second", schedule="* * * * * *")
