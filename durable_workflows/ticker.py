@@ -6,7 +6,8 @@ two-second sleep or a retry delay. So each worker process, once django-q2 has sp
 RECOVERY_POLL_SECONDS it re-dispatches runs whose lease expired and tasks the broker lost
 (lost_tasks.py) and starts the scheduled workflows that are due, and once a minute it deletes
 the finished instances past their retention. A second thread makes the worker exit when its
-parent (the cluster's guard) dies.
+parent (the cluster's guard) dies, and ends the whole cluster when its task queue is wedged
+(wedge.py).
 It only claims rows and enqueues tasks; the runs themselves go through the broker like any
 other task, so the workers stay free for them. Claims are safe from any number of processes
 at once (SKIP LOCKED on PostgreSQL, compare-and-set elsewhere), so every worker of every
@@ -35,6 +36,7 @@ from typing import Any
 from django.db import connections
 from django_q.conf import Conf
 
+from . import wedge
 from .conf import settings
 from .exceptions import WorkerShutdown
 
@@ -47,6 +49,7 @@ _lock = threading.Lock()
 _ticker: Ticker | None = None
 _in_worker = False
 _exit_hook_installed = False
+_terminating = False  # this worker had its SIGTERM (see _on_sigterm)
 
 
 class Ticker(threading.Thread):
@@ -129,17 +132,23 @@ def _purge() -> None:
     purge_expired(limit=PURGE_PER_PASS)
 
 
-# How often a worker looks whether its guard is still there, and how long after it found it
-# gone (and sent itself SIGTERM) it is still alive before it ends itself at once.
+# How often a worker looks whether its guard is still there (and at its task queue),
+# and how long after it found it gone (and sent itself SIGTERM) it is still alive before it
+# ends itself at once.
 PARENT_POLL_SECONDS = 0.5
 ORPHAN_EXIT_SECONDS = 10.0
 
 
-def _watch_parent() -> None:
+def _watch(queue: wedge.QueueWatch | None = None) -> None:
     """A thread of its own, not a ticker job: a tick stuck in a database call must not keep
-    an orphaned worker alive."""
+    an orphaned worker alive, nor a wedged cluster running. `queue` watches this worker's
+    task queue (None: the guard only)."""
     parent = os.getppid()
     while os.getppid() == parent:
+        reason = queue.stuck(wait=PARENT_POLL_SECONDS) if queue is not None else None
+        if reason is not None and wedge.end_cluster(parent, reason):
+            _exit_worker("durable_workflows: worker %s ended its wedged cluster; it exits", os.getpid())
+            return
         time.sleep(PARENT_POLL_SECONDS)
     _orphaned(parent)
 
@@ -152,11 +161,19 @@ def _orphaned(guard: int) -> None:
     until its next database error. Should the process still be there ORPHAN_EXIT_SECONDS
     later (its main thread stuck where no signal reaches it, or its exit waiting for a
     queue nobody reads any more), it ends at once: its lease then expires as a crash's."""
-    logger.warning("durable_workflows: the guard (pid %s) of worker %s is gone; the worker exits",
-                   guard, os.getpid())
-    os.kill(os.getpid(), signal.SIGTERM)
+    _exit_worker("durable_workflows: the guard (pid %s) of worker %s is gone; the worker exits",
+                 guard, os.getpid())
+
+
+def _exit_worker(message: str, *args: Any) -> None:
+    """SIGTERM to this worker, and its end ORPHAN_EXIT_SECONDS later if it is still there
+    (see `_orphaned`). A SIGTERM the worker already had (a cluster ended by another of its
+    workers sends one to each) is not sent again: the second would kill it mid-unwind."""
+    logger.warning(message, *args)
+    if not _terminating:
+        os.kill(os.getpid(), signal.SIGTERM)
     time.sleep(ORPHAN_EXIT_SECONDS)
-    logger.warning("durable_workflows: orphaned worker %s did not exit after SIGTERM; it ends now", os.getpid())
+    logger.warning("durable_workflows: worker %s did not exit after SIGTERM; it ends now", os.getpid())
     os._exit(1)
 
 
@@ -217,7 +234,8 @@ def on_worker_spawn(sender: Any = None, proc_name: str = "", **kwargs: Any) -> N
         return
     _in_worker = True
     _install_sigterm()
-    threading.Thread(target=_watch_parent, name="durable-workflows-parent-watch", daemon=True).start()
+    threading.Thread(target=_watch, args=(wedge.QueueWatch.of_this_worker(),),
+                     name="durable-workflows-parent-watch", daemon=True).start()
     if start() is not None and not _exit_hook_installed:
         _exit_hook_installed = True
         # When the worker exits (recycled, stopped, or told to by SIGTERM), let a tick in
@@ -244,6 +262,8 @@ def _install_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    global _terminating
+    _terminating = True
     ticker = current()
     if ticker is not None:
         ticker.stop()

@@ -49,6 +49,16 @@ def children(pid: int) -> list[int]:
     return [child for child in children_any(pid) if alive(child)]
 
 
+def reading_a_pipe(pid: int) -> bool:
+    """Whether the main thread of `pid` waits in a read of a pipe: of the idle workers of a
+    django-q2 cluster, the one that holds the task queue's read lock (the others wait for
+    that lock, on a futex). The cluster's monitor reads a pipe too: ask about workers."""
+    try:
+        return "pipe" in Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+
+
 def group_members(pgid: int) -> list[int]:
     """Live processes whose process group is `pgid`."""
     members = []
