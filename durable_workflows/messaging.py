@@ -16,6 +16,7 @@ from django.utils import timezone
 from . import database, serialization
 from .engine import pg, record_events
 from .engine.inbox import check_name
+from .engine.instances import findable
 from .engine.waits import lock_txn, resume_on_commit, wake_waiting_txn
 from .exceptions import InvalidTransition, WorkflowNotFound
 from .models import (
@@ -40,7 +41,7 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
     ):
         raise ValueError(f"event_id must be text of 1 to 255 characters without NUL, got {event_id!r}")
     stored = serialization.dumps(payload, f"the payload of event {name!r}")
-    if not isinstance(instance_id, str):
+    if not findable(instance_id):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     now = timezone.now()
     data = {"name": name, "event_id": event_id}

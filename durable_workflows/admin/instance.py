@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
@@ -25,6 +27,7 @@ from django.utils.safestring import mark_safe
 
 from .. import client
 from ..engine import concurrency
+from ..engine.instances import findable
 from ..exceptions import InvalidTransition, UnknownWorkflow, WorkflowNotFound
 from ..models import StepKind, StepRecord, StepState, WorkflowInstance
 from ..registry import all_definitions, get_definition
@@ -75,6 +78,7 @@ class HasParentFilter(admin.SimpleListFilter):
 
 class InstanceChangeList(ChangeList):
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
+        refuse_nul_filters(request, self.get_filters_params())
         return super().get_queryset(request, exclude_parameters).only(*LIST_FIELDS)
 
     def get_results(self, request: HttpRequest) -> None:
@@ -84,6 +88,16 @@ class InstanceChangeList(ChangeList):
         behind = concurrency.queued_behind_each(self.result_list)
         for obj in self.result_list:
             obj._dw_queued_behind = behind.get(obj.pk)
+
+
+def refuse_nul_filters(request: HttpRequest, params: dict[str, list[str]]) -> None:
+    """A filter value with a NUL matches nothing (no stored text has one) and PostgreSQL
+    refuses it as a query parameter: it is a bad lookup, answered as Django answers one (the
+    list without filters), with a message naming it, as Django's search box does for NUL."""
+    for name, values in params.items():
+        if any("\x00" in value for value in values):
+            messages.error(request, f"Null characters are not allowed in the filter {name!r}.")
+            raise IncorrectLookupParameters(f"a NUL in the filter {name!r}")
 
 
 class WorkflowInstanceAdmin(ReadOnlyAdmin):
@@ -119,6 +133,25 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
 
     def _perm(self, action: str) -> str:
         return f"{self.opts.app_label}.{get_permission_codename(action, self.opts)}"
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        # An id no instance can have is "does not exist" (Django's message), not a query
+        # PostgreSQL refuses.
+        if not findable(unquote(object_id)):
+            return None
+        return super().get_object(request, object_id, from_field)
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet, *args: Any, **kwargs: Any,
+                        ) -> HttpResponse | None:
+        """Selected ids no instance can have select nothing, as ids of deleted ones do
+        (Django filters the selection by `pk__in`, which PostgreSQL refuses with a NUL)."""
+        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
+        if any(not findable(value) for value in selected):
+            cleaned = request.POST.copy()
+            cleaned.setlist(ACTION_CHECKBOX_NAME, [value for value in selected if findable(value)])
+            posted: Any = request
+            posted.POST = cleaned
+        return super().response_action(request, queryset, *args, **kwargs)
 
     # -- list ----------------------------------------------------------------------------------
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:

@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import __version__, client
+from ..engine.instances import findable
 from ..exceptions import (
     InvalidTransition,
     SerializationError,
@@ -101,14 +102,14 @@ class WorkflowAPIView(GenericAPIView):
 
 
 def _find(instance_id: str) -> WorkflowInstance | None:
-    # No stored id contains NUL (PostgreSQL text cannot), and asking would be a database error.
-    if "\x00" in instance_id:
+    if not findable(instance_id):
         return None
     return WorkflowInstance.objects.filter(pk=instance_id).first()
 
 
-def _not_found(instance_id: str) -> Response:
-    return Response({"detail": f"No workflow instance with id {instance_id!r}."}, status=status.HTTP_404_NOT_FOUND)
+def _not_found(instance_id: str, hint: str = "") -> Response:
+    return Response({"detail": f"No workflow instance with id {instance_id!r}{hint}."},
+                    status=status.HTTP_404_NOT_FOUND)
 
 
 def instance_operation(request: Request, instance_id: str, body_class: Any,
@@ -211,16 +212,37 @@ class InstanceDetailView(WorkflowAPIView):
         responses={200: InstanceDetailSerializer, 404: NOT_FOUND, **DENIED},
     )
     def get(self, request: Request, instance_id: str) -> Response:
-        instance = _find(instance_id)
-        if instance is None:
-            return _not_found(instance_id)
-        return Response(InstanceDetailSerializer(instance).data)
+        return _detail(instance_id)
 
 
-class InstanceCancelView(WorkflowAPIView):
+def _detail(instance_id: str, hint: str = "") -> Response:
+    instance = _find(instance_id)
+    if instance is None:
+        return _not_found(instance_id, hint)
+    return Response(InstanceDetailSerializer(instance).data)
+
+
+class InstanceOperationView(WorkflowAPIView):
+    """An operation on one instance, at `instances/<id>/<operation>/`.
+
+    Ids are free text, so `abc/cancel` is an id like any other. The operations take POST
+    only, which tells the two apart: POST `abc/cancel/` cancels `abc`, and GET `abc/cancel/`
+    reads the instance whose id is `abc/cancel`, as GET of any other `<id>/` does.
+    """
+
+    operation = ""
+
+    @documented(exclude=True)
+    def get(self, request: Request, instance_id: str) -> Response:
+        return _detail(f"{instance_id}/{self.operation}",
+                       f" ({self.operation}/ of {instance_id!r} takes POST)")
+
+
+class InstanceCancelView(InstanceOperationView):
     """Cancels through the state machine; a finished instance answers 409."""
 
     serializer_class = CancelSerializer
+    operation = "cancel"
 
     @documented(
         operation_id="workflow_instances_cancel",
@@ -242,10 +264,11 @@ class InstanceCancelView(WorkflowAPIView):
         return instance_operation(request, instance_id, CancelSerializer, cancel)
 
 
-class InstanceEventsView(WorkflowAPIView):
+class InstanceEventsView(InstanceOperationView):
     """Sends an event to an instance: what its `wf.wait_for_event` of that name takes."""
 
     serializer_class = SendEventSerializer
+    operation = "events"
 
     @documented(
         operation_id="workflow_instances_send_event",
@@ -276,11 +299,12 @@ class InstanceEventsView(WorkflowAPIView):
         return instance_operation(request, instance_id, SendEventSerializer, send)
 
 
-class InstanceForkView(WorkflowAPIView):
+class InstanceForkView(InstanceOperationView):
     """Forks an instance (client.fork): a new one that replays its records before a position
     and runs the rest under the code deployed now."""
 
     serializer_class = ForkSerializer
+    operation = "fork"
 
     @documented(
         operation_id="workflow_instances_fork",
