@@ -298,7 +298,8 @@ def test_cancel_of_a_finished_instance_from_the_page_is_a_message_not_an_error(a
     assert state_of("over") == "completed"
 
 
-def test_cancel_needs_the_cancel_permission(client, staff_viewer):
+@pytest.mark.parametrize("codename", ["change_workflowinstance", "cancel_workflowinstance"])
+def test_cancel_needs_the_change_or_the_cancel_permission(client, staff_viewer, codename):
     start("tests.nap", "1h", instance_id="guarded")
     client.force_login(staff_viewer)
     listing = client.get(LIST_URL)
@@ -308,7 +309,7 @@ def test_cancel_needs_the_cancel_permission(client, staff_viewer):
     assert client.post(operation_url("guarded", "cancel")).status_code == 403
     assert 'id="dw-cancel"' not in client.get(page_url("guarded")).content.decode()
     assert state_of("guarded") == "paused"
-    staff_viewer.user_permissions.add(Permission.objects.get(codename="cancel_workflowinstance"))
+    staff_viewer.user_permissions.add(Permission.objects.get(codename=codename))
     run_action(client, "cancel_selected", "guarded")
     assert state_of("guarded") == "cancelled"
 

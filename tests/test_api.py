@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from durable_workflows import client, workflow
 from durable_workflows.models import WorkflowInstance
+from tests.helpers import staff_user
 from tests.testapp.workflows import CALLS
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +34,7 @@ def typed(wf, day: str) -> dict:
 
 @pytest.fixture
 def staff():
-    return User.objects.create(username="operator", is_staff=True)
+    return staff_user("operator")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from django.test import override_settings
 from durable_workflows import client, fire_alarms
 from durable_workflows.metrics import REGISTRY
 from durable_workflows.models import Alarm, WorkflowInstance
+from tests.helpers import staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,7 +38,7 @@ def staff_client():
     from django.test import Client
 
     logged_in = Client()
-    logged_in.force_login(User.objects.create(username="ops", is_staff=True))
+    logged_in.force_login(staff_user("ops", ("view",)))
     return logged_in
 
 

@@ -1,8 +1,8 @@
 """The workflow instance admin: a read-only list and page, and actions that use the engine.
 
 Nothing here can edit a field. The change permission is never granted to the form; the
-model's `change_workflowinstance` permission instead allows "resume now" and "recover", and
-`cancel_workflowinstance` allows cancelling.
+model's `change_workflowinstance` permission instead allows cancel, "resume now", fork and
+"recover", as in the API; `cancel_workflowinstance` allows cancelling too.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
 
     # -- permissions: read-only pages (ReadOnlyAdmin), state changes only through actions ----
     def has_cancel_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(self._perm("cancel"))
+        return request.user.has_perm(self._perm("change")) or request.user.has_perm(self._perm("cancel"))
 
     def has_resume_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(self._perm("change"))

@@ -31,7 +31,7 @@ from ..models import WorkflowInstance
 from ..registry import all_definitions
 from ..states import State
 from .pagination import InstancePagination
-from .permissions import configured_permissions
+from .permissions import READ, configured_permissions
 from .serializers import (
     VALIDATION_ERROR_SCHEMA,
     AcceptedSerializer,
@@ -49,7 +49,8 @@ from .serializers import (
 
 DENIED = {
     401: OpenApiResponse(DetailSerializer, description="Not authenticated."),
-    403: OpenApiResponse(DetailSerializer, description="Not allowed (staff only by default)."),
+    403: OpenApiResponse(DetailSerializer, description="Not allowed (by default: not a staff user, or "
+                         "without the workflow instance permission this needs)."),
 }
 BAD_REQUEST = OpenApiResponse(VALIDATION_ERROR_SCHEMA, description="Invalid input; messages by field.")
 NOT_FOUND = OpenApiResponse(DetailSerializer, description="No instance has that id.")
@@ -140,6 +141,7 @@ class InstanceListView(WorkflowAPIView):
 
     serializer_class = InstanceSerializer
     pagination_class = InstancePagination
+    permission_actions = {"GET": READ, "POST": ("add",)}
 
     def get_queryset(self) -> Any:
         return WorkflowInstance.objects.order_by("-created_at", "-pk")
@@ -243,6 +245,8 @@ class InstanceCancelView(InstanceOperationView):
 
     serializer_class = CancelSerializer
     operation = "cancel"
+    # The admin's cancel permission, kept for the users who were given it.
+    permission_actions = {"POST": ("change", "cancel")}
 
     @documented(
         operation_id="workflow_instances_cancel",
