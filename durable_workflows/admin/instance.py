@@ -435,8 +435,12 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         )
 
     def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The page's button sends the epoch it was drawn at: resumed since, it says so."""
+        seen = request.POST.get("epoch", "")
+        seen_epoch = int(seen) if seen.isdigit() else None
         return _post_only(request) or self._run_operation(
-            request, object_id, self.has_resume_permission(request), operations.resume_now
+            request, object_id, self.has_resume_permission(request),
+            lambda i: operations.resume_now(i, seen_epoch),
         )
 
     def fork_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
