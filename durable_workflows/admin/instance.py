@@ -101,7 +101,9 @@ def refuse_nul_filters(request: HttpRequest, params: dict[str, list[str]]) -> No
 
 
 class WorkflowInstanceAdmin(ReadOnlyAdmin):
-    list_display = ("id", "workflow", "state_badge", "created_at", "updated_at", "next_alarm", "error_type")
+    # Narrow enough for a 1,400 px window with the app list open: the last update and the
+    # long form of dates are on the instance page.
+    list_display = ("id", "workflow", "state_badge", "created", "next_alarm", "error_type")
     list_filter = ("state", WorkflowFilter, HasParentFilter, "created_at")
     list_select_related = ("alarm",)
     search_fields = ("id", "workflow")
@@ -193,6 +195,11 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
     def get_paginator(self, request: HttpRequest, queryset: QuerySet, per_page: int, orphans: int = 0,
                       allow_empty_first_page: bool = True) -> counts.EstimatingPaginator:
         return counts.EstimatingPaginator(queryset, per_page, orphans, allow_empty_first_page)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: WorkflowInstance) -> str:
+        return format_html('<time datetime="{}">{}</time>', obj.created_at.isoformat(),
+                           timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M"))
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: WorkflowInstance) -> str:
