@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "Q_OPTIONS": {},
     # Import strings of the DRF permission classes guarding the REST API. The default lets in
     # active staff users holding the model permission of what they do, as the admin does.
-    "API_PERMISSION_CLASSES": ["durable_workflows.api.permissions.StaffWithModelPermissions"],
+    "API_PERMISSION_CLASSES": ["durable_workflows.api.permissions.IsStaff"],
     # Who may read the Prometheus metrics (durable_workflows.metrics.urls): None, the same
     # classes as the API; [] lets anyone read them.
     "METRICS_PERMISSION_CLASSES": None,

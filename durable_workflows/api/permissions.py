@@ -19,11 +19,11 @@ READ = ("view", "change")
 WRITE = ("change",)
 
 
-class IsStaff(BasePermission):
-    """Active staff users; superuser status is not required.
+class StaffOnly(BasePermission):
+    """Active staff users, whatever permissions they hold; superuser status is not required.
 
     Workflows carry business data and the API can start and cancel them, so the audience is
-    the admin's, not every logged-in user.
+    the admin's, not every logged-in user. IsStaff (the default) asks for permissions too.
     """
 
     message = "Only staff users may use the workflows API."
@@ -33,10 +33,11 @@ class IsStaff(BasePermission):
         return bool(user and user.is_authenticated and user.is_active and user.is_staff)
 
 
-class StaffWithModelPermissions(IsStaff):
-    """Active staff users holding the workflow instance permission of what they do, as in the
-    admin: `view_workflowinstance` to read, `add_` to start, `change_` to cancel, fork and
-    send events (`cancel_workflowinstance` also cancels). Superusers hold every permission.
+class IsStaff(StaffOnly):
+    """The default: active staff users holding the workflow instance permission of what they
+    do, as in the admin: `view_workflowinstance` to read, `add_` to start, `change_` to
+    cancel, fork and send events (`cancel_workflowinstance` also cancels). Superusers hold
+    every permission.
 
     A view names what each method needs in `permission_actions` (method -> the actions, any
     one of which will do); without it, reading needs READ and anything else WRITE.
