@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core import checks
+from django.urls import URLResolver, get_resolver
 
 from .conf import DEFAULTS
+
+#: The URLconfs of ours that are DRF views: mounted, they need rest_framework's templates.
+DRF_URLCONFS = ("durable_workflows.api.urls", "durable_workflows.metrics.urls")
 
 
 @checks.register()
@@ -73,3 +78,53 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
     return messages
+
+
+@checks.register()
+def check_django_q_installed(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The default dispatcher runs instances on django-q2, whose tables (the ORM broker's
+    queue, its schedules) only `migrate` of its app creates: without it, migrate succeeds and
+    the first start fails on a missing table."""
+    user = getattr(django_settings, "DURABLE_WORKFLOWS", {}) or {}
+    dispatcher = user.get("DISPATCHER", DEFAULTS["DISPATCHER"]) if isinstance(user, dict) else None
+    name = dispatcher if isinstance(dispatcher, str) else f"{getattr(dispatcher, '__module__', '')}."
+    if not name.startswith("durable_workflows.tasks.") or apps.is_installed("django_q"):
+        return []
+    return [checks.Error(
+        '"django_q" is not in INSTALLED_APPS, and DURABLE_WORKFLOWS DISPATCHER runs workflows on django-q2',
+        hint='add "django_q" to INSTALLED_APPS and run migrate (its tables hold the queue and the '
+             "schedules), or name another DISPATCHER",
+        id="durable_workflows.E006",
+    )]
+
+
+@checks.register(checks.Tags.urls)
+def check_rest_framework_installed(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The API and the metrics endpoint are DRF views, whose pages (a browser's GET, an error)
+    render rest_framework's templates: mounted without the app, they answer 500."""
+    if apps.is_installed("rest_framework"):
+        return []
+    mounted = sorted(_mounted(DRF_URLCONFS))
+    return [checks.Error(
+        f'"rest_framework" is not in INSTALLED_APPS, and the URLconf includes {name}',
+        hint='add "rest_framework" to INSTALLED_APPS: its templates render the API\'s pages',
+        id="durable_workflows.E007",
+    ) for name in mounted]
+
+
+def _mounted(names: tuple[str, ...]) -> set[str]:
+    """Which of these URLconf modules the project's URLconf includes, however deep."""
+    try:
+        patterns = get_resolver().url_patterns
+    except Exception:  # a broken URLconf is what Django's own URL checks report
+        return set()
+    found: set[str] = set()
+    stack = list(patterns)
+    while stack:
+        pattern = stack.pop()
+        if isinstance(pattern, URLResolver):
+            module = getattr(pattern.urlconf_module, "__name__", pattern.urlconf_name)
+            if module in names:
+                found.add(module)
+            stack.extend(pattern.url_patterns)
+    return found

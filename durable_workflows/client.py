@@ -14,7 +14,7 @@ from .dispatch import get_dispatcher
 from .engine import clock, execute, fire_alarms, fire_schedules, purge_expired, recover, starts
 from .engine.check import check_replay
 from .engine.forks import fork as fork_instance
-from .engine.instances import WorkflowRef, cancel_instance, create
+from .engine.instances import WorkflowRef, cancel_instance, create, findable
 from .exceptions import (
     WorkflowCancelled,
     WorkflowFailed,
@@ -199,7 +199,7 @@ def _seconds(value: Any, what: str, *, allow_none: bool = False) -> Any:
 
 
 def _load(instance_id: str) -> WorkflowInstance:
-    if not isinstance(instance_id, str):
+    if not findable(instance_id):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     instance = WorkflowInstance.objects.filter(pk=instance_id).first()
     if instance is None:
@@ -272,7 +272,7 @@ def cancel(instance_id: str, reason: str = "") -> WorkflowHandle:
 
     Raises `InvalidTransition` for an instance that already finished.
     """
-    if not isinstance(instance_id, str):
+    if not findable(instance_id):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     if reason is not None and not isinstance(reason, str):
         raise TypeError(f"a cancel reason must be text, got {reason!r}")
@@ -291,7 +291,7 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
     (cancel it first; two live instances would run the same steps). A `from_position` below 0 or past the recorded history:
     `ValueError`. A `new_id` that exists: `WorkflowIdConflict`. Nothing is created then.
     """
-    if not isinstance(instance_id, str):
+    if not findable(instance_id):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     handle = WorkflowHandle(fork_instance(instance_id, from_position=from_position, new_id=new_id), created=True)
     return handle.refresh() if getattr(get_dispatcher(), "synchronous", False) else handle

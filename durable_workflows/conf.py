@@ -33,7 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_TICKER": True,
     # django-q2 options passed to async_task (for example {"cluster": "workflows"}).
     "Q_OPTIONS": {},
-    # Import strings of the DRF permission classes guarding the REST API.
+    # Import strings of the DRF permission classes guarding the REST API. The default lets in
+    # active staff users holding the model permission of what they do, as the admin does.
     "API_PERMISSION_CLASSES": ["durable_workflows.api.permissions.IsStaff"],
     # Who may read the Prometheus metrics (durable_workflows.metrics.urls): None, the same
     # classes as the API; [] lets anyone read them.

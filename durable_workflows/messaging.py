@@ -14,6 +14,7 @@ from typing import Any
 from . import database, serialization
 from .engine import clock, pg, record_events
 from .engine.inbox import check_name
+from .engine.instances import findable
 from .engine.text import refused
 from .engine.waits import lock_txn, resume_on_commit, wake_waiting_txn
 from .exceptions import InvalidTransition, WorkflowNotFound
@@ -40,7 +41,7 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
         raise ValueError(f"event_id must be text of 1 to 255 characters without NUL or lone surrogates, "
                          f"got {event_id!r}")
     stored = serialization.dumps(payload, f"the payload of event {name!r}")
-    if not isinstance(instance_id, str):
+    if not findable(instance_id):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     now = clock.now()
     data = {"name": name, "event_id": event_id}

@@ -72,3 +72,14 @@ def other_connection() -> Iterator[Any]:
         yield other
     finally:
         other.close()
+
+
+def staff_user(username: str = "operator", actions: tuple[str, ...] = ("view", "add", "change")) -> Any:
+    """An active staff user (not a superuser) holding the workflow instance permissions of
+    `actions` ("view", "add", "change", "cancel"): what the API's default classes ask."""
+    from django.contrib.auth.models import Permission, User
+
+    user = User.objects.create(username=username, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="durable_workflows", codename__in=[f"{a}_workflowinstance" for a in actions]))
+    return user

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from durable_workflows import client, start
+from durable_workflows import client, fire_alarms, start, workflow
 from durable_workflows.admin.badges import STATE_BADGES, STEP_STATE_BADGES
 from durable_workflows.admin.display import alarm_text, humanize_seconds, pretty_input
 from durable_workflows.engine import execute
@@ -298,7 +298,8 @@ def test_cancel_of_a_finished_instance_from_the_page_is_a_message_not_an_error(a
     assert state_of("over") == "completed"
 
 
-def test_cancel_needs_the_cancel_permission(client, staff_viewer):
+@pytest.mark.parametrize("codename", ["change_workflowinstance", "cancel_workflowinstance"])
+def test_cancel_needs_the_change_or_the_cancel_permission(client, staff_viewer, codename):
     start("tests.nap", "1h", instance_id="guarded")
     client.force_login(staff_viewer)
     listing = client.get(LIST_URL)
@@ -308,7 +309,7 @@ def test_cancel_needs_the_cancel_permission(client, staff_viewer):
     assert client.post(operation_url("guarded", "cancel")).status_code == 403
     assert 'id="dw-cancel"' not in client.get(page_url("guarded")).content.decode()
     assert state_of("guarded") == "paused"
-    staff_viewer.user_permissions.add(Permission.objects.get(codename="cancel_workflowinstance"))
+    staff_viewer.user_permissions.add(Permission.objects.get(codename=codename))
     run_action(client, "cancel_selected", "guarded")
     assert state_of("guarded") == "cancelled"
 
@@ -329,6 +330,46 @@ def test_resume_now_from_the_page(admin_client):
     assert state_of("retrying") == "paused"
     admin_client.post(operation_url("retrying", "resume"))
     assert state_of("retrying") == "completed"
+
+
+@workflow("tests.admin.two_naps")
+def two_naps(wf) -> str:
+    wf.sleep("1h", name="First nap")
+    wf.sleep("1h", name="Second nap")
+    return "rested twice"
+
+
+def _fire_first(instance_id: str) -> None:
+    """What the ticker does when the alarm comes due: fire it and resume the instance."""
+    Alarm.objects.filter(instance_id=instance_id).update(fire_at=timezone.now() - timedelta(seconds=1))
+    assert fire_alarms(instance_id=instance_id) == [instance_id]
+
+
+def test_resume_now_after_the_ticker_fired_the_alarm_says_it_resumed(admin_client):
+    start("tests.admin.two_naps", instance_id="twice")
+    page = admin_client.get(page_url("twice")).content.decode()
+    form = page[page.index(f'action="{operation_url("twice", "resume")}"'):]
+    epoch = re.search(r'name="epoch" value="(\d+)"', form[:form.index("</form>")]).group(1)
+    _fire_first("twice")  # the page still shows the first nap
+    second = Alarm.objects.get(instance_id="twice")
+    response = admin_client.post(operation_url("twice", "resume"), {"epoch": epoch}, follow=True)
+    assert [(m.level_tag, str(m)) for m in response.context["messages"]] == [
+        ("success", "Resumed twice already: its alarm fired first. It is Paused now.")]
+    assert state_of("twice") == "paused"  # the second nap was not cut short
+    assert Alarm.objects.get(instance_id="twice").fire_at == second.fire_at
+    admin_client.post(operation_url("twice", "resume"), {"epoch": str(int(epoch) + 1)})
+    assert client.get("twice").result() == "rested twice"
+
+
+def test_resume_now_of_an_alarm_fired_but_not_yet_taken_is_under_way(admin_client):
+    start("tests.nap", "1h", instance_id="fired")
+    with override_settings(DURABLE_WORKFLOWS=NO_DISPATCH):  # the resume is lost on its way
+        _fire_first("fired")
+    assert state_of("fired") == "paused"
+    epoch = WorkflowInstance.objects.get(pk="fired").epoch
+    response = admin_client.post(operation_url("fired", "resume"), {"epoch": epoch}, follow=True)
+    assert [m.level_tag for m in response.context["messages"]] == ["success"]
+    assert state_of("fired") == "completed"
 
 
 def test_resume_and_recover_need_the_change_permission(client, staff_viewer):

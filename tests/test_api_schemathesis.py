@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 import pytest
 import schemathesis
-from django.contrib.auth.models import User
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_started
 from django.db import close_old_connections
@@ -24,6 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis import checks as st_checks
 
 from durable_workflows import client
+from tests.helpers import staff_user
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +57,7 @@ def wsgi_app():
 @pytest.fixture
 def basic_auth():
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
-        user = User(username="fuzzer", is_staff=True)
+        user = staff_user("fuzzer")
         user.set_password("fuzz-pass")
         user.save()
         token = base64.b64encode(b"fuzzer:fuzz-pass").decode("ascii")

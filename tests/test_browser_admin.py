@@ -187,3 +187,46 @@ def test_staff_reads_the_dashboard_and_an_instance_timeline(browser, live_server
     bars = browser.find_elements(By.CSS_SELECTOR, "svg.dw-timeline-chart rect")
     assert {b.get_attribute("class") for b in bars} >= {"dw-bar-ok", "dw-bar-failed"}
     screenshot(browser, tmp_path, "admin-timeline.png", full_height=True, docs=True)
+
+
+def _rect(element) -> dict:
+    return element.parent.execute_script("return arguments[0].getBoundingClientRect().toJSON()", element)
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return a["left"] < b["right"] and b["left"] < a["right"] and a["top"] < b["bottom"] and b["top"] < a["bottom"]
+
+
+def test_the_list_fits_narrow_windows(browser, live_server, staff, tmp_path):
+    """At 1,400 px with the app list open every column is on screen, without scrolling the
+    table; at 800 px the Dashboard button sits clear of the counts by state."""
+    for _ in range(2):  # ids as the library makes them: 32 characters
+        start("orders.fulfil", "A-1000")
+    start("orders.fulfil", "A-0998", "12.50", wait_seconds=0, card_ok=False)
+    log_in(browser, live_server.url, "operator", "op-secret")
+    wait_for(browser, "#user-tools")
+
+    browser.set_window_size(1400, 900)
+    browser.get(f"{live_server.url}/admin/durable_workflows/workflowinstance/")
+    wait_for(browser, "#result_list")
+    assert browser.find_element(By.ID, "nav-sidebar").is_displayed()
+    screenshot(browser, tmp_path, "admin-list-1400.png")
+    viewport = browser.execute_script("return document.documentElement.clientWidth")
+    results = _rect(browser.find_element(By.CSS_SELECTOR, "#changelist .results"))
+    headers = {th.text: _rect(th) for th in browser.find_elements(By.CSS_SELECTOR, "#result_list thead th")}
+    assert {"RESUMES", "ERROR TYPE"} <= set(headers)
+    for name, rect in headers.items():
+        assert rect["right"] <= min(viewport, results["right"]) + 1, (name, rect, results)
+    error = [td for td in browser.find_elements(By.CSS_SELECTOR, "#result_list td.field-error_type")
+             if td.text != "-"]
+    assert [td.text for td in error] == ["ValueError"]
+    assert _rect(error[0])["right"] <= min(viewport, results["right"]) + 1
+
+    for width in (1400, 1024, 800):
+        browser.set_window_size(width, 900)
+        browser.get(f"{live_server.url}/admin/durable_workflows/workflowinstance/")
+        wait_for(browser, "#result_list")
+        button = _rect(browser.find_element(By.CSS_SELECTOR, ".object-tools li"))
+        for badge in browser.find_elements(By.CSS_SELECTOR, ".dw-counts li"):
+            assert not _overlap(button, _rect(badge)), (width, badge.text, button)
+    screenshot(browser, tmp_path, "admin-list-800.png")

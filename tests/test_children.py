@@ -7,7 +7,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
@@ -23,7 +22,7 @@ from durable_workflows import (
 )
 from durable_workflows.engine import fire_alarm_now
 from durable_workflows.models import StepRecord, WorkflowInstance
-from tests.helpers import in_thread
+from tests.helpers import in_thread, staff_user
 from tests.testapp.fault_workflows import RAN
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -144,7 +143,7 @@ def test_api_and_admin_show_the_family(admin_client):
     handle = client.start("children.fan", [2])
     (child_id,) = handle.refresh().children
     api = APIClient()
-    api.force_login(User.objects.create(username="ops", is_staff=True))
+    api.force_login(staff_user("ops"))
     parent_json = api.get(f"/api/workflows/instances/{handle.instance_id}/").json()
     assert parent_json["parent"] is None and parent_json["children"] == [child_id]
     assert api.get(f"/api/workflows/instances/{child_id}/").json()["parent"] == handle.instance_id

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
 from durable_workflows import client
 from durable_workflows.models import InboxMessage, StepRecord, WorkflowInstance
-from tests.helpers import manage
+from tests.helpers import manage, staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -18,7 +17,7 @@ BASE = "/api/workflows/"
 @pytest.fixture
 def api():
     api_client = APIClient()
-    api_client.force_login(User.objects.create(username="operator", is_staff=True))
+    api_client.force_login(staff_user("operator"))
     return api_client
 
 

@@ -16,6 +16,7 @@ from durable_workflows import RetryPolicy, State, client, fire_alarms, workflow
 from durable_workflows.metrics import REGISTRY
 from durable_workflows.models import Alarm, WorkflowInstance
 from durable_workflows.registry import unregister
+from tests.helpers import staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,7 +43,7 @@ def staff_client():
     from django.test import Client
 
     logged_in = Client()
-    logged_in.force_login(User.objects.create(username="ops", is_staff=True))
+    logged_in.force_login(staff_user("ops", ("view",)))
     return logged_in
 
 

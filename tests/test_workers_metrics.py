@@ -4,13 +4,12 @@ up what every worker process counted."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
 from django.test import Client
 
 import tests.workers.workflows  # noqa: F401  (registers the workflows the clusters run)
 from durable_workflows import client
 from durable_workflows.models import WorkflowInstance
-from tests.helpers import wait_until
+from tests.helpers import staff_user, wait_until
 from tests.test_metrics import scraped
 from tests.workers.fixtures import workers_fixture  # noqa: F401  (the `workers` fixture)
 
@@ -29,7 +28,7 @@ def test_the_endpoint_adds_up_every_worker_process(workers, tmp_path, monkeypatc
 
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(shared))
     reader = Client()
-    reader.force_login(User.objects.create(username="ops", is_staff=True))
+    reader.force_login(staff_user("ops", ("view",)))
     text = reader.get("/metrics/").content.decode()
     assert scraped(text, "durable_workflows_instances_finished_total", workflow="workers.steps",
                    outcome="completed") == 24

@@ -1,8 +1,8 @@
 """The workflow instance admin: a read-only list and page, and actions that use the engine.
 
 Nothing here can edit a field. The change permission is never granted to the form; the
-model's `change_workflowinstance` permission instead allows "resume now" and "recover", and
-`cancel_workflowinstance` allows cancelling.
+model's `change_workflowinstance` permission instead allows cancel, "resume now", fork and
+"recover", as in the API; `cancel_workflowinstance` allows cancelling too.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import quote, unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_permission_codename
@@ -25,6 +27,7 @@ from django.utils.safestring import mark_safe
 
 from .. import client
 from ..engine import concurrency
+from ..engine.instances import findable
 from ..exceptions import InvalidTransition, UnknownWorkflow, WorkflowNotFound
 from ..models import StepKind, StepRecord, StepState, WorkflowInstance
 from ..registry import all_definitions, get_definition
@@ -75,6 +78,7 @@ class HasParentFilter(admin.SimpleListFilter):
 
 class InstanceChangeList(ChangeList):
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet:
+        refuse_nul_filters(request, self.get_filters_params())
         return super().get_queryset(request, exclude_parameters).only(*LIST_FIELDS)
 
     def get_results(self, request: HttpRequest) -> None:
@@ -86,8 +90,20 @@ class InstanceChangeList(ChangeList):
             obj._dw_queued_behind = behind.get(obj.pk)
 
 
+def refuse_nul_filters(request: HttpRequest, params: dict[str, list[str]]) -> None:
+    """A filter value with a NUL matches nothing (no stored text has one) and PostgreSQL
+    refuses it as a query parameter: it is a bad lookup, answered as Django answers one (the
+    list without filters), with a message naming it, as Django's search box does for NUL."""
+    for name, values in params.items():
+        if any("\x00" in value for value in values):
+            messages.error(request, f"Null characters are not allowed in the filter {name!r}.")
+            raise IncorrectLookupParameters(f"a NUL in the filter {name!r}")
+
+
 class WorkflowInstanceAdmin(ReadOnlyAdmin):
-    list_display = ("id", "workflow", "state_badge", "created_at", "updated_at", "next_alarm", "error_type")
+    # Narrow enough for a 1,400 px window with the app list open: the last update and the
+    # long form of dates are on the instance page.
+    list_display = ("id", "workflow", "state_badge", "created", "next_alarm", "error_type")
     list_filter = ("state", WorkflowFilter, HasParentFilter, "created_at")
     list_select_related = ("alarm",)
     search_fields = ("id", "workflow")
@@ -112,13 +128,32 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
 
     # -- permissions: read-only pages (ReadOnlyAdmin), state changes only through actions ----
     def has_cancel_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return request.user.has_perm(self._perm("cancel"))
+        return request.user.has_perm(self._perm("change")) or request.user.has_perm(self._perm("cancel"))
 
     def has_resume_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm(self._perm("change"))
 
     def _perm(self, action: str) -> str:
         return f"{self.opts.app_label}.{get_permission_codename(action, self.opts)}"
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        # An id no instance can have is "does not exist" (Django's message), not a query
+        # PostgreSQL refuses.
+        if not findable(unquote(object_id)):
+            return None
+        return super().get_object(request, object_id, from_field)
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet, *args: Any, **kwargs: Any,
+                        ) -> HttpResponse | None:
+        """Selected ids no instance can have select nothing, as ids of deleted ones do
+        (Django filters the selection by `pk__in`, which PostgreSQL refuses with a NUL)."""
+        selected = request.POST.getlist(ACTION_CHECKBOX_NAME)
+        if any(not findable(value) for value in selected):
+            cleaned = request.POST.copy()
+            cleaned.setlist(ACTION_CHECKBOX_NAME, [value for value in selected if findable(value)])
+            posted: Any = request
+            posted.POST = cleaned
+        return super().response_action(request, queryset, *args, **kwargs)
 
     # -- list ----------------------------------------------------------------------------------
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
@@ -160,6 +195,11 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
     def get_paginator(self, request: HttpRequest, queryset: QuerySet, per_page: int, orphans: int = 0,
                       allow_empty_first_page: bool = True) -> counts.EstimatingPaginator:
         return counts.EstimatingPaginator(queryset, per_page, orphans, allow_empty_first_page)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: WorkflowInstance) -> str:
+        return format_html('<time datetime="{}">{}</time>', obj.created_at.isoformat(),
+                           timezone.localtime(obj.created_at).strftime("%Y-%m-%d %H:%M"))
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: WorkflowInstance) -> str:
@@ -402,8 +442,12 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         )
 
     def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The page's button sends the epoch it was drawn at: resumed since, it says so."""
+        seen = request.POST.get("epoch", "")
+        seen_epoch = int(seen) if seen.isdigit() else None
         return _post_only(request) or self._run_operation(
-            request, object_id, self.has_resume_permission(request), operations.resume_now
+            request, object_id, self.has_resume_permission(request),
+            lambda i: operations.resume_now(i, seen_epoch),
         )
 
     def fork_view(self, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -16,7 +16,7 @@ from .. import client
 from ..dispatch import get_dispatcher, on_commit
 from ..engine import clock, fire_alarm_now
 from ..exceptions import DurableWorkflowError, UnknownWorkflow
-from ..models import WorkflowInstance
+from ..models import Alarm, WorkflowInstance
 from ..states import TERMINAL, State, as_state
 from .display import relative
 
@@ -32,14 +32,34 @@ def cancel(instance_id: str, reason: str) -> str:
     return f"Cancel requested for {instance_id}: it stops at its next step boundary."
 
 
-def resume_now(instance_id: str) -> str:
-    _load_in(instance_id, State.PAUSED, "resumed")
+def resume_now(instance_id: str, seen_epoch: int | None = None) -> str:
+    """Resume now, unless it resumed already: from the page, `seen_epoch` is the epoch the
+    operator saw, and a later one means its alarm fired first and a worker took it (so
+    this run's next sleep is not cut short); without it, the one state it applies to."""
+    if seen_epoch is not None:
+        instance = _load(instance_id)
+        if instance.epoch != seen_epoch:
+            return _under_way(instance, seen_epoch)
+    instance = _load_in(instance_id, State.PAUSED, "resumed")
     if not fire_alarm_now(instance_id):
+        # The ticker may have fired the alarm between our two statements.
+        again = _load(instance_id)
+        if again.epoch != instance.epoch or Alarm.objects.filter(instance_id=instance_id,
+                                                                  fired_at__isnull=False).exists():
+            return _under_way(again, instance.epoch)
         raise Refused(f"instance {instance_id} has no pending alarm to fire; it may have resumed already.")
     state = as_state(_load(instance_id).state)
     if state == State.PAUSED:
         return f"Resuming {instance_id}: it has been handed to a worker."
     return f"Resumed {instance_id}; it is {state.label} now."
+
+
+def _under_way(instance: WorkflowInstance, seen_epoch: int) -> str:
+    """What to say when the alarm fired before "resume now" could fire it: not a refusal."""
+    state = as_state(instance.state)
+    if instance.epoch == seen_epoch and state == State.PAUSED:
+        return f"Resuming {instance.pk}: its alarm fired first, and it has been handed to a worker."
+    return f"Resumed {instance.pk} already: its alarm fired first. It is {state.label} now."
 
 
 def fork(instance_id: str) -> str:

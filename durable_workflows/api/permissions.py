@@ -1,21 +1,29 @@
-"""Who may use the API: staff by default, or the classes named in the settings."""
+"""Who may use the API: active staff users holding the model's permissions by default, or the
+classes named in the settings."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from django.utils.module_loading import import_string
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 
 from ..conf import settings
+from ..models import WorkflowInstance
+
+#: What each kind of request needs when a view does not say (`permission_actions`): reading
+#: needs `view_` (or `change_`, which lets the admin show the page too), anything else `change_`.
+READ = ("view", "change")
+WRITE = ("change",)
 
 
-class IsStaff(BasePermission):
-    """Active staff users; superuser status is not required.
+class StaffOnly(BasePermission):
+    """Active staff users, whatever permissions they hold; superuser status is not required.
 
-    Workflows carry business data and the API can start and cancel them, so the default is
-    the same audience as the admin, not every logged-in user.
+    Workflows carry business data and the API can start and cancel them, so the audience is
+    the admin's, not every logged-in user. IsStaff (the default) asks for permissions too.
     """
 
     message = "Only staff users may use the workflows API."
@@ -23,6 +31,42 @@ class IsStaff(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
         user = request.user
         return bool(user and user.is_authenticated and user.is_active and user.is_staff)
+
+
+class IsStaff(StaffOnly):
+    """The default: active staff users holding the workflow instance permission of what they
+    do, as in the admin: `view_workflowinstance` to read, `add_` to start, `change_` to
+    cancel, fork and send events (`cancel_workflowinstance` also cancels). Superusers hold
+    every permission.
+
+    A view names what each method needs in `permission_actions` (method -> the actions, any
+    one of which will do); without it, reading needs READ and anything else WRITE.
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not super().has_permission(request, view):
+            return False
+        needed = required_actions(request, view)
+        if not needed or any(request.user.has_perm(permission_name(action)) for action in needed):
+            return True
+        names = " or ".join(permission_name(action) for action in needed)
+        self.message = f"This needs the permission {names}, which the user {request.user.get_username()!r} lacks."
+        return False
+
+
+def required_actions(request: Request, view: Any) -> Sequence[str]:
+    declared = getattr(view, "permission_actions", None) or {}
+    method = request.method or "GET"
+    if method in declared:
+        return declared[method]
+    if method == "HEAD" and "GET" in declared:
+        return declared["GET"]
+    return READ if method in SAFE_METHODS else WRITE
+
+
+def permission_name(action: str) -> str:
+    opts = WorkflowInstance._meta
+    return f"{opts.app_label}.{action}_{opts.model_name}"
 
 
 def configured_permissions(names: Any = None) -> list[BasePermission]:

@@ -11,7 +11,8 @@ app_name = "durable_workflows_api"
 urlpatterns = [
     path("instances/", views.InstanceListView.as_view(), name="instance-list"),
     # Ids are free text, slashes included ("orders/1001"): any id gets its instance or a JSON
-    # 404. The operations come first, so "a/b/cancel/" cancels "a/b".
+    # 404. The operations come first, so POST "a/b/cancel/" cancels "a/b"; they take POST
+    # only, and their GET reads the instance "a/b/cancel" (views.InstanceOperationView).
     re_path(r"^instances/(?P<instance_id>[\s\S]+)/cancel/$", views.InstanceCancelView.as_view(), name="instance-cancel"),
     re_path(r"^instances/(?P<instance_id>[\s\S]+)/fork/$", views.InstanceForkView.as_view(), name="instance-fork"),
     re_path(r"^instances/(?P<instance_id>[\s\S]+)/events/$", views.InstanceEventsView.as_view(), name="instance-events"),

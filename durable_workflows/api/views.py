@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import __version__, client
+from ..engine.instances import findable
 from ..exceptions import (
     InvalidTransition,
     SerializationError,
@@ -31,7 +32,7 @@ from ..nesting import MAX_NESTING, TooDeep, check_nesting
 from ..registry import all_definitions
 from ..states import State
 from .pagination import InstancePagination
-from .permissions import configured_permissions
+from .permissions import READ, configured_permissions
 from .serializers import (
     VALIDATION_ERROR_SCHEMA,
     AcceptedSerializer,
@@ -49,7 +50,8 @@ from .serializers import (
 
 DENIED = {
     401: OpenApiResponse(DetailSerializer, description="Not authenticated."),
-    403: OpenApiResponse(DetailSerializer, description="Not allowed (staff only by default)."),
+    403: OpenApiResponse(DetailSerializer, description="Not allowed (by default: not a staff user, or "
+                         "without the workflow instance permission this needs)."),
 }
 BAD_REQUEST = OpenApiResponse(VALIDATION_ERROR_SCHEMA, description="Invalid input; messages by field.")
 NOT_FOUND = OpenApiResponse(DetailSerializer, description="No instance has that id.")
@@ -102,14 +104,14 @@ class WorkflowAPIView(GenericAPIView):
 
 
 def _find(instance_id: str) -> WorkflowInstance | None:
-    # No stored id contains NUL (PostgreSQL text cannot), and asking would be a database error.
-    if "\x00" in instance_id:
+    if not findable(instance_id):
         return None
     return WorkflowInstance.objects.filter(pk=instance_id).first()
 
 
-def _not_found(instance_id: str) -> Response:
-    return Response({"detail": f"No workflow instance with id {instance_id!r}."}, status=status.HTTP_404_NOT_FOUND)
+def _not_found(instance_id: str, hint: str = "") -> Response:
+    return Response({"detail": f"No workflow instance with id {instance_id!r}{hint}."},
+                    status=status.HTTP_404_NOT_FOUND)
 
 
 def instance_operation(request: Request, instance_id: str, body_class: Any,
@@ -140,6 +142,7 @@ class InstanceListView(WorkflowAPIView):
 
     serializer_class = InstanceSerializer
     pagination_class = InstancePagination
+    permission_actions = {"GET": READ, "POST": ("add",)}
 
     def get_queryset(self) -> Any:
         return WorkflowInstance.objects.order_by("-created_at", "-pk")
@@ -212,16 +215,39 @@ class InstanceDetailView(WorkflowAPIView):
         responses={200: InstanceDetailSerializer, 404: NOT_FOUND, **DENIED},
     )
     def get(self, request: Request, instance_id: str) -> Response:
-        instance = _find(instance_id)
-        if instance is None:
-            return _not_found(instance_id)
-        return Response(InstanceDetailSerializer(instance).data)
+        return _detail(instance_id)
 
 
-class InstanceCancelView(WorkflowAPIView):
+def _detail(instance_id: str, hint: str = "") -> Response:
+    instance = _find(instance_id)
+    if instance is None:
+        return _not_found(instance_id, hint)
+    return Response(InstanceDetailSerializer(instance).data)
+
+
+class InstanceOperationView(WorkflowAPIView):
+    """An operation on one instance, at `instances/<id>/<operation>/`.
+
+    Ids are free text, so `abc/cancel` is an id like any other. The operations take POST
+    only, which tells the two apart: POST `abc/cancel/` cancels `abc`, and GET `abc/cancel/`
+    reads the instance whose id is `abc/cancel`, as GET of any other `<id>/` does.
+    """
+
+    operation = ""
+
+    @documented(exclude=True)
+    def get(self, request: Request, instance_id: str) -> Response:
+        return _detail(f"{instance_id}/{self.operation}",
+                       f" ({self.operation}/ of {instance_id!r} takes POST)")
+
+
+class InstanceCancelView(InstanceOperationView):
     """Cancels through the state machine; a finished instance answers 409."""
 
     serializer_class = CancelSerializer
+    operation = "cancel"
+    # The admin's cancel permission, kept for the users who were given it.
+    permission_actions = {"POST": ("change", "cancel")}
 
     @documented(
         operation_id="workflow_instances_cancel",
@@ -243,10 +269,11 @@ class InstanceCancelView(WorkflowAPIView):
         return instance_operation(request, instance_id, CancelSerializer, cancel)
 
 
-class InstanceEventsView(WorkflowAPIView):
+class InstanceEventsView(InstanceOperationView):
     """Sends an event to an instance: what its `wf.wait_for_event` of that name takes."""
 
     serializer_class = SendEventSerializer
+    operation = "events"
 
     @documented(
         operation_id="workflow_instances_send_event",
@@ -277,11 +304,12 @@ class InstanceEventsView(WorkflowAPIView):
         return instance_operation(request, instance_id, SendEventSerializer, send)
 
 
-class InstanceForkView(WorkflowAPIView):
+class InstanceForkView(InstanceOperationView):
     """Forks an instance (client.fork): a new one that replays its records before a position
     and runs the rest under the code deployed now."""
 
     serializer_class = ForkSerializer
+    operation = "fork"
 
     @documented(
         operation_id="workflow_instances_fork",

@@ -36,6 +36,13 @@ def check_id(instance_id: str | None) -> None:
             raise ValueError("instance_id must be at most 255 characters, without NUL")
 
 
+def findable(instance_id: object) -> bool:
+    """Whether an instance could have this id: the check_id rule, so that a lookup of an id
+    no instance can have (not text, or with a NUL, which PostgreSQL refuses as a query
+    parameter) is "not found" rather than a database error."""
+    return isinstance(instance_id, str) and "\x00" not in instance_id
+
+
 def existing(instance_id: str, definition: WorkflowDefinition) -> WorkflowInstance | None:
     """The instance a repeated start with `instance_id` returns, if there is one; an id
     taken by another workflow is a conflict, never that other instance."""

@@ -1,0 +1,80 @@
+"""System checks name what a project forgot, before it fails at its first start or page."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core import checks
+from django.test import override_settings
+
+from durable_workflows.checks import check_django_q_installed, check_rest_framework_installed
+
+
+def without(app: str) -> list[str]:
+    return [name for name in settings.INSTALLED_APPS if name != app]
+
+
+def ids(messages: list[checks.CheckMessage]) -> list[str]:
+    return [m.id for m in messages if m.id and m.id.startswith("durable_workflows.")]
+
+
+def test_the_test_project_passes_every_check():
+    assert ids(checks.run_checks()) == []
+
+
+def test_a_missing_django_q_is_an_error_naming_it():
+    with override_settings(INSTALLED_APPS=without("django_q")):
+        (error,) = check_django_q_installed()
+    assert error.id == "durable_workflows.E006" and error.level == checks.ERROR
+    assert '"django_q" is not in INSTALLED_APPS' in error.msg
+    assert 'add "django_q" to INSTALLED_APPS' in error.hint
+
+
+@pytest.mark.parametrize("dispatcher", ["durable_workflows.dispatch.InlineDispatcher", object])
+def test_another_dispatcher_needs_no_django_q(dispatcher):
+    with override_settings(INSTALLED_APPS=without("django_q"), DURABLE_WORKFLOWS={"DISPATCHER": dispatcher}):
+        assert check_django_q_installed() == []
+
+
+def test_migrate_without_django_q_stops_at_the_check():
+    """What a project meets: the command refuses, naming the app, instead of a traceback
+    about a missing table at the first start."""
+    script = (
+        "import tests.settings as s\n"
+        "s.INSTALLED_APPS = [a for a in s.INSTALLED_APPS if a != 'django_q']\n"
+        "import django; django.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('migrate', '--plan', skip_checks=False)\n"
+    )
+    # On SQLite in a directory of its own: the check stops the command before it plans.
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DATABASE_URL": ""}
+    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "durable_workflows.E006" in done.stderr and '"django_q" is not in INSTALLED_APPS' in done.stderr
+
+
+def test_a_mounted_api_without_rest_framework_is_an_error_naming_it():
+    with override_settings(INSTALLED_APPS=without("rest_framework")):
+        errors = check_rest_framework_installed()
+    assert [e.id for e in errors] == ["durable_workflows.E007"] * 2
+    assert [e.msg for e in errors] == [
+        '"rest_framework" is not in INSTALLED_APPS, and the URLconf includes durable_workflows.api.urls',
+        '"rest_framework" is not in INSTALLED_APPS, and the URLconf includes durable_workflows.metrics.urls',
+    ]
+    assert 'add "rest_framework" to INSTALLED_APPS' in errors[0].hint
+
+
+def test_the_api_is_found_however_deep_it_is_mounted():
+    with override_settings(INSTALLED_APPS=without("rest_framework"), ROOT_URLCONF="tests.urls_nested_api"):
+        assert [e.msg.rsplit(" ", 1)[1] for e in check_rest_framework_installed()] == ["durable_workflows.api.urls"]
+
+
+def test_no_api_mounted_needs_no_rest_framework():
+    with override_settings(INSTALLED_APPS=without("rest_framework"), ROOT_URLCONF="tests.urls_no_api"):
+        assert check_rest_framework_installed() == []
