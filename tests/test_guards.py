@@ -10,7 +10,7 @@ from django.core.management import call_command
 import durable_workflows
 from durable_workflows.conf import DEFAULTS, settings
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+SETTINGS_PAGE = (Path(__file__).resolve().parent.parent / "docs" / "reference" / "settings.md").read_text()
 
 
 @pytest.mark.django_db
@@ -21,8 +21,8 @@ def test_migrations_are_complete():
 
 @pytest.mark.parametrize("key", sorted(DEFAULTS))
 def test_every_setting_is_documented_with_its_default(key):
-    row = re.search(rf"^\| `{key}` \| (.+?) \|", README, re.MULTILINE)
-    assert row, f"{key} is not in the README settings table"
+    row = re.search(rf"^\| `{key}` \| (.+?) \|", SETTINGS_PAGE, re.MULTILINE)
+    assert row, f"{key} is not in the settings table of docs/reference/settings.md"
     default = DEFAULTS[key]
     shown = row.group(1).strip("`\"")
     assert str(default).strip("[]'\"") in shown.replace('"', "").replace("'", "")
