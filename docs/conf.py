@@ -51,9 +51,11 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 # Headings get anchors, so pages link to a section with page.md#section-title.
 myst_heading_anchors = 3
 
+# Docstrings write code between single backticks, as Markdown does.
+default_role = "code"
+
 autodoc_member_order = "bysource"
-autodoc_typehints = "signature"
-autodoc_typehints_format = "short"
+autodoc_typehints = "none"
 autodoc_default_options = {"members": True, "show-inheritance": True}
 
 html_theme = "furo"
