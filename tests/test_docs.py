@@ -155,3 +155,25 @@ def test_every_public_name_is_in_the_reference():
     documented = set(re.findall(r"^\.\. auto\w+:: durable_workflows\.(\w+)$", api, re.MULTILINE))
     documented |= {"client"} if ".. automodule:: durable_workflows.client" in api else set()
     assert set(durable_workflows.__all__) <= documented, sorted(set(durable_workflows.__all__) - documented)
+
+
+def test_every_lifecycle_event_and_its_signal_is_in_the_reference():
+    from durable_workflows.signals import EVENT_NAMES, SIGNALS
+
+    page = (DOCS / "reference" / "signals.md").read_text()
+    missing = [name for name in EVENT_NAMES
+               if f"| `{name}` | `{name.replace('.', '_')}` |" not in page]
+    assert not missing, f"docs/reference/signals.md has no row for {missing}"
+    assert set(SIGNALS) == set(EVENT_NAMES)
+
+
+def test_every_sub_command_is_in_the_reference():
+    import argparse
+
+    from durable_workflows.management.commands.durable_workflows import Command
+
+    parser = Command().create_parser("manage.py", "durable_workflows")
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    page = (DOCS / "reference" / "commands.md").read_text()
+    missing = [name for name in subs.choices if f"`manage.py durable_workflows {name}" not in page]
+    assert not missing, f"docs/reference/commands.md has no entry for {missing}"
