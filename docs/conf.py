@@ -62,3 +62,4 @@ html_theme = "furo"
 html_title = "django-durable-workflows"
 html_static_path: list[str] = []
 linkcheck_ignore = [r"http://localhost:\d+/", r"http://127\.0\.0\.1:\d+/"]
+linkcheck_timeout = 10
