@@ -29,7 +29,12 @@ def schema() -> dict[str, Any]:
 
 
 def _text(value: str) -> nodes.Node:
-    return nodes.paragraph(text=value)
+    """A paragraph of `value`, its `backticked` parts as code, as the schema writes them."""
+    paragraph = nodes.paragraph()
+    for index, part in enumerate(value.split("`")):
+        if part:
+            paragraph += nodes.literal(text=part) if index % 2 else nodes.Text(part)
+    return paragraph
 
 
 def _row(*cells: nodes.Node) -> nodes.row:
