@@ -62,7 +62,7 @@ def test_the_docs_have_samples_that_run():
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("page", RUNNABLE, ids=_name)
-def test_the_python_samples_of_a_page_run(page, request, capsys):
+def test_the_python_samples_of_a_page_run(page, request):
     before = set(registry._registry)
     namespace: dict = {"__name__": "docs_" + re.sub(r"\W", "_", _name(page).removesuffix(".md"))}
     try:
