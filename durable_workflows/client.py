@@ -263,6 +263,7 @@ def run_inline(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = N
 
 
 def get(instance_id: str) -> WorkflowHandle:
+    """The handle of an existing instance; `WorkflowNotFound` for an unknown id."""
     return WorkflowHandle(_load(instance_id))
 
 

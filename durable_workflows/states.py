@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 
 class State(models.TextChoices):
+    """An instance's state: stored in lower case, equal to its value in either case."""
+
     PENDING = "pending", "Pending"
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"

@@ -110,6 +110,7 @@ class WorkflowContext:
 
     @property
     def meta(self) -> dict[str, Any]:
+        """The values this run has published with `set_meta`, the unwritten ones included."""
         return dict(self._run.checkpoint.current_meta())
 
     # -- shared rules ---------------------------------------------------------------------
@@ -226,6 +227,7 @@ class WorkflowContext:
         self._engine(sleep_at, self, *self._sleep_args(duration, name))
 
     def sleep_until(self, when: datetime, *, name: str | None = None) -> None:
+        """Pause durably until the aware datetime `when`; a time already past returns at once."""
         self._engine(sleep_at, self, *self._sleep_until_args(when, name))
 
     # -- events -------------------------------------------------------------------------------
