@@ -15,7 +15,6 @@ from . import database, serialization
 from .engine import clock, pg, record_events
 from .engine.inbox import check_name
 from .engine.instances import findable
-from .engine.text import refused
 from .engine.waits import lock_txn, resume_on_commit, wake_waiting_txn
 from .exceptions import InvalidTransition, WorkflowNotFound
 from .models import (
@@ -24,6 +23,7 @@ from .models import (
     StepKind,
 )
 from .states import TERMINAL, State, as_state
+from .text import refused
 
 
 def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: str | None = None) -> bool:

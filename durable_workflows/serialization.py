@@ -29,6 +29,7 @@ from django.utils.dateparse import parse_date, parse_datetime, parse_time
 
 from .conf import settings
 from .exceptions import SerializationError
+from .text import NUL, refused
 
 TAG = "__dw__"
 
@@ -40,15 +41,9 @@ class Serializer(Protocol):
 
 
 def _check_text(text: str) -> str:
-    if "\x00" in text:
-        raise SerializationError(f"text with a NUL character cannot be stored: {text[:40]!r}")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise SerializationError(
-                f"text with a lone surrogate (not valid Unicode) cannot be stored: {text[:40]!r}"
-            ) from None
+    if refused(text):
+        what = "a NUL character" if NUL in text else "a lone surrogate (not valid Unicode)"
+        raise SerializationError(f"text with {what} cannot be stored: {text[:40]!r}")
     return text
 
 

@@ -31,8 +31,9 @@ from ..exceptions import (
 )
 from ..models import StepKind, StepRecord
 from ..retry import RetryPolicy
+from ..text import refused_in
 from . import atomic as atomic_steps
-from . import branches, children, clock, inbox, patches, runner, text
+from . import branches, children, clock, inbox, patches, runner
 from .deadlines import timed_out
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .names import checked
@@ -270,7 +271,7 @@ class WorkflowContext:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise SerializationError(f"meta value {key!r} must be plain JSON: {exc}") from None
-        bad = text.refused_in({key: value})
+        bad = refused_in({key: value})
         if bad is not None:
             raise SerializationError(f"meta value {key!r} cannot be stored: {bad!r} holds a NUL character "
                                      f"or a lone surrogate, which the database refuses")

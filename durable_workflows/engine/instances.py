@@ -19,10 +19,10 @@ from ..models import Alarm, AlarmReason, Event, StepKind, StepRecord, StepState,
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import TERMINAL, State, as_state, transition
+from ..text import storable
 from . import clock, observe
 from .concurrency import key_of, slot_freed
 from .events import EventBuffer, record_events
-from .text import storable
 from .waits import at_once_here, lock_txn, resume_on_commit, wake_waiting_txn
 
 WorkflowRef = str | Callable[..., Any] | WorkflowDefinition

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .text import refused
+from ..text import refused
 
 
 def checked(value: Any, what: str) -> str:

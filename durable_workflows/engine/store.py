@@ -21,6 +21,7 @@ from .. import database
 from ..exceptions import InvalidTransition
 from ..models import Alarm, StepRecord, WorkflowInstance
 from ..states import State, transition
+from ..text import storable
 from . import clock, concurrency, pg
 from .checkpoint import Checkpoint
 from .events import EventBuffer
@@ -29,7 +30,6 @@ from .instances import finished, has_family
 from .lanes import branch_data
 from .lease import Lease
 from .observe import RunInfo, about
-from .text import storable
 
 logger = logging.getLogger("durable_workflows")
 

@@ -18,11 +18,11 @@ from .. import database, serialization
 from ..dispatch import get_dispatcher, on_commit
 from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
 from ..states import State, as_state
+from ..text import storable
 from . import clock, failures
 from .faults import engine_io
 from .lanes import Slot, branch_data
 from .outcome import RUN, Outcome, returned
-from .text import storable
 
 if TYPE_CHECKING:
     from .context import WorkflowContext

@@ -7,8 +7,9 @@ for one, the run would be recovered, run the same code again, and be refused aga
 its recovery attempts ran out, its real outcome lost.
 
 So what describes a failure (an error's message and traceback, a cancel reason) is stored
-escaped: it must be kept whatever it says, and it is read by people. A value the workflow
-gives to keep as it is (`wf.set_meta`) is refused where it is given instead.
+escaped: it must be kept whatever it says, and it is read by people. A value given to be kept
+as it is (an input, a step result, an event payload: serialization.py; `wf.set_meta`) is
+refused where it is given instead.
 """
 
 from __future__ import annotations
