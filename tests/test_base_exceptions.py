@@ -5,6 +5,7 @@ process running the instance."""
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import pytest
 
@@ -137,6 +138,8 @@ def test_a_base_exception_from_a_gathered_async_step_fails_the_instance_once(kin
     assert StepRecord.objects.get(instance_id=handle.instance_id, name="Fine").state == "completed"
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="before 3.11 asyncio cannot tell a task's own "
+                    "CancelledError from its cancellation (no Task.cancelling())")
 def test_an_async_step_that_raises_cancelled_error_itself_fails_with_it():
     handle = client.start("base.async_workflow", "CancelledError")
     step_failed_once(handle.instance_id, "CancelledError")
