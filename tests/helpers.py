@@ -38,6 +38,14 @@ def manage(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
                           capture_output=True, text=True, timeout=120)
 
 
+def run_python(script: str) -> subprocess.CompletedProcess:
+    """`script` in a new Python process with the test settings (not the test database): what
+    a project sees at start-up, before any test fixture."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
 def in_thread(target: Callable[[], Any]) -> threading.Thread:
     """Start `target` in a thread that closes its database connections when it ends, so that
     none is left open when the test database is dropped."""

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
@@ -17,7 +13,7 @@ from rest_framework.test import APIClient
 
 from durable_workflows import client, workflow
 from durable_workflows.models import WorkflowInstance
-from tests.helpers import staff_user
+from tests.helpers import run_python, staff_user
 from tests.testapp.workflows import CALLS
 
 pytestmark = pytest.mark.django_db
@@ -416,9 +412,7 @@ def test_schema_needs_no_schema_setting_in_the_project():
         "print(response.status_code)\n"
         "print(response.content.decode())\n"
     )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent,
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = run_python(script)
     assert done.returncode == 0, done.stderr
     status, document = done.stdout.split("\n", 1)
     assert status == "200"

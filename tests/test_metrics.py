@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +13,7 @@ from durable_workflows import RetryPolicy, State, client, fire_alarms, workflow
 from durable_workflows.metrics import REGISTRY
 from durable_workflows.models import Alarm, WorkflowInstance
 from durable_workflows.registry import unregister
-from tests.helpers import staff_user
+from tests.helpers import run_python, staff_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -126,7 +123,6 @@ def test_an_observer_that_fails_never_breaks_a_run(caplog):
 
 def test_the_grafana_dashboard_asks_only_for_metrics_that_exist():
     import json
-    from pathlib import Path
 
     from durable_workflows.metrics import FINISHED, RECOVERIES, RETRIES, STARTED, STEP_SECONDS
 
@@ -219,9 +215,7 @@ def test_the_metrics_urls_without_prometheus_client_name_the_extra_to_install():
         "print('started')\n"
         "import durable_workflows.metrics.urls\n"
     )
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
-    done = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parent.parent,
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = run_python(script)
     assert done.stdout == "started\n", done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
         "django.core.exceptions.ImproperlyConfigured: durable_workflows.metrics needs prometheus-client, "
