@@ -91,3 +91,11 @@ def staff_user(username: str = "operator", actions: tuple[str, ...] = ("view", "
     user.user_permissions.add(*Permission.objects.filter(
         content_type__app_label="durable_workflows", codename__in=[f"{a}_workflowinstance" for a in actions]))
     return user
+
+
+def logged(instance_id: str) -> list[str]:
+    """The kinds of the instance's event log, oldest first: its rows and the step events
+    read from its records, as the admin shows them."""
+    from durable_workflows.engine.eventlog import event_log
+
+    return [event.kind for event in event_log(instance_id)[0]]

@@ -7,8 +7,8 @@ from django.test.utils import CaptureQueriesContext
 
 from durable_workflows import client
 from durable_workflows.engine import execute, pg
-from durable_workflows.models import Event, StepRecord
-from tests.helpers import queued
+from durable_workflows.models import StepRecord
+from tests.helpers import logged, queued
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,7 +24,7 @@ def test_the_last_step_goes_out_with_the_end_of_the_run():
         assert execute(handle.instance_id, "fresh", handle.instance.epoch) == "completed"
     steps = StepRecord.objects.filter(instance_id=handle.instance_id).order_by("position")
     assert [(s.position, s.state) for s in steps] == [(0, "completed"), (1, "completed"), (2, "completed")]
-    kinds = list(Event.objects.filter(instance_id=handle.instance_id).values_list("kind", flat=True))
+    kinds = logged(handle.instance_id)
     assert kinds[-3:] == ["step.started", "step.completed", "workflow.completed"]
     if pg.usable():  # PostgreSQL on psycopg 3: one statement a write
         # The claim, the first two steps' records (each written as the next step starts),

@@ -19,6 +19,7 @@ from django.test import override_settings
 
 from durable_workflows import client, recover
 from durable_workflows.engine import execute, fire_alarm_now
+from durable_workflows.engine.eventlog import event_log
 from durable_workflows.models import Event, StepRecord, WorkflowInstance
 from tests.faults import FailNthWrite
 from tests.testapp import fault_workflows
@@ -148,8 +149,7 @@ def _rows(instance_id: str) -> dict:
     ))
     events = [
         (kind, position, {k: v for k, v in data.items() if k not in _TIMES})
-        for kind, position, data in Event.objects.filter(instance_id=instance_id).order_by("id")
-        .values_list("kind", "position", "data")
+        for kind, position, data in ((e.kind, e.position, e.data) for e in event_log(instance_id)[0])
     ]
     return {"instance": instance, "steps": steps, "events": events}
 

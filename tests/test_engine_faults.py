@@ -17,10 +17,10 @@ from django.utils import timezone
 
 from durable_workflows import WorkflowIdConflict, client, fire_alarms, recover
 from durable_workflows.engine import execute, failures, fire_alarm_now
-from durable_workflows.models import Alarm, Event, StepRecord, WorkflowInstance
+from durable_workflows.models import Alarm, StepRecord, WorkflowInstance
 from durable_workflows.signals import lifecycle_event
 from tests.faults import FailNthWrite, failing_in_thread
-from tests.helpers import in_thread, other_connection, queued, wait_until
+from tests.helpers import in_thread, logged, other_connection, queued, wait_until
 from tests.testapp.engine_workflows import GATES, SEEN
 from tests.testapp.fault_workflows import DURING, OBSERVED, RAN, gate
 
@@ -42,7 +42,7 @@ def recover_until_finished(instance_id: str, timeout: float = 20) -> client.Work
 
 
 def kinds(instance_id: str) -> list[str]:
-    return list(Event.objects.filter(instance_id=instance_id).order_by("id").values_list("kind", flat=True))
+    return logged(instance_id)
 
 
 # -- database errors unwind the run, not the workflow ------------------------------------------

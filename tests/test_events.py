@@ -18,8 +18,9 @@ from durable_workflows import (
     fire_alarms,
     send_event,
 )
-from durable_workflows.models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
+from durable_workflows.models import Alarm, InboxMessage, StepRecord, WorkflowInstance
 from durable_workflows.registry import unregister, workflow
+from tests.helpers import logged
 from tests.testapp.fault_workflows import RAN
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -28,7 +29,7 @@ NO_DISPATCH = {"DISPATCHER": "tests.test_engine_client.NoDispatch"}
 
 
 def kinds(instance_id: str) -> list[str]:
-    return list(Event.objects.filter(instance_id=instance_id).order_by("id").values_list("kind", flat=True))
+    return logged(instance_id)
 
 
 def snapshot():

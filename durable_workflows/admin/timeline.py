@@ -13,7 +13,8 @@ from typing import Any
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
-from ..models import Event, StepKind, StepRecord, StepState, WorkflowInstance
+from ..engine.eventlog import event_log
+from ..models import StepKind, StepRecord, StepState, WorkflowInstance
 from . import charts
 from .badges import step_state_badge
 from .display import capped, compact, decode, pretty, relative, shorten, step_duration
@@ -129,14 +130,9 @@ def _note(record: StepRecord, now: datetime) -> str:
 
 def event_rows(instance: WorkflowInstance) -> tuple[list[EventRow], int]:
     """The latest MAX_EVENTS events, oldest first, and how many there are in all."""
-    latest = list(Event.objects.filter(instance_id=instance.pk).order_by("-id")[: MAX_EVENTS + 1])
-    total = len(latest)
-    if total > MAX_EVENTS:
-        total = Event.objects.filter(instance_id=instance.pk).count()
-        latest = latest[:MAX_EVENTS]
-    latest.reverse()
+    latest, total = event_log(instance, latest=MAX_EVENTS)
     return [
-        EventRow(at=e.created_at, kind=e.kind, position=e.position, data=_event_data(e.data))
+        EventRow(at=e.at, kind=e.kind, position=e.position, data=_event_data(e.data))
         for e in latest
     ], total
 

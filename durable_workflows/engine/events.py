@@ -1,10 +1,18 @@
-"""Lifecycle events: buffered with the write they describe, signalled once it commits."""
+"""Lifecycle events: buffered with the write they describe, signalled once it commits.
+
+A step's `step.started` and `step.completed` are not written as rows: its record already
+holds when its last attempt started and when it finished, so the event log reads them from
+there (eventlog.py) and a new step costs one row, not three. They are buffered like any
+event, so that their signals go out with the write, but marked `derived`. An attempt that
+fails is the exception: the next attempt overwrites its start on the record, so its
+`step.started` is written as a row of its own when it fails.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..conf import settings
@@ -22,6 +30,11 @@ class PendingEvent:
     data: dict[str, Any] = field(default_factory=dict)
     at: datetime = field(default_factory=clock.now)
     signalled: bool = False
+    #: Read from the step record by the event log, so never written as a row.
+    derived: bool = False
+
+
+_TICK = timedelta(microseconds=1)
 
 
 class EventBuffer:
@@ -35,17 +48,31 @@ class EventBuffer:
         self.instance_id = instance_id
         self.workflow = workflow
         self.pending: list[PendingEvent] = []
+        self._last: datetime | None = None
 
-    def add(self, kind: str, position: int | None = None, **data: Any) -> None:
+    def stamp(self) -> datetime:
+        """The time of the next event: the engine's clock, but always later than the one
+        before, so that the event log, which places the events read from step records by
+        their time among the rows, keeps the order in which they happened."""
+        now = clock.now()
+        if self._last is not None and now <= self._last:
+            now = self._last + _TICK
+        self._last = now
+        return now
+
+    def add(self, kind: str, position: int | None = None, *, at: datetime | None = None,
+            derived: bool = False, signalled: bool = False, **data: Any) -> None:
+        """Buffer an event; `derived` when the step record it describes says it (see the
+        module's docstring), `at` and `signalled` for one whose moment has passed."""
         if kind not in SIGNALS:
             raise ValueError(f"unknown lifecycle event {kind!r}")
-        self.pending.append(PendingEvent(kind, position, data))
+        self.pending.append(PendingEvent(kind, position, data, self.stamp() if at is None else at,
+                                         signalled, derived))
 
-    def announce(self, kind: str, position: int | None = None, **data: Any) -> None:
-        """Signal an event now and buffer its row for the next write: for what is true the
-        moment it happens (a step starting), though its row is written with what follows.
-        Events buffered before it are signalled first, so signals keep the log's order."""
-        self.add(kind, position, **data)
+    def announce(self) -> None:
+        """Signal the buffered events now, though their rows go out with the next write: for
+        what is true the moment it happens (a step starting). They are signalled in order,
+        so signals keep the log's order."""
         for event in self.pending:
             if not event.signalled:
                 self._signal(event)
@@ -53,7 +80,9 @@ class EventBuffer:
 
     def rows(self) -> list[PendingEvent]:
         """The events to write with the change (none when the event log is off)."""
-        return self.pending if settings.EVENT_LOG else []
+        if not settings.EVENT_LOG:
+            return []
+        return [event for event in self.pending if not event.derived]
 
     def write_txn(self) -> None:
         """Insert the pending events; call inside the transaction that makes the change."""

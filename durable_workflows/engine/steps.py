@@ -103,7 +103,7 @@ class StepCall:
         seconds it may run."""
         self.run.lease.check()
         events = self.run.events
-        now = clock.now()
+        now = events.stamp()
         if self.rerun:
             self.rerun = False
         else:
@@ -114,6 +114,11 @@ class StepCall:
                                             self.position, self.slot.branch, self.attempt)
         observe.attempt_started(self.observed)
         record = self.record
+        if record is not None and record.state == StepState.RUNNING and record.attempt_started_at is not None:
+            # An attempt in flight when the last run stopped: its start was on the record
+            # only, which this attempt's start overwrites.
+            events.add("step.started", self.position, at=record.attempt_started_at, signalled=True,
+                       name=self.name, attempt=record.attempts, **self.where)
         if record is None:
             record = StepRecord.new(
                 instance_id=self.wf.instance_id, branch=self.slot.branch, position=self.position, name=self.name,
@@ -126,9 +131,11 @@ class StepCall:
         record.attempt_started_at = now
         record.wake_at = None
         # An attempt that is stored first is signalled once that commits; any other is
-        # signalled as it starts, its row going out with the step's outcome.
-        started = events.add if self.durable_attempts else events.announce
-        started("step.started", self.position, name=self.name, attempt=self.attempt, **self.where)
+        # signalled as it starts. Its log entry is read from the record (events.py).
+        events.add("step.started", self.position, at=now, derived=True, name=self.name, attempt=self.attempt,
+                   **self.where)
+        if not self.durable_attempts:
+            events.announce()
         if self.remaining is not None:
             record.deadline_at = now + timedelta(seconds=self.remaining)
             events.add("timeout.set", self.position, name=self.name, attempt=self.attempt,
@@ -150,13 +157,14 @@ class StepCall:
             raise
         record = self.record
         assert record is not None
-        now = clock.now()
+        now = self.run.events.stamp()
         record.state = StepState.COMPLETED
         record.result = stored
         record.finished_at = now
         record.deadline_at = None
         record.error_type = record.error_message = record.error_traceback = record.error_replay = ""
-        self.run.events.add("step.completed", self.position, name=self.name, attempt=self.attempt, **self.where)
+        self.run.events.add("step.completed", self.position, at=now, derived=True, name=self.name,
+                            attempt=self.attempt, **self.where)
         observe.attempt_finished(self.observed)
         self.observed = None
         self.checkpoint.step_finished = True
@@ -177,7 +185,8 @@ class StepCall:
         events = self.run.events
         record = self.record
         assert record is not None
-        now = clock.now()
+        self._log_start(record)
+        now = events.stamp()
         record.__dict__.update(error_fields(error))
         record.error_replay = failures.replay_info(error)
         record.deadline_at = None
@@ -208,6 +217,19 @@ class StepCall:
                 self.wf._suspend(self.slot, Wait(record, AlarmReason.RETRY))
             events.add("retry.exhausted", self.position, name=self.name, attempts=self.attempt, **self.where)
         return self._fail(error, now)
+
+    def _log_start(self, record: StepRecord) -> None:
+        """A failed attempt's start becomes a row: the next attempt, or the record's failure,
+        leaves the record saying nothing of it. Its buffered event becomes that row where it
+        waits still; one an earlier write took (a stored attempt) is added again, signalled."""
+        for event in self.run.events.pending:
+            if event.derived and event.kind == "step.started" and event.position == self.position \
+                    and event.data.get("attempt") == self.attempt and event.data.get("branch") == self.where.get("branch"):
+                event.derived = False
+                return
+        if record.attempt_started_at is not None:
+            self.run.events.add("step.started", self.position, at=record.attempt_started_at, signalled=True,
+                                name=self.name, attempt=self.attempt, **self.where)
 
     def _fail(self, error: BaseException, now: datetime) -> NoReturn:
         """The step has failed for good with `error`: record it and raise it into the workflow."""

@@ -282,3 +282,23 @@ def custom_backoff(wf, how: str, attempts: int = 4):
 def kept_a_day(wf, n: int = 0):
     wf.set_meta("n", n)
     return wf.step("Only", count, "kept", n)
+
+
+@workflow("engine.crashy_timed")
+def crashy_timed(wf, marker: str):
+    """As engine.crashy, with a step whose attempts are stored as they start (a timeout)."""
+    wf.step("One", log_line, marker, "one")
+    return wf.step("Crash", crash_once, marker, timeout="1h")
+
+
+def fails_until(name: str, attempts: int):
+    SEEN[name] += 1
+    if SEEN[name] < attempts:
+        raise ConnectionError(f"attempt {SEEN[name]} refused")
+    return SEEN[name]
+
+
+@workflow("engine.flaky")
+def flaky(wf, name: str, succeeds_at: int = 3, timeout=None):
+    policy = RetryPolicy(max_attempts=5, initial_delay=0, jitter=False)
+    return wf.step("Call", fails_until, name, succeeds_at, retry=policy, timeout=timeout)
