@@ -12,7 +12,8 @@ import asyncio
 import contextvars
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -69,18 +70,32 @@ async def attempt_async(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: d
     return False, error
 
 
-def call_in_scope(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+@contextmanager
+def step_scope(*, awaited: bool = False) -> Iterator[None]:
+    """Where a step's own code runs: primitives are refused (IN_STEP), and a BaseException
+    it raises that is its failure (stops.py) is carried out as one. In an awaited step a
+    CancelledError is the step's own unless the task is being cancelled from outside (its
+    deadline, or the run's end)."""
     token = IN_STEP.set(True)
     try:
-        return fn(*args, **kwargs)
+        yield
     except Exception:
         raise
     except BaseException as error:
+        if awaited and isinstance(error, asyncio.CancelledError):
+            if _cancelled_from_outside():
+                raise
+            raise Carried(error) from None
         if stops.is_failure(error):
             raise Carried(error) from None
         raise
     finally:
         IN_STEP.reset(token)
+
+
+def call_in_scope(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    with step_scope():
+        return fn(*args, **kwargs)
 
 
 def run_sync(
@@ -161,21 +176,8 @@ async def run_async(
         return await asyncio.to_thread(_in_own_thread, fn, args, kwargs, timeout, describe)
 
     async def scoped() -> Any:
-        token = IN_STEP.set(True)
-        try:
+        with step_scope(awaited=True):
             return await fn(*args, **kwargs)
-        except Exception:
-            raise
-        except asyncio.CancelledError as error:
-            if _cancelled_from_outside():
-                raise  # its deadline (wait_for), or the run's own end
-            raise Carried(error) from None
-        except BaseException as error:
-            if stops.is_failure(error):
-                raise Carried(error) from None
-            raise
-        finally:
-            IN_STEP.reset(token)
 
     if timeout is None:
         return await scoped()
