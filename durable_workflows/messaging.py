@@ -12,9 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from . import database, serialization
-from .engine import clock, pg, record_events
+from .engine import clock, record_events
+from .engine import store as stores
 from .engine.inbox import check_name
 from .engine.instances import findable
+from .engine.store import postgres
 from .engine.waits import lock_txn, resume_on_commit, wake_waiting_txn
 from .exceptions import InvalidTransition, WorkflowNotFound
 from .models import (
@@ -61,9 +63,9 @@ def send_event(instance_id: str, name: str, payload: Any = None, *, event_id: st
                 f"cannot send event {name!r} to instance {instance_id!r}: it is already {state.label}"
             )
         events = record_events(instance_id, instance.workflow, ("event.received", data))
-        if pg.usable():
+        if stores.single_statements():
             # One statement stores it, fires the wait's alarm and logs it.
-            stored_it, woken = pg.store_message(instance_id, instance.epoch, state == State.PAUSED, name,
+            stored_it, woken = postgres.store_message(instance_id, instance.epoch, state == State.PAUSED, name,
                                                 stored, event_id, now, data)
         else:
             stored_it = event_id is None or not _received(instance_id, event_id)

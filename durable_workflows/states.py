@@ -82,7 +82,7 @@ def transition_values(source: State, target: State, fields: dict[str, Any]) -> d
     """Check the move against the table and return the columns it writes.
 
     `transition()` runs the compare-and-set through the ORM; the engine's PostgreSQL fast
-    path (engine/pg.py) sends the same values and the same conditions as one statement
+    path (engine/store/postgres.py) sends the same values and the same conditions as one statement
     together with the move's event rows. Both go through this check.
     """
     check_transition(source, target)

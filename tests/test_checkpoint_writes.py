@@ -6,7 +6,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from durable_workflows import client
-from durable_workflows.engine import execute, pg
+from durable_workflows.engine import execute
+from durable_workflows.engine.store import single_statements
 from durable_workflows.models import StepRecord
 from tests.helpers import logged, queued
 
@@ -26,7 +27,7 @@ def test_the_last_step_goes_out_with_the_end_of_the_run():
     assert [(s.position, s.state) for s in steps] == [(0, "completed"), (1, "completed"), (2, "completed")]
     kinds = logged(handle.instance_id)
     assert kinds[-3:] == ["step.started", "step.completed", "workflow.completed"]
-    if pg.usable():  # PostgreSQL on psycopg 3: one statement a write
+    if single_statements():  # PostgreSQL on psycopg 3: one statement a write
         # The claim, the first two steps' records (each written as the next step starts),
         # and the third step's record with the move to Completed: four statements.
         assert len(queries.captured_queries) == 4

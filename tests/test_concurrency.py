@@ -155,7 +155,7 @@ def test_a_limit_for_the_whole_workflow(tmp_path):
     handles = [client.start("limits.two_at_once", 2) for _ in range(3)]
     # Claimed one by one without running: two take slots, the third waits.
     for instance_id, mode, epoch in list(TASKS):
-        from durable_workflows.engine.store import claim
+        from durable_workflows.engine.runs import claim
 
         claim(instance_id, mode, epoch)
     TASKS.clear()

@@ -59,12 +59,12 @@ def test_checkpoints_with_and_without_prepared_statements(prepared):
     from django.db import connection
     from django.test import override_settings
 
-    from durable_workflows.engine import pg
+    from durable_workflows.engine.store import single_statements
 
     with override_settings(DURABLE_WORKFLOWS={"PREPARED_STATEMENTS": prepared}):
         handle = start("engine.loop", 4)
     assert handle.state == "completed"
     assert [s.position for s in handle.steps] == [0, 1, 2, 3]
-    if pg.usable():
+    if single_statements():
         # The checkpoint prepares its own statement only: Django's setting is left as it was.
         assert connection.connection.prepare_threshold is None

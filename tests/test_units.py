@@ -148,6 +148,6 @@ def test_lifecycle_data_is_encoded_as_djangos_encoder_would(data):
     hold what DjangoJSONEncoder writes."""
     from django.core.serializers.json import DjangoJSONEncoder
 
-    from durable_workflows.engine import pg
+    from durable_workflows.engine.store import postgres as pg
 
     assert pg._encode_data(data) == DjangoJSONEncoder().encode(data)

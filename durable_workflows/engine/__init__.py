@@ -6,8 +6,8 @@ What the rest of the package may use lives here; the modules below are the engin
 from .events import record_events
 from .executor import execute
 from .retention import purge_expired
+from .runs import executor_name
 from .scans import fire_alarm_now, fire_alarms, recover
 from .schedules import fire_schedules
-from .store import executor_name
 
 __all__ = ["execute", "executor_name", "fire_alarm_now", "fire_alarms", "fire_schedules", "purge_expired", "record_events", "recover"]

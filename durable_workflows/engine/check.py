@@ -28,7 +28,8 @@ from .checkpoint import Checkpoint
 from .events import EventBuffer
 from .executor import run_function
 from .lease import Lease
-from .store import REPLAY_DEFERRED, Run
+from .runs import Run
+from .store import REPLAY_DEFERRED
 
 BATCH = 500
 

@@ -7,7 +7,8 @@ comes before anything else can have an effect (`defer`): a run that ends with a 
 in one commit, not two. Each transaction starts with its UPDATE of the instance row
 (write-first), which on PostgreSQL takes the row lock that orders it against a competing
 claim, and on SQLite avoids a lock upgrade. On PostgreSQL the common writes are single
-prepared statements instead (see pg.py).
+prepared statements instead. The store (store/) does the writing; this module decides what
+goes out together.
 
 The buffers change only once a write has committed. A write that fails raises `LeaseLost`
 (the fence no longer holds) or `StoreFault` (the database failed), and either ends the run.
@@ -18,21 +19,18 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db.models import Case, PositiveIntegerField, Value, When
-
-from .. import database
 from ..dispatch import get_dispatcher
-from ..exceptions import LeaseLost
-from ..models import Alarm, InboxMessage, StepRecord, WorkflowInstance
+from ..models import StepRecord, WorkflowInstance
 from ..states import State, as_state, transition_values
-from . import clock, pg
-from .children import insert_children_txn
+from . import clock
+from . import store as stores
 from .events import EventBuffer, record_events
 from .faults import engine_io
 from .instances import enqueue
 from .lanes import branch_data
 from .lease import Lease
 from .observe import about
+from .store.orm import ends
 from .waits import Wait
 
 logger = logging.getLogger("durable_workflows")
@@ -57,8 +55,8 @@ class Checkpoint:
         self._children_events: list[EventBuffer] = []
         #: Of the children the last write inserted, those whose id was found taken.
         self._children_existing: set[str] = set()
-        # Whether the PostgreSQL single-statement writes apply; looked up once per run.
-        self.fast = pg.usable()
+        # Looked up once per run.
+        self.store = stores.current()
 
     def start_child(self, child: WorkflowInstance) -> None:
         self.children[child.pk] = child
@@ -103,21 +101,12 @@ class Checkpoint:
         written_meta = self.meta  # read once: an async workflow may set it meanwhile
         if written_meta is not None:
             fields["meta"] = written_meta
+        write = self._write(fields, records)
         with engine_io():
-            if self.fast and not self.taken and not self.children and all(r._state.adding for r in records):
-                ids = pg.checkpoint(self.lease.fence, records, self.events.rows(), fields)
-                for record in records:
-                    record.pk = ids[record.slot]
-                    record._state.adding = False
-                    record._state.db = database.alias()
-            else:
-                fields.setdefault("lease_expires_at", self.lease.until(now))
-                fields.setdefault("updated_at", now)
-                renew = True
-                self._commit_orm(fields, records)
-        if renew:
+            self._commit(write)
+        if write.renewed:
             self.lease.renewed()
-        self._committed(fields, written_meta)
+        self._committed(write.values, written_meta)
 
     # -- the run's end, or its pause -------------------------------------------------------
     def finish(self, to: State, **fields: Any) -> None:
@@ -125,12 +114,9 @@ class Checkpoint:
         if self.meta is not None:
             fields["meta"] = self.meta
         values = transition_values(as_state(self.instance.state), to, fields)
+        write = self._write(values, list(self.dirty.values()), transition=True)
         with engine_io():
-            records = list(self.dirty.values())
-            if self.fast and not self.taken and not self.children and all(r._state.adding for r in records):
-                pg.finish(self.lease.fence, values, records, self.events.rows())
-            else:
-                self._commit_orm(values, list(self.dirty.values()), transition=True)
+            self._commit(write)
         self._committed(values, self.meta)
 
     def pause(self, waits: list[Wait]) -> None:
@@ -144,63 +130,28 @@ class Checkpoint:
             if wait.started_event:
                 self.events.add(wait.started_event, record.position, name=record.name,
                                 until=_iso(wait.until), **branch_data(record.branch))
-        first = min(waits, key=_ends)
+        first = min(waits, key=ends)
         self.events.add("workflow.paused", first.record.position, reason=first.reason,
                         until=_iso(first.until), **branch_data(first.record.branch))
         fields: dict[str, Any] = {"lease_owner": "", "lease_expires_at": None}
         if self.meta is not None:
             fields["meta"] = self.meta
         values = transition_values(as_state(self.instance.state), State.PAUSED, fields)
+        write = self._write(values, list(self.dirty.values()), transition=True)
+        write.waits = waits
         with engine_io():
-            self._commit_orm(values, list(self.dirty.values()), transition=True, waits=waits)
+            self._commit(write)
         self._committed(values, self.meta)
 
     # -- the writes ------------------------------------------------------------------------
-    def _commit_orm(self, values: dict[str, Any], records: list[StepRecord], *,
-                    transition: bool = False, waits: list[Wait] | None = None) -> None:
-        """One transaction: the fenced UPDATE of the instance row first, then the records,
-        the taken messages, the wait's alarm and the events. `values` is a checked
-        transition when `transition`."""
-        new = [r for r in records if r._state.adding]
-        children = list(self.children.values())
-        try:
-            with database.atomic():
-                updated = WorkflowInstance.objects.filter(**self.lease.fence.filter()).update(**values)
-                if updated != 1:
-                    raise LeaseLost()
-                if children:
-                    self._children_existing = insert_children_txn(children, self._children_events)
-                for record in records:
-                    if not record._state.adding:
-                        record.save(force_update=True)
-                if new:
-                    StepRecord.objects.bulk_create(new)
-                if self.taken:
-                    _mark_taken_txn(self.taken)
-                if waits:
-                    self._alarm_txn(waits)
-                self.events.write_txn()
-        except BaseException:
-            # bulk_create marks its rows saved before the commit: undo that.
-            for record in new:
-                record.pk = None
-                record._state.adding = True
-            for child in children:
-                child._state.adding = True
-            raise
+    def _write(self, values: dict[str, Any], records: list[StepRecord], *, transition: bool = False) -> stores.Write:
+        return stores.Write(self.lease.fence, values, records, self.events.rows(), transition=transition,
+                            taken=self.taken, children=list(self.children.values()),
+                            children_events=self._children_events)
 
-    def _alarm_txn(self, waits: list[Wait]) -> None:
-        """The alarm that ends the pause: at once when what a wait is for has come while the
-        run was unwinding (a send found the instance still Running), otherwise at the first
-        timeout among the waits; none when no wait has one."""
-        Alarm.objects.filter(instance_id=self.lease.instance_id).delete()
-        ready = next((w for w in waits if w.ready is not None and w.ready()), None)
-        wait = ready or min(waits, key=_ends)
-        fire_at = clock.now() if ready is not None else wait.until
-        if fire_at is not None:
-            Alarm.objects.create(instance_id=self.lease.instance_id, fire_at=fire_at, reason=wait.reason,
-                                 branch=wait.record.branch, position=wait.record.position,
-                                 epoch=self.lease.epoch)
+    def _commit(self, write: stores.Write) -> None:
+        self.store.commit(write)
+        self._children_existing = write.existing_children
 
     def _committed(self, values: dict[str, Any], written_meta: dict[str, Any] | None) -> None:
         """The write committed: bring the buffers and the in-memory instance up to date.
@@ -238,21 +189,6 @@ class Checkpoint:
             except Exception:
                 logger.warning("durable_workflows: could not dispatch child %s; recovery will", child.pk,
                                exc_info=True, extra=about(child.pk, child.workflow))
-
-
-def _mark_taken_txn(taken: dict[int, int]) -> None:
-    """Mark the messages taken (id -> the position of the wait that took it) in one
-    statement: the inbox's read-ahead (inbox.py) keeps them to TAKEN_PER_WRITE a write."""
-    InboxMessage.objects.filter(pk__in=list(taken)).update(
-        taken_at=clock.now(),
-        taken_position=Case(*(When(pk=pk, then=Value(position)) for pk, position in taken.items()),
-                            output_field=PositiveIntegerField()),
-    )
-
-
-def _ends(wait: Wait) -> tuple[bool, float]:
-    """Sorts waits by when they end on their own; those without a timeout last."""
-    return (wait.until is None, wait.until.timestamp() if wait.until is not None else 0.0)
 
 
 def _iso(when: Any) -> str | None:

@@ -41,7 +41,7 @@ from .steps import StepCall
 from .waits import Wait, sleep_at
 
 if TYPE_CHECKING:
-    from .store import Run
+    from .runs import Run
 
 #: The signals that stop a run; once one is raised, the context refuses every primitive.
 STOPS = (Suspend, LeaseLost, StoreFault)

@@ -24,7 +24,7 @@ from .deadlines import timed_out
 from .faults import after_fault
 from .instances import has_family
 from .lanes import CURRENT
-from .store import Run, after_final, cancel_running, claim, error_fields, load_records
+from .runs import Run, after_final, cancel_running, claim, error_fields, load_records
 
 logger = logging.getLogger("durable_workflows")
 

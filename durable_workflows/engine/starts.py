@@ -29,9 +29,11 @@ from ..exceptions import WorkflowIdConflict
 from ..models import WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
-from . import clock, pg
+from . import clock
+from . import store as stores
 from .events import record_events
 from .instances import WorkflowRef, check_id, existing, insert_txn, prepare
+from .store import postgres
 
 logger = logging.getLogger("durable_workflows")
 
@@ -43,7 +45,7 @@ Input = tuple[Sequence[Any], dict[str, Any], str | None]
 def start_one(workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
               instance_id: str | None) -> tuple[WorkflowInstance, bool]:
     definition = get_definition(workflow)
-    if pg.usable():
+    if stores.single_statements():
         started = _start_one_pg(definition, args, kwargs, instance_id)
         if started is not None:
             return started
@@ -75,7 +77,7 @@ def _start_one_pg(definition: WorkflowDefinition, args: Sequence[Any], kwargs: d
     dispatcher = get_dispatcher()
     task_row = getattr(dispatcher, "task_row", None)
     task = task_row(instance.pk, "fresh", instance.epoch) if task_row is not None else None
-    if not pg.insert_started(instance, task):
+    if not postgres.insert_started(instance, task):
         found = existing(instance_id, definition) if instance_id is not None else None
         return None if found is None else (found, False)
     instance._state.adding = False

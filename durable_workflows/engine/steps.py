@@ -17,7 +17,7 @@ from .faults import engine_io
 from .lanes import branch_data
 from .names import checked
 from .outcome import RETRY, RUN, Outcome, returned
-from .store import error_fields
+from .runs import error_fields
 from .waits import Wait, is_due
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class StepCall:
         deferred = record.get_deferred_fields()
         if deferred:  # an unfinished or failed step: its replay reads what load_records deferred
             with engine_io():
-                record.refresh_from_db(fields=sorted(deferred))
+                self.checkpoint.store.load_deferred(record, sorted(deferred))
         if record.state == StepState.FAILED:
             error = failures.rebuild(record)
             if isinstance(error, ReplayError):

@@ -55,7 +55,7 @@ def replay_wait(wf: WorkflowContext, slot: Slot, name: str, kind: str) -> tuple[
         return record, returned(serialization.loads(record.result))
     if record.state == StepState.FAILED:
         with engine_io():
-            record.refresh_from_db(fields=["error_type", "error_message", "error_replay"])
+            wf._run.checkpoint.store.load_deferred(record, ["error_type", "error_message", "error_replay"])
         raise failures.rebuild(record)
     return record, RUN
 

@@ -1,11 +1,12 @@
-"""PostgreSQL fast path: the hot writes of a run as one prepared statement each, so one round
-trip and one commit: a fresh claim, a step's checkpoint, and the final move to Completed or
-Failed.
+"""The store on PostgreSQL through psycopg 3: the hot writes of a run as one prepared
+statement each, so one round trip and one commit: a fresh claim, a step's checkpoint, and the
+final move to Completed or Failed; and, outside a run, a start and a sent event. Everything
+else is the ORM store's.
 
 Data-modifying CTEs let the fence (or the compare-and-set of a transition), the step records
 and the events go out together: when the fence matches no row, the INSERTs select from an
 empty set and write nothing, so the statement is all-or-nothing like the ORM transaction it
-replaces. Used for the common cases only; everything else takes the ORM path.
+replaces. The columns are the models' own, read from their fields.
 
 Parsing and planning such a statement costs more than executing it, so each is a prepared
 statement: planned once per connection, then only bound and executed. A pooler that cannot
@@ -18,33 +19,79 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime
 from functools import lru_cache, partial
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from .. import database
-from ..conf import settings
-from ..exceptions import LeaseLost
-from ..models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
-from ..states import State, check_transition
+from ... import database
+from ...conf import settings
+from ...exceptions import LeaseLost
+from ...models import (
+    Alarm,
+    AlarmReason,
+    Event,
+    InboxMessage,
+    StepKind,
+    StepRecord,
+    StepState,
+    WorkflowInstance,
+)
+from ...states import State, check_transition
+from ..events import EventBuffer
+from .base import CLAIMABLE, Claimed, Write
+from .orm import OrmStore
 
 if TYPE_CHECKING:
     from django.db.models import Field
 
-    from .fence import Fence
+    from ..fence import Fence
 
-STEP_COLUMNS = (
-    ("branch", "text"), ("position", "int"), ("name", "text"), ("kind", "text"), ("state", "text"),
-    ("result", "text"), ("error_type", "text"), ("error_message", "text"),
-    ("error_traceback", "text"), ("attempts", "int"), ("started_at", "timestamptz"),
-    ("attempt_started_at", "timestamptz"), ("finished_at", "timestamptz"),
-    ("deadline_at", "timestamptz"), ("wake_at", "timestamptz"), ("error_replay", "text"),
-)
-EVENT_COLUMNS = (("kind", "text"), ("position", "int"), ("data", "jsonb"), ("created_at", "timestamptz"))
-# A record's values in STEP_COLUMNS order, read in one call.
-_step_values = attrgetter(*(name for name, _ in STEP_COLUMNS))
+
+class PostgresStore(OrmStore):
+    name = "postgresql"
+
+    def claim(self, instance_id: str, mode: str, epoch: int | None, owner: str, now: datetime,
+              lease_until: datetime) -> Claimed | None:
+        if mode == "fresh" and epoch is not None:
+            # The common claim: a fresh task for the epoch it was dispatched at.
+            events = EventBuffer(instance_id, "")
+            events.add("workflow.started", None)
+            instance = claim_fresh(instance_id, epoch, CLAIMABLE["fresh"], owner, now, lease_until, events)
+            if instance is not None:
+                events.workflow = instance.workflow
+                return Claimed(instance, events)
+        return super().claim(instance_id, mode, epoch, owner, now, lease_until)
+
+    def commit(self, write: Write) -> None:
+        if write.taken or write.children or write.waits or not all(r._state.adding for r in write.records):
+            super().commit(write)
+        elif write.transition:
+            finish(write.fence, write.values, write.records, write.events)
+        else:
+            ids = checkpoint(write.fence, write.records, write.events, write.values)
+            write.renewed = "lease_expires_at" in write.values
+            for record in write.records:
+                record.pk = ids[record.slot]
+                record._state.adding = False
+                record._state.db = database.alias()
+
+
+def _columns(model: Any, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(column, the type its placeholder is cast to) for each of the model's `names`."""
+    db = database.connection()
+    fields = [model._meta.get_field(name) for name in names]
+    return tuple((f.column, f.cast_db_type(db)) for f in fields)
+
+
+#: A step record's columns in a checkpoint's INSERT: all but its key and its instance.
+STEP_FIELDS = tuple(f.attname for f in StepRecord._meta.concrete_fields if f.name not in ("id", "instance"))
+#: An event row's, in the order `_event_params` gives a pending event's values.
+EVENT_FIELDS = ("kind", "position", "data", "created_at")
+# A record's values in STEP_FIELDS order, read in one call.
+_step_values = attrgetter(*STEP_FIELDS)
 _encode = DjangoJSONEncoder().encode
 
 
@@ -62,37 +109,18 @@ def _event_encoder() -> Callable[[Any], str]:
 _encode_data = _event_encoder()
 
 
-def usable() -> bool:
-    """Whether the single statements apply: PostgreSQL through psycopg 3, whose server-side
-    binding and prepared statements they use. On psycopg2 every write takes the ORM path,
-    which is as correct, with a round trip more per write."""
-    return database.connection().vendor == "postgresql" and settings.SINGLE_STATEMENT_WRITES and _psycopg3()
-
-
-@lru_cache(maxsize=1)
-def _psycopg3() -> bool:
-    from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-    return is_psycopg3
-
-
-# The instance columns a checkpoint may set, with the types their placeholders need.
-_SET_TYPES = {"lease_expires_at": "timestamptz", "updated_at": "timestamptz",
-              "recovery_count": "integer", "meta": "jsonb"}
-
-
 @lru_cache(maxsize=64)
 def _statement(n_records: int, n_events: int, columns: tuple[str, ...], fence_sql: str) -> str:
     instance_table = WorkflowInstance._meta.db_table
     if columns:
-        sets = ", ".join(f"{column} = %s::{_SET_TYPES[column]}" for column in columns)
+        sets = ", ".join(f"{column} = %s::{kind}" for column, kind in _columns(WorkflowInstance, columns))
         parts = [f"WITH fence AS (UPDATE {instance_table} SET {sets} WHERE {fence_sql} RETURNING id)"]
     else:
         # FOR SHARE conflicts with the claim's UPDATE, so the two are ordered as with an
         # UPDATE, but it adds no row version: a long run does not bloat the instance row.
         parts = [f"WITH fence AS (SELECT id FROM {instance_table} WHERE {fence_sql} FOR SHARE)"]
     if n_records:
-        parts.append(_insert_cte("steps", StepRecord, STEP_COLUMNS, n_records, "RETURNING branch, position, id"))
+        parts.append(_insert_cte("steps", StepRecord, STEP_FIELDS, n_records, "RETURNING branch, position, id"))
     if n_events:
         parts.append(_events_cte(n_events))
     select = "SELECT '', -1, count(*) FROM fence"
@@ -102,7 +130,7 @@ def _statement(n_records: int, n_events: int, columns: tuple[str, ...], fence_sq
 
 
 def _events_cte(n_events: int) -> str:
-    return _insert_cte("events", Event, EVENT_COLUMNS, n_events, "")
+    return _insert_cte("events", Event, EVENT_FIELDS, n_events, "")
 
 
 def _written(fence: Fence, records: list[StepRecord], events: list[Any]) -> list[Any]:
@@ -121,9 +149,9 @@ def _event_params(events: list[Any]) -> list[Any]:
     return params
 
 
-def _insert_cte(name: str, model: Any, columns: tuple[tuple[str, str], ...], rows: int,
-                returning: str) -> str:
+def _insert_cte(name: str, model: Any, fields: tuple[str, ...], rows: int, returning: str) -> str:
     """An INSERT of `rows` rows that writes only if the fence CTE found the instance."""
+    columns = _columns(model, fields)
     row = "(" + ", ".join(f"%s::{kind}" for _, kind in columns) + ")"
     names = ", ".join(column for column, _ in columns)
     return (
@@ -282,7 +310,7 @@ def _finish_statement(columns: tuple[str, ...], n_records: int, n_events: int, f
     sets = ", ".join(f"{database.connection().ops.quote_name(column)} = %s" for column in columns)
     parts = [f"WITH fence AS (UPDATE {table} SET {sets} WHERE {fence_sql} RETURNING id)"]
     if n_records:
-        parts.append(_insert_cte("steps", StepRecord, STEP_COLUMNS, n_records, ""))
+        parts.append(_insert_cte("steps", StepRecord, STEP_FIELDS, n_records, ""))
     if n_events:
         parts.append(_events_cte(n_events))
     return ",\n".join(parts) + "\nSELECT count(*) FROM fence"
@@ -316,11 +344,12 @@ def _message_statement(event_log: bool) -> str:
         f"ins AS (INSERT INTO {inbox} (instance_id, name, payload, event_id, received_at, taken_at, taken_position) "
         "SELECT %(id)s::text, %(name)s::text, %(payload)s::text, %(event_id)s::text, %(now)s::timestamptz, NULL, NULL "
         "WHERE NOT EXISTS (SELECT 1 FROM dup) RETURNING id)",
-        f"wait AS (SELECT branch, position FROM {steps} WHERE instance_id = %(id)s::text AND kind = 'event' "
-        "AND state = 'awaiting' AND name = %(name)s::text AND %(paused)s::boolean AND EXISTS (SELECT 1 FROM ins) "
+        f"wait AS (SELECT branch, position FROM {steps} WHERE instance_id = %(id)s::text "
+        f"AND kind = '{StepKind.EVENT.value}' AND state = '{StepState.AWAITING.value}' "
+        "AND name = %(name)s::text AND %(paused)s::boolean AND EXISTS (SELECT 1 FROM ins) "
         "ORDER BY id DESC LIMIT 1)",
         f"alarm AS (INSERT INTO {alarm} (instance_id, fire_at, reason, branch, position, epoch, fired_at, created_at) "
-        "SELECT %(id)s::text, %(now)s::timestamptz, 'event', branch, position, %(epoch)s::bigint, "
+        f"SELECT %(id)s::text, %(now)s::timestamptz, '{AlarmReason.EVENT.value}', branch, position, %(epoch)s::bigint, "
         "%(now)s::timestamptz, %(now)s::timestamptz FROM wait ON CONFLICT (instance_id) DO UPDATE SET "
         "fire_at = EXCLUDED.fire_at, reason = EXCLUDED.reason, branch = EXCLUDED.branch, "
         "position = EXCLUDED.position, epoch = EXCLUDED.epoch, fired_at = EXCLUDED.fired_at RETURNING position)",

@@ -1,9 +1,9 @@
-"""Claiming an instance for a run, and the reads a run starts with.
+"""A run: one claim of one instance, and what surrounds it (its claim, its records, how it
+ends when cancelled, what its end tells the family).
 
 A claim moves the instance to Running with a new epoch (the fencing token every later write
-of the run carries, see fence.py) and a lease. On PostgreSQL the common claim, a fresh task
-for the epoch it was dispatched at, is one prepared statement (pg.py); the rest go through
-the ORM on every database.
+of the run carries, see fence.py) and a lease; the store does the reading and writing
+(store/).
 """
 
 from __future__ import annotations
@@ -19,22 +19,21 @@ from typing import Any
 
 from .. import database
 from ..exceptions import InvalidTransition
-from ..models import Alarm, StepRecord, WorkflowInstance
+from ..models import StepRecord, WorkflowInstance
 from ..states import State, transition
 from ..text import storable
-from . import clock, concurrency, pg
+from . import clock, concurrency
+from . import store as stores
 from .checkpoint import Checkpoint
 from .events import EventBuffer
 from .faults import engine_io
 from .instances import finished, has_family
-from .lanes import branch_data
 from .lease import Lease
 from .observe import RunInfo, about
 
 logger = logging.getLogger("durable_workflows")
 
 MODES = ("fresh", "resume", "recover")
-_CLAIMABLE = {"fresh": (State.QUEUED, State.PENDING), "resume": (State.PAUSED,)}
 
 
 def executor_name() -> str:
@@ -89,7 +88,7 @@ class Run:
     def settle_lost_lease(self) -> None:
         """After a refused write: cancel if that is why, otherwise leave it to the new owner."""
         with engine_io():
-            current = WorkflowInstance.objects.filter(**self.lease.fence.lenient().filter()).first()
+            current = stores.current().current(self.lease.fence)
         if current is not None and current.cancel_requested:
             cancel_running(current, self.lease)
 
@@ -148,99 +147,15 @@ def claim(instance_id: str, mode: str, epoch: int | None = None) -> Run | None:
 def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
     now = clock.now()
     owner = executor_name()
-    if mode == "fresh" and epoch is not None and pg.usable():
-        run = _claim_fresh_pg(instance_id, epoch, owner, now)
-        if run is not None:
-            return run
-    instance = WorkflowInstance.objects.filter(pk=instance_id).first()
-    if instance is None or (epoch is not None and instance.epoch != epoch):
+    claimed = stores.current().claim(instance_id, mode, epoch, owner, now, Lease.until(now))
+    if claimed is None:
         return None
-    events = EventBuffer(instance.pk, instance.workflow)
-    common: dict[str, Any] = {
-        "epoch": instance.epoch + 1,
-        "lease_owner": owner,
-        "lease_expires_at": Lease.until(now),
-        "run_count": instance.run_count + 1,
-        "last_mode": mode,
-        "redispatches": 0,
-    }
-    if instance.started_at is None:
-        common["started_at"] = now
-    woken = woken_at = None
-    with database.atomic():
-        if mode == "recover":
-            if not _take_over_txn(instance, now, common):
-                return None
-            events.add("workflow.recovered", None, attempt=instance.recovery_count)
-        else:
-            if instance.state not in _CLAIMABLE[mode]:
-                return None
-            if mode == "fresh" and instance.concurrency_key is not None:
-                slot = concurrency.may_start_txn(instance, now)
-                if slot is None:
-                    return None  # it waits for a slot: committed as such
-                common["slot_held"] = slot
-            try:
-                transition(instance, State.RUNNING, expect_epoch=instance.epoch, **common)
-            except InvalidTransition:
-                return None
-            if mode == "resume":
-                # Only a fired alarm ends its sleep or retry delay early; a duplicate or
-                # premature resume replays up to the wait and pauses again.
-                alarm = Alarm.objects.filter(instance_id=instance.pk).first()
-                if alarm is not None and alarm.fired_at is not None:
-                    woken, woken_at = (alarm.branch, alarm.position), alarm.fire_at
-                    alarm.delete()
-                events.add("workflow.resumed", None, woken_position=woken and woken[1],
-                           **branch_data(woken[0] if woken else ""))
-            else:
-                events.add("workflow.started", None)
-        events.write_txn()
-    events.send()
-    return _new_run(instance, mode, owner, instance.epoch, events, woken, woken_at)
-
-
-def _claim_fresh_pg(instance_id: str, epoch: int, owner: str, now: datetime) -> Run | None:
-    """The common claim in one statement: a fresh task for the epoch it was dispatched at."""
-    events = EventBuffer(instance_id, "")
-    events.add("workflow.started", None)
-    instance = pg.claim_fresh(instance_id, epoch, _CLAIMABLE["fresh"], owner, now,
-                              Lease.until(now), events)
-    if instance is None:
-        return None
-    events.workflow = instance.workflow
-    events.send()
-    return _new_run(instance, "fresh", owner, epoch + 1, events)
-
-
-def _take_over_txn(instance: WorkflowInstance, now: datetime, fields: dict[str, Any]) -> bool:
-    """Claim a Running instance whose lease expired. Its state does not change, so this is
-    a lease takeover, not a transition: the compare-and-set is on the old epoch."""
-    if not instance.is_stale(now):
-        return False
-    fields = {**fields, "recovery_count": instance.recovery_count + 1, "updated_at": now}
-    updated = WorkflowInstance.objects.filter(
-        pk=instance.pk, state=State.RUNNING, epoch=instance.epoch
-    ).update(**fields)
-    if updated != 1:
-        return False
-    for key, value in fields.items():
-        setattr(instance, key, value)
-    return True
+    claimed.events.send()
+    instance = claimed.instance
+    return _new_run(instance, mode, owner, instance.epoch, claimed.events, claimed.woken, claimed.woken_at)
 
 
 def load_records(instance_id: str) -> dict[tuple[str, int], StepRecord]:
-    """Every step record of the instance, in one query.
-
-    Columns a replay of a finished step never reads are deferred: the rare record that needs
-    them (a step in flight, waiting to retry, or failed) loads them when its replay starts.
-    """
+    """Every step record of the instance, in one read."""
     with engine_io():
-        records = StepRecord.objects.filter(instance_id=instance_id).defer(*REPLAY_DEFERRED)
-        return {r.slot: r for r in records}
-
-
-REPLAY_DEFERRED = (
-    "error_type", "error_message", "error_traceback", "error_replay", "started_at",
-    "attempt_started_at", "deadline_at",
-)
+        return stores.current().load_records(instance_id)

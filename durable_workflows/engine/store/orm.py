@@ -1,0 +1,191 @@
+"""The store on every database Django supports, through the ORM.
+
+Each write is one transaction that starts with its UPDATE of the instance row (write-first):
+on PostgreSQL that takes the row lock that orders it against a competing claim, and on
+SQLite it avoids a lock upgrade.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Case, PositiveIntegerField, Value, When
+
+from ... import database
+from ...exceptions import InvalidTransition, LeaseLost
+from ...models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
+from ...states import State, transition
+from .. import clock, concurrency
+from ..children import insert_children_txn
+from ..events import EventBuffer
+from ..fence import Fence
+from ..lanes import branch_data
+from ..lease import Lease
+from ..waits import Wait
+from .base import CLAIMABLE, Claimed, Store, Write
+
+#: Columns a replay of a finished step never reads: the rare record that needs them (a step
+#: in flight, waiting to retry, or failed) loads them when its replay starts.
+REPLAY_DEFERRED = (
+    "error_type", "error_message", "error_traceback", "error_replay", "started_at",
+    "attempt_started_at", "deadline_at",
+)
+
+
+class OrmStore(Store):
+    name = "orm"
+
+    # -- claims ----------------------------------------------------------------------------
+    def claim(self, instance_id: str, mode: str, epoch: int | None, owner: str, now: datetime,
+              lease_until: datetime) -> Claimed | None:
+        instance = WorkflowInstance.objects.filter(pk=instance_id).first()
+        if instance is None or (epoch is not None and instance.epoch != epoch):
+            return None
+        events = EventBuffer(instance.pk, instance.workflow)
+        common: dict[str, Any] = {
+            "epoch": instance.epoch + 1,
+            "lease_owner": owner,
+            "lease_expires_at": lease_until,
+            "run_count": instance.run_count + 1,
+            "last_mode": mode,
+            "redispatches": 0,
+        }
+        if instance.started_at is None:
+            common["started_at"] = now
+        claimed = Claimed(instance, events)
+        with database.atomic():
+            if mode == "recover":
+                if not self._take_over_txn(instance, now, common):
+                    return None
+                events.add("workflow.recovered", None, attempt=instance.recovery_count)
+            else:
+                if instance.state not in CLAIMABLE[mode]:
+                    return None
+                if mode == "fresh" and instance.concurrency_key is not None:
+                    slot = concurrency.may_start_txn(instance, now)
+                    if slot is None:
+                        return None  # it waits for a slot: committed as such
+                    common["slot_held"] = slot
+                try:
+                    transition(instance, State.RUNNING, expect_epoch=instance.epoch, **common)
+                except InvalidTransition:
+                    return None
+                if mode == "resume":
+                    self._woken_txn(claimed)
+                else:
+                    events.add("workflow.started", None)
+            events.write_txn()
+        return claimed
+
+    @staticmethod
+    def _woken_txn(claimed: Claimed) -> None:
+        """Only a fired alarm ends its sleep or retry delay early; a duplicate or premature
+        resume replays up to the wait and pauses again."""
+        alarm = Alarm.objects.filter(instance_id=claimed.instance.pk).first()
+        woken = None
+        if alarm is not None and alarm.fired_at is not None:
+            woken = (alarm.branch, alarm.position)
+            claimed.woken, claimed.woken_at = woken, alarm.fire_at
+            alarm.delete()
+        claimed.events.add("workflow.resumed", None, woken_position=woken and woken[1],
+                           **branch_data(woken[0] if woken else ""))
+
+    @staticmethod
+    def _take_over_txn(instance: WorkflowInstance, now: datetime, fields: dict[str, Any]) -> bool:
+        """Claim a Running instance whose lease expired. Its state does not change, so this
+        is a lease takeover, not a transition: the compare-and-set is on the old epoch."""
+        if not instance.is_stale(now):
+            return False
+        fields = {**fields, "recovery_count": instance.recovery_count + 1, "updated_at": now}
+        updated = WorkflowInstance.objects.filter(
+            pk=instance.pk, state=State.RUNNING, epoch=instance.epoch
+        ).update(**fields)
+        if updated != 1:
+            return False
+        for key, value in fields.items():
+            setattr(instance, key, value)
+        return True
+
+    # -- reads -----------------------------------------------------------------------------
+    def load_records(self, instance_id: str) -> dict[tuple[str, int], StepRecord]:
+        records = StepRecord.objects.filter(instance_id=instance_id).defer(*REPLAY_DEFERRED)
+        return {r.slot: r for r in records}
+
+    def load_deferred(self, record: StepRecord, fields: list[str]) -> None:
+        record.refresh_from_db(fields=fields)
+
+    def current(self, fence: Fence) -> WorkflowInstance | None:
+        return WorkflowInstance.objects.filter(**fence.lenient().filter()).first()
+
+    # -- the run's writes ------------------------------------------------------------------
+    def commit(self, write: Write) -> None:
+        if not write.transition:
+            # The write-first UPDATE needs values; extending the lease is the useful one.
+            now = clock.now()
+            write.values.setdefault("lease_expires_at", Lease.until(now))
+            write.values.setdefault("updated_at", now)
+            write.renewed = True
+        records = write.records
+        new = [r for r in records if r._state.adding]
+        try:
+            with database.atomic():
+                updated = WorkflowInstance.objects.filter(**write.fence.filter()).update(**write.values)
+                if updated != 1:
+                    raise LeaseLost()
+                if write.children:
+                    write.existing_children = insert_children_txn(write.children, write.children_events)
+                for record in records:
+                    if not record._state.adding:
+                        record.save(force_update=True)
+                if new:
+                    StepRecord.objects.bulk_create(new)
+                if write.taken:
+                    _mark_taken_txn(write.taken)
+                if write.waits:
+                    _alarm_txn(write.fence, write.waits)
+                _events_txn(write.fence.instance_id, write.events)
+        except BaseException:
+            # bulk_create marks its rows saved before the commit: undo that.
+            for record in new:
+                record.pk = None
+                record._state.adding = True
+            for child in write.children:
+                child._state.adding = True
+            raise
+
+
+def _events_txn(instance_id: str, rows: list[Any]) -> None:
+    if rows:
+        Event.objects.bulk_create(
+            [Event(instance_id=instance_id, kind=e.kind, position=e.position, data=e.data, created_at=e.at)
+             for e in rows]
+        )
+
+
+def _mark_taken_txn(taken: dict[int, int]) -> None:
+    """Mark the messages taken (id -> the position of the wait that took it) in one
+    statement: the inbox's read-ahead (inbox.py) keeps them to TAKEN_PER_WRITE a write."""
+    InboxMessage.objects.filter(pk__in=list(taken)).update(
+        taken_at=clock.now(),
+        taken_position=Case(*(When(pk=pk, then=Value(position)) for pk, position in taken.items()),
+                            output_field=PositiveIntegerField()),
+    )
+
+
+def _alarm_txn(fence: Fence, waits: list[Wait]) -> None:
+    """The alarm that ends the pause: at once when what a wait is for has come while the
+    run was unwinding (a send found the instance still Running), otherwise at the first
+    timeout among the waits; none when no wait has one."""
+    Alarm.objects.filter(instance_id=fence.instance_id).delete()
+    ready = next((w for w in waits if w.ready is not None and w.ready()), None)
+    wait = ready or min(waits, key=ends)
+    fire_at = clock.now() if ready is not None else wait.until
+    if fire_at is not None:
+        Alarm.objects.create(instance_id=fence.instance_id, fire_at=fire_at, reason=wait.reason,
+                             branch=wait.record.branch, position=wait.record.position, epoch=fence.epoch)
+
+
+def ends(wait: Wait) -> tuple[bool, float]:
+    """Sorts waits by when they end on their own; those without a timeout last."""
+    return (wait.until is None, wait.until.timestamp() if wait.until is not None else 0.0)
