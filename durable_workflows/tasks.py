@@ -18,6 +18,7 @@ from django_q.tasks import async_task
 from .conf import settings
 from .dispatch import get_dispatcher
 from .engine import clock, execute, executor_name, fire_alarms, recover, stops
+from .engine.ports import BaseDispatcher, TaskRow
 from .exceptions import DispatchError, StoreFault
 from .models import WorkflowInstance
 from .states import State
@@ -64,7 +65,7 @@ def _send_again_later(instance_id: str, mode: str, epoch: int | None, fault: Sto
     even that fails, the task fails: the ORM broker keeps a failed task's row, and
     `lost_tasks` hands it out again once LEASE_SECONDS have passed."""
     dispatcher = get_dispatcher()
-    if epoch is None or getattr(dispatcher, "synchronous", False):
+    if epoch is None or dispatcher.synchronous:
         raise fault  # a task of an older release, or nothing to send it through
     time.sleep(CLAIM_RETRY_PAUSE)
     try:
@@ -128,7 +129,7 @@ def _revive_ticker() -> None:
     ticker.ensure_running()
 
 
-class DjangoQDispatcher:
+class DjangoQDispatcher(BaseDispatcher):
     """Enqueues `run_instance` with django-q2's `async_task`."""
 
     @property
@@ -144,7 +145,7 @@ class DjangoQDispatcher:
             return False
         return bool(Conf.ORM) and Conf.ORM == settings.DATABASE and not Conf.BROKER_CLASS
 
-    def task_row(self, instance_id: str, mode: str, epoch: int) -> tuple[str, dict[str, Any]] | None:
+    def task_row(self, instance_id: str, mode: str, epoch: int) -> TaskRow | None:
         """The ORM broker's queue row for this run (its table and values), for a caller that
         inserts it itself in the statement that starts the instance; None for another broker.
         The row is what `async_task` would enqueue: the same signed package, sent through
