@@ -2,8 +2,8 @@
 
 The engine never imports the task queue: it calls the dispatcher named by the DISPATCHER
 setting, through the port it declares (`engine.ports.Dispatcher`). The default is django-q2
-(`durable_workflows.tasks.DjangoQDispatcher`); `InlineDispatcher` runs instances in the
-calling thread, for scripts and tests without a queue.
+(`durable_workflows.djangoq.dispatcher.DjangoQDispatcher`); `InlineDispatcher` runs instances
+in the calling thread, for scripts and tests without a queue.
 """
 
 from __future__ import annotations
