@@ -11,6 +11,8 @@ from django.urls import URLResolver, get_resolver
 
 from .conf import DEFAULTS
 
+#: Where our django-q2 dispatcher lives (and its first path, which settings may still name).
+DJANGO_Q_DISPATCHERS = ("durable_workflows.djangoq.", "durable_workflows.tasks.")
 #: The URLconfs of ours that are DRF views: mounted, they need rest_framework's templates.
 DRF_URLCONFS = ("durable_workflows.api.urls", "durable_workflows.metrics.urls")
 
@@ -88,7 +90,7 @@ def check_django_q_installed(app_configs: Any = None, **kwargs: Any) -> list[che
     user = getattr(django_settings, "DURABLE_WORKFLOWS", {}) or {}
     dispatcher = user.get("DISPATCHER", DEFAULTS["DISPATCHER"]) if isinstance(user, dict) else None
     name = dispatcher if isinstance(dispatcher, str) else f"{getattr(dispatcher, '__module__', '')}."
-    if not name.startswith("durable_workflows.tasks.") or apps.is_installed("django_q"):
+    if not name.startswith(DJANGO_Q_DISPATCHERS) or apps.is_installed("django_q"):
         return []
     return [checks.Error(
         '"django_q" is not in INSTALLED_APPS, and DURABLE_WORKFLOWS DISPATCHER runs workflows on django-q2',

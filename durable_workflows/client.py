@@ -170,7 +170,7 @@ class WorkflowHandle:
         timeout = _seconds(timeout, "timeout", allow_none=True)
         poll = _seconds(poll, "poll")
         deadline = None if timeout is None else time.monotonic() + timeout
-        synchronous = getattr(get_dispatcher(), "synchronous", False)
+        synchronous = get_dispatcher().synchronous
         while True:
             self.refresh()
             if self.is_finished:
@@ -227,7 +227,7 @@ def start_with(workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any
     handle = WorkflowHandle(instance, created=created)
     if not created:
         return handle
-    return handle.refresh() if getattr(get_dispatcher(), "synchronous", False) else handle
+    return handle.refresh() if get_dispatcher().synchronous else handle
 
 
 def start_many(workflow: WorkflowRef, inputs: builtins.list[Any], instance_ids: builtins.list[str] | None = None,
@@ -241,7 +241,7 @@ def start_many(workflow: WorkflowRef, inputs: builtins.list[Any], instance_ids: 
     ids and inputs of different lengths or a repeated id (`ValueError`), an input that cannot
     be stored (`SerializationError`) or an id another workflow's instance has
     (`WorkflowIdConflict`), wherever it is in `inputs`, create nothing."""
-    synchronous = getattr(get_dispatcher(), "synchronous", False)
+    synchronous = get_dispatcher().synchronous
     handles = [WorkflowHandle(instance, created=created)
                for instance, created in starts.start_many(workflow, inputs, instance_ids)]
     return [handle.refresh() for handle in handles] if synchronous else handles
@@ -295,7 +295,7 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
     if not findable(instance_id):
         raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
     handle = WorkflowHandle(fork_instance(instance_id, from_position=from_position, new_id=new_id), created=True)
-    return handle.refresh() if getattr(get_dispatcher(), "synchronous", False) else handle
+    return handle.refresh() if get_dispatcher().synchronous else handle
 
 
 def list(state: State | str | None = None, workflow: str | None = None, limit: int | None = None) -> builtins.list[WorkflowHandle]:  # noqa: A001

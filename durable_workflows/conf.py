@@ -20,7 +20,7 @@ DEFAULTS: dict[str, Any] = {
     # Recoveries of one instance without a finished step before it is Failed.
     "MAX_RECOVERY_ATTEMPTS": 3,
     # How the engine hands an instance to a worker. The default runs it on django-q2.
-    "DISPATCHER": "durable_workflows.tasks.DjangoQDispatcher",
+    "DISPATCHER": "durable_workflows.djangoq.dispatcher.DjangoQDispatcher",
     # Stores inputs, step results and outputs. Needs `dumps(obj) -> str` and `loads(str)`.
     "SERIALIZER": "durable_workflows.serialization.JSONSerializer",
     # Queued instances nobody claimed, or fired alarms nobody resumed, for this long are

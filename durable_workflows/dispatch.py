@@ -1,27 +1,25 @@
 """How the engine hands an instance to whatever runs it.
 
 The engine never imports the task queue: it calls the dispatcher named by the DISPATCHER
-setting. The default is django-q2 (`durable_workflows.tasks.DjangoQDispatcher`);
-`InlineDispatcher` runs instances in the calling thread, for scripts and tests without a queue.
+setting, through the port it declares (`engine.ports.Dispatcher`). The default is django-q2
+(`durable_workflows.djangoq.dispatcher.DjangoQDispatcher`); `InlineDispatcher` runs instances
+in the calling thread, for scripts and tests without a queue.
 """
 
 from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from . import database
+from .engine.ports import BaseDispatcher, Dispatcher, adapt
+
+__all__ = ["DISPATCHER_OVERRIDE", "BaseDispatcher", "Dispatcher", "InlineDispatcher", "get_dispatcher",
+           "on_commit"]
 
 
-class Dispatcher(Protocol):
-    #: True when dispatch() runs the instance before it returns (no separate worker).
-    synchronous: bool
-
-    def dispatch(self, instance_id: str, mode: str, epoch: int) -> None: ...
-
-
-class InlineDispatcher:
+class InlineDispatcher(BaseDispatcher):
     """Runs the instance at once, in this thread."""
 
     synchronous = True
@@ -38,13 +36,15 @@ DISPATCHER_OVERRIDE: contextvars.ContextVar[Dispatcher | None] = contextvars.Con
 
 
 def get_dispatcher() -> Dispatcher:
+    """The dispatcher in force, with every member of the port: one of a project's own that
+    does not subclass BaseDispatcher gets its defaults for what it leaves out."""
     from .conf import settings
 
     override = DISPATCHER_OVERRIDE.get()
     if override is not None:
-        return override
+        return adapt(override)
     dispatcher: Any = settings.DISPATCHER
-    return dispatcher() if isinstance(dispatcher, type) else dispatcher
+    return adapt(dispatcher() if isinstance(dispatcher, type) else dispatcher)
 
 
 def on_commit(fn: Callable[[], Any]) -> None:

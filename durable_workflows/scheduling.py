@@ -1,6 +1,6 @@
 """django-q2 Schedule rows that keep alarm firing and recovery going as a backstop.
 
-The ticker thread in each worker (`durable_workflows.ticker`) does this work within a second;
+The ticker thread in each worker (`durable_workflows.djangoq.ticker`) does this work within a second;
 these rows make sure it happens at least every minute or so even without it (WORKER_TICKER
 off, or a ticker that died), and their tasks restart a missing ticker in the worker that
 runs them. `ensure_schedules()` runs after `migrate` and from `manage.py durable_workflows
@@ -16,6 +16,8 @@ from django.db.models.signals import post_migrate
 
 from .conf import settings
 
+# The task functions by their first path (durable_workflows.tasks), which a worker of any
+# release can import: rows are shared by every cluster, old and new, in a rolling deploy.
 SCHEDULES = {
     "durable_workflows.fire_alarms": "durable_workflows.tasks.fire_alarms_task",
     "durable_workflows.recover": "durable_workflows.tasks.recover_task",
@@ -68,7 +70,7 @@ def _after_migrate(sender: Any, app_config: Any = None, using: str = "default", 
 
 def connect() -> None:
     """Called from the app's ready(): schedules after migrate, the ticker in each worker."""
-    from . import ticker
+    from .djangoq import ticker
 
     post_migrate.connect(_after_migrate, dispatch_uid="durable_workflows.schedules")
     ticker.connect()

@@ -151,3 +151,48 @@ def test_lifecycle_data_is_encoded_as_djangos_encoder_would(data):
     from durable_workflows.engine.store import postgres as pg
 
     assert pg._encode_data(data) == DjangoJSONEncoder().encode(data)
+
+
+class OnlyDispatch:
+    """A project's dispatcher of the first protocol: `dispatch` and nothing else."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, int]] = []
+
+    def dispatch(self, instance_id: str, mode: str, epoch: int) -> None:
+        self.sent.append((instance_id, mode, epoch))
+
+
+def test_a_dispatcher_with_only_dispatch_gets_the_defaults_of_the_port():
+    from durable_workflows.engine.ports import adapt
+
+    own = OnlyDispatch()
+    dispatcher = adapt(own)
+    assert (dispatcher.synchronous, dispatcher.transactional) == (False, False)
+    assert dispatcher.task_row("a", "fresh", 0) is None and dispatcher.waiting() is None
+    dispatcher.dispatch("a", "fresh", 1)
+    assert own.sent == [("a", "fresh", 1)]
+    assert dispatcher.sent is own.sent  # what the project reads of its own dispatcher still reads
+
+
+def test_what_a_dispatcher_declares_itself_wins_over_the_defaults():
+    from durable_workflows.engine.ports import adapt
+
+    class Declares(OnlyDispatch):
+        synchronous = True
+
+        def waiting(self) -> int:
+            return 3
+
+    dispatcher = adapt(Declares())
+    assert dispatcher.synchronous is True and dispatcher.waiting() == 3 and dispatcher.transactional is False
+
+
+def test_a_base_dispatcher_is_taken_as_it_is():
+    from durable_workflows.dispatch import BaseDispatcher, InlineDispatcher
+    from durable_workflows.engine.ports import adapt
+
+    inline = InlineDispatcher()
+    assert adapt(inline) is inline and inline.synchronous and not inline.transactional
+    with pytest.raises(NotImplementedError, match="BaseDispatcher does not implement dispatch"):
+        BaseDispatcher().dispatch("a", "fresh", 0)

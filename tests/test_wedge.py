@@ -1,4 +1,4 @@
-"""What a worker takes for a wedged task queue (durable_workflows/wedge.py), on a real
+"""What a worker takes for a wedged task queue (durable_workflows/djangoq/wedge.py), on a real
 django-q2 queue in this process: a lock held here stands for one a dead process holds, since
 a semaphore looks the same either way. The cluster ending itself is in test_workers_wedge.py.
 """
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from django_q.queues import Queue
 
-from durable_workflows import wedge
+from durable_workflows.djangoq import wedge
 from durable_workflows.wedge import QueueWatch
 from tests.helpers import wait_until
 

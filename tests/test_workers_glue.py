@@ -199,10 +199,11 @@ def test_a_claim_the_database_failed_sends_its_task_again(monkeypatch):
     from django_q.conf import Conf
 
     from durable_workflows import tasks
+    from durable_workflows.djangoq import runs
     from tests.faults import FailNthWrite
 
     monkeypatch.setattr(Conf, "SYNC", False)
-    monkeypatch.setattr(tasks, "CLAIM_RETRY_PAUSE", 0)
+    monkeypatch.setattr(runs, "CLAIM_RETRY_PAUSE", 0)
     RecordingDispatcher.sent.clear()
     with override_settings(DURABLE_WORKFLOWS={"DISPATCHER": "tests.test_workers_glue.RecordingDispatcher"}):
         handle = client.start("tests.greet", "outage")
@@ -212,3 +213,35 @@ def test_a_claim_the_database_failed_sends_its_task_again(monkeypatch):
         assert RecordingDispatcher.sent == [sent, sent]
         assert WorkflowInstance.objects.get(pk=handle.instance_id).state == "queued"
         assert tasks.run_instance(*sent) == "completed"
+
+
+@pytest.mark.parametrize("old, new", [
+    ("durable_workflows.tasks", "durable_workflows.djangoq.dispatcher"),
+    ("durable_workflows.tasks", "durable_workflows.djangoq.runs"),
+    ("durable_workflows.ticker", "durable_workflows.djangoq.ticker"),
+    ("durable_workflows.lost_tasks", "durable_workflows.djangoq.lost_tasks"),
+    ("durable_workflows.wedge", "durable_workflows.djangoq.wedge"),
+])
+def test_the_first_module_paths_name_the_same_objects(old, new):
+    """Settings, Schedule rows and tasks queued by the first release name these paths."""
+    import importlib
+
+    old_module, new_module = importlib.import_module(old), importlib.import_module(new)
+    shared = [name for name in old_module.__all__ if hasattr(new_module, name)]
+    assert shared and all(getattr(old_module, name) is getattr(new_module, name) for name in shared)
+
+
+def test_tasks_and_schedules_name_the_functions_by_their_first_path():
+    # A worker of the first release, in a rolling deploy, runs what this one enqueues.
+    from django.utils.module_loading import import_string
+
+    from durable_workflows import tasks
+    from durable_workflows.conf import settings
+    from durable_workflows.djangoq import runs
+
+    assert tasks.RUN_INSTANCE == "durable_workflows.tasks.run_instance"
+    assert import_string(tasks.RUN_INSTANCE) is runs.run_instance
+    assert sorted(SCHEDULES.values()) == ["durable_workflows.tasks.fire_alarms_task",
+                                          "durable_workflows.tasks.recover_task"]
+    assert [import_string(path) for path in sorted(SCHEDULES.values())] == [runs.fire_alarms_task, runs.recover_task]
+    assert import_string("durable_workflows.tasks.DjangoQDispatcher") is settings.DISPATCHER is tasks.DjangoQDispatcher

@@ -1,6 +1,6 @@
 """A cluster wedged by the SIGKILL of the idle worker that held its task queue's read lock
 (django-q2 issue 23) ends itself, and the cluster its supervisor starts runs the work
-(durable_workflows/wedge.py). Before that, workers busy with steps longer than the wedge
+(durable_workflows/djangoq/wedge.py). Before that, workers busy with steps longer than the wedge
 delay, tasks waiting behind them, leave the cluster running.
 
 ORM broker on SQLite, Redis broker on PostgreSQL (see tests/workers/fixtures.py).

@@ -128,13 +128,10 @@ BACKLOG_FACTOR = 8
 
 
 def _backlogged() -> bool:
-    """Whether the dispatcher's broker holds tasks waiting to be taken (a dispatcher may
-    say, with a `waiting()` method; one that cannot is taken as not backlogged)."""
-    waiting = getattr(get_dispatcher(), "waiting", None)
-    if waiting is None:
-        return False
+    """Whether the dispatcher's broker holds tasks waiting to be taken (a dispatcher that
+    cannot tell, its `waiting()` None, is taken as not backlogged)."""
     try:
-        return bool(waiting())
+        return bool(get_dispatcher().waiting())
     except Exception:
         return False  # a broker that is down holds nothing we can count on
 

@@ -75,8 +75,7 @@ def _start_one_pg(definition: WorkflowDefinition, args: Sequence[Any], kwargs: d
     if definition.timeout is not None:
         instance.deadline_at = now + timedelta(seconds=definition.timeout)
     dispatcher = get_dispatcher()
-    task_row = getattr(dispatcher, "task_row", None)
-    task = task_row(instance.pk, "fresh", instance.epoch) if task_row is not None else None
+    task = dispatcher.task_row(instance.pk, "fresh", instance.epoch)
     if not postgres.insert_started(instance, task):
         found = existing(instance_id, definition) if instance_id is not None else None
         return None if found is None else (found, False)
@@ -179,7 +178,7 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input],
     if not new:
         return results
     dispatcher = get_dispatcher()
-    transactional = bool(getattr(dispatcher, "transactional", False))
+    transactional = dispatcher.transactional
     buffers = [record_events(i.pk, i.workflow, ("workflow.queued", {})) for i in new]
     try:
         with database.atomic():

@@ -164,7 +164,7 @@ def wake_txn(instance: WorkflowInstance, slot: tuple[str, int], reason: str, *, 
 def at_once_here(at_once: bool) -> bool:
     """A wake resumes at once when asked to, or when the dispatcher runs instances inline
     (there are no workers to fire the alarm)."""
-    return at_once or getattr(get_dispatcher(), "synchronous", False)
+    return at_once or get_dispatcher().synchronous
 
 
 def resume_on_commit(instance: WorkflowInstance) -> None:
