@@ -63,6 +63,16 @@ def _imports(name: str, path: Path, *, top_level_only: bool) -> Iterator[str]:
                 yield f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base
 
 
+def test_relative_imports_are_read_as_the_modules_they_name():
+    # The guards below are only as good as this: a relative import must not slip through.
+    runs = set(_imports("durable_workflows.djangoq.runs", MODULES["durable_workflows.djangoq.runs"],
+                        top_level_only=False))
+    assert {"durable_workflows.djangoq.ticker", "durable_workflows.engine.clock", "django_q.conf"} <= runs
+    checkpoint = set(_imports("durable_workflows.engine.checkpoint", MODULES["durable_workflows.engine.checkpoint"],
+                              top_level_only=True))
+    assert {"durable_workflows.engine.store", "durable_workflows.engine.events"} <= checkpoint
+
+
 def test_the_engine_imports_nothing_built_on_it():
     reaches = sorted(
         f"{name} imports {target}"

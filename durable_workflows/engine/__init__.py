@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     from .events import record_events
     from .executor import execute
     from .retention import purge_expired
+    from .runs import executor_name
     from .scans import fire_alarm_now, fire_alarms, recover
     from .schedules import fire_schedules
-    from .runs import executor_name
 
 
 def __getattr__(name: str) -> Any:
