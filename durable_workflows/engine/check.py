@@ -24,6 +24,7 @@ from ..exceptions import LeaseLost, StoreFault, Suspend, UnknownWorkflow
 from ..models import StepRecord, WorkflowInstance
 from ..registry import get_definition
 from ..states import TERMINAL
+from . import store as stores
 from .checkpoint import Checkpoint
 from .events import EventBuffer
 from .executor import run_function
@@ -108,7 +109,7 @@ def check_instance(instance: WorkflowInstance, records: dict[tuple[str, int], St
         definition = get_definition(instance.workflow)
     except UnknownWorkflow as error:
         return _problem(instance, error)
-    lease = Lease(instance.pk, instance.epoch, "replay-check")
+    lease = Lease(instance.pk, instance.epoch, "replay-check", store=stores.current())
     run = Run(instance, "check", lease, Checkpoint(instance, lease, EventBuffer(instance.pk, instance.workflow)))
     wf, returned, value = run_function(definition, run, records, checking=True)
     if wf._halted is not None:

@@ -147,7 +147,7 @@ class Checkpoint:
     def _write(self, values: dict[str, Any], records: list[StepRecord], *, transition: bool = False) -> stores.Write:
         return stores.Write(self.lease.fence, values, records, self.events.rows(), transition=transition,
                             taken=self.taken, children=list(self.children.values()),
-                            children_events=self._children_events)
+                            children_events=self._children_events, lease_until=self.lease.until(clock.now()))
 
     def _commit(self, write: stores.Write) -> None:
         self.store.commit(write)

@@ -22,9 +22,8 @@ from . import clock, heartbeat, observe, runner, stops
 from .context import AsyncWorkflowContext, WorkflowContext
 from .deadlines import timed_out
 from .faults import after_fault
-from .instances import has_family
 from .lanes import CURRENT
-from .runs import Run, after_final, cancel_running, claim, error_fields, load_records
+from .runs import Run, after_final, cancel_running, claim, error_fields, has_family, load_records
 
 logger = logging.getLogger("durable_workflows")
 

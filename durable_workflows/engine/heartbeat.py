@@ -16,10 +16,7 @@ from typing import TYPE_CHECKING
 
 from django.db import connections
 
-from .. import database
 from ..conf import settings
-from ..models import WorkflowInstance
-from . import clock
 
 if TYPE_CHECKING:
     from .lease import Lease
@@ -54,31 +51,11 @@ def beat(lease: Lease) -> None:
     extended by a beat that was already on its way. A beat that waits on a row lock gives up
     after half a heartbeat, so that one locked row does not stop the beats of other runs.
     """
-    fence = lease.fence.lenient()
-    connection = database.connection()
-    table = connection.ops.quote_name(WorkflowInstance._meta.db_table)
-    where = f"{fence.where()} AND lease_owner = %s"
-    # Adapted as the ORM would store it: SQLite keeps datetimes as text, and the recovery
-    # scan's compare-and-set on lease_expires_at must find the very value written here.
-    until = connection.ops.adapt_datetimefield_value(lease.until(clock.now()))
-    params = [until, *fence.params(), lease.owner]
-    with database.atomic(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            timeout_ms = max(int(float(settings.HEARTBEAT_SECONDS) * 500), 50)
-            cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
-        if connection.features.can_return_columns_from_insert:  # RETURNING is understood
-            cursor.execute(f"UPDATE {table} SET lease_expires_at = %s WHERE {where} RETURNING cancel_requested", params)
-            row = cursor.fetchone()
-        else:
-            cursor.execute(f"UPDATE {table} SET lease_expires_at = %s WHERE {where}", params)
-            row = None
-            if cursor.rowcount == 1:
-                cursor.execute(f"SELECT cancel_requested FROM {table} WHERE id = %s", [lease.instance_id])
-                row = cursor.fetchone()
-    if row is None:
+    cancel = lease.store.renew(lease)
+    if cancel is None:
         lease.lost = True
         return
-    lease.cancel_requested = bool(row[0])
+    lease.cancel_requested = cancel
     lease.renewed()
 
 

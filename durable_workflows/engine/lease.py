@@ -6,12 +6,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ..conf import settings
 from ..exceptions import LeaseLost
-from ..models import WorkflowInstance
-from . import clock
 from .fence import Fence
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 @dataclass(eq=False)
@@ -24,6 +26,8 @@ class Lease:
     # Written by the heartbeat thread, read by the run before each step attempt.
     lost: bool = False
     cancel_requested: bool = False
+    #: The store the run writes to, which its heartbeat renews it in (another thread).
+    store: Store = field(kw_only=True)
 
     def __post_init__(self) -> None:
         self.fence = Fence(self.instance_id, self.epoch)
@@ -48,6 +52,4 @@ class Lease:
 
     def release(self) -> None:
         """Give the lease up at once, so recovery need not wait for it to expire."""
-        WorkflowInstance.objects.filter(**self.fence.lenient().filter(), lease_owner=self.owner).update(
-            lease_expires_at=clock.now(), lease_owner=""
-        )
+        self.store.release(self)

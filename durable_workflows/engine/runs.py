@@ -17,17 +17,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .. import database
-from ..exceptions import InvalidTransition
+from ..exceptions import InvalidTransition, LeaseLost
 from ..models import StepRecord, WorkflowInstance
-from ..states import State, transition
+from ..states import State, as_state, transition_values
 from ..text import storable
 from . import clock, concurrency
 from . import store as stores
 from .checkpoint import Checkpoint
 from .events import EventBuffer
 from .faults import engine_io
-from .instances import finished, has_family
+from .instances import finished
 from .lease import Lease
 from .observe import RunInfo, about
 
@@ -93,9 +92,9 @@ class Run:
             cancel_running(current, self.lease)
 
 
-def _new_run(instance: WorkflowInstance, mode: str, owner: str, epoch: int, events: EventBuffer,
-             woken: tuple[str, int] | None = None, woken_at: datetime | None = None) -> Run:
-    lease = Lease(instance.pk, epoch, owner)
+def _new_run(store: stores.Store, instance: WorkflowInstance, mode: str, owner: str, epoch: int,
+             events: EventBuffer, woken: tuple[str, int] | None = None, woken_at: datetime | None = None) -> Run:
+    lease = Lease(instance.pk, epoch, owner, store=store)
     return Run(instance, mode, lease, Checkpoint(instance, lease, events), woken, woken_at)
 
 
@@ -105,15 +104,22 @@ def cancel_running(instance: WorkflowInstance, lease: Lease) -> bool:
     events.add("workflow.cancelled", None, reason=instance.cancel_reason)
     with engine_io():
         try:
-            with database.atomic():
-                transition(instance, State.CANCELLED, fence=lease.fence.lenient(),
-                           family_pending=has_family(instance))
-                events.write_txn()
-        except InvalidTransition:
+            values = transition_values(as_state(instance.state), State.CANCELLED,
+                                       {"family_pending": has_family(instance)})
+            lease.store.commit(stores.Write(lease.fence.lenient(), values, [], events.rows(), transition=True))
+        except (InvalidTransition, LeaseLost):
             return False
+    for key, value in values.items():
+        setattr(instance, key, value)
     events.send()
     after_final(instance)
     return True
+
+
+def has_family(instance: WorkflowInstance) -> bool:
+    """Whether an instance about to fail or be cancelled has anyone to tell: a parent, or
+    children (which are cancelled with it)."""
+    return instance.parent_id is not None or stores.current().has_children(instance.pk)
 
 
 def after_final(instance: WorkflowInstance) -> None:
@@ -147,12 +153,13 @@ def claim(instance_id: str, mode: str, epoch: int | None = None) -> Run | None:
 def _claim(instance_id: str, mode: str, epoch: int | None) -> Run | None:
     now = clock.now()
     owner = executor_name()
-    claimed = stores.current().claim(instance_id, mode, epoch, owner, now, Lease.until(now))
+    store = stores.current()
+    claimed = store.claim(instance_id, mode, epoch, owner, now, Lease.until(now))
     if claimed is None:
         return None
     claimed.events.send()
     instance = claimed.instance
-    return _new_run(instance, mode, owner, instance.epoch, claimed.events, claimed.woken, claimed.woken_at)
+    return _new_run(store, instance, mode, owner, instance.epoch, claimed.events, claimed.woken, claimed.woken_at)
 
 
 def load_records(instance_id: str) -> dict[tuple[str, int], StepRecord]:

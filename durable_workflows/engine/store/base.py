@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 from ...states import State
 
 if TYPE_CHECKING:
-    from ...models import StepRecord, WorkflowInstance
+    from ...models import Alarm, StepRecord, WorkflowInstance
     from ..events import EventBuffer, PendingEvent
     from ..fence import Fence
+    from ..lease import Lease
     from ..waits import Wait
 
 #: The states a fresh claim and a resume take an instance from (a recovery takes a Running
@@ -55,6 +56,8 @@ class Write:
     children: list[WorkflowInstance] = field(default_factory=list)
     children_events: list[EventBuffer] = field(default_factory=list)
     waits: list[Wait] | None = None
+    #: Until when the lease runs if this write extends it.
+    lease_until: datetime | None = None
     #: Set by the store: whether the lease was extended (`values` then says until when) ...
     renewed: bool = False
     #: ... and which of `children` were found to exist already.
@@ -90,3 +93,38 @@ class Store(ABC):
     def current(self, fence: Fence) -> WorkflowInstance | None:
         """The instance if the (lenient) fence still holds, else None: after a refused write,
         whether a cancel is why."""
+
+    @abstractmethod
+    def renew(self, lease: Lease) -> bool | None:
+        """Extend the lease if the run still owns the instance (its fence, passing a cancel
+        request, and its owner): None when it does not, else whether a cancel was requested.
+        Called by the heartbeat, which must not wait long on one row."""
+
+    @abstractmethod
+    def release(self, lease: Lease) -> None:
+        """Give the lease up at once, so that a recovery need not wait for it to expire."""
+
+    @abstractmethod
+    def has_children(self, instance_id: str) -> bool:
+        """Whether the instance started any child."""
+
+    # -- outside a run: what the contract suite and the unit tests start from and look at --
+    @abstractmethod
+    def insert(self, instance: WorkflowInstance) -> None:
+        """Store a new instance as it is (the births of engine/starts.py do more)."""
+
+    @abstractmethod
+    def instance(self, instance_id: str) -> WorkflowInstance | None:
+        """The instance as stored, or None."""
+
+    @abstractmethod
+    def alarm(self, instance_id: str) -> Alarm | None:
+        """The instance's alarm, or None."""
+
+    @abstractmethod
+    def fire(self, instance_id: str, now: datetime) -> int | None:
+        """Make the instance's alarm fired now; its epoch, or None when it has no alarm."""
+
+    @abstractmethod
+    def event_rows(self, instance_id: str) -> list[tuple[str, int | None, dict[str, Any]]]:
+        """The instance's event rows (kind, position, data), oldest first."""

@@ -8,11 +8,12 @@ SQLite it avoids a lock upgrade.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Case, PositiveIntegerField, Value, When
 
 from ... import database
+from ...conf import settings
 from ...exceptions import InvalidTransition, LeaseLost
 from ...models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
 from ...states import State, transition
@@ -21,8 +22,10 @@ from ..children import insert_children_txn
 from ..events import EventBuffer
 from ..fence import Fence
 from ..lanes import branch_data
-from ..lease import Lease
 from ..waits import Wait
+
+if TYPE_CHECKING:
+    from ..lease import Lease
 from .base import CLAIMABLE, Claimed, Store, Write
 
 #: Columns a replay of a finished step never reads: the rare record that needs them (a step
@@ -118,13 +121,66 @@ class OrmStore(Store):
     def current(self, fence: Fence) -> WorkflowInstance | None:
         return WorkflowInstance.objects.filter(**fence.lenient().filter()).first()
 
+    def renew(self, lease: Lease) -> bool | None:
+        fence = lease.fence.lenient()
+        connection = database.connection()
+        table = connection.ops.quote_name(WorkflowInstance._meta.db_table)
+        where = f"{fence.where()} AND lease_owner = %s"
+        # Adapted as the ORM would store it: SQLite keeps datetimes as text, and the recovery
+        # scan's compare-and-set on lease_expires_at must find the very value written here.
+        until = connection.ops.adapt_datetimefield_value(lease.until(clock.now()))
+        params = [until, *fence.params(), lease.owner]
+        with database.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # Half a heartbeat at most: one locked row must not stop the other runs' beats.
+                timeout_ms = max(int(float(settings.HEARTBEAT_SECONDS) * 500), 50)
+                cursor.execute(f"SET LOCAL lock_timeout = {timeout_ms}")
+            if connection.features.can_return_columns_from_insert:  # RETURNING is understood
+                cursor.execute(f"UPDATE {table} SET lease_expires_at = %s WHERE {where} RETURNING cancel_requested",
+                               params)
+                row = cursor.fetchone()
+            else:
+                cursor.execute(f"UPDATE {table} SET lease_expires_at = %s WHERE {where}", params)
+                row = None
+                if cursor.rowcount == 1:
+                    cursor.execute(f"SELECT cancel_requested FROM {table} WHERE id = %s", [lease.instance_id])
+                    row = cursor.fetchone()
+        return None if row is None else bool(row[0])
+
+    def release(self, lease: Lease) -> None:
+        WorkflowInstance.objects.filter(**lease.fence.lenient().filter(), lease_owner=lease.owner).update(
+            lease_expires_at=clock.now(), lease_owner=""
+        )
+
+    def has_children(self, instance_id: str) -> bool:
+        return WorkflowInstance.objects.filter(parent_id=instance_id).exists()
+
+    def insert(self, instance: WorkflowInstance) -> None:
+        instance.save(force_insert=True)
+
+    def instance(self, instance_id: str) -> WorkflowInstance | None:
+        return WorkflowInstance.objects.filter(pk=instance_id).first()
+
+    def alarm(self, instance_id: str) -> Alarm | None:
+        return Alarm.objects.filter(instance_id=instance_id).first()
+
+    def fire(self, instance_id: str, now: datetime) -> int | None:
+        alarm = self.alarm(instance_id)
+        if alarm is None:
+            return None
+        Alarm.objects.filter(pk=alarm.pk).update(fire_at=now, fired_at=now)
+        return alarm.epoch
+
+    def event_rows(self, instance_id: str) -> list[tuple[str, int | None, dict[str, Any]]]:
+        return list(Event.objects.filter(instance_id=instance_id).order_by("id")
+                    .values_list("kind", "position", "data"))
+
     # -- the run's writes ------------------------------------------------------------------
     def commit(self, write: Write) -> None:
         if not write.transition:
             # The write-first UPDATE needs values; extending the lease is the useful one.
-            now = clock.now()
-            write.values.setdefault("lease_expires_at", Lease.until(now))
-            write.values.setdefault("updated_at", now)
+            write.values.setdefault("lease_expires_at", write.lease_until)
+            write.values.setdefault("updated_at", clock.now())
             write.renewed = True
         records = write.records
         new = [r for r in records if r._state.adding]
