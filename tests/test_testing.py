@@ -179,16 +179,17 @@ def test_a_thread_of_its_own_reads_the_virtual_clock_too():
 
 
 @pytest.mark.django_db
-def test_sleeps_in_parallel_branches_end_at_the_virtual_time_in_the_branch_threads():
+@pytest.mark.parametrize("workflow", ["testing.parallel_sleepers", "testing.async_parallel_sleepers"])
+def test_sleeps_in_parallel_branches_end_at_the_virtual_time_in_the_branch_threads(workflow):
     with testing.virtual_clock() as clock:
-        handle = testing.run("testing.parallel_sleepers")
+        handle = testing.run(workflow)
     assert handle.state == "completed", handle.error
     result = handle.result()
     assert result["days"] == 5
-    # Each branch's step ran in that branch's thread once its sleep was over, by the virtual
+    # Each branch's step ran in a thread of its own once its sleep was over, by the virtual
     # clock, while Django's clock there read the real time.
     assert [nap["days"] for nap in result["naps"]] == [pytest.approx(2, abs=0.01), pytest.approx(5, abs=0.01)]
-    assert all(nap["thread"].startswith("durable-branch") for nap in result["naps"]), result
+    assert all(nap["thread"] != threading.current_thread().name for nap in result["naps"]), result
     sleeps = sorted((r for r in handle.steps if r.kind == "sleep"), key=lambda r: r.wake_at)
     assert [round((r.wake_at - r.started_at).total_seconds()) for r in sleeps] == [2 * 86400, 5 * 86400]
     assert all(r.finished_at >= r.wake_at for r in sleeps)

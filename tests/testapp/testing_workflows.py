@@ -70,3 +70,15 @@ def parallel_sleepers(wf) -> dict:
 
     naps = wf.parallel(lambda: nap(2), lambda: nap(5))
     return {"naps": naps, "days": (wf.now() - began).days}
+
+
+@workflow("testing.async_parallel_sleepers")
+async def async_parallel_sleepers(wf) -> dict:
+    began = wf.now()
+
+    async def nap(days: int) -> dict:
+        await wf.sleep(f"{days} days")
+        return await wf.step(f"woke after {days} days", ahead_here)
+
+    naps = await wf.parallel(lambda: nap(2), lambda: nap(5))
+    return {"naps": naps, "days": (wf.now() - began).days}
