@@ -80,6 +80,28 @@ class StateField(models.CharField):
         return value.value if isinstance(value, State) else value
 
 
+class StampField(models.DateTimeField):
+    """A creation or update time (`auto_now_add`, `auto_now`) stamped by the engine's clock
+    rather than `timezone.now()`: deadlines are counted from an instance's creation time,
+    `wf.now()` starts from it and retention and the admin compare it with the engine's
+    times, so it must be on the same clock (the database server's on PostgreSQL, a test's
+    virtual clock under `durable_workflows.testing`). Stored as a DateTimeField is: its
+    migrations name that, so none is needed for a difference the database never sees."""
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        if self.auto_now or (self.auto_now_add and add):
+            from .engine import clock  # here: the engine imports the models as it loads
+
+            value = clock.now()
+            setattr(model_instance, self.attname, value)
+            return value
+        return super().pre_save(model_instance, add)
+
+    def deconstruct(self) -> Any:
+        name, _, args, kwargs = super().deconstruct()
+        return name, "django.db.models.DateTimeField", args, kwargs
+
+
 class ErrorFields(models.Model):
     """The failure of an instance or a step: its exception type, message and traceback."""
 
@@ -123,9 +145,9 @@ class WorkflowInstance(ErrorFields):
         "meta", default=dict, blank=True,
         help_text="Small values the workflow publishes with wf.set_meta() (progress).",
     )
-    created_at = models.DateTimeField("created", auto_now_add=True)
+    created_at = StampField("created", auto_now_add=True)
     started_at = models.DateTimeField("started", null=True, blank=True, help_text="First claim.")
-    updated_at = models.DateTimeField("updated", auto_now=True)
+    updated_at = StampField("updated", auto_now=True)
     finished_at = models.DateTimeField("finished", null=True, blank=True)
     dispatched_at = models.DateTimeField(
         "dispatched", null=True, blank=True,
@@ -374,7 +396,7 @@ class Alarm(models.Model):
         "fired", null=True, blank=True,
         help_text="When a dispatcher handed the resume to the queue.",
     )
-    created_at = models.DateTimeField("created", auto_now_add=True)
+    created_at = StampField("created", auto_now_add=True)
 
     objects = AliasManager()
 

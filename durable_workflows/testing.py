@@ -14,8 +14,12 @@ retry delays, event and workflow timeouts) and fires it. A wait nobody answers l
 instance Paused, and `run()` returns its handle as it is. It works inside Django's
 `TestCase`: everything happens in the test's thread and transaction.
 
-The virtual clock is `django.utils.timezone.now`, moved ahead while a clock is active: real
-time goes on, skipped time is added. Steps run for real, at real speed.
+The virtual clock is the engine's clock (`durable_workflows.engine.clock`), moved ahead while
+it is active: real time goes on, skipped time is added. It is installed as the engine's time
+source for the whole process, its threads included (a `wf.parallel` branch's, the
+heartbeat's), and `django.utils.timezone.now` is left alone: other libraries and Django
+itself keep the real time, while everything the engine stamps or judges (creation times,
+sleeps, timeouts, `wf.now()`) follows the virtual one. Steps run for real, at real speed.
 
 For pytest, the `durable` fixture (registered by this package's pytest plugin) keeps one clock
 for the whole test and offers `run`, `send_event` and `advance(duration)`.
@@ -23,20 +27,18 @@ for the whole test and offers `run`, `send_event` and `advance(duration)`.
 
 from __future__ import annotations
 
-import contextvars
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from django.utils import timezone
-
 from . import serialization
 from .client import WorkflowHandle
 from .dispatch import DISPATCHER_OVERRIDE, InlineDispatcher
 from .durations import parse_duration
+from .engine import clock as engine_clock
 from .engine import fire_alarms
-from .engine.clock import now as engine_now
 from .engine.inbox import check_name
 from .engine.instances import WorkflowRef, create, enqueue
 from .messaging import send_event as _send_event
@@ -49,47 +51,56 @@ __all__ = ["Durable", "VirtualClock", "run", "virtual_clock"]
 #: Enough for any workflow a test would run; a loop that never ends stops here.
 MAX_ROUNDS = 10_000
 
-_ACTIVE: contextvars.ContextVar[VirtualClock | None] = contextvars.ContextVar("durable_workflows_clock", default=None)
+# Held while virtual_clock() looks for an active clock and installs one: two threads that
+# enter at once share one clock.
+_STARTING = threading.Lock()
 
 
 class VirtualClock:
-    """Real time plus the time skipped so far."""
+    """Real time plus the time skipped so far. Real time is the engine's own clock (on
+    PostgreSQL the database server's), or the source that was installed before this one,
+    so that the times the engine set and this clock's agree."""
 
-    def __init__(self) -> None:
+    def __init__(self, base: engine_clock.Source | None = None) -> None:
         self.skipped = timedelta(0)
-        self._real = timezone.now
+        self._base = base
 
     def now(self) -> datetime:
-        return self._real() + self.skipped
+        real = engine_clock.wall() if self._base is None else self._base.now()
+        return real + self.skipped
 
     def advance(self, by: timedelta) -> None:
         if by > timedelta(0):
             self.skipped += by
 
     def advance_to(self, when: datetime) -> None:
-        """Move ahead to `when`, a time the engine set (an alarm's, a deadline): by the
-        engine's clock, which on PostgreSQL is the database server's."""
-        self.advance(when - engine_now())
+        """Move ahead to `when`, a time the engine set (an alarm's, a deadline)."""
+        self.advance(when - self.now())
 
 
 @contextmanager
 def virtual_clock() -> Iterator[VirtualClock]:
-    """Make `timezone.now()` the virtual clock's, and engine dispatches run inline, for the
-    duration. Nested uses share the outer clock."""
-    active = _ACTIVE.get()
-    if active is not None:
-        yield active
-        return
-    clock = VirtualClock()
-    token = _ACTIVE.set(clock)
-    dispatch = DISPATCHER_OVERRIDE.set(InlineDispatcher())
-    timezone.now = clock.now
+    """Make the virtual clock the engine's, and engine dispatches run inline, for the
+    duration. Nested uses share the outer clock, from any thread: the clock is the
+    process's (engine/clock.py says why), and it stops when the outermost use ends."""
+    with _STARTING:
+        active = engine_clock.current()
+        if isinstance(active, VirtualClock):
+            clock, token = active, None
+        else:
+            clock = VirtualClock(active)
+            token = engine_clock.use(clock)
+    # The dispatcher is this context's: a thread that enters while another's clock runs
+    # gets its own inline dispatches too.
+    inline = isinstance(DISPATCHER_OVERRIDE.get(), InlineDispatcher)
+    dispatch = None if inline else DISPATCHER_OVERRIDE.set(InlineDispatcher())
     try:
         yield clock
     finally:
-        timezone.now = clock._real
-        DISPATCHER_OVERRIDE.reset(dispatch)
-        _ACTIVE.reset(token)
+        if dispatch is not None:
+            DISPATCHER_OVERRIDE.reset(dispatch)
+        if token is not None:
+            engine_clock.restore(token)
 
 
 def run(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None,

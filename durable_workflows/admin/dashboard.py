@@ -18,6 +18,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from ..engine import clock
 from ..models import Alarm, StepKind, StepRecord, StepState, WorkflowInstance
 from ..states import State
 from . import charts
@@ -74,7 +75,7 @@ def slowest_steps() -> list[SlowStep]:
 
 def worst_alarm_lag() -> list[SlowStep]:
     """Sleeps that ended latest after they were due, and alarms overdue now."""
-    now = timezone.now()
+    now = clock.now()
     lag = ExpressionWrapper(F("finished_at") - F("wake_at"), output_field=DurationField())
     rows = (_recent_steps(StepKind.SLEEP).filter(wake_at__isnull=False).annotate(lag=lag)
             .order_by("-lag").values_list("instance_id", "name", "lag", "finished_at")[:TOP])
@@ -103,7 +104,7 @@ def stuck(now: datetime) -> list[dict[str, Any]]:
 def context() -> dict[str, Any]:
     from .instance import state_counts
 
-    now = timezone.now()
+    now = clock.now()
     by_state = state_counts()
     return {
         "dw_state_counts": [(state, by_state[state]) for state in State],

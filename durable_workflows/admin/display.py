@@ -10,9 +10,8 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.utils import timezone
-
 from .. import serialization
+from ..engine import clock
 
 _UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 
@@ -53,7 +52,7 @@ def humanize_delta(delta: timedelta) -> str:
 
 def relative(moment: datetime, now: datetime | None = None) -> str:
     """'in 3 h 12 min' for the future, '5 s ago' for the past."""
-    now = now or timezone.now()
+    now = now or clock.now()
     delta = (moment - now).total_seconds()
     if delta >= 0:
         return f"in {humanize_seconds(delta)}"
@@ -63,7 +62,7 @@ def relative(moment: datetime, now: datetime | None = None) -> str:
 def alarm_text(fire_at: datetime, fired_at: datetime | None, reason_label: str,
                now: datetime | None = None) -> str:
     """What a pending alarm means for the operator, in one line."""
-    now = now or timezone.now()
+    now = now or clock.now()
     if fired_at is not None:
         return f"{reason_label} over; handed to a worker {relative(fired_at, now)}"
     if fire_at > now:
@@ -79,7 +78,7 @@ def step_duration(started_at: datetime | None, finished_at: datetime | None,
     if finished_at is None:
         if planned_end is not None:
             return humanize_delta(planned_end - started_at)
-        return f"{humanize_delta((now or timezone.now()) - started_at)} so far"
+        return f"{humanize_delta((now or clock.now()) - started_at)} so far"
     return humanize_delta(finished_at - started_at)
 
 

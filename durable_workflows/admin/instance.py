@@ -26,7 +26,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from .. import client
-from ..engine import concurrency
+from ..engine import clock, concurrency
 from ..engine.instances import findable
 from ..exceptions import InvalidTransition, UnknownWorkflow, WorkflowNotFound
 from ..models import StepKind, StepRecord, StepState, WorkflowInstance
@@ -215,7 +215,7 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         alarm = _alarm(obj)
         if alarm is None or as_state(obj.state) != State.PAUSED:
             return ""
-        if alarm.fired_at is None and alarm.fire_at > timezone.now():
+        if alarm.fired_at is None and alarm.fire_at > clock.now():
             return f"{relative(alarm.fire_at)} ({alarm.get_reason_display().lower()})"
         return alarm_text(alarm.fire_at, alarm.fired_at, alarm.get_reason_display())
 

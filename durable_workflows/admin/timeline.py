@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from ..engine import clock
 from ..engine.eventlog import event_log
 from ..models import StepKind, StepRecord, StepState, WorkflowInstance
 from . import charts
@@ -61,7 +61,7 @@ def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int, SafeStrin
     if total > MAX_STEPS:
         total = StepRecord.objects.filter(instance_id=instance.pk).count()
         records = records[:MAX_STEPS]
-    now = timezone.now()
+    now = clock.now()
     records.sort(key=lambda record: record.sort_key)  # a branch's steps under its wf.parallel
     drawn = records[-MAX_BARS:]
     bars = [bar for bar in (_bar(record, now) for record in drawn) if bar is not None]

@@ -10,18 +10,39 @@ its own wall clock is from the server's (one `SELECT clock_timestamp()`, about o
 minute and again whenever its wall clock jumps) and adds that offset to `timezone.now()`.
 Nothing is measured per step, and the measurement goes to the raw connection, outside the
 query log. SQLite runs on one machine, whose clock every process shares: its offset is zero.
+That is `wall()`.
 
-`timezone.now()` stays the base, so `durable_workflows.testing`'s virtual clock (which
-replaces it) moves this clock too. The offset is measured against `time.time()`, which reads
-the same wall clock as `timezone.now()` but is not moved by the virtual clock.
+`now()` reads the source installed with `use()` (or `using()`), and `wall()` when there is
+none: `durable_workflows.testing`'s virtual clock is such a source, so that a test moves the
+engine's time without touching `django.utils.timezone.now`, which the rest of the process
+(other libraries, Django itself) goes on reading as the real time.
+
+The source is the process's, not a context variable's: the engine reads its clock on
+threads that inherit no context. A `wf.parallel` branch and a step's thread are started
+with a copy of their caller's context, but the heartbeat thread is started once per process
+by whichever run first needed it and serves every later one: on a context variable it would
+renew leases by the wall clock while the runs it renews them for judge them by a virtual
+clock days ahead, so a recovery scan in the test would take a live run over. Threads a
+step's own code starts, and tests that run work in threads of their own, would likewise
+fall back to the wall clock. pytest and Django's test runner run one test at a time in a
+process, so one source for the whole process is what a test needs. `use()` and `restore()`
+are serialized by a lock; `now()` reads the source with one load of a module global, so the
+engine's hot path takes no lock.
+
+The offset is measured against `time.time()`, which reads the same wall clock as
+`timezone.now()`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -52,8 +73,72 @@ _base = 0.0
 _measured = False
 
 
+class Source(Protocol):
+    """A time source `use()` can install: `testing.VirtualClock` is one."""
+
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class Token:
+    """What `use()` returns and `restore()` takes back: the source it replaced."""
+
+    installed: Source | None
+    previous: Source | None
+
+
+# The source now() reads; None: wall(). Replaced only under _installing.
+_source: Source | None = None
+_installing = threading.Lock()
+
+
 def now() -> datetime:
-    """The current time as the engine judges leases and due times by."""
+    """The current time as the engine judges leases and due times by: the installed
+    source's, or else `wall()`."""
+    source = _source
+    return wall() if source is None else source.now()
+
+
+def current() -> Source | None:
+    """The source installed with `use()`, or None when the engine reads `wall()`."""
+    return _source
+
+
+def use(source: Source | None) -> Token:
+    """Make `source` the engine's clock for the whole process (None: the wall clock again)
+    until `restore()` is given the token."""
+    global _source
+    with _installing:
+        token = Token(source, _source)
+        _source = source
+    return token
+
+
+def restore(token: Token) -> None:
+    """Put back the source `token`'s `use()` replaced. Sources are restored in the reverse
+    order of their `use()`: one restored out of turn would install a source whose user has
+    already ended, so that is a RuntimeError and nothing changes."""
+    global _source
+    with _installing:
+        if _source is not token.installed:
+            raise RuntimeError("durable_workflows: a clock source restored out of turn; "
+                               "restore the one installed last first")
+        _source = token.previous
+
+
+@contextmanager
+def using(source: Source | None) -> Iterator[Source | None]:
+    """`use(source)` for the duration of a block."""
+    token = use(source)
+    try:
+        yield source
+    finally:
+        restore(token)
+
+
+def wall() -> datetime:
+    """This process's wall clock corrected to the database server's: the engine's time when
+    no source is installed, and what a source such as the virtual clock builds on."""
     mono = time.monotonic()
     if mono >= _due or abs(time.time() - mono - _base) > JUMP_SECONDS:
         _refresh(mono)

@@ -1,9 +1,14 @@
 """Workflows for the tests of durable_workflows.testing: long sleeps, retries an hour apart,
-event waits, children."""
+event waits, children, sleeps in parallel branches."""
 
 from __future__ import annotations
 
+import threading
+
+from django.utils import timezone
+
 from durable_workflows import EventTimeout, RetryPolicy, workflow
+from durable_workflows.engine import clock
 
 from .fault_workflows import RAN
 
@@ -46,3 +51,34 @@ def napper(wf, n: int) -> int:
 @workflow("testing.deadline", timeout="2 days")
 def with_deadline(wf) -> object:
     return wf.wait_for_event("never")
+
+
+def ahead_here() -> dict:
+    """How far the engine's clock is ahead of Django's, as the thread that runs the step sees
+    it, and which thread that is."""
+    return {"days": round((clock.now() - timezone.now()).total_seconds() / 86400, 3),
+            "thread": threading.current_thread().name}
+
+
+@workflow("testing.parallel_sleepers")
+def parallel_sleepers(wf) -> dict:
+    began = wf.now()
+
+    def nap(days: int) -> dict:
+        wf.sleep(f"{days} days")
+        return wf.step(f"woke after {days} days", ahead_here)
+
+    naps = wf.parallel(lambda: nap(2), lambda: nap(5))
+    return {"naps": naps, "days": (wf.now() - began).days}
+
+
+@workflow("testing.async_parallel_sleepers")
+async def async_parallel_sleepers(wf) -> dict:
+    began = wf.now()
+
+    async def nap(days: int) -> dict:
+        await wf.sleep(f"{days} days")
+        return await wf.step(f"woke after {days} days", ahead_here)
+
+    naps = await wf.parallel(lambda: nap(2), lambda: nap(5))
+    return {"naps": naps, "days": (wf.now() - began).days}

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from durable_workflows import client
 from durable_workflows.durations import parse_duration
-from durable_workflows.engine import fire_alarms, fire_schedules, recover
+from durable_workflows.engine import clock, fire_alarms, fire_schedules, recover
 from durable_workflows.engine.retention import delete_in_batches
 from durable_workflows.engine.schedules import statuses
 from durable_workflows.exceptions import (
@@ -304,7 +304,7 @@ class Command(BaseCommand):
                     f"--state {state.value} is not finished; purge deletes only {FINISHED} instances"
                 )
             states = [state]
-        cutoff = timezone.now() - age
+        cutoff = clock.now() - age
         doomed = WorkflowInstance.objects.filter(state__in=states, finished_at__lt=cutoff)
         total = doomed.count()
         if options["dry_run"] or not total:
@@ -414,7 +414,7 @@ def span(seconds: float, precise: bool = False) -> str:
 
 
 def resumes(fire_at: datetime) -> str:
-    delay = (fire_at - timezone.now()).total_seconds()
+    delay = (fire_at - clock.now()).total_seconds()
     if delay <= 0:
         return f"now (due since {when(fire_at)})"
     return f"in {span(delay)} ({when(fire_at)})"
