@@ -17,6 +17,7 @@ from functools import lru_cache
 from ... import database
 from ...conf import settings
 from .base import Claimed, Store, Write
+from .memory import MemoryStore
 from .orm import REPLAY_DEFERRED, OrmStore
 from .postgres import PostgresStore
 
@@ -55,5 +56,5 @@ def use(store: Store) -> Iterator[Store]:
         _OVERRIDE.reset(token)
 
 
-__all__ = ["REPLAY_DEFERRED", "Claimed", "OrmStore", "PostgresStore", "Store", "Write", "current",
+__all__ = ["REPLAY_DEFERRED", "Claimed", "MemoryStore", "OrmStore", "PostgresStore", "Store", "Write", "current",
            "single_statements", "use"]
