@@ -13,7 +13,14 @@ from durable_workflows.engine.events import EventBuffer
 from durable_workflows.engine.fence import Fence
 from durable_workflows.engine.instances import prepare
 from durable_workflows.engine.lease import Lease
-from durable_workflows.engine.store import MemoryStore, OrmStore, PostgresStore, Store, Write, single_statements
+from durable_workflows.engine.store import (
+    MemoryStore,
+    OrmStore,
+    PostgresStore,
+    Store,
+    Write,
+    single_statements,
+)
 from durable_workflows.engine.waits import Wait
 from durable_workflows.exceptions import LeaseLost
 from durable_workflows.models import AlarmReason, StepKind, StepRecord, StepState
