@@ -6,8 +6,9 @@ Django's app registry is ready.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import exports
 
 __version__ = "0.1.0"
 
@@ -101,12 +102,4 @@ if TYPE_CHECKING:
     from .states import State
 
 
-def __getattr__(name: str) -> Any:
-    if name == "client":
-        return import_module(".client", __name__)
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'durable_workflows' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(globals(), _EXPORTS, modules=("client",))

@@ -8,8 +8,9 @@ the rest of it: `durable_workflows.dispatch`, which the engine's modules import,
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import exports
 
 _EXPORTS = {
     "execute": "executor",
@@ -33,10 +34,4 @@ if TYPE_CHECKING:
     from .schedules import fire_schedules
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = exports(globals(), _EXPORTS)
