@@ -76,6 +76,18 @@ def documented(**kwargs: Any) -> Any:
     return decorate
 
 
+def documented_operation(operation_id: str, summary: str, description: str, body: Any,
+                         responses: dict[int, Any]) -> Any:
+    """`documented` for a POST to one instance's operation: its id in the path, a JSON body,
+    and the answers every operation shares (a bad body, no such instance, not JSON, denied)
+    beside its own."""
+    return documented(
+        operation_id=operation_id, summary=summary, description=description, parameters=[INSTANCE_ID],
+        request={"application/json": body},
+        responses={**responses, 400: BAD_REQUEST, 404: NOT_FOUND, 415: NOT_JSON, **DENIED},
+    )
+
+
 class NestingJSONParser(JSONParser):
     """DRF's JSON parser, with JSON nested too deeply (nesting.py) answered 400 like any
     other body it cannot read, never 500, whatever the Python."""
@@ -249,17 +261,11 @@ class InstanceCancelView(InstanceOperationView):
     # The admin's cancel permission, kept for the users who were given it.
     permission_actions = {"POST": ("change", "cancel")}
 
-    @documented(
-        operation_id="workflow_instances_cancel",
-        summary="Cancel an instance",
-        description="Queued and Paused instances are cancelled at once; a Running one at its "
-        "next step boundary (`cancel_requested` is true until then).",
-        parameters=[INSTANCE_ID],
-        request={"application/json": CancelSerializer},
-        responses={
-            200: InstanceDetailSerializer, 400: BAD_REQUEST, 404: NOT_FOUND,
-            409: FINISHED, 415: NOT_JSON, **DENIED,
-        },
+    @documented_operation(
+        "workflow_instances_cancel", "Cancel an instance",
+        "Queued and Paused instances are cancelled at once; a Running one at its next step boundary "
+        "(`cancel_requested` is true until then).",
+        CancelSerializer, {200: InstanceDetailSerializer, 409: FINISHED},
     )
     def post(self, request: Request, instance_id: str) -> Response:
         def cancel(data: dict[str, Any]) -> Response:
@@ -275,19 +281,14 @@ class InstanceEventsView(InstanceOperationView):
     serializer_class = SendEventSerializer
     operation = "events"
 
-    @documented(
-        operation_id="workflow_instances_send_event",
-        summary="Send an event to an instance",
-        description="Stored until a wait of that name takes it (first in, first out), and the "
-        "instance resumed if it waits for it now. With `event_id`, a repeat (a redelivered "
-        "webhook) changes nothing and answers 200.",
-        parameters=[INSTANCE_ID],
-        request={"application/json": SendEventSerializer},
-        responses={
-            202: OpenApiResponse(AcceptedSerializer, description="Stored."),
-            200: OpenApiResponse(AcceptedSerializer, description="That event_id was already received."),
-            400: BAD_REQUEST, 404: NOT_FOUND, 409: FINISHED, 415: NOT_JSON, **DENIED,
-        },
+    @documented_operation(
+        "workflow_instances_send_event", "Send an event to an instance",
+        "Stored until a wait of that name takes it (first in, first out), and the instance resumed if it "
+        "waits for it now. With `event_id`, a repeat (a redelivered webhook) changes nothing and answers 200.",
+        SendEventSerializer,
+        {202: OpenApiResponse(AcceptedSerializer, description="Stored."),
+         200: OpenApiResponse(AcceptedSerializer, description="That event_id was already received."),
+         409: FINISHED},
     )
     def post(self, request: Request, instance_id: str) -> Response:
         def send(data: dict[str, Any]) -> Response:
@@ -311,22 +312,16 @@ class InstanceForkView(InstanceOperationView):
     serializer_class = ForkSerializer
     operation = "fork"
 
-    @documented(
-        operation_id="workflow_instances_fork",
-        summary="Fork an instance",
-        description="For repairing a Failed instance once the fix is deployed: the new instance "
-        "replays the original's records before `from_position` (their steps do not run again) "
-        "and runs the rest. The original stays as it is.",
-        parameters=[INSTANCE_ID],
-        request={"application/json": ForkSerializer},
-        responses={
-            201: OpenApiResponse(InstanceDetailSerializer, description="Forked."),
-            400: BAD_REQUEST, 404: NOT_FOUND,
-            409: OpenApiResponse(ConflictSerializer, description="An instance with that new_id exists, the "
-                                 "instance is not finished (cancel it first), or the code deployed now cannot run the instance (its workflow is gone, or "
-                                 "takes other arguments)."),
-            415: NOT_JSON, **DENIED,
-        },
+    @documented_operation(
+        "workflow_instances_fork", "Fork an instance",
+        "For repairing a Failed instance once the fix is deployed: the new instance replays the original's "
+        "records before `from_position` (their steps do not run again) and runs the rest. The original stays "
+        "as it is.",
+        ForkSerializer,
+        {201: OpenApiResponse(InstanceDetailSerializer, description="Forked."),
+         409: OpenApiResponse(ConflictSerializer, description="An instance with that new_id exists, the "
+                              "instance is not finished (cancel it first), or the code deployed now cannot run "
+                              "the instance (its workflow is gone, or takes other arguments).")},
     )
     def post(self, request: Request, instance_id: str) -> Response:
         def fork(data: dict[str, Any]) -> Response:
