@@ -46,8 +46,9 @@ from django.utils import timezone  # noqa: E402
 
 from durable_workflows import client  # noqa: E402
 from durable_workflows.admin.display import humanize_seconds, relative  # noqa: E402
+from durable_workflows.engine.eventlog import LoggedEvent, event_log  # noqa: E402
 from durable_workflows.engine.schedules import statuses  # noqa: E402
-from durable_workflows.models import Event, StepRecord, WorkflowInstance  # noqa: E402
+from durable_workflows.models import StepRecord, WorkflowInstance  # noqa: E402
 
 PHASE_TIMEOUT = 45.0  # seconds; each phase takes well under 15 on a laptop
 QUIET_EVENTS = {"workflow.queued", "timeout.set", "sleep.completed"}
@@ -121,31 +122,30 @@ class Feed:
     def __init__(self, started: float) -> None:
         self.started = started
         self.labels: dict[str, str] = {}
-        self.seen: set[int] = set()
-        self.floor = Event.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        self.shown: set[tuple[str, str, int | None, object]] = set()
 
     def follow(self, instance_id: str, label: str) -> None:
         self.labels[instance_id] = label
 
     def poll(self) -> None:
-        # Look a little behind the newest id seen: on PostgreSQL a lower id can commit later.
-        events = Event.objects.filter(id__gt=self.floor, instance_id__in=list(self.labels)).order_by("id")
-        for event in events:
-            if event.id in self.seen:
+        # Each instance's log in the order things happened; an entry is known by what it is
+        # and when it happened, so each is shown once.
+        for instance_id, label in self.labels.items():
+            if not WorkflowInstance.objects.filter(pk=instance_id).exists():
                 continue
-            self.seen.add(event.id)
-            if event.kind not in QUIET_EVENTS:
-                say(f"{self.elapsed():>7}  {self.labels[event.instance_id]:<14} "
-                    f"{event.kind:<19} {describe(event)}")
-        if len(self.seen) > 200:
-            self.floor = max(self.seen) - 100
-            self.seen = {i for i in self.seen if i > self.floor}
+            for event in event_log(instance_id)[0]:
+                key = (instance_id, event.kind, event.position, event.at)
+                if key in self.shown:
+                    continue
+                self.shown.add(key)
+                if event.kind not in QUIET_EVENTS:
+                    say(f"{self.elapsed():>7}  {label:<14} {event.kind:<19} {describe(event)}")
 
     def elapsed(self) -> str:
         return f"+{time.monotonic() - self.started:.1f}s"
 
 
-def describe(event: Event) -> str:
+def describe(event: LoggedEvent) -> str:
     data = event.data or {}
     name = data.get("name", "")
     if event.kind == "step.started" and data.get("attempt", 1) > 1:
@@ -281,9 +281,8 @@ def report_runs(instance_id: str, killed_at) -> None:
     """How many times each step ran, from the event log: proof of where the run resumed."""
     # A step is known by its branch (empty outside wf.parallel) and its position in it.
     starts = Counter(
-        (data.get("branch", ""), position)
-        for position, data in Event.objects.filter(instance_id=instance_id, kind="step.started")
-        .values_list("position", "data")
+        (event.data.get("branch", ""), event.position)
+        for event in event_log(instance_id)[0] if event.kind == "step.started"
     )
     say()
     say("   How often each step of order 1003 ran:")

@@ -17,6 +17,7 @@ The buffers change only once a write has committed. A write that fails raises `L
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from ..dispatch import get_dispatcher
@@ -94,14 +95,15 @@ class Checkpoint:
         reset = self.step_finished and self.instance.recovery_count > 0
         renew = reset or self.lease.renewal_due()
         fields: dict[str, Any] = {}
+        lease_until = self.lease.until(now)
         if renew:
-            fields = {"lease_expires_at": self.lease.until(now), "updated_at": now}
+            fields = {"lease_expires_at": lease_until, "updated_at": now}
         if reset:
             fields["recovery_count"] = 0
         written_meta = self.meta  # read once: an async workflow may set it meanwhile
         if written_meta is not None:
             fields["meta"] = written_meta
-        write = self._write(fields, records)
+        write = self._write(fields, records, lease_until=lease_until)
         with engine_io():
             self._commit(write)
         if write.renewed:
@@ -144,10 +146,11 @@ class Checkpoint:
         self._committed(values, self.meta)
 
     # -- the writes ------------------------------------------------------------------------
-    def _write(self, values: dict[str, Any], records: list[StepRecord], *, transition: bool = False) -> stores.Write:
+    def _write(self, values: dict[str, Any], records: list[StepRecord], *, transition: bool = False,
+               lease_until: datetime | None = None) -> stores.Write:
         return stores.Write(self.lease.fence, values, records, self.events.rows(), transition=transition,
                             taken=self.taken, children=list(self.children.values()),
-                            children_events=self._children_events, lease_until=self.lease.until(clock.now()))
+                            children_events=self._children_events, lease_until=lease_until)
 
     def _commit(self, write: stores.Write) -> None:
         self.store.commit(write)
