@@ -34,8 +34,8 @@ from ..exceptions import Suspend
 from ..models import StepKind, StepState
 from ..retry import RetryPolicy
 from . import stops
+from .cursor import Cursor
 from .lanes import CURRENT, Aborted, Lane, Slot
-from .waits import new_wait
 
 if TYPE_CHECKING:
     from .context import WorkflowContext
@@ -223,7 +223,7 @@ def _lanes(wf: WorkflowContext, slot: Slot, count: int) -> list[Lane]:
     """The branches' lanes. When the recorded run saw a branch fail here (its marker), they
     start as the siblings of a failed branch: each replays what it recorded and starts
     nothing new, as in that run, whatever order the branches replay in."""
-    marker = wf._replayed(slot, "parallel", StepKind.PARALLEL)  # another record: the code changed
+    marker = Cursor(wf, slot).replay("parallel", StepKind.PARALLEL)  # another record: the code changed
     if not count:
         return []
     lanes = slot.lane.fork(slot.position, count)
@@ -233,10 +233,11 @@ def _lanes(wf: WorkflowContext, slot: Slot, count: int) -> list[Lane]:
 
 
 def _mark_failed(wf: WorkflowContext, slot: Slot) -> None:
-    if slot.key not in wf._records:
-        marker = new_wait(wf, slot, "parallel", StepKind.PARALLEL, state=StepState.FAILED)
+    cursor = Cursor(wf, slot)
+    if not cursor.recorded():
+        marker = cursor.new_record("parallel", StepKind.PARALLEL, staged=False, state=StepState.FAILED)
         marker.finished_at = marker.started_at
-        wf._run.checkpoint.dirty[slot.key] = marker
+        cursor.keep(marker)
 
 
 def conclude(wf: WorkflowContext, slot: Slot, lanes: list[Lane], outcomes: list[Outcome]) -> list[Any]:

@@ -22,6 +22,7 @@ from ..models import AlarmReason, StepKind, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..states import State, as_state
 from . import clock, observe
+from .cursor import Cursor
 from .events import EventBuffer
 from .faults import engine_io
 from .forks import lineage
@@ -60,13 +61,14 @@ def child_id(parent_id: str, position: int, branch: str = "") -> str:
 def start_at(wf: WorkflowContext, slot: Slot, workflow: Any, args: tuple[Any, ...],
              kwargs: dict[str, Any], instance_id: str | None) -> ChildHandle:
     definition = get_definition(workflow)  # UnknownWorkflow: the workflow's, nothing stored
-    record = wf._replayed(slot, definition.name, StepKind.START_CHILD)
+    cursor = Cursor(wf, slot)
+    record = cursor.replay(definition.name, StepKind.START_CHILD)
     if record is not None and record.state == StepState.COMPLETED:
         return ChildHandle(serialization.loads(record.result))
-    wf._frontier(slot.lane)
+    cursor.stage()
     check_id(instance_id)
     wanted = instance_id or child_id(wf.instance_id, slot.position, slot.branch)
-    checkpoint = wf._run.checkpoint
+    checkpoint = cursor.checkpoint
     found = None
     if wanted not in checkpoint.children:
         if instance_id is not None:  # a derived id is checked with the insert (children_rows.py)
@@ -79,12 +81,12 @@ def start_at(wf: WorkflowContext, slot: Slot, workflow: Any, args: tuple[Any, ..
                                            parent_id=wf.instance_id, parent_position=slot.position))
         elif found.parent_id != wf.instance_id:
             raise WorkflowIdConflict(f"instance {wanted!r} already exists and is not a child of {wf.instance_id!r}")
-    record = new_wait(wf, slot, definition.name, StepKind.START_CHILD, state=StepState.COMPLETED,
+    record = new_wait(cursor, definition.name, StepKind.START_CHILD, state=StepState.COMPLETED,
                       result=serialization.dumps(wanted, "a child id"), attempts=1)
     record.finished_at = record.started_at
-    checkpoint.dirty[slot.key] = record
-    wf._run.events.add("child.started", slot.position, name=definition.name, child=wanted, **branch_data(slot.branch))
-    if checkpoint.children and wf._concurrent(slot.lane):
+    cursor.keep(record)
+    cursor.events.add("child.started", slot.position, name=definition.name, child=wanted, **branch_data(slot.branch))
+    if checkpoint.children and cursor.concurrent:
         checkpoint.save()  # other branches run on: the child must not wait for their next write
     if found is not None and found.state == State.PENDING:
         # A child that an older release created and did not queue (a crash) is queued now.
@@ -105,37 +107,38 @@ def wait_at(wf: WorkflowContext, slot: Slot, child: ChildHandle | str) -> Any:
     wanted = child.instance_id if isinstance(child, ChildHandle) else child
     if not isinstance(wanted, str):
         raise TypeError(f"wait_child needs a ChildHandle or an instance id, got {child!r}")
-    record, outcome = replay_wait(wf, slot, wanted, StepKind.CHILD)
+    cursor = Cursor(wf, slot)
+    record, outcome = replay_wait(cursor, wanted, StepKind.CHILD)
     if outcome.returns:
         return outcome.value
-    wf._frontier(slot.lane)
-    row = _child_row(wf, wanted)
+    cursor.stage(record)
+    row = _child_row(cursor, wanted)
     # A fork (forks.py) may wait for the children its copied records started.
-    if row is None or (row.parent_id != wf.instance_id and row.parent_id not in _lineage(wf)):
+    if row is None or (row.parent_id != wf.instance_id and row.parent_id not in _lineage(cursor)):
         raise ValueError(f"instance {wanted!r} is not a child of {wf.instance_id!r}; wait_child waits only for this instance's children")
     if record is None:
-        record = new_wait(wf, slot, wanted, StepKind.CHILD, state=StepState.AWAITING)
+        record = new_wait(cursor, wanted, StepKind.CHILD, state=StepState.AWAITING)
     state = as_state(row.state)
     if state == State.COMPLETED:
-        return complete_wait(wf, slot, record, row.result)
+        return complete_wait(cursor, record, row.result)
     if state in (State.FAILED, State.CANCELLED):
-        fail_wait(wf, slot, record, _child_error(row))
+        fail_wait(cursor, record, _child_error(row))
     started = "child.waiting" if record._state.adding else None
-    wf._suspend(slot, Wait(record, AlarmReason.CHILD, started, ready=lambda: _finished(wanted)))
+    cursor.suspend(Wait(record, AlarmReason.CHILD, started, ready=lambda: _finished(wanted)))
 
 
-def _child_row(wf: WorkflowContext, wanted: str) -> WorkflowInstance | None:
+def _child_row(cursor: Cursor, wanted: str) -> WorkflowInstance | None:
     """The child's row. The children a run has seen finished are read once per run, all
     together, so that a parent waiting for many replays them with one query."""
-    starting = wf._run.checkpoint.children.get(wanted)
+    starting = cursor.checkpoint.children.get(wanted)
     if starting is not None:
         return starting  # started by this run, inserted with its next write
-    finished = wf._run.finished_children
+    finished = cursor.run.finished_children
     with engine_io():
         if finished is None:
-            rows = WorkflowInstance.objects.filter(parent_id=wf.instance_id, state__in=[
+            rows = WorkflowInstance.objects.filter(parent_id=cursor.instance_id, state__in=[
                 State.COMPLETED, State.FAILED, State.CANCELLED]).only(*_CHILD_FIELDS)
-            finished = wf._run.finished_children = {r.pk: r for r in rows}
+            finished = cursor.run.finished_children = {r.pk: r for r in rows}
         if wanted in finished:
             return finished[wanted]
         return WorkflowInstance.objects.filter(pk=wanted).only(*_CHILD_FIELDS).first()
@@ -145,10 +148,10 @@ _CHILD_FIELDS = ("id", "state", "result", "error_type", "error_message", "error_
                  "cancel_reason", "parent_id")
 
 
-def _lineage(wf: WorkflowContext) -> list[str]:
-    run = wf._run
+def _lineage(cursor: Cursor) -> list[str]:
+    run = cursor.run
     if run.instance.forked_from is None:
-        return [wf.instance_id]
+        return [cursor.instance_id]
     with engine_io():
         return lineage(run.instance)
 

@@ -23,6 +23,7 @@ from ..durations import parse_duration
 from ..exceptions import EventTimeout
 from ..models import AlarmReason, InboxMessage, StepKind, StepState
 from . import clock
+from .cursor import Cursor
 from .faults import engine_io
 from .lanes import Slot, branch_data
 from .names import checked
@@ -55,52 +56,53 @@ def check_name(name: Any) -> str:
 
 def wait_at(wf: WorkflowContext, slot: Slot, name: str, timeout: timedelta | None) -> Any:
     """The event wait at `slot`: its payload, `EventTimeout`, or a stop until one comes."""
-    record, outcome = replay_wait(wf, slot, name, StepKind.EVENT)
+    cursor = Cursor(wf, slot)
+    record, outcome = replay_wait(cursor, name, StepKind.EVENT)
     if outcome.returns:
         return outcome.value
-    wf._frontier(slot.lane)
+    cursor.stage(record)
     if record is None:
-        record = new_wait(wf, slot, name, StepKind.EVENT, state=StepState.AWAITING,
+        record = new_wait(cursor, name, StepKind.EVENT, state=StepState.AWAITING,
                           wake_at=None if timeout is None else clock.now() + timeout)
-    message = _next(wf, name)
+    message = _next(cursor, name)
     if message is not None:
-        checkpoint = wf._run.checkpoint
+        checkpoint = cursor.checkpoint
         checkpoint.taken[message[0]] = slot.position
-        value = complete_wait(wf, slot, record, message[1])
+        value = complete_wait(cursor, record, message[1])
         if len(checkpoint.taken) >= TAKEN_PER_WRITE:
             checkpoint.save()  # the marks and the waits' records, together
         return value
     # Its timeout alarm woke this run, or the time has come anyway (by this worker's clock).
     # (A send that woke this wait, its event since taken by another wait, is no timeout.)
-    run = wf._run
+    run = cursor.run
     woken = (run.woken == slot.key and record.wake_at is not None and run.woken_at is not None
              and run.woken_at >= record.wake_at)
     if woken or (record.wake_at is not None and record.wake_at <= clock.now()):
-        wf._run.events.add("event.timeout", slot.position, name=name, **branch_data(slot.branch))
-        fail_wait(wf, slot, record, EventTimeout(
+        cursor.events.add("event.timeout", slot.position, name=name, **branch_data(slot.branch))
+        fail_wait(cursor, record, EventTimeout(
             f"no event {name!r} arrived by {record.wake_at:%Y-%m-%d %H:%M:%S %Z}"))
     started = "event.waiting" if record._state.adding else None
-    wf._suspend(slot, Wait(record, AlarmReason.EVENT, started, ready=lambda: _untaken(wf, name).exists()))
+    cursor.suspend(Wait(record, AlarmReason.EVENT, started, ready=lambda: _untaken(cursor, name).exists()))
 
 
-def _next(wf: WorkflowContext, name: str) -> tuple[int, str | None] | None:
+def _next(cursor: Cursor, name: str) -> tuple[int, str | None] | None:
     """The oldest message of `name` no wait took yet, as (id, payload), or None."""
-    ahead = wf._run.read_ahead.get(name)
+    ahead = cursor.run.read_ahead.get(name)
     if ahead is None:
-        ahead = wf._run.read_ahead[name] = ReadAhead()
+        ahead = cursor.run.read_ahead[name] = ReadAhead()
     if not ahead.messages:
         with engine_io():
-            ahead.messages.extend(_untaken(wf, name).values_list("pk", "payload")[:ahead.page])
+            ahead.messages.extend(_untaken(cursor, name).values_list("pk", "payload")[:ahead.page])
         ahead.page = min(ahead.page * 2, PAGE)
     return ahead.messages.popleft() if ahead.messages else None
 
 
-def _untaken(wf: WorkflowContext, name: str) -> QuerySet[InboxMessage]:
+def _untaken(cursor: Cursor, name: str) -> QuerySet[InboxMessage]:
     """Messages of `name` not taken, in the database or by this run since its last write
     (at most TAKEN_PER_WRITE of those), oldest first."""
     return (
-        InboxMessage.objects.filter(instance_id=wf.instance_id, name=name, taken_at__isnull=True)
-        .exclude(pk__in=list(wf._run.checkpoint.taken))
+        InboxMessage.objects.filter(instance_id=cursor.instance_id, name=name, taken_at__isnull=True)
+        .exclude(pk__in=list(cursor.checkpoint.taken))
         .order_by("id")
     )
 

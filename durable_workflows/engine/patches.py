@@ -16,6 +16,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from ..models import StepKind, StepState
+from .cursor import Cursor
 from .names import checked
 from .waits import new_wait
 
@@ -41,11 +42,11 @@ def patched_at(wf: WorkflowContext, lane: Lane, patch_id: str) -> bool:
     if record is None and (lane.branch, lane.position) in wf._parallels:
         return False  # the history ran a wf.parallel here: the code before the patch
     if record is None:
-        wf._frontier(lane)  # a replay check stops here: this is new work
-        slot = lane.take()
-        marker = new_wait(wf, slot, patch_id, StepKind.PATCH, state=StepState.COMPLETED)
+        # new_wait stages the marker: a replay check stops here, as this is new work.
+        cursor = Cursor(wf, lane.take())
+        marker = new_wait(cursor, patch_id, StepKind.PATCH, state=StepState.COMPLETED)
         marker.finished_at = marker.started_at
-        wf._run.checkpoint.dirty[slot.key] = marker
+        cursor.keep(marker)
         return True
     if record.kind == StepKind.PATCH and record.name == patch_id:
         lane.take()

@@ -13,6 +13,7 @@ from ..models import AlarmReason, StepKind, StepRecord, StepState
 from ..retry import RetryPolicy
 from . import atomic as atomic_steps
 from . import clock, failures, observe
+from .cursor import Cursor
 from .faults import engine_io
 from .lanes import branch_data
 from .names import checked
@@ -39,14 +40,15 @@ class StepCall:
         if atomic:
             atomic_steps.check(name, fn, timeout)
         self.timeout = None if timeout is None else parse_duration(timeout, what=f"timeout of step {name!r}").total_seconds()
-        self.slot = wf._enter("step")
+        self.cursor = Cursor.enter(wf, "step")
+        self.slot = self.cursor.slot
         self.lane = self.slot.lane
         self.position = self.slot.position
         #: What the lifecycle events of a step in a branch also carry.
         self.where = branch_data(self.slot.branch)
         self.wf = wf
-        self.run = wf._run
-        self.checkpoint = wf._run.checkpoint
+        self.run = self.cursor.run
+        self.checkpoint = self.cursor.checkpoint
         self.name = name
         self.fn = fn
         self.args = args
@@ -65,10 +67,10 @@ class StepCall:
 
     # -- replay -------------------------------------------------------------------------------
     def replay(self) -> Outcome:
-        record = self.wf._replayed(self.slot, self.name, StepKind.STEP)
+        record = self.cursor.replay(self.name, StepKind.STEP)
         self.record = record
         if record is None:
-            self.wf._frontier(self.lane)
+            self.cursor.stage()
             return RUN
         if record.state == StepState.COMPLETED:
             self.lane.advance(record.finished_at)
@@ -80,9 +82,9 @@ class StepCall:
         if record.state == StepState.FAILED:
             error = failures.rebuild(record)
             if isinstance(error, ReplayError):
-                self.wf._fatal = error
+                self.cursor.fail_run(error)
             raise error
-        self.wf._frontier(self.lane)  # in flight, or waiting to retry
+        self.cursor.stage(record)  # in flight, or waiting to retry
         self.attempt = record.attempts
         if record.state == StepState.RUNNING:
             # The attempt in flight when the last run stopped. Its deadline survives.
@@ -93,8 +95,8 @@ class StepCall:
             if record.deadline_at is not None:
                 self.remaining = (record.deadline_at - clock.now()).total_seconds()
             return RUN
-        if record.state == StepState.WAITING and not is_due(self.wf, record):
-            self.wf._suspend(self.slot, Wait(record, AlarmReason.RETRY))
+        if record.state == StepState.WAITING and not is_due(self.cursor, record):
+            self.cursor.suspend(Wait(record, AlarmReason.RETRY))
         return RUN
 
     # -- attempts -----------------------------------------------------------------------------
@@ -125,7 +127,7 @@ class StepCall:
                 kind=StepKind.STEP, started_at=now,
             )
             self.record = record
-            self.wf._records[self.slot.key] = record
+            self.cursor.stage(record)
         record.state = StepState.RUNNING
         record.attempts = self.attempt
         record.attempt_started_at = now
@@ -153,7 +155,7 @@ class StepCall:
         try:
             stored = serialization.dumps(value, f"the result of step {self.name!r}")
         except SerializationError as error:
-            self.wf._fatal = error
+            self.cursor.fail_run(error)
             raise
         record = self.record
         assert record is not None
@@ -168,7 +170,7 @@ class StepCall:
         observe.attempt_finished(self.observed)
         self.observed = None
         self.checkpoint.step_finished = True
-        if self.atomic or self.wf._concurrent(self.lane) or self.wf._checking:
+        if self.atomic or self.cursor.concurrent or self.cursor.checking:
             self.checkpoint.save(record)
         else:
             # Written with the run's next write: before the next step runs, or with the
@@ -197,7 +199,7 @@ class StepCall:
         if isinstance(error, StepTimeout):
             events.add("timeout.exceeded", self.position, name=self.name, attempt=self.attempt, **self.where)
         if isinstance(error, StepScopeError):
-            self.wf._fatal = error
+            self.cursor.fail_run(error)
         policy = self.retry
         if policy is not None and policy.should_retry(error) and not isinstance(error, StepScopeError):
             elapsed = (now - (record.started_at or now)).total_seconds()
@@ -211,10 +213,10 @@ class StepCall:
                            attempt=self.attempt + 1, delay=delay, **self.where)
                 record.state = StepState.WAITING
                 record.wake_at = now + timedelta(seconds=delay)
-                self.checkpoint.dirty[self.slot.key] = record
+                self.cursor.keep(record)
                 if delay <= 0:
                     return RETRY
-                self.wf._suspend(self.slot, Wait(record, AlarmReason.RETRY))
+                self.cursor.suspend(Wait(record, AlarmReason.RETRY))
             events.add("retry.exhausted", self.position, name=self.name, attempts=self.attempt, **self.where)
         return self._fail(error, now)
 
@@ -239,5 +241,5 @@ class StepCall:
         record.error_replay = failures.replay_info(error)
         record.state = StepState.FAILED
         record.finished_at = now
-        self.checkpoint.dirty[self.slot.key] = record
+        self.cursor.keep(record)
         raise error

@@ -20,6 +20,7 @@ from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, Workfl
 from ..states import State, as_state
 from ..text import storable
 from . import clock, failures
+from .cursor import Cursor
 from .faults import engine_io
 from .lanes import Slot, branch_data
 from .outcome import RUN, Outcome, returned
@@ -44,43 +45,41 @@ class Wait:
         return self.record.wake_at
 
 
-def replay_wait(wf: WorkflowContext, slot: Slot, name: str, kind: str) -> tuple[StepRecord | None, Outcome]:
-    """The recorded wait at `slot`: what it returned, or its failure raised again, or
+def replay_wait(cursor: Cursor, name: str, kind: str) -> tuple[StepRecord | None, Outcome]:
+    """The recorded wait at the cursor: what it returned, or its failure raised again, or
     (unfinished or new) the record to go on with."""
-    record = wf._replayed(slot, name, kind)
+    record = cursor.replay(name, kind)
     if record is None:
         return None, RUN
     if record.state == StepState.COMPLETED:
-        slot.lane.advance(record.finished_at)
+        cursor.lane.advance(record.finished_at)
         return record, returned(serialization.loads(record.result))
     if record.state == StepState.FAILED:
         with engine_io():
-            wf._run.checkpoint.store.load_deferred(record, ["error_type", "error_message", "error_replay"])
+            cursor.checkpoint.store.load_deferred(record, ["error_type", "error_message", "error_replay"])
         raise failures.rebuild(record)
     return record, RUN
 
 
-def new_wait(wf: WorkflowContext, slot: Slot, name: str, kind: str, **fields: Any) -> StepRecord:
-    """The record of a wait that this run reaches for the first time."""
-    record = StepRecord.new(instance_id=wf.instance_id, branch=slot.branch, position=slot.position,
-                            name=name, kind=kind, started_at=clock.now(), **fields)
-    wf._records[slot.key] = record
-    return record
+def new_wait(cursor: Cursor, name: str, kind: str, **fields: Any) -> StepRecord:
+    """The record of a wait that this run reaches for the first time (staged: a replay check
+    stops before it)."""
+    return cursor.new_record(name, kind, **fields)
 
 
-def complete_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, stored: str | None) -> Any:
+def complete_wait(cursor: Cursor, record: StepRecord, stored: str | None) -> Any:
     """The wait ended with `stored` (its serialized outcome); it is written with the next write."""
     now = clock.now()
     record.state = StepState.COMPLETED
     record.result = stored
     record.finished_at = now
     record.wake_at = None
-    wf._run.checkpoint.dirty[slot.key] = record
-    slot.lane.advance(now)
+    cursor.keep(record)
+    cursor.lane.advance(now)
     return serialization.loads(stored)
 
 
-def fail_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, error: BaseException) -> NoReturn:
+def fail_wait(cursor: Cursor, record: StepRecord, error: BaseException) -> NoReturn:
     """The wait ended with `error`, recorded so that a replay raises the same again."""
     now = clock.now()
     record.state = StepState.FAILED
@@ -88,40 +87,40 @@ def fail_wait(wf: WorkflowContext, slot: Slot, record: StepRecord, error: BaseEx
     record.error_type = type(error).__name__
     record.error_message = storable(str(error))
     record.error_replay = failures.replay_info(error)
-    wf._run.checkpoint.dirty[slot.key] = record
-    slot.lane.advance(now)
+    cursor.keep(record)
+    cursor.lane.advance(now)
     raise error
 
 
-def is_due(wf: WorkflowContext, record: StepRecord) -> bool:
+def is_due(cursor: Cursor, record: StepRecord) -> bool:
     """A wait ends when its alarm woke this run, or when its time has come anyway."""
-    return wf._run.woken == record.slot or (
+    return cursor.run.woken == record.slot or (
         record.wake_at is not None and record.wake_at <= clock.now()
     )
 
 
 def sleep_at(wf: WorkflowContext, slot: Slot, wake_at: datetime, name: str) -> None:
     """The sleep at `slot`: returns when it is over, or stops the lane until it is."""
-    record = wf._replayed(slot, name, StepKind.SLEEP)
+    cursor = Cursor(wf, slot)
+    record = cursor.replay(name, StepKind.SLEEP)
     if record is not None:
         if record.state == StepState.COMPLETED:
-            slot.lane.advance(record.finished_at or record.wake_at)
+            cursor.lane.advance(record.finished_at or record.wake_at)
             return
-        wf._frontier(slot.lane)
-        if not is_due(wf, record):
-            wf._suspend(slot, Wait(record, AlarmReason.SLEEP))
+        cursor.stage(record)
+        if not is_due(cursor, record):
+            cursor.suspend(Wait(record, AlarmReason.SLEEP))
         now = clock.now()
         record.state = StepState.COMPLETED
         record.finished_at = now
-        wf._run.checkpoint.dirty[slot.key] = record
-        wf._run.events.add("sleep.completed", slot.position, name=name, **branch_data(slot.branch))
-        slot.lane.advance(now)
+        cursor.keep(record)
+        cursor.events.add("sleep.completed", slot.position, name=name, **branch_data(slot.branch))
+        cursor.lane.advance(now)
         return
     if wake_at <= clock.now():
         return
-    wf._frontier(slot.lane)
-    record = new_wait(wf, slot, name, StepKind.SLEEP, state=StepState.SLEEPING, wake_at=wake_at)
-    wf._suspend(slot, Wait(record, AlarmReason.SLEEP, "sleep.started"))
+    record = new_wait(cursor, name, StepKind.SLEEP, state=StepState.SLEEPING, wake_at=wake_at)
+    cursor.suspend(Wait(record, AlarmReason.SLEEP, "sleep.started"))
 
 
 LOCKED_FIELDS = ("id", "workflow", "state", "epoch", "parent_id", "cancel_reason")
