@@ -169,13 +169,6 @@ class WorkflowContext:
         must be written at once rather than with the run's next write."""
         return lane.branch != ""
 
-    def _frontier(self, lane: Lane) -> None:
-        """Where a lane's replay ends and new work would begin: a replay check stops there."""
-        if self._checking:
-            signal = Suspend()
-            lane.stopped = signal
-            raise signal
-
     def _engine(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call the engine's side of a primitive, on the run's own thread and connection: a
         lost lease or a fault it raises stops the run. (Its database work turns its own

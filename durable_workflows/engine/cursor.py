@@ -56,6 +56,14 @@ class Cursor:
         """Check that `primitive` may run now (scope, stops, deadline), and take its slot."""
         return cls(wf, wf._enter(primitive))
 
+    @staticmethod
+    def ahead(wf: WorkflowContext, lane: Lane) -> tuple[StepRecord | None, bool]:
+        """What the history has at the lane's next position, without taking it (a patch
+        takes none where the code before it ran): its record, and whether the recorded run
+        called wf.parallel there."""
+        key = (lane.branch, lane.position)
+        return wf._records.get(key), key in wf._parallels
+
     def __repr__(self) -> str:
         return f"<Cursor {self.slot.describe()} of {self.wf.instance_id}>"
 

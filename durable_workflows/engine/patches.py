@@ -38,8 +38,8 @@ def _once(wf: WorkflowContext, patch_id: str) -> None:
 
 def patched_at(wf: WorkflowContext, lane: Lane, patch_id: str) -> bool:
     _once(wf, patch_id)
-    record = wf._records.get((lane.branch, lane.position))
-    if record is None and (lane.branch, lane.position) in wf._parallels:
+    record, parallel = Cursor.ahead(wf, lane)
+    if record is None and parallel:
         return False  # the history ran a wf.parallel here: the code before the patch
     if record is None:
         # new_wait stages the marker: a replay check stops here, as this is new work.
@@ -56,7 +56,7 @@ def patched_at(wf: WorkflowContext, lane: Lane, patch_id: str) -> bool:
 
 def deprecated_at(wf: WorkflowContext, lane: Lane, patch_id: str) -> None:
     _once(wf, patch_id)
-    record = wf._records.get((lane.branch, lane.position))
+    record, _ = Cursor.ahead(wf, lane)
     if record is not None and record.kind == StepKind.PATCH and record.name == patch_id:
         lane.take()
 
