@@ -18,9 +18,12 @@ A new kind of wait is one module, written with the cursor alone: take the cursor
 `replay_wait(cursor, name, kind)` (waits.py) for a recorded outcome, `cursor.stage(...)`
 before anything new, `complete_wait` / `fail_wait` when it is over, and otherwise
 `cursor.suspend(Wait(record, reason, started_event, ready=...))`. Its record kind is a
-`StepKind` and its alarm reason an `AlarmReason` (models.py); the resume of a woken wait is
-a replay, so the module's own function is all the engine runs for it. waits.py (sleeps),
-inbox.py (events) and children.py (child waits) are written this way.
+`StepKind` and its alarm reason an `AlarmReason` (models.py), and the pair is registered in
+`waits.WAIT_KINDS` with the module; what wakes it from outside the run (a send, a child's
+end) calls `waits.wake_waiting_txn(instance, kind, name)`. The engine does not switch on the
+kind anywhere else: a woken or timed-out wait resumes as a replay, so the module's own
+function, seeing its record and `cursor.run.woken`, decides how the wait ended. waits.py
+(sleeps), inbox.py (events) and children.py (child waits) are written this way.
 """
 
 from __future__ import annotations

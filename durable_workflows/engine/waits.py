@@ -174,10 +174,24 @@ def resume_on_commit(instance: WorkflowInstance) -> None:
     on_commit(lambda: dispatcher.dispatch(instance.pk, "resume", instance.epoch))
 
 
-def wake_waiting_txn(instance: WorkflowInstance, kind: str, name: str, reason: str, *,
+#: The kinds of durable wait, each with the alarm reason its end carries and the module that
+#: defines it (its primitive, its replay, its timeout). A resumed run replays, so the engine
+#: needs no code of its own per kind: this is where a new kind is named, for those that wake
+#: it from outside the run (wake_waiting_txn) and for the reader. See cursor.py.
+WAIT_KINDS: dict[str, tuple[str, str]] = {
+    StepKind.SLEEP: (AlarmReason.SLEEP, "durable_workflows.engine.waits"),
+    StepKind.STEP: (AlarmReason.RETRY, "durable_workflows.engine.steps"),
+    StepKind.EVENT: (AlarmReason.EVENT, "durable_workflows.engine.inbox"),
+    StepKind.CHILD: (AlarmReason.CHILD, "durable_workflows.engine.children"),
+}
+
+
+def wake_waiting_txn(instance: WorkflowInstance, kind: str, name: str, reason: str | None = None, *,
                      at_once: bool = True) -> tuple[str, int] | None:
     """`wake_txn` for the wait of `kind` and `name` the locked, Paused instance is stopped
-    at, if that is what it waits for. Returns the slot woken, or None."""
+    at, if that is what it waits for; the alarm reason is the kind's (WAIT_KINDS) unless
+    given. Returns the slot woken, or None."""
+    reason = WAIT_KINDS[kind][0] if reason is None else reason
     if as_state(instance.state) != State.PAUSED:
         return None
     wait = StepRecord.objects.filter(
