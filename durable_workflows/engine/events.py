@@ -86,17 +86,7 @@ class EventBuffer:
 
     def write_txn(self) -> None:
         """Insert the pending events; call inside the transaction that makes the change."""
-        rows = self.rows()
-        if rows:
-            Event.objects.bulk_create(
-                [
-                    Event(
-                        instance_id=self.instance_id, kind=e.kind, position=e.position,
-                        data=e.data, created_at=e.at,
-                    )
-                    for e in rows
-                ]
-            )
+        insert_rows_txn(self.instance_id, self.rows())
 
     def discard(self) -> None:
         """Drop events whose change did not happen."""
@@ -130,6 +120,13 @@ class EventBuffer:
                         extra={"instance_id": self.instance_id, "workflow": self.workflow,
                                "position": event.position},
                     )
+
+
+def insert_rows_txn(instance_id: str, rows: list[PendingEvent]) -> None:
+    """Insert an instance's event rows, in one statement, inside the caller's transaction."""
+    if rows:
+        Event.objects.bulk_create([Event(instance_id=instance_id, kind=e.kind, position=e.position, data=e.data,
+                                         created_at=e.at) for e in rows])
 
 
 def record_events(instance_id: str, workflow: str, *events: tuple[str, dict[str, Any]]) -> EventBuffer:

@@ -25,7 +25,7 @@ from ..fence import Fence
 from ..lanes import branch_data
 from ..lease import Lease
 from .base import CLAIMABLE, Claimed, Store, Write
-from .orm import ends
+from .orm import pause_alarm
 
 
 class MemoryStore(Store):
@@ -142,14 +142,9 @@ class MemoryStore(Store):
 
     def _alarm(self, write: Write) -> None:
         self._alarms.pop(write.fence.instance_id, None)
-        waits = write.waits or []
-        ready = next((w for w in waits if w.ready is not None and w.ready()), None)
-        wait = ready or min(waits, key=ends)
-        fire_at = clock.now() if ready is not None else wait.until
-        if fire_at is not None:
-            self._alarms[write.fence.instance_id] = Alarm(
-                instance_id=write.fence.instance_id, fire_at=fire_at, reason=wait.reason, branch=wait.record.branch,
-                position=wait.record.position, epoch=write.fence.epoch)
+        alarm = pause_alarm(write.fence, write.waits or [])
+        if alarm is not None:
+            self._alarms[write.fence.instance_id] = alarm
 
     # -- outside a run ---------------------------------------------------------------------
     def insert(self, instance: WorkflowInstance) -> None:

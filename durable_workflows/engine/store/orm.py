@@ -19,7 +19,7 @@ from ...models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
 from ...states import State, transition
 from .. import clock, concurrency
 from ..children import insert_children_txn
-from ..events import EventBuffer
+from ..events import EventBuffer, insert_rows_txn
 from ..fence import Fence
 from ..lanes import branch_data
 from ..waits import Wait
@@ -200,7 +200,7 @@ class OrmStore(Store):
                     _mark_taken_txn(write.taken)
                 if write.waits:
                     _alarm_txn(write.fence, write.waits)
-                _events_txn(write.fence.instance_id, write.events)
+                insert_rows_txn(write.fence.instance_id, write.events)
         except BaseException:
             # bulk_create marks its rows saved before the commit: undo that.
             for record in new:
@@ -209,14 +209,6 @@ class OrmStore(Store):
             for child in write.children:
                 child._state.adding = True
             raise
-
-
-def _events_txn(instance_id: str, rows: list[Any]) -> None:
-    if rows:
-        Event.objects.bulk_create(
-            [Event(instance_id=instance_id, kind=e.kind, position=e.position, data=e.data, created_at=e.at)
-             for e in rows]
-        )
 
 
 def _mark_taken_txn(taken: dict[int, int]) -> None:
@@ -229,17 +221,24 @@ def _mark_taken_txn(taken: dict[int, int]) -> None:
     )
 
 
-def _alarm_txn(fence: Fence, waits: list[Wait]) -> None:
-    """The alarm that ends the pause: at once when what a wait is for has come while the
-    run was unwinding (a send found the instance still Running), otherwise at the first
-    timeout among the waits; none when no wait has one."""
-    Alarm.objects.filter(instance_id=fence.instance_id).delete()
+def pause_alarm(fence: Fence, waits: list[Wait]) -> Alarm | None:
+    """The alarm that ends the pause (unsaved), for every store: at once when what a wait
+    is for has come while the run was unwinding (a send found the instance still Running),
+    otherwise at the first timeout among the waits; none when no wait has one."""
     ready = next((w for w in waits if w.ready is not None and w.ready()), None)
     wait = ready or min(waits, key=ends)
     fire_at = clock.now() if ready is not None else wait.until
-    if fire_at is not None:
-        Alarm.objects.create(instance_id=fence.instance_id, fire_at=fire_at, reason=wait.reason,
-                             branch=wait.record.branch, position=wait.record.position, epoch=fence.epoch)
+    if fire_at is None:
+        return None
+    return Alarm(instance_id=fence.instance_id, fire_at=fire_at, reason=wait.reason, branch=wait.record.branch,
+                 position=wait.record.position, epoch=fence.epoch)
+
+
+def _alarm_txn(fence: Fence, waits: list[Wait]) -> None:
+    Alarm.objects.filter(instance_id=fence.instance_id).delete()
+    alarm = pause_alarm(fence, waits)
+    if alarm is not None:
+        alarm.save(force_insert=True)
 
 
 def ends(wait: Wait) -> tuple[bool, float]:
