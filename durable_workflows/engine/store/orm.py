@@ -238,7 +238,7 @@ def _alarm_txn(fence: Fence, waits: list[Wait]) -> None:
     Alarm.objects.filter(instance_id=fence.instance_id).delete()
     alarm = pause_alarm(fence, waits)
     if alarm is not None:
-        alarm.save(force_insert=True)
+        alarm.save(force_insert=True, using=database.alias())
 
 
 def ends(wait: Wait) -> tuple[bool, float]:
