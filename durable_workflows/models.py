@@ -89,6 +89,10 @@ class StampField(models.DateTimeField):
     migrations name that, so none is needed for a difference the database never sees."""
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        if add and getattr(model_instance, self.attname) is not None:
+            # Born at a time of the engine's choosing (engine/lifecycle.py): the deadline
+            # was counted from it, so the row must keep it.
+            return getattr(model_instance, self.attname)
         if self.auto_now or (self.auto_now_add and add):
             from .engine import clock  # here: the engine imports the models as it loads
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from durable_workflows.engine import execute
-from durable_workflows.engine.instances import prepare
+from durable_workflows.engine.lifecycle import conceive
 from durable_workflows.engine.store import MemoryStore, use
 from durable_workflows.registry import get_definition
 from durable_workflows.serialization import loads
@@ -25,7 +25,7 @@ def store():
 
 
 def started(store, workflow, *args, instance_id="run-1", **kwargs):
-    store.insert(prepare(get_definition(workflow), list(args), kwargs, instance_id))
+    store.insert(conceive(get_definition(workflow), list(args), kwargs, instance_id))
     return instance_id
 
 

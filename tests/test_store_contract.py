@@ -11,8 +11,8 @@ import pytest
 from durable_workflows.engine import clock
 from durable_workflows.engine.events import EventBuffer
 from durable_workflows.engine.fence import Fence
-from durable_workflows.engine.instances import prepare
 from durable_workflows.engine.lease import Lease
+from durable_workflows.engine.lifecycle import conceive
 from durable_workflows.engine.store import (
     MemoryStore,
     OrmStore,
@@ -46,7 +46,7 @@ def store(request) -> Store:
 
 
 def born(store: Store, instance_id: str, state: State = State.QUEUED):
-    instance = prepare(get_definition("engine.loop"), [2], {}, instance_id, state=state)
+    instance = conceive(get_definition("engine.loop"), [2], {}, instance_id, state=state)
     store.insert(instance)
     return store.instance(instance_id)
 
@@ -194,7 +194,7 @@ def test_the_heartbeat_renews_only_the_owners_lease_and_hears_of_a_cancel(store)
 def test_children_are_known_by_their_parent(store):
     born(store, "parent")
     assert not store.has_children("parent")
-    child = prepare(get_definition("engine.loop"), [1], {}, "child", state=State.QUEUED, parent_id="parent",
+    child = conceive(get_definition("engine.loop"), [1], {}, "child", state=State.QUEUED, parent_id="parent",
                     parent_position=0)
     store.insert(child)
     assert store.has_children("parent") and not store.has_children("child")

@@ -98,3 +98,17 @@ def test_a_start_inside_a_traced_request_carries_its_trace_into_the_runs(spans):
     assert len(runs) == 2
     assert {s.context.trace_id for s in runs} == {request.get_span_context().trace_id}
     assert {s.parent.span_id for s in runs} == {request.get_span_context().span_id}
+
+
+def test_a_fork_made_inside_a_traced_request_carries_its_trace_as_a_start_does(spans):
+    tracer = trace.get_tracer("tests")
+    with override_settings(DURABLE_WORKFLOWS=INLINE):
+        original = client.start("tests.nap", "1h")
+        client.cancel(original.instance_id)
+        with tracer.start_as_current_span("POST /instances/fork") as request:
+            fork = client.fork(original.instance_id)
+        wake(fork.instance_id)  # its second run starts outside the request
+    runs = [s for s in of(spans, fork.instance_id) if s.name.startswith("workflow ")]
+    assert len(runs) == 2
+    assert {s.context.trace_id for s in runs} == {request.get_span_context().trace_id}
+    assert {s.parent.span_id for s in runs} == {request.get_span_context().span_id}

@@ -39,8 +39,11 @@ BATCH = 500
 class ReplayProblem:
     """An unfinished instance whose replay would fail under the code installed now."""
 
+    #: The instance that would fail, and its workflow's name.
     instance_id: str
     workflow: str
+    #: The exception its replay would raise ("NonDeterminismError", "UnknownWorkflow", a
+    #: `TypeError` for arguments the function no longer takes...), and its message.
     error_type: str
     message: str
     #: Where it would fail (NonDeterminismError): the position, its branch, and both calls.

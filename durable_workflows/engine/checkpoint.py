@@ -30,6 +30,7 @@ from .faults import engine_io
 from .instances import enqueue
 from .lanes import branch_data
 from .lease import Lease
+from .lifecycle import queued
 from .observe import about
 from .store.orm import ends
 from .waits import Wait
@@ -61,7 +62,7 @@ class Checkpoint:
 
     def start_child(self, child: WorkflowInstance) -> None:
         self.children[child.pk] = child
-        self._children_events.append(record_events(child.pk, child.workflow, ("workflow.queued", {})))
+        self._children_events.append(queued(child))
 
     def cancel_children(self, reason: str) -> None:
         """The run fails or is cancelled: the children it started and has not written yet

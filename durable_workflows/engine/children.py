@@ -21,13 +21,14 @@ from ..exceptions import ChildWorkflowFailed, StoreFault, WorkflowCancelled, Wor
 from ..models import AlarmReason, StepKind, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..states import State, as_state
-from . import clock, observe
+from . import observe
 from .cursor import Cursor
 from .events import EventBuffer
 from .faults import engine_io
 from .forks import lineage
-from .instances import check_id, enqueue, existing, insert_txn, prepare
+from .instances import enqueue, existing
 from .lanes import Slot, branch_data
+from .lifecycle import check_id, conceive, insert_txn
 from .waits import Wait, complete_wait, fail_wait, new_wait, replay_wait
 
 if TYPE_CHECKING:
@@ -77,8 +78,8 @@ def start_at(wf: WorkflowContext, slot: Slot, workflow: Any, args: tuple[Any, ..
         if found is None:
             # Inserted, Queued, with the run's next write (and dispatched once it commits):
             # a crash before that leaves neither the child nor the record of its start.
-            checkpoint.start_child(prepare(definition, args, kwargs, wanted, state=State.QUEUED,
-                                           parent_id=wf.instance_id, parent_position=slot.position))
+            checkpoint.start_child(conceive(definition, args, kwargs, wanted, state=State.QUEUED,
+                                            parent_id=wf.instance_id, parent_position=slot.position))
         elif found.parent_id != wf.instance_id:
             raise WorkflowIdConflict(f"instance {wanted!r} already exists and is not a child of {wf.instance_id!r}")
     record = new_wait(cursor, definition.name, StepKind.START_CHILD, state=StepState.COMPLETED,
@@ -176,10 +177,5 @@ def insert_children_txn(children: list[WorkflowInstance], buffers: list[EventBuf
     or an instance made by hand under the id the parent derives, which the parent's
     `wait_child` then refuses as not its child."""
     taken = set(WorkflowInstance.objects.filter(pk__in=[c.pk for c in children]).values_list("pk", flat=True))
-    fresh = [c for c in children if c.pk not in taken]
-    now = clock.now()
-    for child in fresh:
-        if child.state == State.QUEUED:
-            child.dispatched_at = now
-    insert_txn(fresh, [b for b in buffers if b.instance_id not in taken])
+    insert_txn([c for c in children if c.pk not in taken], [b for b in buffers if b.instance_id not in taken])
     return taken

@@ -14,9 +14,6 @@ forks deep (`lineage`), and a child that finishes wakes whoever waits for it, fo
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
-
 from django.db import IntegrityError
 
 from .. import database
@@ -25,9 +22,10 @@ from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
 from ..models import StepRecord, StepState, WorkflowInstance
 from ..registry import get_definition
 from ..serialization import decode_input
-from ..states import TERMINAL, State, as_state
-from .concurrency import key_of
-from .instances import check_id, enqueue
+from ..states import TERMINAL, as_state
+from . import clock
+from .instances import enqueue
+from .lifecycle import conceive, insert_txn
 
 #: Columns of a record that its copy does not take: its own key and instance.
 _NOT_COPIED = {"id", "instance"}
@@ -44,8 +42,8 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
     definition = get_definition(original.workflow)  # UnknownWorkflow: nothing could run it
     args, kwargs = decode_input(original.input)
     # The code deployed now may take other arguments: a fork it could not call would only fail.
-    definition.check_arguments(tuple(args), kwargs)
-    check_id(new_id)
+    fork = conceive(definition, args, kwargs, new_id, now=clock.now(), forked_from=original.pk,
+                    stored_input=original.input)
     records = list(StepRecord.objects.filter(instance_id=original.pk))
     end = max((_top(r) for r in records), default=-1) + 1
     if from_position is None:
@@ -60,19 +58,13 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
     fields = [f.name for f in StepRecord._meta.concrete_fields if f.name not in _NOT_COPIED]
     try:
         with database.atomic():
-            fork = WorkflowInstance.objects.create(
-                id=new_id or uuid.uuid4().hex, workflow=original.workflow, input=original.input,
-                state=State.PENDING, forked_from=original.pk,
-                concurrency_key=key_of(definition, args, kwargs),
-            )
-            if definition.timeout is not None:
-                fork.deadline_at = fork.created_at + timedelta(seconds=definition.timeout)
-                fork.save(update_fields=["deadline_at"])
+            insert_txn([fork], [])
             StepRecord.objects.bulk_create(
                 StepRecord(instance=fork, **{name: getattr(r, name) for name in fields})
                 for r in records if _top(r) < from_position
             )
     except IntegrityError:
+        fork._state.adding = True
         if new_id is not None and WorkflowInstance.objects.filter(pk=new_id).exists():
             raise WorkflowIdConflict(f"instance {new_id!r} already exists") from None
         raise

@@ -1,39 +1,27 @@
-"""Creating instances and handing them to the dispatcher: what `start()` does, and what a
-workflow's `wf.start_child()` does for its children."""
+"""An instance after its birth (lifecycle.py): the repeated start that finds it, its move
+from Pending to Queued, its cancellation, and what its end owes its family."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError
-from django.db.models import F
 
 from .. import database
-from ..conf import settings
 from ..dispatch import get_dispatcher
 from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
-from ..models import Alarm, AlarmReason, Event, StepKind, StepRecord, StepState, WorkflowInstance
+from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
-from ..serialization import encode_input
 from ..states import TERMINAL, State, as_state, transition
 from ..text import storable
-from . import clock, observe
-from .concurrency import key_of, slot_freed
-from .events import EventBuffer, record_events
+from . import clock
+from .concurrency import slot_freed
+from .events import record_events
+from .lifecycle import check_id, conceive, insert_txn, queued
 from .waits import at_once_here, lock_txn, resume_on_commit, wake_waiting_txn
 
 WorkflowRef = str | Callable[..., Any] | WorkflowDefinition
-
-
-def check_id(instance_id: str | None) -> None:
-    if instance_id is not None:
-        if not isinstance(instance_id, str) or not instance_id.strip():
-            raise ValueError(f"instance_id must be non-empty text, got {instance_id!r}")
-        if len(instance_id) > 255 or "\x00" in instance_id:
-            raise ValueError("instance_id must be at most 255 characters, without NUL")
 
 
 def findable(instance_id: object) -> bool:
@@ -56,67 +44,27 @@ def existing(instance_id: str, definition: WorkflowDefinition) -> WorkflowInstan
 
 
 def create(workflow: WorkflowRef, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any],
-           instance_id: str | None, **fields: Any) -> tuple[WorkflowInstance, bool]:
-    """Insert the instance, or return the existing one with that id (idempotent start).
-
-    A repeat is answered before the arguments are checked: it returns what the first start
-    stored, whatever it was given this time. `fields` go on a new row."""
+           instance_id: str | None) -> tuple[WorkflowInstance, bool]:
+    """Insert the instance, Pending, or return the existing one with that id (idempotent
+    start). A repeat is answered before the arguments are checked: it returns what the
+    first start stored, whatever it was given this time."""
     definition = get_definition(workflow)
     check_id(instance_id)
     if instance_id is not None:
         found = existing(instance_id, definition)
         if found is not None:
             return found, False
-    instance = prepare(definition, args, kwargs, instance_id, **fields)
+    instance = conceive(definition, args, kwargs, instance_id, now=clock.now())
     try:
         with database.atomic():
-            instance.save(force_insert=True, using=database.alias())
-            if definition.timeout is not None:
-                # Counted from the creation time the row got.
-                instance.deadline_at = instance.created_at + timedelta(seconds=definition.timeout)
-                instance.save(update_fields=["deadline_at"])
+            insert_txn([instance], [])
     except IntegrityError:
+        instance._state.adding = True
         found = existing(instance_id, definition) if instance_id is not None else None
         if found is None:
             raise
         return found, False
     return instance, True
-
-
-def prepare(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str, Any],
-            instance_id: str | None, *, state: State = State.PENDING, **fields: Any) -> WorkflowInstance:
-    """A new instance, not yet saved, once its arguments are known to fit and to be storable."""
-    definition.check_arguments(tuple(args), kwargs)
-    stored = encode_input(args, kwargs)
-    return WorkflowInstance(id=instance_id or uuid.uuid4().hex, workflow=definition.name,
-                            input=stored, state=state, concurrency_key=key_of(definition, args, kwargs),
-                            **{**observe.start_fields(), **fields})
-
-
-def insert_txn(instances: list[WorkflowInstance], buffers: list[EventBuffer]) -> None:
-    """Insert new instances and their buffered lifecycle rows, one INSERT each whatever
-    their number, inside the caller's transaction; deadlines count from the rows' creation."""
-    WorkflowInstance.objects.bulk_create(instances)
-    set_deadlines_txn(instances)
-    if settings.EVENT_LOG:
-        Event.objects.bulk_create(
-            Event(instance_id=b.instance_id, kind=e.kind, position=e.position, data=e.data, created_at=e.at)
-            for b in buffers for e in b.pending)
-
-
-def set_deadlines_txn(instances: list[WorkflowInstance]) -> None:
-    """Give the instances just inserted the deadline of their workflow's timeout, counted
-    from the creation time each row got (one UPDATE per timeout)."""
-    by_timeout: dict[float, list[WorkflowInstance]] = {}
-    for instance in instances:
-        timeout = get_definition(instance.workflow).timeout
-        if timeout is not None:
-            by_timeout.setdefault(timeout, []).append(instance)
-    for timeout, group in by_timeout.items():
-        delta = timedelta(seconds=timeout)
-        WorkflowInstance.objects.filter(pk__in=[i.pk for i in group]).update(deadline_at=F("created_at") + delta)
-        for instance in group:
-            instance.deadline_at = instance.created_at + delta
 
 
 def enqueue(instance: WorkflowInstance | str) -> None:
@@ -128,7 +76,7 @@ def enqueue(instance: WorkflowInstance | str) -> None:
         instance = found
     if instance.state != State.PENDING:
         return
-    events = record_events(instance.pk, instance.workflow, ("workflow.queued", {}))
+    events = queued(instance)
     try:
         with database.atomic():
             transition(instance, State.QUEUED, dispatched_at=clock.now())

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError
@@ -31,8 +30,8 @@ from ..registry import WorkflowDefinition, get_definition
 from ..states import State
 from . import clock
 from . import store as stores
-from .events import record_events
-from .instances import WorkflowRef, check_id, existing, insert_txn, prepare
+from .instances import WorkflowRef, existing
+from .lifecycle import check_id, conceive, insert_txn, queued
 from .store import postgres
 
 logger = logging.getLogger("durable_workflows")
@@ -63,17 +62,13 @@ def _start_one_pg(definition: WorkflowDefinition, args: Sequence[Any], kwargs: d
     read that followed it (the general path sorts that out)."""
     check_id(instance_id)
     try:
-        instance = prepare(definition, args, kwargs, instance_id, state=State.QUEUED)
+        instance = conceive(definition, args, kwargs, instance_id, now=clock.now(), state=State.QUEUED)
     except (TypeError, ValueError):
         # A repeat is answered before its arguments are checked, as on every path.
         found = existing(instance_id, definition) if instance_id is not None else None
         if found is None:
             raise
         return found, False
-    now = clock.now()
-    instance.created_at = instance.updated_at = instance.dispatched_at = now
-    if definition.timeout is not None:
-        instance.deadline_at = now + timedelta(seconds=definition.timeout)
     dispatcher = get_dispatcher()
     task = dispatcher.task_row(instance.pk, "fresh", instance.epoch)
     if not postgres.insert_started(instance, task):
@@ -81,7 +76,7 @@ def _start_one_pg(definition: WorkflowDefinition, args: Sequence[Any], kwargs: d
         return None if found is None else (found, False)
     instance._state.adding = False
     instance._state.db = database.alias()
-    buffer = record_events(instance.pk, instance.workflow, ("workflow.queued", {}))
+    buffer = queued(instance)
 
     def after_commit() -> None:
         buffer.send()
@@ -171,15 +166,14 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input],
         if instance_id is not None and instance_id in found:
             results.append((found[instance_id], False))
             continue
-        check_id(instance_id)
-        instance = prepare(definition, args, kwargs, instance_id, state=State.QUEUED, dispatched_at=now)
+        instance = conceive(definition, args, kwargs, instance_id, now=now, state=State.QUEUED)
         new.append(instance)
         results.append((instance, True))
     if not new:
         return results
     dispatcher = get_dispatcher()
     transactional = dispatcher.transactional
-    buffers = [record_events(i.pk, i.workflow, ("workflow.queued", {})) for i in new]
+    buffers = [queued(i) for i in new]
     try:
         with database.atomic():
             insert_txn(new, buffers)

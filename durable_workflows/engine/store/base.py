@@ -111,7 +111,7 @@ class Store(ABC):
     # -- outside a run: what the contract suite and the unit tests start from and look at --
     @abstractmethod
     def insert(self, instance: WorkflowInstance) -> None:
-        """Store a new instance as it is (the births of engine/starts.py do more)."""
+        """Store a new instance as it is (the births of engine/lifecycle.py do more)."""
 
     @abstractmethod
     def instance(self, instance_id: str) -> WorkflowInstance | None:
