@@ -81,9 +81,24 @@ class ErrorInfoSerializer(serializers.Serializer):
     traceback = serializers.CharField(allow_blank=True)
 
 
-class StepSerializer(serializers.ModelSerializer):
-    result = serializers.SerializerMethodField(help_text="The step's return value (null until it completes).")
-    error = serializers.SerializerMethodField(help_text="The last attempt's error, if any.")
+class OutcomeSerializer(serializers.Serializer):
+    """What a step record and an instance ended with: the stored result as JSON, and the
+    error fields as one object."""
+
+    result = serializers.SerializerMethodField(help_text="The return value once completed, else null.")
+    error = serializers.SerializerMethodField(
+        help_text="The failure (a step's: its last attempt's, even while it retries), else null.")
+
+    @extend_schema_field(OpenApiTypes.ANY)
+    def get_result(self, row: StepRecord | WorkflowInstance) -> Any:
+        return stored(row.result)
+
+    @extend_schema_field(ErrorInfoSerializer(allow_null=True))
+    def get_error(self, row: StepRecord | WorkflowInstance) -> dict[str, str] | None:
+        return row.error
+
+
+class StepSerializer(OutcomeSerializer, serializers.ModelSerializer):
     duration = serializers.SerializerMethodField(help_text="Seconds from the first attempt to the end.")
 
     class Meta:
@@ -93,14 +108,6 @@ class StepSerializer(serializers.ModelSerializer):
             "started_at", "finished_at", "wake_at", "duration",
         ]
         read_only_fields = fields
-
-    @extend_schema_field(OpenApiTypes.ANY)
-    def get_result(self, record: StepRecord) -> Any:
-        return stored(record.result)
-
-    @extend_schema_field(ErrorInfoSerializer(allow_null=True))
-    def get_error(self, record: StepRecord) -> dict[str, str] | None:
-        return record.error
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_duration(self, record: StepRecord) -> float | None:
@@ -115,11 +122,9 @@ class AlarmSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InstanceSerializer(serializers.ModelSerializer):
+class InstanceSerializer(OutcomeSerializer, serializers.ModelSerializer):
     state = serializers.ChoiceField(choices=State.choices, help_text="Lower case.")
     input = serializers.SerializerMethodField()
-    result = serializers.SerializerMethodField(help_text="The return value once completed, else null.")
-    error = serializers.SerializerMethodField(help_text="The failure once failed, else null.")
     meta = serializers.SerializerMethodField(help_text="What the workflow published with wf.set_meta().")
 
     class Meta:
@@ -134,14 +139,6 @@ class InstanceSerializer(serializers.ModelSerializer):
     @extend_schema_field({**INPUT_SCHEMA, "description": "The arguments it was started with."})
     def get_input(self, instance: WorkflowInstance) -> Any:
         return input_json(instance)
-
-    @extend_schema_field(OpenApiTypes.ANY)
-    def get_result(self, instance: WorkflowInstance) -> Any:
-        return stored(instance.result)
-
-    @extend_schema_field(ErrorInfoSerializer(allow_null=True))
-    def get_error(self, instance: WorkflowInstance) -> dict[str, str] | None:
-        return instance.error
 
     @extend_schema_field({"type": "object", "additionalProperties": True})
     def get_meta(self, instance: WorkflowInstance) -> dict[str, Any]:
