@@ -105,7 +105,8 @@ class StepCall:
         seconds it may run."""
         self.run.lease.check()
         events = self.run.events
-        now = events.stamp()
+        read = clock.now()  # one read of the clock for the attempt's start and its write
+        now = events.stamp(read)
         if self.rerun:
             self.rerun = False
         else:
@@ -143,12 +144,12 @@ class StepCall:
             events.add("timeout.set", self.position, name=self.name, attempt=self.attempt,
                        deadline=record.deadline_at.isoformat(), **self.where)
         if self.durable_attempts:
-            self.checkpoint.save(record)
+            self.checkpoint.save(record, read)
         elif self.checkpoint.children or self.checkpoint.deferred or self.checkpoint.meta is not None:
             # Children started before this step start before it runs, a step that finished
             # before it is on record before it runs, and progress set before it (set_meta)
             # can be read while it runs.
-            self.checkpoint.save()
+            self.checkpoint.save(now=read)
         return self.remaining
 
     def succeeded(self, value: Any) -> Any:
