@@ -73,10 +73,12 @@ class PostgresStore(OrmStore):
         else:
             ids = checkpoint(write.fence, write.records, write.events, write.values)
             write.renewed = "lease_expires_at" in write.values
-            for record in write.records:
-                record.pk = ids[record.slot]
-                record._state.adding = False
-                record._state.db = database.alias()
+            if write.records:
+                alias = database.alias()
+                for record in write.records:
+                    record.id = ids[record.slot]
+                    record._state.adding = False
+                    record._state.db = alias
 
 
 def _columns(model: Any, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -199,7 +201,8 @@ def _through_wrappers(db: Any, cursor: Any, sql: str,
     """Execute as Django's cursor does: through the connection's `execute_wrapper`s, so
     instrumentation (and the tests' fault injection) sees these statements too."""
     if not db.execute_wrappers:
-        return _execute(sql, params, False, {"cursor": cursor})
+        cursor.execute(sql, params)
+        return cast("list[tuple[Any, ...]]", cursor.fetchall())
     executor: Any = _execute
     for wrapper in reversed(db.execute_wrappers):
         executor = partial(wrapper, executor)
