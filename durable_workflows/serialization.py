@@ -174,6 +174,20 @@ def loads(text: str | None) -> Any:
     return get_serializer().loads(text)
 
 
+# What the default serializer gives back exactly as it was given (the type, and the value:
+# NaN and the infinities are refused when stored).
+_AS_STORED = frozenset({type(None), bool, int, float, str})
+
+
+def stored_value(value: Any, text: str) -> Any:
+    """`loads(text)`, where `text` is `dumps(value)`: what every replay will see. A plain
+    value the default serializer stores (None, a bool, a number, text) is that value already,
+    so it is not decoded again."""
+    if type(value) in _AS_STORED and type(get_serializer()) is JSONSerializer:
+        return value
+    return loads(text)
+
+
 def encode_input(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
     """A workflow's arguments as stored on its instance."""
     return dumps({"args": list(args), "kwargs": kwargs}, "the workflow input")

@@ -179,7 +179,7 @@ class StepCall:
             self.checkpoint.defer(record)
         self.lane.advance(now)
         # Hand back the stored form, so the first run sees exactly what every replay will.
-        return serialization.loads(stored)
+        return serialization.stored_value(value, stored)
 
     def failed(self, error: BaseException) -> Outcome:
         """Record a failed attempt and decide: retry now, stop the run until a retry is due,
