@@ -135,19 +135,21 @@ def _events_cte(n_events: int) -> str:
     return _insert_cte("events", Event, EVENT_FIELDS, n_events, "")
 
 
-def _written(fence: Fence, records: list[StepRecord], events: list[Any]) -> list[Any]:
-    """The parameters after the instance's own: the fence's, then each record's and event's
+def _written(fence: Fence, records: list[StepRecord], events: list[Any], params: list[Any]) -> list[Any]:
+    """`params` (the instance's own) followed by the fence's, then each record's and event's
     values, as the statements of a checkpoint and of a run's end take them."""
-    params = fence.params()
+    params += fence.params()
     for record in records:
-        params.extend(_step_values(record))
-    return params + _event_params(events)
+        params += _step_values(record)
+    if events:
+        params += _event_params(events)
+    return params
 
 
 def _event_params(events: list[Any]) -> list[Any]:
     params: list[Any] = []
     for event in events:
-        params.extend((event.kind, event.position, _encode_data(event.data), event.at))
+        params += (event.kind, event.position, _encode_data(event.data), event.at)
     return params
 
 
@@ -178,14 +180,18 @@ def _run(sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
     # server, so only our fixed statement text is ever prepared.
     cursor = _server_cursor(db, raw, sql)
     db.validate_no_broken_transaction()
-    started = time.monotonic()
+    logged = db.queries_logged
+    started = time.monotonic() if logged else 0.0
     previous, raw.prepare_threshold = raw.prepare_threshold, 0
     try:
         with db.wrap_database_errors:
-            return _through_wrappers(db, cursor, sql, params)
+            if db.execute_wrappers:
+                return _through_wrappers(db, cursor, sql, params)
+            cursor.execute(sql, params)
+            return cast("list[tuple[Any, ...]]", cursor.fetchall())
     finally:
         raw.prepare_threshold = previous
-        if db.queries_logged:
+        if logged:
             _log(db, raw, sql, params, started)
 
 
@@ -199,10 +205,8 @@ def _execute(sql: str, params: list[Any] | dict[str, Any], many: bool,
 def _through_wrappers(db: Any, cursor: Any, sql: str,
                       params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
     """Execute as Django's cursor does: through the connection's `execute_wrapper`s, so
-    instrumentation (and the tests' fault injection) sees these statements too."""
-    if not db.execute_wrappers:
-        cursor.execute(sql, params)
-        return cast("list[tuple[Any, ...]]", cursor.fetchall())
+    instrumentation (and the tests' fault injection) sees these statements too. (`_run`
+    executes directly when there are none.)"""
     executor: Any = _execute
     for wrapper in reversed(db.execute_wrappers):
         executor = partial(wrapper, executor)
@@ -252,10 +256,9 @@ def checkpoint(fence: Fence, records: list[StepRecord], events: list[Any],
     row alone. Returns the new records' ids by slot (branch, position); raises LeaseLost when the fence
     fails, and then nothing was written."""
     columns = tuple(fields)
-    params: list[Any] = [_encode(fields[c]) if c == "meta" else fields[c] for c in columns]
-    params += _written(fence, records, events)
+    params: list[Any] = [_encode(fields[c]) if c == "meta" else fields[c] for c in columns] if fields else []
     sql = _statement(len(records), len(events), columns, fence.where(casts=True))
-    rows = _run(sql, params)
+    rows = _run(sql, _written(fence, records, events, params))
     if not rows or rows[0][1] != -1 or rows[0][2] != 1:
         raise LeaseLost()
     return {(branch, position): pk for branch, position, pk in rows[1:]}
@@ -328,9 +331,8 @@ def finish(fence: Fence, values: dict[str, Any], records: list[StepRecord], even
     # `values` names the instance's own columns: concrete fields, not relations.
     fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in values]
     params = [f.get_db_prep_save(values[f.name], db) for f in fields]
-    params += _written(fence, records, events)
     sql = _finish_statement(tuple(f.column for f in fields), len(records), len(events), fence.where())
-    if _run(sql, params)[0][0] != 1:
+    if _run(sql, _written(fence, records, events, params))[0][0] != 1:
         raise LeaseLost()
     for record in records:
         record._state.adding = False
