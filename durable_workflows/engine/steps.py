@@ -49,6 +49,7 @@ class StepCall:
         self.wf = wf
         self.run = self.cursor.run
         self.checkpoint = self.cursor.checkpoint
+        self.events = self.checkpoint.events
         self.name = name
         self.fn = fn
         self.args = args
@@ -104,7 +105,7 @@ class StepCall:
         """Count the attempt; store it first when it must survive a restart. Returns the
         seconds it may run."""
         self.run.lease.check()
-        events = self.run.events
+        events = self.events
         read = clock.now()  # one read of the clock for the attempt's start and its write
         now = events.stamp(read)
         if self.rerun:
@@ -160,14 +161,15 @@ class StepCall:
             raise
         record = self.record
         assert record is not None
-        now = self.run.events.stamp()
+        events = self.events
+        now = events.stamp()
         record.state = StepState.COMPLETED
         record.result = stored
         record.finished_at = now
         record.deadline_at = None
         record.error_type = record.error_message = record.error_traceback = record.error_replay = ""
-        self.run.events.add("step.completed", self.position, at=now, derived=True, name=self.name,
-                            attempt=self.attempt, **self.where)
+        events.add("step.completed", self.position, at=now, derived=True, name=self.name,
+                   attempt=self.attempt, **self.where)
         observe.attempt_finished(self.observed)
         self.observed = None
         self.checkpoint.step_finished = True
@@ -185,7 +187,7 @@ class StepCall:
         """Record a failed attempt and decide: retry now, stop the run until a retry is due,
         or raise the error into the workflow. Writes nothing: what it decides goes out with
         the next write."""
-        events = self.run.events
+        events = self.events
         record = self.record
         assert record is not None
         self._log_start(record)
