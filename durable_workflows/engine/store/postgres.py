@@ -16,9 +16,7 @@ keep prepared statements (PgBouncer in transaction mode before 1.21) needs
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache, partial
 from operator import attrgetter
@@ -39,6 +37,7 @@ from ...models import (
     StepState,
     WorkflowInstance,
 )
+from ...serialization import compiled
 from ...states import State, check_transition
 from ..events import EventBuffer
 from .base import CLAIMABLE, Claimed, Write
@@ -97,18 +96,9 @@ _step_values = attrgetter(*STEP_FIELDS)
 _encode = DjangoJSONEncoder().encode
 
 
-def _event_encoder() -> Callable[[Any], str]:
-    """`_encode` for the lifecycle rows' data (plain dicts the engine builds, a few per step):
-    the same text, from one C encoder made once instead of one per call."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _encode
-    chunks = make(None, DjangoJSONEncoder().default, json.encoder.encode_basestring_ascii, None,
-                  ": ", ", ", False, False, True)
-    return lambda data: "".join(chunks(data, 0))
-
-
-_encode_data = _event_encoder()
+#: `_encode` for the lifecycle rows' data (plain dicts the engine builds, a few per step):
+#: the same text, from one C encoder made once instead of one per call.
+_encode_data = compiled(DjangoJSONEncoder())
 
 
 @lru_cache(maxsize=64)
