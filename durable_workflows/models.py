@@ -351,9 +351,8 @@ class StepRecord(ErrorFields):
         what it did. Only while nothing listens to the model's `pre_init` or `post_init`
         (they would miss the record) is it built so; otherwise positionally, as Django's
         own loading builds rows."""
-        for name in values:
-            if name not in _STEP_INDEX:
-                raise KeyError(name)
+        if not values.keys() <= _STEP_INDEX.keys():
+            raise KeyError(", ".join(sorted(values.keys() - _STEP_INDEX.keys())))
         if _init_watched(cls):
             row = list(_STEP_DEFAULTS)
             for name, value in values.items():
