@@ -40,16 +40,18 @@ class StepCall:
         if atomic:
             atomic_steps.check(name, fn, timeout)
         self.timeout = None if timeout is None else parse_duration(timeout, what=f"timeout of step {name!r}").total_seconds()
-        self.cursor = Cursor.enter(wf, "step")
-        self.slot = self.cursor.slot
-        self.lane = self.slot.lane
-        self.position = self.slot.position
+        self.cursor = cursor = Cursor.enter(wf, "step")
+        self.slot = slot = cursor.slot
+        self.lane = lane = slot.lane
+        self.position = slot.position
+        #: The branch the step runs in ("" for the workflow function's own lane).
+        self.branch = lane.branch
         #: What the lifecycle events of a step in a branch also carry.
-        self.where = branch_data(self.slot.branch)
+        self.where = branch_data(lane.branch)
         self.wf = wf
-        self.run = self.cursor.run
-        self.checkpoint = self.cursor.checkpoint
-        self.events = self.checkpoint.events
+        self.run = run = cursor.run
+        self.checkpoint = checkpoint = run.checkpoint
+        self.events = checkpoint.events
         self.name = name
         self.fn = fn
         self.args = args
@@ -115,7 +117,7 @@ class StepCall:
             self.remaining = self.timeout
         self.lane.attempt = self.attempt
         self.observed = observe.AttemptInfo(self.run.observed, self.wf.workflow, self.wf.instance_id, self.name,
-                                            self.position, self.slot.branch, self.attempt)
+                                            self.position, self.branch, self.attempt)
         observe.attempt_started(self.observed)
         record = self.record
         if record is not None and record.state == StepState.RUNNING and record.attempt_started_at is not None:
@@ -125,7 +127,7 @@ class StepCall:
                        name=self.name, attempt=record.attempts, **self.where)
         if record is None:
             record = StepRecord.new(
-                instance_id=self.wf.instance_id, branch=self.slot.branch, position=self.position, name=self.name,
+                instance_id=self.wf.instance_id, branch=self.branch, position=self.position, name=self.name,
                 kind=StepKind.STEP, started_at=now,
             )
             self.record = record
