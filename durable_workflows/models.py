@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 
 from .states import State, as_state
 
@@ -347,13 +349,25 @@ class StepRecord(ErrorFields):
 
     @classmethod
     def new(cls, **values: Any) -> StepRecord:
-        """An unsaved record of `values` and the fields' defaults: `StepRecord(**values)`,
-        built positionally, as Django's own loading builds rows. The keyword path took 18 µs
-        of the 65 µs of a step's bookkeeping; this one takes 7.5 µs."""
-        row = list(_STEP_DEFAULTS)
-        for name, value in values.items():
-            row[_STEP_INDEX[name]] = value
-        return cls(*row)  # type: ignore[misc]  # the stubs know only keyword construction
+        """An unsaved record of `values` and the fields' defaults: what `StepRecord(**values)`
+        builds. Its attributes are set directly, without the model's constructor, which
+        goes through every field one by one: 1 µs instead of 3. Only while nothing listens
+        to the model's `pre_init` or `post_init` (they would miss the record) is it built so;
+        otherwise positionally, as Django's own loading builds rows."""
+        if not values.keys() <= _STEP_INDEX.keys():
+            raise KeyError(", ".join(sorted(values.keys() - _STEP_INDEX.keys())))
+        if _init_watched(cls):
+            row = list(_STEP_DEFAULTS)
+            for name, value in values.items():
+                row[_STEP_INDEX[name]] = value
+            return cls(*row)  # type: ignore[misc]  # the stubs know only keyword construction
+        record = cls.__new__(cls)
+        # As Model.__init__ leaves them: the state first, then every field by attname.
+        attributes = record.__dict__
+        attributes["_state"] = ModelState()
+        attributes.update(_STEP_DEFAULT_VALUES)
+        attributes.update(values)
+        return record
 
     @property
     def slot(self) -> tuple[str, int]:
@@ -381,6 +395,14 @@ class StepRecord(ErrorFields):
 # tuple serves every record; values go in by attname (instance_id, not instance).
 _STEP_DEFAULTS = tuple(f.get_default() for f in StepRecord._meta.concrete_fields)
 _STEP_INDEX = {f.attname: i for i, f in enumerate(StepRecord._meta.concrete_fields)}
+_STEP_DEFAULT_VALUES = dict(zip(_STEP_INDEX, _STEP_DEFAULTS, strict=True))
+
+
+def _init_watched(model: type[models.Model]) -> bool:
+    """Whether a receiver of `pre_init` or `post_init` would see an instance of `model`
+    being built (the signals cache the answer per sender)."""
+    return bool(pre_init.receivers and pre_init.has_listeners(model)) or \
+        bool(post_init.receivers and post_init.has_listeners(model))
 
 
 class Alarm(models.Model):

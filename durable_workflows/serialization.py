@@ -119,13 +119,29 @@ def _hook(obj: dict[str, Any]) -> Any:
     return obj
 
 
+def compiled(encoder: json.JSONEncoder) -> Callable[[Any], str]:
+    """`encoder.encode` for values that hold no reference to themselves (which `_encode`
+    and the engine's own data never do), from one C encoder made once: `encode` makes one
+    at every call. The same text, and the same errors; `encode` itself where there is no C
+    encoder, or the text is indented."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None or encoder.indent is not None:
+        return encoder.encode
+    quote = json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring
+    chunks = make(None, encoder.default, quote, None, encoder.key_separator, encoder.item_separator,
+                  encoder.sort_keys, encoder.skipkeys, encoder.allow_nan)
+    return lambda value: "".join(chunks(value, 0))
+
+
 class JSONSerializer:
     """The default serializer: compact JSON, tagged types restored on load."""
 
     _encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+    # A step's result is stored at every step: its text from one encoder made once.
+    _dump = staticmethod(compiled(_encoder))
 
     def dumps(self, value: Any) -> str:
-        return self._encoder.encode(_encode(value))
+        return self._dump(_encode(value))
 
     _decoder = json.JSONDecoder(object_hook=_hook)
 
@@ -172,6 +188,20 @@ def loads(text: str | None) -> Any:
     if text is None or text == "":
         return None
     return get_serializer().loads(text)
+
+
+# What the default serializer gives back exactly as it was given (the type, and the value:
+# NaN and the infinities are refused when stored).
+_AS_STORED = frozenset({type(None), bool, int, float, str})
+
+
+def stored_value(value: Any, text: str) -> Any:
+    """`loads(text)`, where `text` is `dumps(value)`: what every replay will see. A plain
+    value the default serializer stores (None, a bool, a number, text) is that value already,
+    so it is not decoded again."""
+    if type(value) in _AS_STORED and type(get_serializer()) is JSONSerializer:
+        return value
+    return loads(text)
 
 
 def encode_input(args: Sequence[Any], kwargs: dict[str, Any]) -> str:

@@ -99,7 +99,7 @@ class Driver:
         return getattr(self.local, "branch", False)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if not self.in_branch():
+        if not getattr(self.local, "branch", False):  # in_branch(), read here: thrice a step
             return fn(*args)
         job = _Job(contextvars.copy_context(), fn, args)
         self.jobs.put(job)

@@ -87,12 +87,14 @@ class Checkpoint:
         self.dirty[record.slot] = record
         self.deferred = True
 
-    def save(self, record: StepRecord | None = None) -> None:
-        """Commit `record`, the buffered records, events and meta; extend the lease when due."""
+    def save(self, record: StepRecord | None = None, now: datetime | None = None) -> None:
+        """Commit `record`, the buffered records, events and meta; extend the lease when due.
+        `now` is the engine's time if the caller has just read it (a step attempt's start)."""
         if record is not None:
             self.dirty[record.slot] = record
         records = list(self.dirty.values())
-        now = clock.now()
+        if now is None:
+            now = clock.now()
         reset = self.step_finished and self.instance.recovery_count > 0
         renew = reset or self.lease.renewal_due()
         fields: dict[str, Any] = {}

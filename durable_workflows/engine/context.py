@@ -317,11 +317,15 @@ class WorkflowContext:
     ) -> Any:
         """Run `fn(*args, **kwargs)` once and record its result; later runs return the record.
         With `atomic=True` its database writes and its record commit in one transaction
-        (atomic.py).
+        (atomic.py). In an async workflow, an awaitable of the result.
 
         `name` and `fn` are positional-only, so that a step function may itself take keyword
         arguments called `name` or `fn`; only `retry`, `timeout` and `atomic` are reserved."""
-        call = StepCall(self, name, fn, args, kwargs, retry, timeout, atomic)
+        # The call is checked, and takes its position, here for both kinds of workflow; each
+        # runs it its own way (`_step`).
+        return self._step(StepCall(self, name, fn, args, kwargs, retry, timeout, atomic))
+
+    def _step(self, call: StepCall) -> Any:
         outcome = self._engine(call.replay)
         if outcome.returns:
             return outcome.value
@@ -335,7 +339,7 @@ class WorkflowContext:
                 self._engine(call.failed, value)  # raises unless it retries now
                 continue
             try:
-                ok, value = runner.attempt(fn, args, kwargs, remaining, call.describe())
+                ok, value = runner.attempt(call.fn, call.args, call.kwargs, remaining, call.describe())
             finally:
                 call.lane.attempt = None
             if ok:
@@ -427,12 +431,7 @@ class AsyncWorkflowContext(WorkflowContext):
         return self.parallel(*branches.map_branches(self, name, fn, items, retry, timeout),
                              max_concurrency=max_concurrency)
 
-    def step(
-        self, name: str, fn: Callable[..., Any], /, *args: Any,
-        retry: RetryPolicy | None = None, timeout: timedelta | int | float | str | None = None,
-        atomic: bool = False, **kwargs: Any,
-    ) -> Awaitable[Any]:
-        call = StepCall(self, name, fn, args, kwargs, retry, timeout, atomic)
+    def _step(self, call: StepCall) -> Awaitable[Any]:
         self._pending += 1
         return self._step_async(call)
 

@@ -50,11 +50,13 @@ class EventBuffer:
         self.pending: list[PendingEvent] = []
         self._last: datetime | None = None
 
-    def stamp(self) -> datetime:
-        """The time of the next event: the engine's clock, but always later than the one
-        before, so that the event log, which places the events read from step records by
-        their time among the rows, keeps the order in which they happened."""
-        now = clock.now()
+    def stamp(self, now: datetime | None = None) -> datetime:
+        """The time of the next event: the engine's clock (`now` if the caller has just
+        read it), but always later than the one before, so that the event log, which
+        places the events read from step records by their time among the rows, keeps the
+        order in which they happened."""
+        if now is None:
+            now = clock.now()
         if self._last is not None and now <= self._last:
             now = self._last + _TICK
         self._last = now

@@ -9,8 +9,7 @@ the run past any `except Exception:` and leaves the instance to recovery.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from django.db import Error
 
@@ -20,13 +19,19 @@ from ..exceptions import StoreFault
 logger = logging.getLogger("durable_workflows")
 
 
-@contextmanager
-def engine_io() -> Iterator[None]:
-    """Wrap the engine's own database work: its errors become `StoreFault`."""
-    try:
-        yield
-    except Error as error:
-        raise StoreFault(error) from error
+class engine_io:  # noqa: N801 - used as a function: `with engine_io():`
+    """Wrap the engine's own database work: its errors become `StoreFault`. (A class rather
+    than a generator: it wraps every checkpoint, and this costs a third as much.)"""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if error is not None and isinstance(error, Error):
+            raise StoreFault(error) from error
 
 
 def after_fault(fault: StoreFault) -> None:

@@ -10,7 +10,7 @@ heartbeat's UPDATE.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from ..states import State
@@ -41,8 +41,13 @@ class Fence:
         placeholder, as a statement prepared on the server needs."""
         return _where(self.uncancelled, casts)
 
-    def params(self) -> list[Any]:
-        return [self.instance_id, self.epoch, self.state.value]
+    def params(self) -> tuple[Any, ...]:
+        """The values of `where()`'s placeholders (the same at every write of a run)."""
+        return self._params
+
+    @cached_property
+    def _params(self) -> tuple[Any, ...]:
+        return (self.instance_id, self.epoch, self.state.value)
 
 
 @lru_cache(maxsize=4)

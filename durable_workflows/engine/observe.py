@@ -77,18 +77,26 @@ def about(instance_id: str, workflow: str | None = None, position: int | None = 
     return {"instance_id": instance_id, "workflow": workflow, "position": position}
 
 
+#: `_observers` as it was last changed, which the hot path reads without copying the list.
+_installed: tuple[Observer, ...] = ()
+
+
 def add_observer(observer: Observer) -> None:
+    global _installed
     if observer not in _observers:
         _observers.append(observer)
+        _installed = tuple(_observers)
 
 
 def remove_observer(observer: Observer) -> None:
+    global _installed
     if observer in _observers:
         _observers.remove(observer)
+        _installed = tuple(_observers)
 
 
 def _each(method: str, *args: Any) -> None:
-    for observer in list(_observers):
+    for observer in _installed:
         try:
             getattr(observer, method)(*args)
         except Exception:

@@ -12,9 +12,9 @@ import asyncio
 import contextvars
 import inspect
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import lru_cache
+from types import TracebackType
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -70,27 +70,33 @@ async def attempt_async(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: d
     return False, error
 
 
-@contextmanager
-def step_scope(*, awaited: bool = False) -> Iterator[None]:
+class step_scope:  # noqa: N801 - used as a function: `with step_scope():`
     """Where a step's own code runs: primitives are refused (IN_STEP), and a BaseException
     it raises that is its failure (stops.py) is carried out as one. In an awaited step a
     CancelledError is the step's own unless the task is being cancelled from outside (its
-    deadline, or the run's end)."""
-    token = IN_STEP.set(True)
-    try:
-        yield
-    except Exception:
-        raise
-    except BaseException as error:
-        if awaited and isinstance(error, asyncio.CancelledError):
-            if _cancelled_from_outside():
-                raise
-            raise Carried(error) from None
-        if stops.is_failure(error):
-            raise Carried(error) from None
-        raise
-    finally:
-        IN_STEP.reset(token)
+    deadline, or the run's end). (A class rather than a generator: it wraps every step.)"""
+
+    __slots__ = ("awaited", "token")
+
+    def __init__(self, *, awaited: bool = False) -> None:
+        self.awaited = awaited
+
+    def __enter__(self) -> None:
+        self.token = IN_STEP.set(True)
+
+    def __exit__(self, exc_type: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        try:
+            if error is None or isinstance(error, Exception):
+                return
+            if self.awaited and isinstance(error, asyncio.CancelledError):
+                if _cancelled_from_outside():
+                    return
+                raise Carried(error) from None
+            if stops.is_failure(error):
+                raise Carried(error) from None
+        finally:
+            IN_STEP.reset(self.token)
 
 
 def call_in_scope(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -40,15 +40,18 @@ class StepCall:
         if atomic:
             atomic_steps.check(name, fn, timeout)
         self.timeout = None if timeout is None else parse_duration(timeout, what=f"timeout of step {name!r}").total_seconds()
-        self.cursor = Cursor.enter(wf, "step")
-        self.slot = self.cursor.slot
-        self.lane = self.slot.lane
-        self.position = self.slot.position
+        self.cursor = cursor = Cursor.enter(wf, "step")
+        self.slot = slot = cursor.slot
+        self.lane = lane = slot.lane
+        self.position = slot.position
+        #: The branch the step runs in ("" for the workflow function's own lane).
+        self.branch = lane.branch
         #: What the lifecycle events of a step in a branch also carry.
-        self.where = branch_data(self.slot.branch)
+        self.where = branch_data(lane.branch)
         self.wf = wf
-        self.run = self.cursor.run
-        self.checkpoint = self.cursor.checkpoint
+        self.run = run = cursor.run
+        self.checkpoint = checkpoint = run.checkpoint
+        self.events = checkpoint.events
         self.name = name
         self.fn = fn
         self.args = args
@@ -104,8 +107,9 @@ class StepCall:
         """Count the attempt; store it first when it must survive a restart. Returns the
         seconds it may run."""
         self.run.lease.check()
-        events = self.run.events
-        now = events.stamp()
+        events = self.events
+        read = clock.now()  # one read of the clock for the attempt's start and its write
+        now = events.stamp(read)
         if self.rerun:
             self.rerun = False
         else:
@@ -113,7 +117,7 @@ class StepCall:
             self.remaining = self.timeout
         self.lane.attempt = self.attempt
         self.observed = observe.AttemptInfo(self.run.observed, self.wf.workflow, self.wf.instance_id, self.name,
-                                            self.position, self.slot.branch, self.attempt)
+                                            self.position, self.branch, self.attempt)
         observe.attempt_started(self.observed)
         record = self.record
         if record is not None and record.state == StepState.RUNNING and record.attempt_started_at is not None:
@@ -123,7 +127,7 @@ class StepCall:
                        name=self.name, attempt=record.attempts, **self.where)
         if record is None:
             record = StepRecord.new(
-                instance_id=self.wf.instance_id, branch=self.slot.branch, position=self.position, name=self.name,
+                instance_id=self.wf.instance_id, branch=self.branch, position=self.position, name=self.name,
                 kind=StepKind.STEP, started_at=now,
             )
             self.record = record
@@ -143,12 +147,12 @@ class StepCall:
             events.add("timeout.set", self.position, name=self.name, attempt=self.attempt,
                        deadline=record.deadline_at.isoformat(), **self.where)
         if self.durable_attempts:
-            self.checkpoint.save(record)
+            self.checkpoint.save(record, read)
         elif self.checkpoint.children or self.checkpoint.deferred or self.checkpoint.meta is not None:
             # Children started before this step start before it runs, a step that finished
             # before it is on record before it runs, and progress set before it (set_meta)
             # can be read while it runs.
-            self.checkpoint.save()
+            self.checkpoint.save(now=read)
         return self.remaining
 
     def succeeded(self, value: Any) -> Any:
@@ -159,14 +163,15 @@ class StepCall:
             raise
         record = self.record
         assert record is not None
-        now = self.run.events.stamp()
+        events = self.events
+        now = events.stamp()
         record.state = StepState.COMPLETED
         record.result = stored
         record.finished_at = now
         record.deadline_at = None
         record.error_type = record.error_message = record.error_traceback = record.error_replay = ""
-        self.run.events.add("step.completed", self.position, at=now, derived=True, name=self.name,
-                            attempt=self.attempt, **self.where)
+        events.add("step.completed", self.position, at=now, derived=True, name=self.name,
+                   attempt=self.attempt, **self.where)
         observe.attempt_finished(self.observed)
         self.observed = None
         self.checkpoint.step_finished = True
@@ -178,13 +183,13 @@ class StepCall:
             self.checkpoint.defer(record)
         self.lane.advance(now)
         # Hand back the stored form, so the first run sees exactly what every replay will.
-        return serialization.loads(stored)
+        return serialization.stored_value(value, stored)
 
     def failed(self, error: BaseException) -> Outcome:
         """Record a failed attempt and decide: retry now, stop the run until a retry is due,
         or raise the error into the workflow. Writes nothing: what it decides goes out with
         the next write."""
-        events = self.run.events
+        events = self.events
         record = self.record
         assert record is not None
         self._log_start(record)

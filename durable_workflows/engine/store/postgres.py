@@ -6,7 +6,9 @@ else is the ORM store's.
 Data-modifying CTEs let the fence (or the compare-and-set of a transition), the step records
 and the events go out together: when the fence matches no row, the INSERTs select from an
 empty set and write nothing, so the statement is all-or-nothing like the ORM transaction it
-replaces. The columns are the models' own, read from their fields.
+replaces. A checkpoint of step records alone, the one of nearly every step, needs no CTE: its
+INSERT selects its rows only where an EXISTS finds the fence. The columns are the models'
+own, read from their fields.
 
 Parsing and planning such a statement costs more than executing it, so each is a prepared
 statement: planned once per connection, then only bound and executed. A pooler that cannot
@@ -16,9 +18,7 @@ keep prepared statements (PgBouncer in transaction mode before 1.21) needs
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache, partial
 from operator import attrgetter
@@ -39,6 +39,7 @@ from ...models import (
     StepState,
     WorkflowInstance,
 )
+from ...serialization import compiled
 from ...states import State, check_transition
 from ..events import EventBuffer
 from .base import CLAIMABLE, Claimed, Write
@@ -73,10 +74,12 @@ class PostgresStore(OrmStore):
         else:
             ids = checkpoint(write.fence, write.records, write.events, write.values)
             write.renewed = "lease_expires_at" in write.values
-            for record in write.records:
-                record.pk = ids[record.slot]
-                record._state.adding = False
-                record._state.db = database.alias()
+            if write.records:
+                alias = database.alias()
+                for record in write.records:
+                    record.id = ids[record.slot]
+                    record._state.adding = False
+                    record._state.db = alias
 
 
 def _columns(model: Any, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -95,18 +98,9 @@ _step_values = attrgetter(*STEP_FIELDS)
 _encode = DjangoJSONEncoder().encode
 
 
-def _event_encoder() -> Callable[[Any], str]:
-    """`_encode` for the lifecycle rows' data (plain dicts the engine builds, a few per step):
-    the same text, from one C encoder made once instead of one per call."""
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
-        return _encode
-    chunks = make(None, DjangoJSONEncoder().default, json.encoder.encode_basestring_ascii, None,
-                  ": ", ", ", False, False, True)
-    return lambda data: "".join(chunks(data, 0))
-
-
-_encode_data = _event_encoder()
+#: `_encode` for the lifecycle rows' data (plain dicts the engine builds, a few per step):
+#: the same text, from one C encoder made once instead of one per call.
+_encode_data = compiled(DjangoJSONEncoder())
 
 
 @lru_cache(maxsize=64)
@@ -129,34 +123,60 @@ def _statement(n_records: int, n_events: int, columns: tuple[str, ...], fence_sq
     return ",\n".join(parts) + "\n" + select
 
 
+@lru_cache(maxsize=16)
+def _records_statement(n_records: int, fence_sql: str) -> str:
+    """The checkpoint of nearly every step, step records and nothing else: one INSERT whose
+    rows are selected only if the fence holds. The fence is an uncorrelated EXISTS, which
+    the server evaluates once before any row, taking the same FOR SHARE lock as the fence
+    of `_statement`; the server does less than for `_statement`'s CTEs, which it must
+    materialize, join and count. It returns a row per record written: as many as it was
+    given, or none when the fence failed."""
+    names, values = _values(StepRecord, STEP_FIELDS, n_records)
+    ((_, instance_type),) = _columns(StepRecord, ("instance",))
+    return (
+        f"INSERT INTO {StepRecord._meta.db_table} (instance_id, {names}) "
+        f"SELECT %s::{instance_type}, v.* FROM (VALUES {values}) AS v({names}) "
+        f"WHERE EXISTS (SELECT 1 FROM {WorkflowInstance._meta.db_table} WHERE {fence_sql} FOR SHARE) "
+        "RETURNING branch, position, id"
+    )
+
+
 def _events_cte(n_events: int) -> str:
     return _insert_cte("events", Event, EVENT_FIELDS, n_events, "")
 
 
-def _written(fence: Fence, records: list[StepRecord], events: list[Any]) -> list[Any]:
-    """The parameters after the instance's own: the fence's, then each record's and event's
+def _written(fence: Fence, records: list[StepRecord], events: list[Any], params: list[Any]) -> list[Any]:
+    """`params` (the instance's own) followed by the fence's, then each record's and event's
     values, as the statements of a checkpoint and of a run's end take them."""
-    params = fence.params()
+    params += fence.params()
     for record in records:
-        params.extend(_step_values(record))
-    return params + _event_params(events)
+        params += _step_values(record)
+    if events:
+        params += _event_params(events)
+    return params
 
 
 def _event_params(events: list[Any]) -> list[Any]:
     params: list[Any] = []
     for event in events:
-        params.extend((event.kind, event.position, _encode_data(event.data), event.at))
+        params += (event.kind, event.position, _encode_data(event.data), event.at)
     return params
+
+
+def _values(model: Any, fields: tuple[str, ...], rows: int) -> tuple[str, str]:
+    """The column names of the model's `fields`, and a VALUES list of `rows` rows of typed
+    placeholders for them."""
+    columns = _columns(model, fields)
+    row = "(" + ", ".join(f"%s::{kind}" for _, kind in columns) + ")"
+    return ", ".join(column for column, _ in columns), ", ".join([row] * rows)
 
 
 def _insert_cte(name: str, model: Any, fields: tuple[str, ...], rows: int, returning: str) -> str:
     """An INSERT of `rows` rows that writes only if the fence CTE found the instance."""
-    columns = _columns(model, fields)
-    row = "(" + ", ".join(f"%s::{kind}" for _, kind in columns) + ")"
-    names = ", ".join(column for column, _ in columns)
+    names, values = _values(model, fields, rows)
     return (
         f"{name} AS (INSERT INTO {model._meta.db_table} (instance_id, {names}) "
-        f"SELECT fence.id, v.* FROM fence, (VALUES {', '.join([row] * rows)}) AS v({names}) "
+        f"SELECT fence.id, v.* FROM fence, (VALUES {values}) AS v({names}) "
         f"{returning})"
     )
 
@@ -176,14 +196,18 @@ def _run(sql: str, params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
     # server, so only our fixed statement text is ever prepared.
     cursor = _server_cursor(db, raw, sql)
     db.validate_no_broken_transaction()
-    started = time.monotonic()
+    logged = db.queries_logged
+    started = time.monotonic() if logged else 0.0
     previous, raw.prepare_threshold = raw.prepare_threshold, 0
     try:
         with db.wrap_database_errors:
-            return _through_wrappers(db, cursor, sql, params)
+            if db.execute_wrappers:
+                return _through_wrappers(db, cursor, sql, params)
+            cursor.execute(sql, params)
+            return cast("list[tuple[Any, ...]]", cursor.fetchall())
     finally:
         raw.prepare_threshold = previous
-        if db.queries_logged:
+        if logged:
             _log(db, raw, sql, params, started)
 
 
@@ -197,9 +221,8 @@ def _execute(sql: str, params: list[Any] | dict[str, Any], many: bool,
 def _through_wrappers(db: Any, cursor: Any, sql: str,
                       params: list[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
     """Execute as Django's cursor does: through the connection's `execute_wrapper`s, so
-    instrumentation (and the tests' fault injection) sees these statements too."""
-    if not db.execute_wrappers:
-        return _execute(sql, params, False, {"cursor": cursor})
+    instrumentation (and the tests' fault injection) sees these statements too. (`_run`
+    executes directly when there are none.)"""
     executor: Any = _execute
     for wrapper in reversed(db.execute_wrappers):
         executor = partial(wrapper, executor)
@@ -248,11 +271,19 @@ def checkpoint(fence: Fence, records: list[StepRecord], events: list[Any],
     on the instance row (lease, recovery count, meta) when given: most checkpoints leave the
     row alone. Returns the new records' ids by slot (branch, position); raises LeaseLost when the fence
     fails, and then nothing was written."""
+    if records and not events and not fields:
+        params: list[Any] = [fence.instance_id]
+        for record in records:
+            params += _step_values(record)
+        params += fence.params()
+        rows = _run(_records_statement(len(records), fence.where(casts=True)), params)
+        if len(rows) != len(records):
+            raise LeaseLost()
+        return {(branch, position): pk for branch, position, pk in rows}
     columns = tuple(fields)
-    params: list[Any] = [_encode(fields[c]) if c == "meta" else fields[c] for c in columns]
-    params += _written(fence, records, events)
+    params = [_encode(fields[c]) if c == "meta" else fields[c] for c in columns] if fields else []
     sql = _statement(len(records), len(events), columns, fence.where(casts=True))
-    rows = _run(sql, params)
+    rows = _run(sql, _written(fence, records, events, params))
     if not rows or rows[0][1] != -1 or rows[0][2] != 1:
         raise LeaseLost()
     return {(branch, position): pk for branch, position, pk in rows[1:]}
@@ -325,9 +356,8 @@ def finish(fence: Fence, values: dict[str, Any], records: list[StepRecord], even
     # `values` names the instance's own columns: concrete fields, not relations.
     fields = [cast("Field[Any, Any]", meta.get_field(name)) for name in values]
     params = [f.get_db_prep_save(values[f.name], db) for f in fields]
-    params += _written(fence, records, events)
     sql = _finish_statement(tuple(f.column for f in fields), len(records), len(events), fence.where())
-    if _run(sql, params)[0][0] != 1:
+    if _run(sql, _written(fence, records, events, params))[0][0] != 1:
         raise LeaseLost()
     for record in records:
         record._state.adding = False
