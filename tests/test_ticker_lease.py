@@ -1,0 +1,75 @@
+"""The lease that makes one process of a cluster its ticker (engine.ticker_lease), in one
+process: two leases of one cluster stand for two of its workers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+
+from durable_workflows.engine import clock
+from durable_workflows.engine.ticker_lease import ClusterLease, renew_every, term, try_every
+from durable_workflows.models import TickerLease
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _expire(cluster: str) -> None:
+    TickerLease.objects.filter(name=cluster).update(expires_at=clock.now() - timedelta(seconds=1))
+
+
+def test_the_first_process_takes_it_and_the_others_do_not():
+    first, second = ClusterLease("c1"), ClusterLease("c1")
+    assert first.keep() and first.held
+    assert not second.keep() and not second.held
+    row = TickerLease.objects.get(name="c1")
+    assert row.holder == first.holder and row.expires_at > clock.now()
+    # The holder renews it; the other goes on finding it held.
+    assert first.keep() and not second.keep()
+    assert TickerLease.objects.get(name="c1").holder == first.holder
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_holder_learns_it_lost_it():
+    first, second = ClusterLease("c2"), ClusterLease("c2")
+    first.keep()
+    _expire("c2")
+    assert second.keep()
+    assert TickerLease.objects.get(name="c2").holder == second.holder
+    assert not first.keep() and first.holder is None
+    assert second.keep()
+
+
+def test_a_released_lease_is_taken_at_the_next_try():
+    first, second = ClusterLease("c3"), ClusterLease("c3")
+    first.keep()
+    first.release()
+    assert not first.held
+    row = TickerLease.objects.get(name="c3")
+    assert row.holder == ""
+    assert second.keep()
+    # A release by a process that lost the lease leaves the new holder's alone.
+    first.holder = "stale"
+    first.release()
+    assert TickerLease.objects.get(name="c3").holder == second.holder
+
+
+def test_each_cluster_name_has_its_own_lease():
+    a, b = ClusterLease("ca"), ClusterLease("cb")
+    assert a.keep() and b.keep()
+    assert TickerLease.objects.filter(name__in=["ca", "cb"]).count() == 2
+
+
+def test_a_hold_lapses_on_its_own_clock_when_it_cannot_be_renewed(monkeypatch):
+    lease = ClusterLease("c4")
+    assert lease.keep()
+    monkeypatch.setattr(lease, "_renewed_at", lease._renewed_at - term())
+    assert not lease.held
+
+
+@override_settings(DURABLE_WORKFLOWS={"LEASE_SECONDS": 3, "HEARTBEAT_SECONDS": 1})
+def test_a_dead_holder_is_replaced_within_lease_seconds():
+    # Its last renewal plus the term, then at most one try of another process.
+    assert term() + try_every() <= 3
+    assert renew_every() < term() / 2
+
