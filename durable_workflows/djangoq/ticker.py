@@ -21,6 +21,8 @@ clusters on one database (each name has its own lease), or two holders for a mom
 fire an alarm twice. The `Schedule` rows stay as the backstop: the tasks they run restart
 this thread if it is gone.
 
+`DURABLE_WORKFLOWS["WAKEUP"]` "notify" polls as "poll" does for now.
+
 The thread keeps one database connection for its life: polling five times a second with
 Django's default `CONN_MAX_AGE=0` would otherwise reconnect five times a second. It closes
 the connection after an error, when the connection outlives a positive `CONN_MAX_AGE`, and
