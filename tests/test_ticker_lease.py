@@ -73,3 +73,37 @@ def test_a_dead_holder_is_replaced_within_lease_seconds():
     assert term() + try_every() <= 3
     assert renew_every() < term() / 2
 
+
+def test_alarms_due_finds_what_a_pass_of_fire_alarms_would_do():
+    from durable_workflows import client, fire_alarms
+    from durable_workflows.engine.scans import alarms_due
+    from durable_workflows.models import Alarm, WorkflowInstance
+
+    assert not alarms_due()
+    nap = client.start("tests.nap", "1h")
+    assert nap.refresh().state == "paused" and not alarms_due()
+    Alarm.objects.filter(instance_id=nap.instance_id).update(fire_at=clock.now() - timedelta(seconds=1))
+    assert alarms_due()
+    assert fire_alarms() == [nap.instance_id]
+    assert nap.refresh().state == "completed" and not alarms_due()
+
+    late = client.start("events.deadline")
+    assert late.refresh().state == "paused" and not alarms_due()
+    WorkflowInstance.objects.filter(pk=late.instance_id).update(deadline_at=clock.now() - timedelta(seconds=1))
+    assert alarms_due()
+    assert fire_alarms() == [late.instance_id]
+    assert not alarms_due()
+
+
+def test_alarms_due_finds_a_queued_instance_past_its_deadline():
+    from durable_workflows import client
+    from durable_workflows.engine.scans import alarms_due
+    from durable_workflows.models import WorkflowInstance
+
+    with override_settings(DURABLE_WORKFLOWS={"DISPATCHER": "tests.test_workers_glue.LosingDispatcher"}):
+        handle = client.start("events.deadline")
+        assert handle.refresh().state == "queued" and not alarms_due()
+        # Its task went out before its deadline, and it has not run since.
+        WorkflowInstance.objects.filter(pk=handle.instance_id).update(
+            dispatched_at=clock.now() - timedelta(seconds=2), deadline_at=clock.now() - timedelta(seconds=1))
+        assert alarms_due()

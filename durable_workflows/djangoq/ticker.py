@@ -5,7 +5,8 @@ django-q2's scheduler looks at `Schedule` rows about every 30 seconds, far too c
 two-second sleep or a retry delay. So each worker process, once django-q2 has spawned it
 (`post_spawn`), runs this thread. One of them per cluster (`Conf.PREFIX`, the Q_CLUSTER
 name) holds the cluster's ticker lease (`engine.ticker_lease`) and does the periodic work:
-every ALARM_POLL_SECONDS it fires due alarms and deadlines, every RECOVERY_POLL_SECONDS it re-dispatches runs whose lease expired
+every ALARM_POLL_SECONDS it fires due alarms and deadlines (a pass with nothing due is one
+query, `alarms_due`), every RECOVERY_POLL_SECONDS it re-dispatches runs whose lease expired
 and tasks the broker lost (`lost_tasks`) and starts the scheduled workflows that are due,
 and once a minute it deletes the finished instances past their retention. The other workers'
 tickers only try to take the lease, one statement every LEASE_SECONDS / 3, and one of them
@@ -97,11 +98,11 @@ class Ticker(threading.Thread):
         return self._stopping.is_set()
 
     def run(self) -> None:
-        from ..engine import fire_alarms, fire_schedules, recover
+        from ..engine import fire_schedules, recover
         from .lost_tasks import find_lost_tasks
 
         jobs: list[tuple[Callable[[], Any], float]] = [
-            (fire_alarms, self.alarm_interval),
+            (_fire_due_alarms, self.alarm_interval),
             (recover, self.recovery_interval),
             (find_lost_tasks, self.recovery_interval),
             # Cron's finest unit is a second; a pass with nothing due is one query.
@@ -169,6 +170,15 @@ class Ticker(threading.Thread):
         self.ticks += 1
         _retire_old_connections()
         return True
+
+
+def _fire_due_alarms() -> None:
+    """Fire due alarms and deadlines; an idle pass is the one query that finds none due."""
+    from ..engine import fire_alarms
+    from ..engine.scans import alarms_due
+
+    if alarms_due():
+        fire_alarms()
 
 
 # Seconds between two retention passes of a worker's ticker.
