@@ -3,14 +3,18 @@ process: two leases of one cluster stand for two of its workers."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import DatabaseError
 from django.test import override_settings
 
 from durable_workflows.engine import clock
 from durable_workflows.engine.ticker_lease import ClusterLease, renew_every, term, try_every
 from durable_workflows.models import TickerLease
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,3 +111,41 @@ def test_alarms_due_finds_a_queued_instance_past_its_deadline():
         WorkflowInstance.objects.filter(pk=handle.instance_id).update(
             dispatched_at=clock.now() - timedelta(seconds=2), deadline_at=clock.now() - timedelta(seconds=1))
         assert alarms_due()
+
+
+class CountingEvent(threading.Event):
+    """The ticker's stop event, counting the waits of its loop."""
+
+    waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def test_a_ticker_whose_renewals_fail_stops_the_work_once_its_term_ran_out_and_does_not_spin():
+    from durable_workflows import ticker
+
+    with override_settings(DURABLE_WORKFLOWS={"LEASE_SECONDS": 0.6, "HEARTBEAT_SECONDS": 0.2}):
+        thread = ticker.Ticker(alarm_interval=0.05, recovery_interval=0.05, cluster="c5")
+        thread._stopping = CountingEvent()
+        taken = thread.lease.keep
+
+        def keep() -> bool:
+            if thread.lease.holder is None:
+                return taken()
+            raise DatabaseError("the database went away")
+
+        thread.lease.keep = keep  # type: ignore[method-assign]
+        thread.start()
+        try:
+            wait_until(lambda: thread.errors >= 5, timeout=20, message="failed renewals")
+            wait_until(lambda: not thread.holds_lease, timeout=20, message="the hold to lapse")
+            ticks, waits, began = thread.ticks, thread._stopping.waits, time.monotonic()
+            time.sleep(0.5)  # what the loop does meanwhile: only the renewals, a few a second
+            assert thread.ticks == ticks
+            assert thread._stopping.waits - waits <= 5 + 20 * (time.monotonic() - began)
+        finally:
+            thread.stop()
+            thread.join(10)
+    assert not thread.is_alive()

@@ -118,16 +118,18 @@ class Ticker(threading.Thread):
             while not self._stopping.is_set():
                 now = time.monotonic()
                 if now >= lease_due:
-                    held = self._keep_lease()
+                    self._keep_lease()
                     lease_due = time.monotonic() + self.lease.next_in()
-                    if held and not due:
-                        # This process does the cluster's periodic work from now on, each
-                        # job at a random phase of its interval.
-                        due = [now + random.uniform(0, interval) for _, interval in jobs]
-                    elif not held:
-                        due = []
+                if not self.lease.held:
+                    # Another process does the work, or this one's hold lapsed (its renewal
+                    # failed): only the next try, or renewal, is due.
+                    due = []
+                elif not due:
+                    # This process does the cluster's periodic work from now on, each job at
+                    # a random phase of its interval.
+                    due = [now + random.uniform(0, interval) for _, interval in jobs]
                 for index, (job, interval) in enumerate(jobs):
-                    if due and now >= due[index] and self.lease.held:
+                    if due and now >= due[index]:
                         delay = interval if self._call(job) else max(interval, 1.0)
                         due[index] = time.monotonic() + delay
                 self._stopping.wait(max(0.0, min([lease_due, *due]) - time.monotonic()))
@@ -141,15 +143,14 @@ class Ticker(threading.Thread):
         """Whether this ticker does its cluster's periodic work now."""
         return self.lease.held
 
-    def _keep_lease(self) -> bool:
+    def _keep_lease(self) -> None:
         try:
-            return self.lease.keep()
+            self.lease.keep()
         except Exception:
             self.errors += 1
             logger.exception("durable_workflows ticker: the ticker lease of cluster %s could not be kept",
                              self.cluster)
             connections.close_all()
-            return self.lease.held
 
     def _release_lease(self) -> None:
         try:
