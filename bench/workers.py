@@ -29,6 +29,8 @@ step workflows and no-op tasks, default 1000), BENCH_ALARMS (default 200), BENCH
 BENCH_EVENTS (default 200), BENCH_CHILDREN (default 1000); BENCH_PARTS picks what to run
 (default "throughput,e2e,alarms,events,children,kills,unsaved"); BENCH_E2E (default 300) and
 BENCH_E2E_ROUNDS (default 5).
+
+    python bench/workers.py --mode idle          # an idle cluster's cost (bench/idle.py)
 """
 
 from __future__ import annotations
@@ -143,7 +145,16 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--setup", choices=sorted(SETUPS), action="append")
     parser.add_argument("--json", action="store_true", help="measure in this process, print JSON")
+    parser.add_argument("--mode", choices=["full", "idle"], default="full",
+                        help="idle: what an idle cluster of 2 and 8 workers costs PostgreSQL (bench/idle.py)")
     args = parser.parse_args(argv)
+    if args.mode == "idle":
+        from bench import idle
+
+        if args.json:
+            print(json.dumps(idle.measure()))
+            return 0
+        return idle.run(POSTGRES_URL, REDIS_URL, __file__, ROOT)
     if args.json:
         print(json.dumps(measure()))
         return 0

@@ -9,7 +9,7 @@ from django.conf import settings as django_settings
 from django.core import checks
 from django.urls import URLResolver, get_resolver
 
-from .conf import DEFAULTS
+from .conf import DEFAULTS, WAKEUPS
 
 #: Where our django-q2 dispatcher lives (and its first path, which settings may still name).
 DJANGO_Q_DISPATCHERS = ("durable_workflows.djangoq.", "durable_workflows.tasks.")
@@ -40,6 +40,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 "DURABLE_WORKFLOWS HEARTBEAT_SECONDS must be shorter than LEASE_SECONDS",
                 hint="a lease that expires between heartbeats lets a second worker take over a live run",
                 id="durable_workflows.E003",
+            )
+        )
+    wakeup = user.get("WAKEUP", DEFAULTS["WAKEUP"])
+    if wakeup not in WAKEUPS:
+        messages.append(
+            checks.Error(
+                f"DURABLE_WORKFLOWS WAKEUP is {wakeup!r}, which is not one of: {', '.join(WAKEUPS)}",
+                hint='"poll" looks for due work every ALARM_POLL_SECONDS and works on every database; '
+                     '"notify" is accepted and polls for now',
+                id="durable_workflows.E008",
             )
         )
     alias = user.get("DATABASE", DEFAULTS["DATABASE"])

@@ -29,8 +29,13 @@ DEFAULTS: dict[str, Any] = {
     # How often the in-worker ticker looks for due alarms, and for stale leases and lost tasks.
     "ALARM_POLL_SECONDS": 0.2,
     "RECOVERY_POLL_SECONDS": 1.0,
-    # Run the ticker thread inside each qcluster worker process.
+    # Run the ticker thread inside each qcluster worker process; one of them per cluster, the
+    # holder of the cluster's ticker lease, does the periodic work.
     "WORKER_TICKER": True,
+    # How the ticker learns that work is due: "poll" looks every ALARM_POLL_SECONDS (and
+    # RECOVERY_POLL_SECONDS). "notify" is accepted and polls for now; waking on PostgreSQL's
+    # LISTEN/NOTIFY comes with a later release.
+    "WAKEUP": "poll",
     # django-q2 options passed to async_task (for example {"cluster": "workflows"}).
     "Q_OPTIONS": {},
     # Import strings of the DRF permission classes guarding the REST API. The default lets in
@@ -57,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 IMPORT_STRINGS = {"DISPATCHER", "SERIALIZER"}
+#: The values WAKEUP takes.
+WAKEUPS = ("poll", "notify")
 
 
 class Settings:

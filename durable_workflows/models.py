@@ -540,3 +540,27 @@ class ScheduleFire(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow} last fired for {self.last_fire_at.isoformat()}"
+
+
+class TickerLease(models.Model):
+    """Which process of a cluster runs its ticker, the periodic work done once per cluster
+    (firing alarms, recovery, lost tasks, schedules, retention): the one whose lease has not
+    expired. One row per cluster name; the other processes of the cluster only try, now and
+    then, to take it, and one of them does once it is released or has expired."""
+
+    name = models.CharField("cluster", max_length=255, primary_key=True,
+                            help_text="The django-q2 cluster's name (Q_CLUSTER name).")
+    holder = models.CharField("holder", max_length=255, blank=True, default="",
+                              help_text="The process holding it (host:pid:token); blank once released.")
+    taken_at = models.DateTimeField("taken", null=True, blank=True,
+                                    help_text="When the holder took it.")
+    expires_at = models.DateTimeField("expires", help_text="Until when the holder holds it without renewing.")
+
+    objects = AliasManager()
+
+    class Meta:
+        base_manager_name = "objects"
+        verbose_name = "ticker lease"
+
+    def __str__(self) -> str:
+        return f"ticker of {self.name}: {self.holder or 'nobody'}"

@@ -78,3 +78,18 @@ def test_the_api_is_found_however_deep_it_is_mounted():
 def test_no_api_mounted_needs_no_rest_framework():
     with override_settings(INSTALLED_APPS=without("rest_framework"), ROOT_URLCONF="tests.urls_no_api"):
         assert check_rest_framework_installed() == []
+
+
+@pytest.mark.parametrize("wakeup", ["poll", "notify"])
+def test_the_wakeup_setting_takes_poll_and_notify(wakeup):
+    with override_settings(DURABLE_WORKFLOWS={"WAKEUP": wakeup}):
+        assert ids(checks.run_checks()) == []
+
+
+@pytest.mark.parametrize("wakeup", ["listen", "", None, 1])
+def test_any_other_wakeup_is_an_error_naming_the_setting(wakeup):
+    with override_settings(DURABLE_WORKFLOWS={"WAKEUP": wakeup}):
+        errors = [m for m in checks.run_checks() if m.id == "durable_workflows.E008"]
+    assert len(errors) == 1 and errors[0].level == checks.ERROR
+    assert "DURABLE_WORKFLOWS WAKEUP is" in errors[0].msg and repr(wakeup) in errors[0].msg
+    assert '"poll"' in errors[0].hint

@@ -1,5 +1,5 @@
-"""Scheduled workflows under real `qcluster` processes: every worker's ticker runs the pass,
-and each fire time still gets exactly one instance, run once."""
+"""Scheduled workflows under real `qcluster` processes: the ticker of each cluster runs the
+pass, and each fire time still gets exactly one instance, run once."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def test_two_clusters_start_each_fire_time_once(workers):
-    for label in ("a", "b"):
-        workers.clusters.start(label, DW_EVERY_SECOND=1)
+    # Of two names: each cluster has its ticker, so two passes run every second.
+    workers.clusters.start("a", DW_EVERY_SECOND=1)
+    workers.clusters.start("b", DW_EVERY_SECOND=1, DW_CLUSTER_NAME=workers.another_name())
     started = WorkflowInstance.objects.filter(workflow="workers.every_second", state="completed")
     wait_until(lambda: started.count() >= 4, timeout=60, interval=0.2, message="four fire times to run")
     for cluster in workers.clusters.started:
@@ -28,7 +29,7 @@ def test_two_clusters_start_each_fire_time_once(workers):
     fire = ScheduleFire.objects.get(workflow="workers.every_second")
     assert fire.last_instance_id == max(WorkflowInstance.objects.filter(workflow="workers.every_second")
                                         .values_list("pk", flat=True))
-    # Four worker tickers ran the pass every second; each instance's step ran once.
+    # Two tickers ran the pass every second; each instance's step ran once.
     ticks = [e for e in workers.executions() if e.step == "tick"]
     finished = set(ids)
     assert set(steplog.starts([e for e in ticks if e.instance in finished]).values()) == {1}

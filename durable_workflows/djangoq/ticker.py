@@ -1,18 +1,28 @@
-"""The ticker: a thread in each qcluster worker that fires due alarms and recovers lost work.
+"""The ticker: a thread in each qcluster worker; the one of its cluster that holds the
+cluster's ticker lease fires due alarms and recovers lost work.
 
 django-q2's scheduler looks at `Schedule` rows about every 30 seconds, far too coarse for a
 two-second sleep or a retry delay. So each worker process, once django-q2 has spawned it
-(`post_spawn`), runs this thread: every ALARM_POLL_SECONDS it fires due alarms, every
-RECOVERY_POLL_SECONDS it re-dispatches runs whose lease expired and tasks the broker lost
-(`lost_tasks`) and starts the scheduled workflows that are due, and once a minute it deletes
-the finished instances past their retention. A second thread makes the worker exit when its
-parent (the cluster's guard) dies, and ends the whole cluster when its task queue is wedged
+(`post_spawn`), runs this thread. One of them per cluster (`Conf.PREFIX`, the Q_CLUSTER
+name) holds the cluster's ticker lease (`engine.ticker_lease`) and does the periodic work:
+every ALARM_POLL_SECONDS it fires due alarms and deadlines (a pass with nothing due is one
+query, `alarms_due`), every RECOVERY_POLL_SECONDS it re-dispatches runs whose lease expired
+and tasks the broker lost (`lost_tasks`) and starts the scheduled workflows that are due,
+and once a minute it deletes the finished instances past their retention. The other workers'
+tickers only try to take the lease, one statement every LEASE_SECONDS / 3, and one of them
+takes it over within LEASE_SECONDS when its holder dies; a holder that stops (SIGTERM, a
+recycle) gives it back, so the next try takes it. An idle cluster costs the database the
+same whatever its number of workers. A second thread makes the worker exit when its parent
+(the cluster's guard) dies, and ends the whole cluster when its task queue is wedged
 (`wedge`).
 It only claims rows and enqueues tasks; the runs themselves go through the broker like any
 other task, so the workers stay free for them. Claims are safe from any number of processes
-at once (SKIP LOCKED on PostgreSQL, compare-and-set elsewhere), so every worker of every
-cluster can tick without coordination. The `Schedule` rows stay as the backstop: the tasks
-they run restart this thread if it is gone.
+at once (SKIP LOCKED on PostgreSQL, compare-and-set elsewhere), so the tickers of several
+clusters on one database (each name has its own lease), or two holders for a moment, never
+fire an alarm twice. The `Schedule` rows stay as the backstop: the tasks they run restart
+this thread if it is gone.
+
+`DURABLE_WORKFLOWS["WAKEUP"]` "notify" polls as "poll" does for now.
 
 The thread keeps one database connection for its life: polling five times a second with
 Django's default `CONN_MAX_AGE=0` would otherwise reconnect five times a second. It closes
@@ -37,6 +47,8 @@ from django.db import connections
 from django_q.conf import Conf
 
 from ..conf import settings
+from ..engine import ticker_lease
+from ..engine.ticker_lease import ClusterLease
 from ..exceptions import WorkerShutdown
 from . import wedge
 
@@ -44,6 +56,9 @@ logger = logging.getLogger("durable_workflows.ticker")
 
 # How long an exiting worker waits for its ticker to finish the tick in progress.
 EXIT_WAIT_SECONDS = 5.0
+# A new ticker tries to take its cluster's lease within this many seconds of its start, so
+# that a cluster that just started fires its alarms at once.
+FIRST_TRY_SECONDS = 1.0
 
 _lock = threading.Lock()
 _ticker: Ticker | None = None
@@ -53,10 +68,14 @@ _terminating = False  # this worker had its SIGTERM (see _on_sigterm)
 
 
 class Ticker(threading.Thread):
-    """Calls `fire_alarms()` and `recover()` on their intervals until `stop()`."""
+    """While it holds its cluster's ticker lease, calls `fire_alarms()`, `recover()` and the
+    other periodic passes on their intervals; otherwise tries to take the lease; until `stop()`."""
 
-    def __init__(self, alarm_interval: float | None = None, recovery_interval: float | None = None) -> None:
+    def __init__(self, alarm_interval: float | None = None, recovery_interval: float | None = None,
+                 cluster: str | None = None) -> None:
         super().__init__(name="durable-workflows-ticker", daemon=True)
+        #: The cluster whose periodic work this ticker does while it holds its lease.
+        self.cluster = str(cluster if cluster is not None else Conf.PREFIX)
         self.alarm_interval = float(alarm_interval if alarm_interval is not None else settings.ALARM_POLL_SECONDS)
         self.recovery_interval = float(
             recovery_interval if recovery_interval is not None else settings.RECOVERY_POLL_SECONDS
@@ -67,6 +86,7 @@ class Ticker(threading.Thread):
                 f"{self.alarm_interval!r} and {self.recovery_interval!r}"
             )
         self._stopping = threading.Event()
+        self.lease = ClusterLease(self.cluster)
         self.ticks = 0
         self.errors = 0
 
@@ -78,32 +98,66 @@ class Ticker(threading.Thread):
         return self._stopping.is_set()
 
     def run(self) -> None:
-        from ..engine import fire_alarms, fire_schedules, recover
+        from ..engine import fire_schedules, recover
         from .lost_tasks import find_lost_tasks
 
-        # Workers start together; a random phase keeps their polls from arriving in step.
-        start = time.monotonic()
-        jobs: list[tuple[Callable[[], Any], float, float]] = [
-            (fire_alarms, self.alarm_interval, start + random.uniform(0, self.alarm_interval)),
-            (recover, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
-            (find_lost_tasks, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
+        jobs: list[tuple[Callable[[], Any], float]] = [
+            (_fire_due_alarms, self.alarm_interval),
+            (recover, self.recovery_interval),
+            (find_lost_tasks, self.recovery_interval),
             # Cron's finest unit is a second; a pass with nothing due is one query.
-            (fire_schedules, self.recovery_interval, start + random.uniform(0, self.recovery_interval)),
+            (fire_schedules, self.recovery_interval),
             # Retention: a minute is far below any sensible PURGE_AFTER, and each pass deletes
             # what expired since the last in bounded batches.
-            (_purge, PURGE_INTERVAL, start + random.uniform(0, PURGE_INTERVAL)),
+            (_purge, PURGE_INTERVAL),
         ]
+        due: list[float] = []
+        # Workers start together: a random phase keeps their first tries from arriving in step.
+        lease_due = time.monotonic() + random.uniform(0, min(FIRST_TRY_SECONDS, ticker_lease.try_every()))
         try:
             while not self._stopping.is_set():
                 now = time.monotonic()
-                for index, (job, interval, due) in enumerate(jobs):
-                    if now >= due:
+                if now >= lease_due:
+                    self._keep_lease()
+                    lease_due = time.monotonic() + self.lease.next_in()
+                if not self.lease.held:
+                    # Another process does the work, or this one's hold lapsed (its renewal
+                    # failed): only the next try, or renewal, is due.
+                    due = []
+                elif not due:
+                    # This process does the cluster's periodic work from now on, each job at
+                    # a random phase of its interval.
+                    due = [now + random.uniform(0, interval) for _, interval in jobs]
+                for index, (job, interval) in enumerate(jobs):
+                    if due and now >= due[index]:
                         delay = interval if self._call(job) else max(interval, 1.0)
-                        jobs[index] = (job, interval, time.monotonic() + delay)
-                self._stopping.wait(max(0.0, min(due for _, _, due in jobs) - time.monotonic()))
+                        due[index] = time.monotonic() + delay
+                self._stopping.wait(max(0.0, min([lease_due, *due]) - time.monotonic()))
         finally:
+            self._release_lease()
             connections.close_all()
             logger.info("durable_workflows ticker stopped in pid %s", os.getpid())
+
+    @property
+    def holds_lease(self) -> bool:
+        """Whether this ticker does its cluster's periodic work now."""
+        return self.lease.held
+
+    def _keep_lease(self) -> None:
+        try:
+            self.lease.keep()
+        except Exception:
+            self.errors += 1
+            logger.exception("durable_workflows ticker: the ticker lease of cluster %s could not be kept",
+                             self.cluster)
+            connections.close_all()
+
+    def _release_lease(self) -> None:
+        try:
+            self.lease.release()
+        except Exception:
+            logger.exception("durable_workflows ticker: the ticker lease of cluster %s could not be released; "
+                             "it expires on its own", self.cluster)
 
     def _call(self, job: Callable[[], Any]) -> bool:
         """Run one scan; on error log it, drop the connection and report failure (back off)."""
@@ -117,6 +171,15 @@ class Ticker(threading.Thread):
         self.ticks += 1
         _retire_old_connections()
         return True
+
+
+def _fire_due_alarms() -> None:
+    """Fire due alarms and deadlines; an idle pass is the one query that finds none due."""
+    from ..engine import fire_alarms
+    from ..engine.scans import alarms_due
+
+    if alarms_due():
+        fire_alarms()
 
 
 # Seconds between two retention passes of a worker's ticker.

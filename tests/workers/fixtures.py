@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -29,9 +29,18 @@ class WorkerSetup:
     broker: str
     step_log: Path
     clusters: Clusters
+    #: Names of clusters of their own a test started besides `name` (another queue each).
+    other_names: list[str] = field(default_factory=list)
 
     def executions(self) -> list[steplog.Execution]:
         return steplog.read(self.step_log)
+
+    def another_name(self) -> str:
+        """A cluster name of its own (its own queue, its own ticker), emptied after the test:
+        pass it to `clusters.start` as DW_CLUSTER_NAME."""
+        name = f"{self.name}x{len(self.other_names)}"
+        self.other_names.append(name)
+        return name
 
 
 def broker_for_database() -> str:
@@ -73,5 +82,6 @@ def workers_fixture(transactional_db, monkeypatch, tmp_path) -> Iterator[WorkerS
             import redis
 
             client = redis.from_url(REDIS_URL)
-            client.delete(f"django_q:{name}:q")
+            for each in (name, *setup.other_names):
+                client.delete(f"django_q:{each}:q")
             client.close()
