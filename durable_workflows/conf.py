@@ -32,10 +32,10 @@ DEFAULTS: dict[str, Any] = {
     # Run the ticker thread inside each qcluster worker process; one of them per cluster, the
     # holder of the cluster's ticker lease, does the periodic work.
     "WORKER_TICKER": True,
-    # How the ticker learns that work is due: "poll" looks every ALARM_POLL_SECONDS (and
-    # RECOVERY_POLL_SECONDS). "notify" is accepted and polls for now; waking on PostgreSQL's
-    # LISTEN/NOTIFY comes with a later release.
-    "WAKEUP": "poll",
+    # How the ticker learns that an alarm is due: "notify" (PostgreSQL with psycopg 3: LISTEN,
+    # woken the moment an alarm is committed, and a slow poll; polling elsewhere) or "poll"
+    # (every ALARM_POLL_SECONDS; set it behind PgBouncer in transaction mode).
+    "WAKEUP": "notify",
     # django-q2 options passed to async_task (for example {"cluster": "workflows"}).
     "Q_OPTIONS": {},
     # Import strings of the DRF permission classes guarding the REST API. The default lets in
