@@ -7,7 +7,8 @@ running, with 2 and with 8 workers and the default LEASE_SECONDS: the transactio
 the database counts for the bench's database (`xact_commit + xact_rollback` of
 `pg_stat_database`), read before and after a window of BENCH_IDLE_SECONDS (default 60: a
 whole period of the `Schedule` backstop, whose tasks run once a minute) once the cluster has
-settled, minus the bench's own reads; total and per worker process.
+settled, minus the bench's own reads; total and per worker process, with WAKEUP "notify"
+and "poll" (BENCH_IDLE_WAKEUPS).
 
 PostgreSQL: BENCH_POSTGRES_URL with "_idle" added to its database name (default
 postgres://postgres@127.0.0.1:5432/dw_bench_idle, created if missing), so that nothing else
@@ -33,6 +34,8 @@ IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
 # rows (about 30 s after the start, when every overdue backstop task runs at once) are over.
 SETTLE_SECONDS = float(os.environ.get("BENCH_IDLE_SETTLE_SECONDS", "35"))
 WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_IDLE_WORKERS", "2,8").split(",")]
+# The WAKEUP settings measured, each with every cluster size.
+WAKEUPS = os.environ.get("BENCH_IDLE_WAKEUPS", "notify,poll").split(",")
 # The default lease: the non-holders' tries to take the cluster's ticker follow it.
 LEASE_SECONDS = 30
 
@@ -44,9 +47,10 @@ def run(postgres_url: str, redis_url: str, script: str, root: Path) -> int:
     url = postgres_url + "_idle"
     _create_postgres_database(url)
     results = []
-    for workers in WORKER_COUNTS:
-        print(f"idle cluster of {workers} workers ...", file=sys.stderr, flush=True)
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.workers_settings", "BENCH_BROKER": "redis",
+    for wakeup, workers in [(w, n) for w in WAKEUPS for n in WORKER_COUNTS]:
+        print(f"idle cluster of {workers} workers, WAKEUP {wakeup} ...", file=sys.stderr, flush=True)
+        env = {**os.environ, "BENCH_WAKEUP": wakeup,
+               "DJANGO_SETTINGS_MODULE": "bench.workers_settings", "BENCH_BROKER": "redis",
                "BENCH_REDIS_URL": redis_url, "BENCH_CLUSTER": f"benchidle{uuid.uuid4().hex[:8]}",
                "BENCH_WORKERS": str(workers), "BENCH_LEASE_SECONDS": str(LEASE_SECONDS),
                "BENCH_HEARTBEAT_SECONDS": "10", "DATABASE_URL": url, "PYTHONUNBUFFERED": "1"}
@@ -54,7 +58,7 @@ def run(postgres_url: str, redis_url: str, script: str, root: Path) -> int:
                               stdout=subprocess.PIPE, text=True)
         if done.returncode != 0:
             raise SystemExit(f"idle cluster of {workers} workers: the measuring process failed")
-        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        results.append({**json.loads(done.stdout.strip().splitlines()[-1]), "wakeup": wakeup})
     print(table(results))
     return 0
 
@@ -116,7 +120,8 @@ def _transactions(stats: Any, database: str) -> int:
 
 def table(results: list[dict[str, Any]]) -> str:
     header = ["idle cluster, PostgreSQL + Redis", "transactions / s", "per worker process"]
-    body = [[f"{r['workers']} workers ({r['seconds']:.0f} s window)", f"{r['per_second']:.1f}",
+    body = [[f"{r['workers']} workers, WAKEUP {r['wakeup']} ({r['seconds']:.0f} s window)",
+             f"{r['per_second']:.1f}",
              f"{r['per_worker']:.2f}"] for r in results]
     widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
     line = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"

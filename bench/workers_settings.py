@@ -60,6 +60,7 @@ DURABLE_WORKFLOWS = {
     "ALARM_POLL_SECONDS": float(os.environ.get("BENCH_ALARM_POLL_SECONDS", "0.2")),
     "RECOVERY_POLL_SECONDS": float(os.environ.get("BENCH_RECOVERY_POLL_SECONDS", "1")),
     "REDISPATCH_AFTER_SECONDS": float(os.environ.get("BENCH_REDISPATCH_AFTER_SECONDS", "60")),
+    "WAKEUP": os.environ.get("BENCH_WAKEUP", "notify"),
 }
 
 LOGGING = {

@@ -16,7 +16,7 @@ import pytest
 
 import tests.workers.workflows  # noqa: F401  (registers the workflows the clusters run)
 from durable_workflows import client
-from durable_workflows.engine import clock
+from durable_workflows.engine import clock, wakeup
 from durable_workflows.models import Event, TickerLease, WorkflowInstance
 from tests.chaos import procs
 from tests.helpers import wait_until
@@ -139,3 +139,34 @@ def test_two_clusters_of_different_names_each_have_a_ticker_and_fire_each_alarm_
     for name, cluster in ((workers.name, a), (other, b)):
         assert _holder(name)[0] in cluster.worker_pids()
         assert "lost the ticker lease" not in cluster.log()
+
+
+def _listeners(db_name: str) -> set[int]:
+    """The server processes LISTENing for alarms on the test database."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND query = %s",
+                       [db_name, f"LISTEN {wakeup.CHANNEL}"])
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def test_a_terminated_listen_connection_is_made_again_and_no_alarm_is_lost(workers):
+    from django.db import connection
+
+    if not wakeup.listens():
+        pytest.skip("LISTEN needs PostgreSQL through psycopg 3")
+    db_name = connection.settings_dict["NAME"]
+    cluster = workers.clusters.start("a", **SHORT_LEASE)
+    _wait_held(workers.name, cluster)
+    (first,) = wait_until(lambda: _listeners(db_name), timeout=60, message="the ticker to LISTEN")
+    naps = [client.start("workers.nap", 1.0 + n / 10, instance_id=f"cut-{n}").instance_id for n in range(20)]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+    again = wait_until(lambda: _listeners(db_name) - {first}, timeout=60, message="a new LISTEN session")
+    assert len(again) == 1
+    wait_until(lambda: WorkflowInstance.objects.filter(pk__in=naps, state="completed").count() == len(naps),
+               timeout=120, interval=0.2, message="every nap to finish")
+    assert "the LISTEN connection failed" in cluster.log()
+    counts = steplog.starts(workers.executions())
+    assert all(counts[(pk, step)] == 1 for pk in naps for step in ("before", "after"))

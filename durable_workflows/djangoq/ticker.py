@@ -22,7 +22,11 @@ clusters on one database (each name has its own lease), or two holders for a mom
 fire an alarm twice. The `Schedule` rows stay as the backstop: the tasks they run restart
 this thread if it is gone.
 
-`DURABLE_WORKFLOWS["WAKEUP"]` "notify" polls as "poll" does for now.
+With `DURABLE_WORKFLOWS["WAKEUP"]` "notify" on PostgreSQL (psycopg 3) the holder does not
+poll for alarms: it LISTENs (`engine.wakeup`), is told of each alarm written with its fire
+time, and sleeps until the earliest it knows of; it looks all the same every
+SLOW_POLL_SECONDS, for what a lost notification announced and for deadlines. The other jobs
+keep their intervals.
 
 The thread keeps one database connection for its life: polling five times a second with
 Django's default `CONN_MAX_AGE=0` would otherwise reconnect five times a second. It closes
@@ -47,7 +51,7 @@ from django.db import connections
 from django_q.conf import Conf
 
 from ..conf import settings
-from ..engine import ticker_lease
+from ..engine import clock, ticker_lease, wakeup
 from ..engine.ticker_lease import ClusterLease
 from ..exceptions import WorkerShutdown
 from . import wedge
@@ -101,6 +105,7 @@ class Ticker(threading.Thread):
         from ..engine import fire_schedules, recover
         from .lost_tasks import find_lost_tasks
 
+        # The alarm pass is the first job (ALARMS): a notification moves its due time.
         jobs: list[tuple[Callable[[], Any], float]] = [
             (_fire_due_alarms, self.alarm_interval),
             (recover, self.recovery_interval),
@@ -112,6 +117,7 @@ class Ticker(threading.Thread):
             (_purge, PURGE_INTERVAL),
         ]
         due: list[float] = []
+        waiter: wakeup.Poll | wakeup.Listen | None = None
         # Workers start together: a random phase keeps their first tries from arriving in step.
         lease_due = time.monotonic() + random.uniform(0, min(FIRST_TRY_SECONDS, ticker_lease.try_every()))
         try:
@@ -124,16 +130,32 @@ class Ticker(threading.Thread):
                     # Another process does the work, or this one's hold lapsed (its renewal
                     # failed): only the next try, or renewal, is due.
                     due = []
+                    if waiter is not None:
+                        waiter.close()
+                        waiter = None
                 elif not due:
                     # This process does the cluster's periodic work from now on, each job at
                     # a random phase of its interval.
                     due = [now + random.uniform(0, interval) for _, interval in jobs]
+                    waiter = self._waiter()
                 for index, (job, interval) in enumerate(jobs):
                     if due and now >= due[index]:
-                        delay = interval if self._call(job) else max(interval, 1.0)
+                        done = self._call(job)
+                        delay = interval if done else max(interval, 1.0)
+                        if index == ALARMS and isinstance(waiter, wakeup.Listen):
+                            delay = self._until_next_alarm() if done else 1.0
                         due[index] = time.monotonic() + delay
-                self._stopping.wait(max(0.0, min([lease_due, *due]) - time.monotonic()))
+                timeout = max(0.0, min([lease_due, *due]) - time.monotonic())
+                if waiter is None:
+                    self._stopping.wait(timeout)
+                    continue
+                announced = waiter.wait(timeout)
+                if announced is not None and due:
+                    in_seconds = max(0.0, announced - clock.now().timestamp())
+                    due[ALARMS] = min(due[ALARMS], time.monotonic() + in_seconds)
         finally:
+            if waiter is not None:
+                waiter.close()
             self._release_lease()
             connections.close_all()
             logger.info("durable_workflows ticker stopped in pid %s", os.getpid())
@@ -159,6 +181,28 @@ class Ticker(threading.Thread):
             logger.exception("durable_workflows ticker: the ticker lease of cluster %s could not be released; "
                              "it expires on its own", self.cluster)
 
+    def _waiter(self) -> wakeup.Poll | wakeup.Listen:
+        try:
+            return wakeup.waiter(self._stopping)
+        except Exception:
+            logger.exception("durable_workflows ticker: cannot tell whether it can LISTEN; it polls")
+            connections.close_all()
+            return wakeup.Poll(self._stopping)
+
+    def _until_next_alarm(self) -> float:
+        """Seconds until the alarm pass has work, as far as the database knows now, and at
+        most SLOW_POLL_SECONDS."""
+        try:
+            due = wakeup.next_due()
+        except Exception:
+            self.errors += 1
+            logger.exception("durable_workflows ticker: the next due alarm could not be read")
+            connections.close_all()
+            return 1.0
+        if due is None:
+            return wakeup.SLOW_POLL_SECONDS
+        return min(wakeup.SLOW_POLL_SECONDS, max(0.0, (due - clock.now()).total_seconds()))
+
     def _call(self, job: Callable[[], Any]) -> bool:
         """Run one scan; on error log it, drop the connection and report failure (back off)."""
         try:
@@ -181,6 +225,9 @@ def _fire_due_alarms() -> None:
     if alarms_due():
         fire_alarms()
 
+
+#: The index of the alarm pass among the ticker's jobs.
+ALARMS = 0
 
 # Seconds between two retention passes of a worker's ticker.
 PURGE_INTERVAL = 60.0

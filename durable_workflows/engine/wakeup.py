@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 from typing import Any
 
 from django.db import connections
+from django.db.models import Min
 
 from .. import database
 from ..conf import settings
+from ..models import Alarm, WorkflowInstance
+from ..states import State
 
 logger = logging.getLogger("durable_workflows.ticker")
 
@@ -37,6 +41,10 @@ CHANNEL = "durable_workflows_alarm"
 
 # The longest a wait blocks on the socket before it looks whether the ticker was stopped.
 SLICE_SECONDS = 1.0
+#: How often a listening ticker looks for due alarms all the same: what a notification lost
+#: with a dropped connection announced, and the deadlines of Paused and Queued instances,
+#: which no trigger announces, are found within this.
+SLOW_POLL_SECONDS = 5.0
 
 
 class Poll:
@@ -136,6 +144,16 @@ def _earlier(earliest: float | None, payload: str) -> float:
     except ValueError:
         due = LOOK_NOW  # a notification of ours without a time: look now
     return due if earliest is None else min(earliest, due)
+
+
+def next_due() -> datetime | None:
+    """The earliest time the alarm pass has work: an alarm not fired yet, or the deadline
+    of a Paused or Queued instance. Two reads of an index each."""
+    alarm = Alarm.objects.filter(fired_at__isnull=True).aggregate(at=Min("fire_at"))["at"]
+    deadline = WorkflowInstance.objects.filter(
+        deadline_at__isnull=False, state__in=[State.PAUSED, State.QUEUED]).aggregate(at=Min("deadline_at"))["at"]
+    found = [at for at in (alarm, deadline) if at is not None]
+    return min(found) if found else None
 
 
 def listens() -> bool:

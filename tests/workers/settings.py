@@ -20,6 +20,7 @@ DURABLE_WORKFLOWS = {
     "LEASE_SECONDS": float(_env("DW_LEASE_SECONDS", "30")),
     "HEARTBEAT_SECONDS": float(_env("DW_HEARTBEAT_SECONDS", "10")),
     "REDISPATCH_AFTER_SECONDS": float(_env("DW_REDISPATCH_AFTER_SECONDS", "60")),
+    "WAKEUP": _env("DW_WAKEUP", "notify"),
 }
 
 # Persistent connections, as the README recommends for workers.
