@@ -28,6 +28,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.tables import markdown
+
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
 # How long after its workers are up a cluster is left alone before the window opens: the
 # workers' first passes, the choice of the ticker, and django-q2's first look at the Schedule
@@ -123,7 +125,4 @@ def table(results: list[dict[str, Any]]) -> str:
     body = [[f"{r['workers']} workers, WAKEUP {r['wakeup']} ({r['seconds']:.0f} s window)",
              f"{r['per_second']:.1f}",
              f"{r['per_worker']:.2f}"] for r in results]
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    line = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
-    out = [line.format(*header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    return "\n".join(out + [line.format(*row) for row in body])
+    return markdown(header, body)
