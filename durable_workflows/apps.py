@@ -16,6 +16,9 @@ class DurableWorkflowsConfig(AppConfig):
         from . import checks  # noqa: F401  (registers the system checks)
 
         autodiscover_modules("workflows")
+        from . import taskflow
+
+        taskflow.install()  # the built-in workflow of django.tasks' tasks, where that exists
         _install_observers()
         try:
             from . import scheduling

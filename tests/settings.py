@@ -112,3 +112,12 @@ DURABLE_WORKFLOWS = {
     "LEASE_SECONDS": float(os.environ.get("DW_LEASE_SECONDS", 30)),
     "HEARTBEAT_SECONDS": float(os.environ.get("DW_HEARTBEAT_SECONDS", 10)),
 }
+
+# Django's tasks framework (Django 6.0+; ignored by Django 5.2): tests/test_tasks_backend.py.
+TASKS = {
+    "default": {"BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend", "QUEUES": ["default", "emails"]},
+    "retrying": {"BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend",
+                 "OPTIONS": {"RETRY": {"max_attempts": 3, "initial_delay": 0, "jitter": False}}},
+    "patient": {"BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend",
+                "OPTIONS": {"RETRY": {"max_attempts": 2, "initial_delay": "1h", "jitter": False}}},
+}

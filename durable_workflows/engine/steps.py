@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -25,12 +26,25 @@ if TYPE_CHECKING:
     from .context import WorkflowContext
 
 
+def task_function(name: str, fn: Any) -> Any:
+    """A task of Django's tasks framework (`@task`) runs as a step by its function. Its module
+    is looked up, not imported: a project that has a task has imported it already."""
+    for module in ("django.tasks", "django_tasks"):
+        task_class = getattr(sys.modules.get(module), "Task", None)
+        if isinstance(task_class, type) and isinstance(fn, task_class):
+            if getattr(fn, "takes_context", False):
+                raise TypeError(f"step {name!r}: a task that takes a context cannot run as a step")
+            return fn.func  # type: ignore[attr-defined]
+    return fn
+
+
 class StepCall:
     def __init__(
         self, wf: WorkflowContext, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
         kwargs: dict[str, Any], retry: RetryPolicy | None, timeout: Any, atomic: bool = False,
     ) -> None:
         checked(name, "a step name")
+        fn = task_function(name, fn)
         if not callable(fn):
             raise TypeError(f"step {name!r}: {fn!r} is not callable")
         if retry is not None and not isinstance(retry, RetryPolicy):

@@ -1,0 +1,77 @@
+"""The built-in workflow that runs one task of Django's tasks framework as a durable step.
+
+`tasks_backend.DurableTaskBackend.enqueue` starts it; it is registered by the app wherever
+`django.tasks` (or the django-tasks backport) is installed, so that every worker runs it. Its
+first act is the task's `run_after` (a durable sleep: the instance waits Paused, on an alarm),
+then one step, the task's function, with the backend's retry policy. Django's `task_enqueued`,
+`task_started` (each attempt) and `task_finished` signals are sent from the lifecycle signals
+of its instances, once what they describe has committed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import datetime
+from typing import Any
+
+from . import signals
+from .registry import workflow
+
+#: The name of the built-in workflow every task is an instance of.
+TASK_WORKFLOW = "durable_workflows.task"
+#: The sleep of a task enqueued with `run_after`.
+RUN_AFTER = "run_after"
+
+
+def available() -> bool:
+    """Whether Django's tasks framework is importable here."""
+    for name in ("django.tasks", "django_tasks"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return True
+        except ImportError:  # "django" itself found, no "tasks" under it
+            continue
+    return False
+
+
+def run_task(wf: Any, path: str, args: list[Any], kwargs: dict[str, Any], backend: str = "default",
+             priority: int = 0, queue_name: str = "default", run_after: str | None = None) -> Any:
+    """Run the task at `path` once `run_after` has come, with the retry policy of the
+    `backend` task alias."""
+    from . import tasks_backend
+
+    if run_after is not None:
+        wf.sleep_until(datetime.fromisoformat(run_after), name=RUN_AFTER)
+    policy = tasks_backend.retry_policy(backend)
+    return wf.step(path, tasks_backend.call_task, path, args, kwargs, backend, wf.instance_id, retry=policy)
+
+
+_SIGNALS = {
+    signals.workflow_queued: "task_enqueued",
+    signals.step_started: "task_started",
+    signals.workflow_completed: "task_finished",
+    signals.workflow_failed: "task_finished",
+    signals.workflow_cancelled: "task_finished",
+}
+
+
+def _relay(signal: Any, **kwargs: Any) -> None:
+    if kwargs.get("workflow") != TASK_WORKFLOW:
+        return
+    from . import serialization, tasks_backend
+    from .models import WorkflowInstance
+
+    instance = WorkflowInstance.objects.filter(pk=kwargs["instance_id"]).only("input").first()
+    if instance is None:
+        return
+    args, _ = serialization.decode_input(instance.input)
+    tasks_backend.send(_SIGNALS[signal], instance.pk, args[3] if len(args) > 3 else "default")
+
+
+def install() -> None:
+    """Register the workflow and relay its lifecycle signals, where `django.tasks` exists."""
+    if not available():
+        return
+    workflow(TASK_WORKFLOW)(run_task)
+    for signal in _SIGNALS:
+        signal.connect(_relay, dispatch_uid=f"durable_workflows.taskflow.{id(signal)}")

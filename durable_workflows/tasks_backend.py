@@ -1,0 +1,223 @@
+"""A backend for Django's tasks framework (`django.tasks`, Django 6.0 and later) whose tasks are
+durable workflow instances.
+
+    TASKS = {"default": {
+        "BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend",
+        "OPTIONS": {"RETRY": {"max_attempts": 3, "initial_delay": "5s"}},
+    }}
+
+Each `enqueue` starts an instance of the built-in workflow "durable_workflows.task"
+(`taskflow.py`), through the same start path as `start()`: on django-q2's ORM broker its
+task commits with the caller's transaction, elsewhere it is sent once that commits. The
+result id is the instance id, so a task shows in the admin and the API like any instance.
+
+How an instance's state reads as Django's `TaskResultStatus`:
+
+=================================  ==============
+Pending, Queued, Paused            READY (waiting to run, for `run_after` or a retry)
+Running                            RUNNING
+Completed                          SUCCESSFUL
+Failed, Cancelled                  FAILED
+=================================  ==============
+"""
+
+from __future__ import annotations
+
+import builtins
+from datetime import datetime
+from typing import Any, ParamSpec, TypeVar
+
+from django.core.exceptions import ImproperlyConfigured
+
+try:
+    from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus, task_backends
+    from django.tasks.backends.base import BaseTaskBackend
+    from django.tasks.base import TaskError
+    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+    from django.tasks.signals import task_enqueued, task_finished, task_started
+except ImportError as missing:  # Django 5.2 without the backport
+    raise ImproperlyConfigured(
+        "durable_workflows.tasks_backend needs Django's tasks framework: Django 6.0 or later, or on "
+        "Django 5.2 the django-tasks backport (pip install 'django-durable-workflows[tasks]')"
+    ) from missing
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from . import client, serialization
+from .exceptions import NonRetryableError
+from .models import Event, StepKind, StepRecord, StepState, WorkflowInstance
+from .retry import RetryPolicy
+from .states import State, as_state
+from .taskflow import TASK_WORKFLOW
+
+__all__ = ["DurableTaskBackend"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+STATUS = {
+    State.PENDING: TaskResultStatus.READY,
+    State.QUEUED: TaskResultStatus.READY,
+    State.PAUSED: TaskResultStatus.READY,
+    State.RUNNING: TaskResultStatus.RUNNING,
+    State.COMPLETED: TaskResultStatus.SUCCESSFUL,
+    State.FAILED: TaskResultStatus.FAILED,
+    State.CANCELLED: TaskResultStatus.FAILED,
+}
+
+#: The worker id of an attempt whose executor is no longer on record (see `worker_ids`).
+UNRECORDED = "unrecorded"
+
+
+class DurableTaskBackend(BaseTaskBackend):
+    """Runs each task as a one-step durable workflow on the django-q2 workers.
+
+    `OPTIONS["RETRY"]` is a dict of `RetryPolicy` arguments (`{"max_attempts": 3}`); without
+    it a task runs once, as on Django's own backends."""
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.retry = _policy(alias, self.options.get("RETRY"))
+
+    def validate_task(self, task: Task[..., Any]) -> None:
+        super().validate_task(task)
+        if len(task.module_path) > 255:
+            raise InvalidTask(f"the task's path is over 255 characters: {task.module_path[:80]}...")
+
+    def enqueue(self, task: Task[_P, _R], args: list[Any], kwargs: dict[str, Any]) -> TaskResult[_P, _R]:
+        self.validate_task(task)
+        # Django's own error (TypeError or ValueError) for arguments that are not JSON, before
+        # anything is written.
+        stored_args, stored_kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
+        run_after = None if task.run_after is None else task.run_after.isoformat()
+        handle = client.start(TASK_WORKFLOW, task.module_path, stored_args, stored_kwargs, self.alias,
+                              task.priority, task.queue_name, run_after)
+        return self._result(handle.instance, task)  # type: ignore[return-value]
+
+    def get_result(self, result_id: str) -> TaskResult[..., Any]:
+        instance = None
+        if isinstance(result_id, str):
+            instance = WorkflowInstance.objects.filter(pk=result_id, workflow=TASK_WORKFLOW).first()
+        if instance is None:
+            raise TaskResultDoesNotExist(result_id)
+        return self._result(instance)
+
+    def _result(self, instance: WorkflowInstance, task: Task[..., Any] | None = None) -> TaskResult[..., Any]:
+        (path, args, kwargs, alias, priority, queue_name, run_after), _ = serialization.decode_input(instance.input)
+        if task is None:
+            task = _task(path).using(priority=priority, queue_name=queue_name, backend=alias,
+                                     run_after=None if run_after is None else datetime.fromisoformat(run_after))
+        record = StepRecord.objects.filter(instance_id=instance.pk, kind=StepKind.STEP).first()
+        state = as_state(instance.state)
+        attempts = record.attempts if record is not None else 0
+        result: TaskResult[..., Any] = TaskResult(
+            task=task, id=instance.pk, status=STATUS[state], enqueued_at=instance.created_at,
+            started_at=record.started_at if record is not None else None,
+            last_attempted_at=record.attempt_started_at if record is not None else None,
+            finished_at=instance.finished_at, args=args, kwargs=kwargs, backend=alias,
+            errors=_errors(instance, record), worker_ids=_worker_ids(instance, attempts),
+        )
+        if state == State.COMPLETED:
+            object.__setattr__(result, "_return_value", serialization.loads(instance.result))
+        return result
+
+
+def _policy(alias: str, given: Any) -> RetryPolicy:
+    where = f"TASKS[{alias!r}]['OPTIONS']['RETRY']"
+    if given is None:
+        return RetryPolicy(max_attempts=1)
+    if not isinstance(given, dict):
+        raise ImproperlyConfigured(f"{where} must be a dict of RetryPolicy arguments, got {given!r}")
+    try:
+        return RetryPolicy(**given)
+    except (TypeError, ValueError) as error:
+        raise ImproperlyConfigured(f"{where}: {error}") from None
+
+
+def retry_policy(alias: str) -> RetryPolicy:
+    """The retry policy of the task backend `alias` (its OPTIONS["RETRY"])."""
+    backend = task_backends[alias]
+    if not isinstance(backend, DurableTaskBackend):
+        raise ImproperlyConfigured(f"TASKS[{alias!r}] is not a DurableTaskBackend")
+    return backend.retry
+
+
+def _task(path: str) -> Task[..., Any]:
+    try:
+        found = import_string(path)
+    except ImportError as error:
+        raise NonRetryableError(f"task {path!r} cannot be imported: {error}") from None
+    if not isinstance(found, Task):
+        raise NonRetryableError(f"{path!r} is not a task (decorate it with django.tasks.task)")
+    return found
+
+
+def call_task(path: str, args: list[Any], kwargs: dict[str, Any], alias: str, instance_id: str) -> Any:
+    """The step of a task's instance: run the task's function, sync or async."""
+    task = _task(path)
+    if task.takes_context:
+        context = TaskContext(task_result=task_backends[alias].get_result(instance_id))
+        value = task.call(context, *args, **kwargs)
+    else:
+        value = task.call(*args, **kwargs)
+    return normalize_json(value)
+
+
+def _errors(instance: WorkflowInstance, record: StepRecord | None) -> list[TaskError]:
+    """One error per failed attempt, oldest first. The last one has its traceback (the step's
+    record keeps it); the earlier ones, from the event log, their type and message."""
+    if record is None:
+        if instance.error_type:
+            return [TaskError(exception_class_path=_path(instance.error_type, instance.error_traceback),
+                              traceback=instance.error_traceback)]
+        return []
+    failed = record.attempts - (1 if record.state in (StepState.RUNNING, StepState.COMPLETED) else 0)
+    if failed <= 0:
+        return []
+    logged = list(Event.objects.filter(instance_id=instance.pk, kind="step.failed")
+                  .order_by("id").values_list("data", flat=True))
+    last_path = _path(record.error_type, record.error_traceback) if record.error_type else None
+    errors = []
+    for attempt in range(1, failed + 1):
+        text = next((str(d.get("error", "")) for d in logged if d.get("attempt") == attempt), "")
+        if attempt == failed and last_path is not None and record.state != StepState.COMPLETED:
+            errors.append(TaskError(exception_class_path=last_path, traceback=record.error_traceback))
+            continue
+        name = text.partition(":")[0].strip()
+        path = last_path if last_path and last_path.rpartition(".")[2] == name else _path(name, "")
+        errors.append(TaskError(exception_class_path=path,
+                                traceback=f"{text or 'an error'} (attempt {attempt}; its traceback is not kept)"))
+    return errors
+
+
+def _path(name: str, trace: str) -> str:
+    """The exception's dotted path: the traceback's last line names it so (`module.Class:
+    message`), but for a builtin."""
+    lines = [line for line in trace.strip().splitlines() if line and not line.startswith(" ")]
+    if lines:
+        head = lines[-1].partition(":")[0].strip()
+        if head.rpartition(".")[2] == name and " " not in head:
+            return head if "." in head else f"builtins.{head}"
+    return f"builtins.{name}" if isinstance(getattr(builtins, name, None), type) else name
+
+
+def _worker_ids(instance: WorkflowInstance, attempts: int) -> list[str]:
+    """One id per attempt (Django counts attempts by them): the executor that holds the
+    instance's lease while it runs; the executors of earlier attempts are not recorded."""
+    owner = instance.lease_owner if as_state(instance.state) == State.RUNNING else ""
+    ids = [UNRECORDED] * attempts
+    if ids and owner:
+        ids[-1] = owner
+    return ids
+
+
+def send(signal_name: str, instance_id: str, alias: str) -> None:
+    """Send Django's task signal `signal_name` for the task instance `instance_id`."""
+    signal = {"task_enqueued": task_enqueued, "task_started": task_started, "task_finished": task_finished}[signal_name]
+    backend = task_backends[alias]
+    signal.send(sender=type(backend), task_result=backend.get_result(instance_id))

@@ -1,0 +1,202 @@
+"""Django's tasks framework on durable workflows: `durable_workflows.tasks_backend`.
+
+Django 6.0 and later only. The test settings run django-q2 in the caller's thread, so an
+enqueued task runs before `enqueue` returns (its result is then final); the last test runs one
+on a real `qcluster`."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+pytest.importorskip("django.tasks", reason="django.tasks is Django 6.0+")
+
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+from django.db import transaction  # noqa: E402
+from django.tasks import TaskResultStatus, task, task_backends  # noqa: E402
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist  # noqa: E402
+from django.tasks.signals import task_enqueued, task_finished, task_started  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from durable_workflows import client, fire_alarms  # noqa: E402
+from durable_workflows.models import Alarm, WorkflowInstance  # noqa: E402
+from durable_workflows.taskflow import TASK_WORKFLOW  # noqa: E402
+from durable_workflows.tasks_backend import DurableTaskBackend  # noqa: E402
+from tests.helpers import wait_until  # noqa: E402
+from tests.testapp import task_defs  # noqa: E402
+from tests.workers.fixtures import workers_fixture  # noqa: E402,F401  (the `workers` fixture)
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_backend_supports_everything():
+    backend = task_backends["default"]
+    assert isinstance(backend, DurableTaskBackend)
+    assert backend.supports_defer and backend.supports_async_task
+    assert backend.supports_get_result and backend.supports_priority
+
+
+def test_enqueue_runs_the_task_as_an_instance_and_get_result_reads_it():
+    result = task_defs.add.enqueue(2, b=3)
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert result.return_value == 5
+    instance = WorkflowInstance.objects.get(pk=result.id)
+    assert (instance.workflow, instance.state) == (TASK_WORKFLOW, "completed")
+    again = task_defs.add.get_result(result.id)
+    assert again.status == TaskResultStatus.SUCCESSFUL and again.return_value == 5
+    assert (again.args, again.kwargs) == ([2], {"b": 3})
+    assert again.task.func is task_defs.add.func and again.backend == "default"
+    assert again.attempts == 1 and again.errors == []
+    assert again.enqueued_at <= again.started_at <= again.last_attempted_at <= again.finished_at
+    assert client.get(result.id).steps[0].name == task_defs.add.module_path
+
+
+def test_an_async_task_runs():
+    assert task_defs.async_double.enqueue(21).return_value == 42
+
+
+def test_aenqueue_and_aget_result():
+    async def both():
+        result = await task_defs.add.aenqueue(1, 1)
+        return await task_defs.add.aget_result(result.id)
+
+    assert asyncio.run(both()).return_value == 2
+
+
+def test_priority_and_queue_name_are_accepted_and_kept():
+    result = task_defs.send_welcome.using(priority=-5).enqueue(7)
+    fetched = task_backends["default"].get_result(result.id)
+    assert fetched.task.priority == -5 and fetched.task.queue_name == "emails"
+    assert fetched.return_value == "welcome 7"
+
+
+def test_retries_follow_the_retry_option_and_record_each_error():
+    task_defs.FLAKY["left"] = 2
+    result = task_defs.flaky.enqueue(9)
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 9
+    assert result.attempts == 3
+    assert [e.exception_class_path for e in result.errors] == ["builtins.ConnectionError"] * 2
+    assert result.errors[0].exception_class is ConnectionError
+
+
+def test_a_task_that_fails_for_good_has_its_errors_with_tracebacks():
+    result = task_defs.broken.enqueue()
+    assert result.status == TaskResultStatus.READY  # the retry waits an hour, on an alarm
+    assert len(result.errors) == 1 and result.attempts == 1
+    Alarm.objects.filter(instance_id=result.id).update(fire_at=timezone.now() - timedelta(seconds=1))
+    assert result.id in fire_alarms()
+    result.refresh()
+    assert result.status == TaskResultStatus.FAILED and result.attempts == 2
+    assert [e.exception_class for e in result.errors] == [KeyError, KeyError]
+    assert "raise KeyError" in result.errors[-1].traceback
+    with pytest.raises(ValueError, match="failed"):
+        result.return_value  # noqa: B018
+
+
+def test_run_after_defers_the_start_on_an_alarm():
+    when = timezone.now() + timedelta(hours=1)
+    result = task_defs.add.using(run_after=when).enqueue(1, 2)
+    assert result.status == TaskResultStatus.READY and result.started_at is None
+    handle = client.get(result.id)
+    assert handle.state == "paused" and handle.alarm.fire_at == when
+    assert result.task.run_after == when
+    Alarm.objects.filter(instance_id=result.id).update(fire_at=timezone.now() - timedelta(seconds=1))
+    assert result.id in fire_alarms()
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 3
+
+
+def test_the_three_signals_are_sent():
+    seen = []
+
+    def receiver(signal, sender, task_result, **kwargs):
+        seen.append((signal, sender, task_result.id, task_result.status))
+
+    for signal in (task_enqueued, task_started, task_finished):
+        signal.connect(receiver)
+    try:
+        result = task_defs.add.enqueue(1, 1)
+    finally:
+        for signal in (task_enqueued, task_started, task_finished):
+            signal.disconnect(receiver)
+    assert [(s, r, st) for s, _, r, st in seen] == [
+        (task_enqueued, result.id, TaskResultStatus.READY),
+        (task_started, result.id, TaskResultStatus.RUNNING),
+        (task_finished, result.id, TaskResultStatus.SUCCESSFUL),
+    ]
+    assert {sender for _, sender, _, _ in seen} == {DurableTaskBackend}
+
+
+def test_an_enqueue_in_a_transaction_that_rolls_back_leaves_nothing():
+    before = WorkflowInstance.objects.count()
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            task_defs.add.enqueue(1, 2)
+            raise RuntimeError("rolled back")
+    assert WorkflowInstance.objects.count() == before
+
+
+def test_a_task_is_a_step_of_a_workflow():
+    handle = client.start(task_defs.welcome_flow, 42)
+    assert handle.result() == "welcome 42"
+    assert [s.name for s in handle.steps] == ["Welcome"]
+    assert not WorkflowInstance.objects.filter(workflow=TASK_WORKFLOW).exists()
+
+
+def test_a_task_takes_its_context():
+    assert task_defs.attempt_number.enqueue().return_value == 1
+
+
+def test_invalid_tasks_are_refused():
+    def local(x):
+        return x
+
+    with pytest.raises(InvalidTask, match="module level"):
+        task(local)
+    with pytest.raises(InvalidTask, match="priority"):
+        task_defs.add.using(priority=101)
+    with pytest.raises(InvalidTask, match="Queue"):
+        task_defs.add.using(queue_name="nowhere")
+
+
+def test_arguments_that_are_not_json_are_refused_and_nothing_is_created():
+    before = WorkflowInstance.objects.count()
+    with pytest.raises(TypeError, match="Unsupported type"):
+        task_defs.add.enqueue(object(), 1)
+    assert WorkflowInstance.objects.count() == before
+
+
+def test_an_unknown_id_does_not_exist():
+    with pytest.raises(TaskResultDoesNotExist):
+        task_backends["default"].get_result("no-such-id")
+    other = client.start("tests.nap", "0s")
+    with pytest.raises(TaskResultDoesNotExist):
+        task_backends["default"].get_result(other.instance_id)
+
+
+@pytest.mark.parametrize("retry, message", [
+    ("three", "must be a dict"),
+    ({"max_attempts": 0}, "max_attempts must be at least 1"),
+    ({"tries": 2}, "unexpected keyword"),
+])
+def test_a_bad_retry_option_is_named(retry, message):
+    with pytest.raises(ImproperlyConfigured, match=rf"TASKS\['x'\]\['OPTIONS'\]\['RETRY'\].*{message}"):
+        DurableTaskBackend("x", {"OPTIONS": {"RETRY": retry}})
+
+
+@pytest.mark.slow
+def test_a_real_qcluster_runs_an_enqueued_task(workers):
+    workers.clusters.start("a", workers=1)
+    task_defs.FLAKY["left"] = 0
+    result = task_defs.add.enqueue(20, 22)
+    assert result.status == TaskResultStatus.READY  # on its way to the cluster
+    try:
+        wait_until(lambda: task_defs.add.get_result(result.id).is_finished, timeout=60, interval=0.1,
+                   message="the cluster to run the task")
+    except AssertionError:
+        raise AssertionError(workers.clusters.logs()) from None
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 42
+    assert result.attempts == 1 and result.worker_ids == ["unrecorded"]

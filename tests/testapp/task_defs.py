@@ -1,0 +1,47 @@
+"""Tasks of Django's tasks framework for tests/test_tasks_backend.py (Django 6.0+ only)."""
+
+from __future__ import annotations
+
+from django.tasks import task
+
+from durable_workflows import workflow
+
+FLAKY = {"left": 0}
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task(priority=10, queue_name="emails")
+def send_welcome(user_id):
+    return f"welcome {user_id}"
+
+
+@task
+async def async_double(n):
+    return 2 * n
+
+
+@task(backend="retrying")
+def flaky(n):
+    if FLAKY["left"] > 0:
+        FLAKY["left"] -= 1
+        raise ConnectionError(f"try again ({FLAKY['left']} failures to go)")
+    return n
+
+
+@task(backend="patient")
+def broken():
+    raise KeyError("missing")
+
+
+@task(takes_context=True)
+def attempt_number(context):
+    return context.attempt
+
+
+@workflow("tests.tasks.welcome_flow")
+def welcome_flow(wf, user_id):
+    return wf.step("Welcome", send_welcome, user_id)
