@@ -44,7 +44,8 @@ class StepCall:
         kwargs: dict[str, Any], retry: RetryPolicy | None, timeout: Any, atomic: bool = False,
     ) -> None:
         checked(name, "a step name")
-        fn = task_function(name, fn)
+        if not callable(fn):
+            fn = task_function(name, fn)  # a Task is not callable: its function is
         if not callable(fn):
             raise TypeError(f"step {name!r}: {fn!r} is not callable")
         if retry is not None and not isinstance(retry, RetryPolicy):
