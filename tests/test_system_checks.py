@@ -23,6 +23,7 @@ def ids(messages: list[checks.CheckMessage]) -> list[str]:
     return [m.id for m in messages if m.id and m.id.startswith("durable_workflows.")]
 
 
+@pytest.mark.django_db(databases="__all__")  # Django 6.1: model checks ask each database about JSONField
 def test_the_test_project_passes_every_check():
     assert ids(checks.run_checks()) == []
 
@@ -80,12 +81,14 @@ def test_no_api_mounted_needs_no_rest_framework():
         assert check_rest_framework_installed() == []
 
 
+@pytest.mark.django_db(databases="__all__")  # Django 6.1: model checks ask each database about JSONField
 @pytest.mark.parametrize("wakeup", ["poll", "notify"])
 def test_the_wakeup_setting_takes_poll_and_notify(wakeup):
     with override_settings(DURABLE_WORKFLOWS={"WAKEUP": wakeup}):
         assert ids(checks.run_checks()) == []
 
 
+@pytest.mark.django_db(databases="__all__")  # Django 6.1: model checks ask each database about JSONField
 @pytest.mark.parametrize("wakeup", ["listen", "", None, 1])
 def test_any_other_wakeup_is_an_error_naming_the_setting(wakeup):
     with override_settings(DURABLE_WORKFLOWS={"WAKEUP": wakeup}):
