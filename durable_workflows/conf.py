@@ -21,6 +21,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_RECOVERY_ATTEMPTS": 3,
     # How the engine hands an instance to a worker. The default runs it on django-q2.
     "DISPATCHER": "durable_workflows.djangoq.dispatcher.DjangoQDispatcher",
+    # With DISPATCHER "durable_workflows.dispatch.TasksDispatcher": the TASKS alias (a
+    # django.tasks backend other than DurableTaskBackend) whose workers run the instances.
+    "TASKS_BACKEND": "default",
     # Stores inputs, step results and outputs. Needs `dumps(obj) -> str` and `loads(str)`.
     "SERIALIZER": "durable_workflows.serialization.JSONSerializer",
     # Queued instances nobody claimed, or fired alarms nobody resumed, for this long are

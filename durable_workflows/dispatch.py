@@ -3,7 +3,8 @@
 The engine never imports the task queue: it calls the dispatcher named by the DISPATCHER
 setting, through the port it declares (`engine.ports.Dispatcher`). The default is django-q2
 (`durable_workflows.djangoq.dispatcher.DjangoQDispatcher`); `InlineDispatcher` runs instances
-in the calling thread, for scripts and tests without a queue.
+in the calling thread, for scripts and tests without a queue; `TasksDispatcher`
+(`tasks_dispatcher`) sends them through another `django.tasks` backend.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from typing import Any
 
 from . import database
 from .engine.ports import BaseDispatcher, Dispatcher, adapt
+from .tasks_dispatcher import TasksDispatcher
 
-__all__ = ["DISPATCHER_OVERRIDE", "BaseDispatcher", "Dispatcher", "InlineDispatcher", "get_dispatcher",
-           "on_commit"]
+__all__ = ["DISPATCHER_OVERRIDE", "BaseDispatcher", "Dispatcher", "InlineDispatcher", "TasksDispatcher",
+           "get_dispatcher", "on_commit"]
 
 
 class InlineDispatcher(BaseDispatcher):

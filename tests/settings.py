@@ -108,10 +108,14 @@ def worker_q_cluster(name: str, redis_url: str) -> dict:
         cluster["orm"] = "default"
     return cluster
 
-DURABLE_WORKFLOWS = {
+DURABLE_WORKFLOWS: dict[str, object] = {
     "LEASE_SECONDS": float(os.environ.get("DW_LEASE_SECONDS", 30)),
     "HEARTBEAT_SECONDS": float(os.environ.get("DW_HEARTBEAT_SECONDS", 10)),
 }
+# The dispatcher of a subprocess a test starts (tests/test_tasks_dispatcher.py).
+if os.environ.get("DW_DISPATCHER"):
+    DURABLE_WORKFLOWS["DISPATCHER"] = os.environ["DW_DISPATCHER"]
+    DURABLE_WORKFLOWS["TASKS_BACKEND"] = os.environ.get("DW_TASKS_BACKEND", "immediate")
 
 # Django's tasks framework (Django 6.0+; ignored by Django 5.2): tests/test_tasks_backend.py.
 TASKS = {
@@ -120,4 +124,6 @@ TASKS = {
                  "OPTIONS": {"RETRY": {"max_attempts": 3, "initial_delay": 0, "jitter": False}}},
     "patient": {"BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend",
                 "OPTIONS": {"RETRY": {"max_attempts": 2, "initial_delay": "1h", "jitter": False}}},
+    # Django's own backend, for TasksDispatcher (tests/test_tasks_dispatcher.py).
+    "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
 }

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 from argparse import ArgumentParser
 from collections.abc import Sequence
 from datetime import datetime
@@ -80,6 +82,12 @@ class Command(BaseCommand):
 
         fire = subs.add_parser("fire-alarms", help="Resume the paused instances whose alarm is due.")
         fire.add_argument("--limit", type=int, default=500, help="At most this many (default 500).")
+
+        ticking = subs.add_parser(
+            "ticker", help="Do the periodic work (alarms, recovery, schedules, retention) in the foreground "
+                           "until SIGTERM or SIGINT, for workers that are not django-q2's.")
+        ticking.add_argument("--name", default="default",
+                             help="The cluster name: one ticker of a name holds its lease (default: default).")
 
         subs.add_parser("setup", help="Create the django-q2 schedules that back up alarms and recovery.")
 
@@ -230,6 +238,29 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1")
         ids = fire_alarms(limit=options["limit"])
         self.stdout.write(f"Fired {plural(len(ids), 'alarm')}{listed(ids)}")
+
+    def do_ticker(self, options: dict[str, Any]) -> None:
+        from durable_workflows.ticking import Ticker
+
+        ticker = Ticker(cluster=options["name"])
+
+        def stop(signum: int, frame: Any) -> None:
+            ticker.stop()
+
+        previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+        self.stdout.write(f"Ticker of cluster {ticker.cluster!r} running in pid {os.getpid()}; "
+                          "SIGTERM or SIGINT stops it")
+        self.stdout.flush()
+        try:
+            ticker.start()
+            while ticker.is_alive():
+                ticker.join(0.5)
+        finally:
+            ticker.stop()
+            ticker.join()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        self.stdout.write(f"Ticker of cluster {ticker.cluster!r} stopped")
 
     def do_fork(self, options: dict[str, Any]) -> None:
         try:
