@@ -110,8 +110,13 @@ class DurableTaskBackend(BaseTaskBackend):
     def _result(self, instance: WorkflowInstance, task: Task[..., Any] | None = None) -> TaskResult[..., Any]:
         (path, args, kwargs, alias, priority, queue_name, run_after), _ = serialization.decode_input(instance.input)
         if task is None:
-            task = _task(path).using(priority=priority, queue_name=queue_name, backend=alias,
-                                     run_after=None if run_after is None else datetime.fromisoformat(run_after))
+            when = None if run_after is None else datetime.fromisoformat(run_after)
+            try:
+                found = _task(path)
+            except NonRetryableError:  # the instance failed on it: its result says so
+                task = _stand_in(path, priority, queue_name, alias, when)
+            else:
+                task = found.using(priority=priority, queue_name=queue_name, backend=alias, run_after=when)
         record = StepRecord.objects.filter(instance_id=instance.pk, kind=StepKind.STEP).first()
         state = as_state(instance.state)
         attempts = record.attempts if record is not None else 0
@@ -155,6 +160,17 @@ def _task(path: str) -> Task[..., Any]:
     if not isinstance(found, Task):
         raise NonRetryableError(f"{path!r} is not a task (decorate it with django.tasks.task)")
     return found
+
+
+def _stand_in(path: str, priority: int, queue_name: str, alias: str, run_after: datetime | None) -> Task[..., Any]:
+    """A Task for the path of one that does not import (or is not a task), so that the
+    result of its instance can still be read: calling it raises the error the step did."""
+    def unimportable(*args: Any, **kwargs: Any) -> Any:
+        _task(path)
+
+    module, _, name = path.rpartition(".")
+    unimportable.__module__, unimportable.__name__, unimportable.__qualname__ = module, name, name
+    return Task(func=unimportable, priority=priority, backend=alias, queue_name=queue_name, run_after=run_after)
 
 
 def call_task(path: str, args: list[Any], kwargs: dict[str, Any], alias: str, instance_id: str) -> Any:

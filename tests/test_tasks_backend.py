@@ -21,6 +21,7 @@ from django.tasks.signals import task_enqueued, task_finished, task_started  # n
 from django.utils import timezone  # noqa: E402
 
 from durable_workflows import client, fire_alarms  # noqa: E402
+from durable_workflows.exceptions import NonRetryableError  # noqa: E402
 from durable_workflows.models import Alarm, WorkflowInstance  # noqa: E402
 from durable_workflows.taskflow import TASK_WORKFLOW  # noqa: E402
 from durable_workflows.tasks_backend import DurableTaskBackend  # noqa: E402
@@ -174,6 +175,26 @@ def test_an_unknown_id_does_not_exist():
     other = client.start("tests.nap", "0s")
     with pytest.raises(TaskResultDoesNotExist):
         task_backends["default"].get_result(other.instance_id)
+
+
+def test_a_task_whose_module_does_not_import_fails_naming_its_path():
+    def gone():
+        return "never"
+
+    gone.__module__, gone.__qualname__ = "tests.testapp.no_such_module", "gone"
+    path = "tests.testapp.no_such_module.gone"
+    result = task(gone).enqueue()
+    assert result.status == TaskResultStatus.FAILED
+    assert WorkflowInstance.objects.get(pk=result.id).state == "failed"
+    fetched = task_backends["default"].get_result(result.id)
+    assert fetched.status == TaskResultStatus.FAILED and fetched.attempts == 1
+    assert fetched.task.module_path == path
+    (error,) = fetched.errors
+    assert error.exception_class is NonRetryableError
+    assert f"task {path!r} cannot be imported" in error.traceback
+    assert "No module named 'tests.testapp.no_such_module'" in error.traceback
+    with pytest.raises(ValueError, match="failed"):
+        fetched.return_value  # noqa: B018
 
 
 @pytest.mark.parametrize("retry, message", [
