@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from signal import SIGKILL
 
 import pytest
 
@@ -22,7 +23,7 @@ from django.utils import timezone  # noqa: E402
 
 from durable_workflows import client, fire_alarms  # noqa: E402
 from durable_workflows.exceptions import NonRetryableError  # noqa: E402
-from durable_workflows.models import Alarm, WorkflowInstance  # noqa: E402
+from durable_workflows.models import Alarm, Event, WorkflowInstance  # noqa: E402
 from durable_workflows.taskflow import TASK_WORKFLOW  # noqa: E402
 from durable_workflows.tasks_backend import DurableTaskBackend  # noqa: E402
 from tests.helpers import wait_until  # noqa: E402
@@ -221,3 +222,28 @@ def test_a_real_qcluster_runs_an_enqueued_task(workers):
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 42
     assert result.attempts == 1 and result.worker_ids == ["unrecorded"]
+
+
+@pytest.mark.slow
+def test_a_worker_sigkilled_mid_task_is_recovered_and_the_task_runs_again(workers):
+    cluster = workers.clusters.start("a", workers=1, DW_LEASE_SECONDS=3, DW_HEARTBEAT_SECONDS=1,
+                                     DW_REDISPATCH_AFTER_SECONDS=5, DW_Q_TIMEOUT=8, DW_Q_RETRY=10)
+    result = task_defs.logged_nap.enqueue(2.0)
+    wait_until(workers.executions, timeout=60, interval=0.05, message="the task to start on the worker")
+    cluster.kill(SIGKILL)
+    result.refresh()
+    assert result.status == TaskResultStatus.RUNNING and not result.is_finished
+
+    cluster.start().wait_ready()
+    try:
+        wait_until(lambda: task_defs.logged_nap.get_result(result.id).is_finished, timeout=60, interval=0.1,
+                   message="the task to be recovered and finish")
+    except AssertionError:
+        raise AssertionError(workers.clusters.logs()) from None
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == "nap"
+    assert result.errors == []
+    first, second = workers.executions()
+    assert first.end is None and second.end is not None and first.pid != second.pid
+    assert Event.objects.filter(instance_id=result.id, kind="workflow.recovered").count() == 1
+    assert len(result.worker_ids) == result.attempts
