@@ -22,6 +22,7 @@ from django.tasks.signals import task_enqueued, task_finished, task_started  # n
 from django.utils import timezone  # noqa: E402
 
 from durable_workflows import client, fire_alarms  # noqa: E402
+from durable_workflows.engine.runs import executor_name  # noqa: E402
 from durable_workflows.exceptions import NonRetryableError  # noqa: E402
 from durable_workflows.models import Alarm, Event, WorkflowInstance  # noqa: E402
 from durable_workflows.taskflow import TASK_WORKFLOW  # noqa: E402
@@ -81,6 +82,8 @@ def test_retries_follow_the_retry_option_and_record_each_error():
     assert result.attempts == 3
     assert [e.exception_class_path for e in result.errors] == ["builtins.ConnectionError"] * 2
     assert result.errors[0].exception_class is ConnectionError
+    # Each attempt names the executor that ran it (here the test's own thread).
+    assert result.worker_ids == [executor_name()] * 3
 
 
 def test_a_task_that_fails_for_good_has_its_errors_with_tracebacks():
@@ -93,6 +96,7 @@ def test_a_task_that_fails_for_good_has_its_errors_with_tracebacks():
     assert result.status == TaskResultStatus.FAILED and result.attempts == 2
     assert [e.exception_class for e in result.errors] == [KeyError, KeyError]
     assert "raise KeyError" in result.errors[-1].traceback
+    assert result.worker_ids == [executor_name()] * 2
     with pytest.raises(ValueError, match="failed"):
         result.return_value  # noqa: B018
 
@@ -210,7 +214,7 @@ def test_a_bad_retry_option_is_named(retry, message):
 
 @pytest.mark.slow
 def test_a_real_qcluster_runs_an_enqueued_task(workers):
-    workers.clusters.start("a", workers=1)
+    cluster = workers.clusters.start("a", workers=1)
     task_defs.FLAKY["left"] = 0
     result = task_defs.add.enqueue(20, 22)
     assert result.status == TaskResultStatus.READY  # on its way to the cluster
@@ -221,7 +225,9 @@ def test_a_real_qcluster_runs_an_enqueued_task(workers):
         raise AssertionError(workers.clusters.logs()) from None
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 42
-    assert result.attempts == 1 and result.worker_ids == ["unrecorded"]
+    (worker,) = result.worker_ids
+    host, pid, _ = worker.split(":")
+    assert pid.isdigit() and int(pid) in cluster.worker_pids()
 
 
 @pytest.mark.slow
@@ -246,4 +252,4 @@ def test_a_worker_sigkilled_mid_task_is_recovered_and_the_task_runs_again(worker
     first, second = workers.executions()
     assert first.end is None and second.end is not None and first.pid != second.pid
     assert Event.objects.filter(instance_id=result.id, kind="workflow.recovered").count() == 1
-    assert len(result.worker_ids) == result.attempts
+    assert [w.split(":")[1] for w in result.worker_ids][-1] == str(second.pid)
