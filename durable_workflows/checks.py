@@ -140,3 +140,26 @@ def _mounted(names: tuple[str, ...]) -> set[str]:
                 found.add(module)
             stack.extend(pattern.url_patterns)
     return found
+
+
+#: The backend of Django's tasks framework that this app provides.
+TASK_BACKEND = "durable_workflows.tasks_backend.DurableTaskBackend"
+
+
+@checks.register()
+def check_tasks_framework(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A TASKS backend of ours needs Django's tasks framework: Django 5.2 ignores the setting
+    without the backport, and the first enqueue would find no backend."""
+    from .taskflow import available
+
+    tasks = getattr(django_settings, "TASKS", None)
+    if not isinstance(tasks, dict) or available():
+        return []
+    aliases = sorted(str(alias) for alias, config in tasks.items()
+                     if isinstance(config, dict) and config.get("BACKEND") == TASK_BACKEND)
+    return [checks.Error(
+        f"TASKS[{alias!r}] names {TASK_BACKEND}, and Django's tasks framework is not installed",
+        hint="django.tasks is in Django 6.0 and later; on Django 5.2 install the django-tasks backport: "
+             "pip install 'django-durable-workflows[tasks]'",
+        id="durable_workflows.E009",
+    ) for alias in aliases]

@@ -110,17 +110,25 @@ class DurableTaskBackend(BaseTaskBackend):
     def _result(self, instance: WorkflowInstance, task: Task[..., Any] | None = None) -> TaskResult[..., Any]:
         (path, args, kwargs, alias, priority, queue_name, run_after), _ = serialization.decode_input(instance.input)
         if task is None:
-            task = _task(path).using(priority=priority, queue_name=queue_name, backend=alias,
-                                     run_after=None if run_after is None else datetime.fromisoformat(run_after))
+            when = None if run_after is None else datetime.fromisoformat(run_after)
+            try:
+                found = _task(path)
+            except NonRetryableError:  # the instance failed on it: its result says so
+                task = _stand_in(path, priority, queue_name, alias, when)
+            else:
+                task = found.using(priority=priority, queue_name=queue_name, backend=alias, run_after=when)
         record = StepRecord.objects.filter(instance_id=instance.pk, kind=StepKind.STEP).first()
         state = as_state(instance.state)
         attempts = record.attempts if record is not None else 0
+        logged = list(Event.objects.filter(instance_id=instance.pk, kind__in=("step.failed", "workflow.completed"))
+                      .order_by("id").values_list("kind", "data")) if attempts else []
         result: TaskResult[..., Any] = TaskResult(
             task=task, id=instance.pk, status=STATUS[state], enqueued_at=instance.created_at,
             started_at=record.started_at if record is not None else None,
             last_attempted_at=record.attempt_started_at if record is not None else None,
             finished_at=instance.finished_at, args=args, kwargs=kwargs, backend=alias,
-            errors=_errors(instance, record), worker_ids=_worker_ids(instance, attempts),
+            errors=_errors(instance, record, [d for kind, d in logged if kind == "step.failed"]),
+            worker_ids=_worker_ids(instance, attempts, logged),
         )
         if state == State.COMPLETED:
             object.__setattr__(result, "_return_value", serialization.loads(instance.result))
@@ -157,6 +165,17 @@ def _task(path: str) -> Task[..., Any]:
     return found
 
 
+def _stand_in(path: str, priority: int, queue_name: str, alias: str, run_after: datetime | None) -> Task[..., Any]:
+    """A Task for the path of one that does not import (or is not a task), so that the
+    result of its instance can still be read: calling it raises the error the step did."""
+    def unimportable(*args: Any, **kwargs: Any) -> Any:
+        _task(path)
+
+    module, _, name = path.rpartition(".")
+    unimportable.__module__, unimportable.__name__, unimportable.__qualname__ = module, name, name
+    return Task(func=unimportable, priority=priority, backend=alias, queue_name=queue_name, run_after=run_after)
+
+
 def call_task(path: str, args: list[Any], kwargs: dict[str, Any], alias: str, instance_id: str) -> Any:
     """The step of a task's instance: run the task's function, sync or async."""
     task = _task(path)
@@ -168,7 +187,7 @@ def call_task(path: str, args: list[Any], kwargs: dict[str, Any], alias: str, in
     return normalize_json(value)
 
 
-def _errors(instance: WorkflowInstance, record: StepRecord | None) -> list[TaskError]:
+def _errors(instance: WorkflowInstance, record: StepRecord | None, logged: list[dict[str, Any]]) -> list[TaskError]:
     """One error per failed attempt, oldest first. The last one has its traceback (the step's
     record keeps it); the earlier ones, from the event log, their type and message."""
     if record is None:
@@ -179,8 +198,6 @@ def _errors(instance: WorkflowInstance, record: StepRecord | None) -> list[TaskE
     failed = record.attempts - (1 if record.state in (StepState.RUNNING, StepState.COMPLETED) else 0)
     if failed <= 0:
         return []
-    logged = list(Event.objects.filter(instance_id=instance.pk, kind="step.failed")
-                  .order_by("id").values_list("data", flat=True))
     last_path = _path(record.error_type, record.error_traceback) if record.error_type else None
     errors = []
     for attempt in range(1, failed + 1):
@@ -206,11 +223,18 @@ def _path(name: str, trace: str) -> str:
     return f"builtins.{name}" if isinstance(getattr(builtins, name, None), type) else name
 
 
-def _worker_ids(instance: WorkflowInstance, attempts: int) -> list[str]:
-    """One id per attempt (Django counts attempts by them): the executor that holds the
-    instance's lease while it runs; the executors of earlier attempts are not recorded."""
-    owner = instance.lease_owner if as_state(instance.state) == State.RUNNING else ""
+def _worker_ids(instance: WorkflowInstance, attempts: int, logged: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """One id per attempt (Django counts attempts by them): the executor that ran it. A failed
+    attempt's `step.failed` event names it, the run that completed the task its
+    `workflow.completed`, and a running attempt's is the one holding the instance's lease.
+    Events written before executors were logged name none: "unrecorded"."""
     ids = [UNRECORDED] * attempts
+    for kind, data in logged:
+        attempt = data.get("attempt") if kind == "step.failed" else attempts
+        worker = data.get("worker")
+        if isinstance(attempt, int) and 1 <= attempt <= attempts and isinstance(worker, str) and worker:
+            ids[attempt - 1] = worker
+    owner = instance.lease_owner if as_state(instance.state) == State.RUNNING else ""
     if ids and owner:
         ids[-1] = owner
     return ids

@@ -5,6 +5,7 @@ The SQLite test database is a file, not memory, so that worker subprocesses shar
 
 import os
 import tempfile
+from importlib.util import find_spec as _find_spec
 
 import dj_database_url
 
@@ -117,8 +118,9 @@ if os.environ.get("DW_DISPATCHER"):
     DURABLE_WORKFLOWS["DISPATCHER"] = os.environ["DW_DISPATCHER"]
     DURABLE_WORKFLOWS["TASKS_BACKEND"] = os.environ.get("DW_TASKS_BACKEND", "immediate")
 
-# Django's tasks framework (Django 6.0+; ignored by Django 5.2): tests/test_tasks_backend.py.
-TASKS = {
+# Django's tasks framework (Django 6.0+, or Django 5.2 with the django-tasks backport; without
+# either, the durable_workflows.E009 check refuses it): tests/test_tasks_backend.py.
+TASKS = {} if _find_spec("django.tasks") is None and _find_spec("django_tasks") is None else {
     "default": {"BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend", "QUEUES": ["default", "emails"]},
     "retrying": {"BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend",
                  "OPTIONS": {"RETRY": {"max_attempts": 3, "initial_delay": 0, "jitter": False}}},

@@ -12,7 +12,16 @@ from django.conf import settings
 from django.core import checks
 from django.test import override_settings
 
-from durable_workflows.checks import check_django_q_installed, check_rest_framework_installed
+from durable_workflows.checks import (
+    check_django_q_installed,
+    check_rest_framework_installed,
+    check_tasks_framework,
+)
+from durable_workflows.taskflow import available
+
+# Django 6's model checks ask SQLite whether it has JSON fields, a query: allowed here, so the
+# module passes run on its own as in the whole suite.
+pytestmark = pytest.mark.django_db(databases="__all__")
 
 
 def without(app: str) -> list[str]:
@@ -23,7 +32,6 @@ def ids(messages: list[checks.CheckMessage]) -> list[str]:
     return [m.id for m in messages if m.id and m.id.startswith("durable_workflows.")]
 
 
-@pytest.mark.django_db(databases="__all__")  # Django 6.1: model checks ask each database about JSONField
 def test_the_test_project_passes_every_check():
     assert ids(checks.run_checks()) == []
 
@@ -81,14 +89,12 @@ def test_no_api_mounted_needs_no_rest_framework():
         assert check_rest_framework_installed() == []
 
 
-@pytest.mark.django_db(databases="__all__")  # Django 6.1: model checks ask each database about JSONField
 @pytest.mark.parametrize("wakeup", ["poll", "notify"])
 def test_the_wakeup_setting_takes_poll_and_notify(wakeup):
     with override_settings(DURABLE_WORKFLOWS={"WAKEUP": wakeup}):
         assert ids(checks.run_checks()) == []
 
 
-@pytest.mark.django_db(databases="__all__")  # Django 6.1: model checks ask each database about JSONField
 @pytest.mark.parametrize("wakeup", ["listen", "", None, 1])
 def test_any_other_wakeup_is_an_error_naming_the_setting(wakeup):
     with override_settings(DURABLE_WORKFLOWS={"WAKEUP": wakeup}):
@@ -96,3 +102,33 @@ def test_any_other_wakeup_is_an_error_naming_the_setting(wakeup):
     assert len(errors) == 1 and errors[0].level == checks.ERROR
     assert "DURABLE_WORKFLOWS WAKEUP is" in errors[0].msg and repr(wakeup) in errors[0].msg
     assert '"poll"' in errors[0].hint
+
+
+TASK_BACKEND = "durable_workflows.tasks_backend.DurableTaskBackend"
+
+
+@pytest.mark.skipif(available(), reason="Django's tasks framework is installed: nothing to refuse")
+def test_our_task_backend_without_django_tasks_is_an_error_naming_the_setting_and_what_to_install():
+    tasks = {"default": {"BACKEND": TASK_BACKEND}, "other": {"BACKEND": "some.OtherBackend"},
+             "emails": {"BACKEND": TASK_BACKEND, "QUEUES": ["emails"]}}
+    with override_settings(TASKS=tasks):
+        errors = [m for m in checks.run_checks() if m.id == "durable_workflows.E009"]
+    assert [e.msg for e in errors] == [
+        f"TASKS['default'] names {TASK_BACKEND}, and Django's tasks framework is not installed",
+        f"TASKS['emails'] names {TASK_BACKEND}, and Django's tasks framework is not installed",
+    ]
+    assert all(e.level == checks.ERROR for e in errors)
+    assert "pip install 'django-durable-workflows[tasks]'" in errors[0].hint
+    assert "Django 6.0" in errors[0].hint
+
+
+@pytest.mark.skipif(available(), reason="Django's tasks framework is installed: nothing to refuse")
+def test_no_task_backend_of_ours_needs_no_tasks_framework():
+    with override_settings(TASKS={"default": {"BACKEND": "some.OtherBackend"}}):
+        assert check_tasks_framework() == []
+
+
+@pytest.mark.skipif(not available(), reason="needs Django's tasks framework")
+def test_our_task_backend_with_django_tasks_passes():
+    with override_settings(TASKS={"default": {"BACKEND": TASK_BACKEND}}):
+        assert check_tasks_framework() == []

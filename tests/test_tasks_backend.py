@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from signal import SIGKILL
 
 import pytest
 
@@ -21,7 +22,9 @@ from django.tasks.signals import task_enqueued, task_finished, task_started  # n
 from django.utils import timezone  # noqa: E402
 
 from durable_workflows import client, fire_alarms  # noqa: E402
-from durable_workflows.models import Alarm, WorkflowInstance  # noqa: E402
+from durable_workflows.engine.runs import executor_name  # noqa: E402
+from durable_workflows.exceptions import NonRetryableError  # noqa: E402
+from durable_workflows.models import Alarm, Event, WorkflowInstance  # noqa: E402
 from durable_workflows.taskflow import TASK_WORKFLOW  # noqa: E402
 from durable_workflows.tasks_backend import DurableTaskBackend  # noqa: E402
 from tests.helpers import wait_until  # noqa: E402
@@ -79,6 +82,8 @@ def test_retries_follow_the_retry_option_and_record_each_error():
     assert result.attempts == 3
     assert [e.exception_class_path for e in result.errors] == ["builtins.ConnectionError"] * 2
     assert result.errors[0].exception_class is ConnectionError
+    # Each attempt names the executor that ran it (here the test's own thread).
+    assert result.worker_ids == [executor_name()] * 3
 
 
 def test_a_task_that_fails_for_good_has_its_errors_with_tracebacks():
@@ -91,6 +96,7 @@ def test_a_task_that_fails_for_good_has_its_errors_with_tracebacks():
     assert result.status == TaskResultStatus.FAILED and result.attempts == 2
     assert [e.exception_class for e in result.errors] == [KeyError, KeyError]
     assert "raise KeyError" in result.errors[-1].traceback
+    assert result.worker_ids == [executor_name()] * 2
     with pytest.raises(ValueError, match="failed"):
         result.return_value  # noqa: B018
 
@@ -176,6 +182,26 @@ def test_an_unknown_id_does_not_exist():
         task_backends["default"].get_result(other.instance_id)
 
 
+def test_a_task_whose_module_does_not_import_fails_naming_its_path():
+    def gone():
+        return "never"
+
+    gone.__module__, gone.__qualname__ = "tests.testapp.no_such_module", "gone"
+    path = "tests.testapp.no_such_module.gone"
+    result = task(gone).enqueue()
+    assert result.status == TaskResultStatus.FAILED
+    assert WorkflowInstance.objects.get(pk=result.id).state == "failed"
+    fetched = task_backends["default"].get_result(result.id)
+    assert fetched.status == TaskResultStatus.FAILED and fetched.attempts == 1
+    assert fetched.task.module_path == path
+    (error,) = fetched.errors
+    assert error.exception_class is NonRetryableError
+    assert f"task {path!r} cannot be imported" in error.traceback
+    assert "No module named 'tests.testapp.no_such_module'" in error.traceback
+    with pytest.raises(ValueError, match="failed"):
+        fetched.return_value  # noqa: B018
+
+
 @pytest.mark.parametrize("retry, message", [
     ("three", "must be a dict"),
     ({"max_attempts": 0}, "max_attempts must be at least 1"),
@@ -188,7 +214,7 @@ def test_a_bad_retry_option_is_named(retry, message):
 
 @pytest.mark.slow
 def test_a_real_qcluster_runs_an_enqueued_task(workers):
-    workers.clusters.start("a", workers=1)
+    cluster = workers.clusters.start("a", workers=1)
     task_defs.FLAKY["left"] = 0
     result = task_defs.add.enqueue(20, 22)
     assert result.status == TaskResultStatus.READY  # on its way to the cluster
@@ -199,4 +225,31 @@ def test_a_real_qcluster_runs_an_enqueued_task(workers):
         raise AssertionError(workers.clusters.logs()) from None
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 42
-    assert result.attempts == 1 and result.worker_ids == ["unrecorded"]
+    (worker,) = result.worker_ids
+    host, pid, _ = worker.split(":")
+    assert pid.isdigit() and int(pid) in cluster.worker_pids()
+
+
+@pytest.mark.slow
+def test_a_worker_sigkilled_mid_task_is_recovered_and_the_task_runs_again(workers):
+    cluster = workers.clusters.start("a", workers=1, DW_LEASE_SECONDS=3, DW_HEARTBEAT_SECONDS=1,
+                                     DW_REDISPATCH_AFTER_SECONDS=5, DW_Q_TIMEOUT=8, DW_Q_RETRY=10)
+    result = task_defs.logged_nap.enqueue(2.0)
+    wait_until(workers.executions, timeout=60, interval=0.05, message="the task to start on the worker")
+    cluster.kill(SIGKILL)
+    result.refresh()
+    assert result.status == TaskResultStatus.RUNNING and not result.is_finished
+
+    cluster.start().wait_ready()
+    try:
+        wait_until(lambda: task_defs.logged_nap.get_result(result.id).is_finished, timeout=60, interval=0.1,
+                   message="the task to be recovered and finish")
+    except AssertionError:
+        raise AssertionError(workers.clusters.logs()) from None
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == "nap"
+    assert result.errors == []
+    first, second = workers.executions()
+    assert first.end is None and second.end is not None and first.pid != second.pid
+    assert Event.objects.filter(instance_id=result.id, kind="workflow.recovered").count() == 1
+    assert [w.split(":")[1] for w in result.worker_ids][-1] == str(second.pid)

@@ -196,7 +196,7 @@ def _conclude(run: Run, definition: WorkflowDefinition, wf: WorkflowContext, ret
         stored = serialization.dumps(value, f"the result of workflow {definition.name!r}")
     except SerializationError as error:
         return _fail(run, error)
-    run.events.add("workflow.completed", None)
+    run.events.add("workflow.completed", None, worker=run.lease.owner)  # the executor that finished it
     family = {"family_pending": True} if run.instance.parent_id else {}
     run.checkpoint.finish(State.COMPLETED, result=stored, **family)
     after_final(run.instance)

@@ -212,8 +212,11 @@ class StepCall:
         record.__dict__.update(error_fields(error))
         record.error_replay = failures.replay_info(error)
         record.deadline_at = None
+        # The executor rides on the row the failure writes anyway: who ran each attempt
+        # (django.tasks' worker_ids) costs no write of its own.
         events.add("step.failed", self.position, name=self.name, attempt=self.attempt,
-                   error=f"{record.error_type}: {record.error_message}", **self.where)
+                   error=f"{record.error_type}: {record.error_message}", worker=self.run.lease.owner,
+                   **self.where)
         observe.attempt_finished(self.observed, error)
         self.observed = None
         if isinstance(error, StepTimeout):

@@ -45,3 +45,11 @@ def attempt_number(context):
 @workflow("tests.tasks.welcome_flow")
 def welcome_flow(wf, user_id):
     return wf.step("Welcome", send_welcome, user_id)
+
+
+@task(takes_context=True)
+def logged_nap(context, seconds):
+    """Writes its start and end to the workers' step log (tests/workers/steplog.py)."""
+    from tests.workers.workflows import logged
+
+    return logged(context.task_result.id, context.attempt, "nap", seconds)
