@@ -73,5 +73,20 @@ def install() -> None:
     if not available():
         return
     workflow(TASK_WORKFLOW)(run_task)
+    if not _configured():
+        # The relay listens to every step of every workflow: a project whose TASKS has no
+        # backend of ours must not pay for it on each step.
+        return
     for signal in _SIGNALS:
         signal.connect(_relay, dispatch_uid=f"durable_workflows.taskflow.{id(signal)}")
+
+
+def _configured() -> bool:
+    """Whether the project's TASKS setting names a DurableTaskBackend."""
+    from django.conf import settings as django_settings
+
+    from .checks import TASK_BACKEND
+
+    aliases = getattr(django_settings, "TASKS", None) or {}
+    return isinstance(aliases, dict) and any(
+        isinstance(options, dict) and options.get("BACKEND") == TASK_BACKEND for options in aliases.values())

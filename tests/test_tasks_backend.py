@@ -212,18 +212,23 @@ def test_a_bad_retry_option_is_named(retry, message):
         DurableTaskBackend("x", {"OPTIONS": {"RETRY": retry}})
 
 
+def _wait_finished(workers, task, result, message: str) -> None:
+    """Wait until the cluster has finished the task, then refresh `result`; the clusters'
+    logs are the failure's message."""
+    try:
+        wait_until(lambda: task.get_result(result.id).is_finished, timeout=60, interval=0.1, message=message)
+    except AssertionError:
+        raise AssertionError(workers.clusters.logs()) from None
+    result.refresh()
+
+
 @pytest.mark.slow
 def test_a_real_qcluster_runs_an_enqueued_task(workers):
     cluster = workers.clusters.start("a", workers=1)
     task_defs.FLAKY["left"] = 0
     result = task_defs.add.enqueue(20, 22)
     assert result.status == TaskResultStatus.READY  # on its way to the cluster
-    try:
-        wait_until(lambda: task_defs.add.get_result(result.id).is_finished, timeout=60, interval=0.1,
-                   message="the cluster to run the task")
-    except AssertionError:
-        raise AssertionError(workers.clusters.logs()) from None
-    result.refresh()
+    _wait_finished(workers, task_defs.add, result, "the cluster to run the task")
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 42
     (worker,) = result.worker_ids
     host, pid, _ = worker.split(":")
@@ -241,12 +246,7 @@ def test_a_worker_sigkilled_mid_task_is_recovered_and_the_task_runs_again(worker
     assert result.status == TaskResultStatus.RUNNING and not result.is_finished
 
     cluster.start().wait_ready()
-    try:
-        wait_until(lambda: task_defs.logged_nap.get_result(result.id).is_finished, timeout=60, interval=0.1,
-                   message="the task to be recovered and finish")
-    except AssertionError:
-        raise AssertionError(workers.clusters.logs()) from None
-    result.refresh()
+    _wait_finished(workers, task_defs.logged_nap, result, "the task to be recovered and finish")
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == "nap"
     assert result.errors == []
     first, second = workers.executions()
