@@ -11,6 +11,7 @@ of its instances, once what they describe has committed.
 from __future__ import annotations
 
 import importlib.util
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,21 @@ from .registry import workflow
 TASK_WORKFLOW = "durable_workflows.task"
 #: The sleep of a task enqueued with `run_after`.
 RUN_AFTER = "run_after"
+#: How many task instances a process keeps in `KNOWN`.
+KNOWN_MAX = 4096
+
+#: The task instances this process enqueued or runs: instance id -> [its Task, its backend
+#: alias, the status of the last of Django's signals sent for it]. With it, relaying a signal
+#: reads nothing from the database; an instance it does not hold (cancelled from another
+#: process) is read once. The oldest are forgotten.
+KNOWN: OrderedDict[str, list[Any]] = OrderedDict()
+
+
+def remember(instance_id: str, task: Any, alias: str, status: str | None = None) -> None:
+    KNOWN[instance_id] = [task, alias, status]
+    KNOWN.move_to_end(instance_id)
+    while len(KNOWN) > KNOWN_MAX:
+        KNOWN.popitem(last=False)
 
 
 def available() -> bool:
@@ -40,32 +56,32 @@ def run_task(wf: Any, path: str, args: list[Any], kwargs: dict[str, Any], backen
     `backend` task alias."""
     from . import tasks_backend
 
-    if run_after is not None:
-        wf.sleep_until(datetime.fromisoformat(run_after), name=RUN_AFTER)
+    when = None if run_after is None else datetime.fromisoformat(run_after)
+    if wf.instance_id not in KNOWN:
+        remember(wf.instance_id, tasks_backend.task_for(path, priority, queue_name, backend, when), backend)
+    if when is not None:
+        wf.sleep_until(when, name=RUN_AFTER)
     policy = tasks_backend.retry_policy(backend)
     return wf.step(path, tasks_backend.call_task, path, args, kwargs, backend, wf.instance_id, retry=policy)
 
 
+#: Django's signal for each lifecycle signal of a task's instance, and the status it reports.
 _SIGNALS = {
-    signals.workflow_queued: "task_enqueued",
-    signals.step_started: "task_started",
-    signals.workflow_completed: "task_finished",
-    signals.workflow_failed: "task_finished",
-    signals.workflow_cancelled: "task_finished",
+    signals.workflow_queued: ("task_enqueued", "READY"),
+    signals.step_started: ("task_started", "RUNNING"),
+    signals.workflow_completed: ("task_finished", "SUCCESSFUL"),
+    signals.workflow_failed: ("task_finished", "FAILED"),
+    signals.workflow_cancelled: ("task_finished", "FAILED"),
 }
 
 
 def _relay(signal: Any, **kwargs: Any) -> None:
     if kwargs.get("workflow") != TASK_WORKFLOW:
         return
-    from . import serialization, tasks_backend
-    from .models import WorkflowInstance
+    from . import tasks_backend
 
-    instance = WorkflowInstance.objects.filter(pk=kwargs["instance_id"]).only("input").first()
-    if instance is None:
-        return
-    args, _ = serialization.decode_input(instance.input)
-    tasks_backend.send(_SIGNALS[signal], instance.pk, args[3] if len(args) > 3 else "default")
+    name, status = _SIGNALS[signal]
+    tasks_backend.send(name, kwargs["instance_id"], status)
 
 
 def install() -> None:

@@ -24,8 +24,10 @@ Failed, Cancelled                  FAILED
 from __future__ import annotations
 
 import builtins
+import uuid
+from dataclasses import fields
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -48,7 +50,7 @@ from .exceptions import NonRetryableError
 from .models import Event, StepKind, StepRecord, StepState, WorkflowInstance
 from .retry import RetryPolicy
 from .states import State, as_state
-from .taskflow import TASK_WORKFLOW
+from .taskflow import KNOWN, TASK_WORKFLOW, remember
 
 __all__ = ["DurableTaskBackend"]
 
@@ -95,9 +97,20 @@ class DurableTaskBackend(BaseTaskBackend):
         # anything is written.
         stored_args, stored_kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
         run_after = None if task.run_after is None else task.run_after.isoformat()
+        instance_id = uuid.uuid4().hex
+        remember(instance_id, task, self.alias)
         handle = client.start(TASK_WORKFLOW, task.module_path, stored_args, stored_kwargs, self.alias,
-                              task.priority, task.queue_name, run_after)
-        return self._result(handle.instance, task)  # type: ignore[return-value]
+                              task.priority, task.queue_name, run_after, instance_id=instance_id)
+        known = KNOWN.get(instance_id)
+        if known is not None and known[2] == TaskResultStatus.READY:
+            # Not run in this thread (or not yet): what was just stored is the whole result.
+            instance = handle.instance
+            return TaskResult(task=task, id=instance.pk, status=TaskResultStatus.READY,
+                              enqueued_at=instance.created_at, started_at=None, last_attempted_at=None,
+                              finished_at=None, args=cast(list[Any], stored_args),
+                              kwargs=cast(dict[str, Any], stored_kwargs), backend=self.alias, errors=[],
+                              worker_ids=[])
+        return self.get_result(instance_id)  # type: ignore[return-value]
 
     def get_result(self, result_id: str) -> TaskResult[..., Any]:
         instance = None
@@ -111,21 +124,22 @@ class DurableTaskBackend(BaseTaskBackend):
         (path, args, kwargs, alias, priority, queue_name, run_after), _ = serialization.decode_input(instance.input)
         if task is None:
             when = None if run_after is None else datetime.fromisoformat(run_after)
-            try:
-                found = _task(path)
-            except NonRetryableError:  # the instance failed on it: its result says so
-                task = _stand_in(path, priority, queue_name, alias, when)
-            else:
-                task = found.using(priority=priority, queue_name=queue_name, backend=alias, run_after=when)
+            task = task_for(path, priority, queue_name, alias, when)
         record = StepRecord.objects.filter(instance_id=instance.pk, kind=StepKind.STEP).first()
         state = as_state(instance.state)
-        attempts = record.attempts if record is not None else 0
+        attempts, started_at, last_attempted_at = 0, None, None
+        if record is not None:
+            attempts, started_at, last_attempted_at = record.attempts, record.started_at, record.attempt_started_at
+        elif state == State.RUNNING:
+            # A single attempt is not stored before it runs (a crash simply runs it again):
+            # it began with the run that holds the instance.
+            attempts, started_at = 1, instance.updated_at
+            last_attempted_at = started_at
         logged = list(Event.objects.filter(instance_id=instance.pk, kind__in=("step.failed", "workflow.completed"))
                       .order_by("id").values_list("kind", "data")) if attempts else []
         result: TaskResult[..., Any] = TaskResult(
             task=task, id=instance.pk, status=STATUS[state], enqueued_at=instance.created_at,
-            started_at=record.started_at if record is not None else None,
-            last_attempted_at=record.attempt_started_at if record is not None else None,
+            started_at=started_at, last_attempted_at=last_attempted_at,
             finished_at=instance.finished_at, args=args, kwargs=kwargs, backend=alias,
             errors=_errors(instance, record, [d for kind, d in logged if kind == "step.failed"]),
             worker_ids=_worker_ids(instance, attempts, logged),
@@ -163,6 +177,15 @@ def _task(path: str) -> Task[..., Any]:
     if not isinstance(found, Task):
         raise NonRetryableError(f"{path!r} is not a task (decorate it with django.tasks.task)")
     return found
+
+
+def task_for(path: str, priority: int, queue_name: str, alias: str, run_after: datetime | None) -> Task[..., Any]:
+    """The Task an instance runs, as it was enqueued."""
+    try:
+        found = _task(path)
+    except NonRetryableError:  # the instance fails on it: its result says so
+        return _stand_in(path, priority, queue_name, alias, run_after)
+    return found.using(priority=priority, queue_name=queue_name, backend=alias, run_after=run_after)
 
 
 def _stand_in(path: str, priority: int, queue_name: str, alias: str, run_after: datetime | None) -> Task[..., Any]:
@@ -240,8 +263,51 @@ def _worker_ids(instance: WorkflowInstance, attempts: int, logged: list[tuple[st
     return ids
 
 
-def send(signal_name: str, instance_id: str, alias: str) -> None:
-    """Send Django's task signal `signal_name` for the task instance `instance_id`."""
-    signal = {"task_enqueued": task_enqueued, "task_started": task_started, "task_finished": task_finished}[signal_name]
+_TASK_SIGNALS = {"task_enqueued": task_enqueued, "task_started": task_started, "task_finished": task_finished}
+
+
+def send(signal_name: str, instance_id: str, status: str) -> None:
+    """Send Django's task signal `signal_name` for the task instance `instance_id`, which has
+    just reached `status`."""
+    known = KNOWN.get(instance_id)
+    if known is None:
+        instance = WorkflowInstance.objects.filter(pk=instance_id).only("input").first()
+        if instance is None:
+            return
+        (path, _, _, alias, priority, queue_name, run_after), _ = serialization.decode_input(instance.input)
+        when = None if run_after is None else datetime.fromisoformat(run_after)
+        remember(instance_id, task_for(path, priority, queue_name, alias, when), alias)
+        known = KNOWN[instance_id]
+    task, alias, _ = known
+    known[2] = status
+    if signal_name == "task_finished":
+        KNOWN.pop(instance_id, None)
     backend = task_backends[alias]
-    signal.send(sender=type(backend), task_result=backend.get_result(instance_id))
+    _TASK_SIGNALS[signal_name].send(sender=type(backend), task_result=_LazyResult.of(task, instance_id, alias, status))
+
+
+class _LazyResult(TaskResult):
+    """The TaskResult a signal carries: its task, id, backend and status are known when the
+    signal is sent; the rest is read from the instance once a receiver asks for it. Django's
+    own receivers log only those four, so a task's three signals cost no query."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, task: Task[..., Any], instance_id: str, alias: str, status: str) -> TaskResult[..., Any]:
+        result = object.__new__(cls)
+        for name, value in (("task", task), ("id", instance_id), ("backend", alias),
+                            ("status", TaskResultStatus(status))):
+            object.__setattr__(result, name, value)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        full = task_backends[self.backend].get_result(self.id)
+        for field in fields(TaskResult):
+            try:
+                object.__getattribute__(self, field.name)
+            except AttributeError:
+                object.__setattr__(self, field.name, getattr(full, field.name))
+        return object.__getattribute__(self, name)

@@ -135,6 +135,23 @@ def test_the_three_signals_are_sent():
     assert {sender for _, sender, _, _ in seen} == {DurableTaskBackend}
 
 
+def test_a_signal_s_result_reads_the_rest_when_a_receiver_asks_for_it():
+    finished = []
+
+    def receiver(sender, task_result, **kwargs):
+        finished.append((task_result.status, task_result.return_value, task_result.args, task_result.attempts,
+                         task_result.worker_ids, task_result.task.module_path, task_result.finished_at))
+
+    task_finished.connect(receiver)
+    try:
+        result = task_defs.add.enqueue(2, 3)
+    finally:
+        task_finished.disconnect(receiver)
+    fetched = task_backends["default"].get_result(result.id)
+    assert finished == [(TaskResultStatus.SUCCESSFUL, 5, [2, 3], 1, [executor_name()], task_defs.add.module_path,
+                         fetched.finished_at)]
+
+
 def test_an_enqueue_in_a_transaction_that_rolls_back_leaves_nothing():
     before = WorkflowInstance.objects.count()
     with pytest.raises(RuntimeError):

@@ -73,7 +73,10 @@ class StepCall:
         self.kwargs = kwargs
         self.retry = retry
         self.atomic = atomic
-        self.durable_attempts = retry is not None or self.timeout is not None
+        # An attempt is stored before it runs when a restart must know of it: to count it
+        # against more than one attempt, or to keep its deadline. A single attempt without
+        # a timeout is simply run again after a crash, whether or not its start was stored.
+        self.durable_attempts = (retry is not None and retry.max_attempts > 1) or self.timeout is not None
         self.record: StepRecord | None = None
         self.attempt = 0
         self.rerun = False
