@@ -57,12 +57,17 @@ def run_task(wf: Any, path: str, args: list[Any], kwargs: dict[str, Any], backen
     from . import tasks_backend
 
     when = None if run_after is None else datetime.fromisoformat(run_after)
-    if wf.instance_id not in KNOWN:
-        remember(wf.instance_id, tasks_backend.task_for(path, priority, queue_name, backend, when), backend)
+    known = KNOWN.get(wf.instance_id)
+    if known is None:
+        task = tasks_backend.task_for(path, priority, queue_name, backend, when)
+        remember(wf.instance_id, task, backend)
+    else:
+        task = known[0]
     if when is not None:
         wf.sleep_until(when, name=RUN_AFTER)
-    policy = tasks_backend.retry_policy(backend)
-    return wf.step(path, tasks_backend.call_task, path, args, kwargs, backend, wf.instance_id, retry=policy)
+    policy = tasks_backend.retry_policy(backend, task)
+    return wf.step(path, tasks_backend.call_task, path, args, kwargs, backend, wf.instance_id, retry=policy,
+                   timeout=getattr(task, "timeout", None))
 
 
 #: Django's signal for each lifecycle signal of a task's instance, and the status it reports.

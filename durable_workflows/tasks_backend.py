@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from dataclasses import fields
-from datetime import datetime
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
 from django.core.exceptions import ImproperlyConfigured
@@ -46,6 +46,7 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from . import client, serialization
+from .durations import to_seconds
 from .exceptions import NonRetryableError
 from .models import Event, StepKind, StepRecord, StepState, WorkflowInstance
 from .retry import RetryPolicy
@@ -71,12 +72,23 @@ STATUS = {
 UNRECORDED = "unrecorded"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DurableTask(Task):
+    """A task of a DurableTaskBackend, which takes two more keywords where Django passes
+    them on (6.1 and later): `@task(retry=RetryPolicy(...) or {...}, timeout="30s")`, the
+    retry policy and the time limit of each attempt, over the backend's `OPTIONS["RETRY"]`."""
+
+    retry: RetryPolicy | dict[str, Any] | None = None
+    timeout: timedelta | int | float | str | None = None
+
+
 class DurableTaskBackend(BaseTaskBackend):
     """Runs each task as a one-step durable workflow on the django-q2 workers.
 
     `OPTIONS["RETRY"]` is a dict of `RetryPolicy` arguments (`{"max_attempts": 3}`); without
     it a task runs once, as on Django's own backends."""
 
+    task_class = DurableTask
     supports_defer = True
     supports_async_task = True
     supports_get_result = True
@@ -90,6 +102,20 @@ class DurableTaskBackend(BaseTaskBackend):
         super().validate_task(task)
         if len(task.module_path) > 255:
             raise InvalidTask(f"the task's path is over 255 characters: {task.module_path[:80]}...")
+        retry, timeout = getattr(task, "retry", None), getattr(task, "timeout", None)
+        if isinstance(retry, dict):
+            try:
+                object.__setattr__(task, "retry", RetryPolicy(**retry))
+            except (TypeError, ValueError) as error:
+                raise InvalidTask(f"task {task.module_path}: retry: {error}") from None
+        elif retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidTask(f"task {task.module_path}: retry must be a RetryPolicy or a dict of its "
+                              f"arguments, got {retry!r}")
+        if timeout is not None:
+            try:
+                to_seconds(timeout, what="timeout")
+            except ValueError as error:
+                raise InvalidTask(f"task {task.module_path}: {error}") from None
 
     def enqueue(self, task: Task[_P, _R], args: list[Any], kwargs: dict[str, Any]) -> TaskResult[_P, _R]:
         self.validate_task(task)
@@ -161,8 +187,11 @@ def _policy(alias: str, given: Any) -> RetryPolicy:
         raise ImproperlyConfigured(f"{where}: {error}") from None
 
 
-def retry_policy(alias: str) -> RetryPolicy:
-    """The retry policy of the task backend `alias` (its OPTIONS["RETRY"])."""
+def retry_policy(alias: str, task: Task[..., Any] | None = None) -> RetryPolicy:
+    """The retry policy of `task`, or else of the task backend `alias` (its OPTIONS["RETRY"])."""
+    own = getattr(task, "retry", None)
+    if isinstance(own, RetryPolicy):
+        return own
     backend = task_backends[alias]
     if not isinstance(backend, DurableTaskBackend):
         raise ImproperlyConfigured(f"TASKS[{alias!r}] is not a DurableTaskBackend")

@@ -7,9 +7,11 @@ on a real `qcluster`."""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 from signal import SIGKILL
 
+import django
 import pytest
 
 pytest.importorskip("django.tasks", reason="django.tasks is Django 6.0+")
@@ -23,7 +25,7 @@ from django.utils import timezone  # noqa: E402
 
 from durable_workflows import client, fire_alarms  # noqa: E402
 from durable_workflows.engine.runs import executor_name  # noqa: E402
-from durable_workflows.exceptions import NonRetryableError  # noqa: E402
+from durable_workflows.exceptions import NonRetryableError, StepTimeout  # noqa: E402
 from durable_workflows.models import Alarm, Event, WorkflowInstance  # noqa: E402
 from durable_workflows.taskflow import TASK_WORKFLOW  # noqa: E402
 from durable_workflows.tasks_backend import DurableTaskBackend  # noqa: E402
@@ -182,6 +184,35 @@ def test_invalid_tasks_are_refused():
         task_defs.add.using(priority=101)
     with pytest.raises(InvalidTask, match="Queue"):
         task_defs.add.using(queue_name="nowhere")
+
+
+needs_task_keywords = pytest.mark.skipif(django.VERSION < (6, 1), reason="@task passes its keywords on from Django 6.1")
+
+
+@needs_task_keywords
+def test_a_task_s_own_retry_policy_is_used_over_the_backend_s():
+    task_defs.ONCE_FLAKY["left"] = 1
+    result = task_defs.flaky_once.enqueue(4)  # the default backend runs a task once
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 4
+    assert result.attempts == 2 and [e.exception_class for e in result.errors] == [ConnectionError]
+
+
+@needs_task_keywords
+def test_a_task_s_timeout_limits_each_attempt():
+    result = task_defs.overdue.enqueue()
+    assert result.status == TaskResultStatus.FAILED
+    assert [e.exception_class for e in result.errors] == [StepTimeout]
+
+
+@needs_task_keywords
+@pytest.mark.parametrize("keywords, says", [
+    ({"retry": "three"}, "retry must be a RetryPolicy or a dict of its arguments, got 'three'"),
+    ({"retry": {"max_attempts": 0}}, "retry: max_attempts must be at least 1"),
+    ({"timeout": "soon"}, "invalid timeout 'soon'"),
+])
+def test_bad_task_keywords_are_refused_naming_them(keywords, says):
+    with pytest.raises(InvalidTask, match=re.escape(says)):
+        task(**keywords)(task_defs.add.func)
 
 
 def test_arguments_that_are_not_json_are_refused_and_nothing_is_created():

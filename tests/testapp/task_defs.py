@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import django
 from django.tasks import task
 
 from durable_workflows import workflow
@@ -53,3 +54,22 @@ def logged_nap(context, seconds):
     from tests.workers.workflows import logged
 
     return logged(context.task_result.id, context.attempt, "nap", seconds)
+
+
+if django.VERSION >= (6, 1):  # @task passes keywords of its own on to the backend's task class
+    from durable_workflows import RetryPolicy
+
+    ONCE_FLAKY = {"left": 0}
+
+    @task(retry={"max_attempts": 2, "initial_delay": 0, "jitter": False})
+    def flaky_once(n):
+        if ONCE_FLAKY["left"] > 0:
+            ONCE_FLAKY["left"] -= 1
+            raise ConnectionError("try again")
+        return n
+
+    @task(retry=RetryPolicy(max_attempts=1), timeout="0.2s")
+    def overdue():
+        import time
+
+        time.sleep(5)
