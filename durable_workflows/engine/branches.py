@@ -46,12 +46,13 @@ DEFAULT_THREADS = 32
 Outcome = tuple[bool, Any]
 
 
-def checked(fns: Sequence[Any], max_concurrency: Any) -> tuple[list[Callable[[], Any]], int | None]:
+def checked(fns: Sequence[Any], max_concurrency: Any, primitive: str = "parallel",
+            ) -> tuple[list[Callable[[], Any]], int | None]:
     """The branches and the concurrency bound, once both are known to be usable; nothing has
     run and no position is taken when they are not."""
     for index, fn in enumerate(fns):
         if not callable(fn):
-            raise TypeError(f"wf.parallel: branch {index} is not callable (got {fn!r}); pass "
+            raise TypeError(f"wf.{primitive}: branch {index} is not callable (got {fn!r}); pass "
                             f"functions without arguments, such as lambda: wf.step(...)")
     if max_concurrency is not None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
@@ -142,6 +143,12 @@ def run_sync(wf: WorkflowContext, slot: Slot, fns: list[Callable[[], Any]], limi
     lanes = _lanes(wf, slot, len(fns))
     if not lanes:
         return []
+    return conclude(wf, slot, lanes, outcomes_sync(wf, lanes, fns, limit))
+
+
+def outcomes_sync(wf: WorkflowContext, lanes: list[Lane], fns: list[Callable[[], Any]],
+                  limit: int | None) -> list[Outcome]:
+    """Run each function on its lane, in threads, until every one has finished or stopped."""
     driver = wf._driver
     workers = min(limit or DEFAULT_THREADS, len(fns))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="durable-branch") as pool:
@@ -151,7 +158,7 @@ def run_sync(wf: WorkflowContext, slot: Slot, fns: list[Callable[[], Any]], limi
             wait(futures)  # a parallel inside a branch: the run's thread serves its work too
         else:
             driver.serve(futures)
-    return conclude(wf, slot, lanes, [future.result() for future in futures])
+    return [future.result() for future in futures]
 
 
 def _branch_thread(driver: Driver, lane: Lane, fn: Callable[[], Any]) -> Outcome:
@@ -189,6 +196,12 @@ async def run_async(wf: WorkflowContext, slot: Slot, fns: list[Callable[[], Any]
     lanes = _lanes(wf, slot, len(fns))
     if not lanes:
         return []
+    return conclude(wf, slot, lanes, await outcomes_async(lanes, fns, limit))
+
+
+async def outcomes_async(lanes: list[Lane], fns: list[Callable[[], Any]], limit: int | None) -> list[Outcome]:
+    """Run each function on its lane, as tasks of the run's loop, until every one has
+    finished or stopped."""
     gate = asyncio.Semaphore(limit) if limit else None
 
     async def branch(lane: Lane, fn: Callable[[], Any]) -> Outcome:
@@ -200,8 +213,7 @@ async def run_async(wf: WorkflowContext, slot: Slot, fns: list[Callable[[], Any]
             return await _outcome_async(lane, fn)
 
     tasks = [asyncio.ensure_future(branch(lane, fn)) for lane, fn in zip(lanes, fns, strict=True)]
-    outcomes = await asyncio.gather(*tasks)
-    return conclude(wf, slot, lanes, outcomes)
+    return list(await asyncio.gather(*tasks))
 
 
 async def _outcome_async(lane: Lane, fn: Callable[[], Any]) -> Outcome:
@@ -243,6 +255,22 @@ def _mark_failed(wf: WorkflowContext, slot: Slot) -> None:
 def conclude(wf: WorkflowContext, slot: Slot, lanes: list[Lane], outcomes: list[Outcome]) -> list[Any]:
     """What `wf.parallel` returns or raises once every branch has finished or stopped."""
     parent = slot.lane
+    raise_stops(wf, outcomes)
+    for lane, (ok, value) in zip(lanes, outcomes, strict=True):
+        if not ok and stops.is_failure(value) and lane.stopped is None:
+            wf._engine(_mark_failed, wf, slot)
+            raise value  # the first error in branch order
+    if any(isinstance(value, Aborted) for _, value in outcomes):
+        raise Aborted()  # a branch further out failed
+    suspend_if_waiting(parent, lanes)
+    for lane in lanes:
+        parent.advance(lane.clock)
+    return [value for _, value in outcomes]
+
+
+def raise_stops(wf: WorkflowContext, outcomes: list[Outcome]) -> None:
+    """Whatever stops the run (a lost lease, a fault, a fatal error, a stop of the worker)
+    outranks what the branches did."""
     if wf._halted is not None:
         raise wf._halted
     if wf._fatal is not None:
@@ -250,18 +278,13 @@ def conclude(wf: WorkflowContext, slot: Slot, lanes: list[Lane], outcomes: list[
     for ok, value in outcomes:
         if not ok and not stops.is_failure(value) and not isinstance(value, stops.RUN_SIGNALS):
             raise value  # a stop of the worker
-    for lane, (ok, value) in zip(lanes, outcomes, strict=True):
-        if not ok and stops.is_failure(value) and lane.stopped is None:
-            wf._engine(_mark_failed, wf, slot)
-            raise value  # the first error in branch order
-    if any(isinstance(value, Aborted) for _, value in outcomes):
-        raise Aborted()  # a branch further out failed
+
+
+def suspend_if_waiting(parent: Lane, lanes: list[Lane]) -> None:
+    """Stop the parent lane at every wait its branches stopped at, if any did."""
     waiting = [lane for lane in lanes if isinstance(lane.stopped, Suspend)]
     if waiting:
         signal = Suspend()
         parent.waits.extend(wait for lane in waiting for wait in lane.waits)
         parent.stopped = signal
         raise signal
-    for lane in lanes:
-        parent.advance(lane.clock)
-    return [value for _, value in outcomes]

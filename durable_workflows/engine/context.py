@@ -33,7 +33,7 @@ from ..models import StepKind, StepRecord
 from ..retry import RetryPolicy
 from ..text import refused_in
 from . import atomic as atomic_steps
-from . import branches, children, clock, inbox, patches, runner
+from . import branches, children, clock, inbox, patches, races, runner
 from .deadlines import timed_out
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .names import checked
@@ -303,6 +303,14 @@ class WorkflowContext:
         slot = self._enter("parallel")
         return branches.run_sync(self, slot, fns, limit)
 
+    def race(self, *racing_branches: Callable[[], Any]) -> tuple[int, Any]:
+        """Run the branches (callables without arguments) at the same time, as `parallel`
+        does, and return `(index, value)` of the first to finish, or raise its error. The
+        others stop at their next primitive, their waits abandoned (races.py)."""
+        fns = races.checked(racing_branches)
+        slot = self._enter("race")
+        return races.run_sync(self, slot, fns)
+
     def map(self, name: str, fn: Callable[..., Any], items: Any, *, max_concurrency: int | None = None,
             retry: RetryPolicy | None = None, timeout: timedelta | int | float | str | None = None) -> list[Any]:
         """One step `f"{name}[{i}]"` per item, run as parallel branches; results in item order."""
@@ -424,6 +432,11 @@ class AsyncWorkflowContext(WorkflowContext):
         fns, limit = branches.checked(parallel_branches, max_concurrency)
         slot = self._enter("parallel")
         return branches.run_async(self, slot, fns, limit)
+
+    def race(self, *racing_branches: Callable[[], Any]) -> Awaitable[tuple[int, Any]]:  # type: ignore[override]
+        fns = races.checked(racing_branches)
+        slot = self._enter("race")
+        return races.run_async(self, slot, fns)
 
     def map(self, name: str, fn: Callable[..., Any], items: Any, *,  # type: ignore[override]
             max_concurrency: int | None = None, retry: RetryPolicy | None = None,
