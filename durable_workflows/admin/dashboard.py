@@ -1,7 +1,7 @@
 """The admin dashboard: what is stuck, what is slow, what failed today, at a glance.
 
 Each panel is one query that an index serves, so the page stays quick on millions of
-instances: the state counts are capped and estimated past that (counts.py); the hourly charts
+instances: the state counts are capped and estimated past that (counting.py); the hourly charts
 read the last 24 hours by creation and by finish time; the slowest steps and the worst alarm
 lag are taken from the latest RECENT_STEPS step records; the stuck instances from the index
 of Running ones by lease.

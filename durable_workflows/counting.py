@@ -3,7 +3,8 @@
 Counting a million rows takes PostgreSQL a scan of them all, on every page view. So each
 count is first taken exactly up to EXACT_UP_TO rows (an index range, cheap); past that the
 page shows PostgreSQL's own estimate (the planner's, kept fresh by autovacuum's ANALYZE) and
-says so. SQLite, and a table that has never been analysed, always get exact counts.
+says so. SQLite, and a table that has never been analysed, get exact counts up to COUNT_CAP
+rows (more is COUNT_CAP, marked estimated). The admin's lists and the API's share them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.utils.functional import cached_property
 
-from .. import database
+from . import database
 
 EXACT_UP_TO = 10_000
+#: Where no planner estimates, counting stops here: a count over it is this, marked estimated.
+COUNT_CAP = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ class Count:
 
 
 def count(queryset: QuerySet[Any]) -> Count:
-    """How many rows `queryset` has: exact up to EXACT_UP_TO, PostgreSQL's estimate past it."""
+    """How many rows `queryset` has: exact up to EXACT_UP_TO, PostgreSQL's estimate past it
+    (elsewhere exact up to COUNT_CAP)."""
     capped = queryset.order_by()[: EXACT_UP_TO + 1].count()
     if capped <= EXACT_UP_TO:
         return Count(capped)
@@ -39,7 +43,8 @@ def count(queryset: QuerySet[Any]) -> Count:
         estimate = planner_rows(queryset)
         if estimate is not None:
             return Count(max(estimate, capped), estimated=True)
-    return Count(queryset.count())
+    counted = queryset.order_by()[: COUNT_CAP + 1].count()
+    return Count(min(counted, COUNT_CAP), estimated=counted > COUNT_CAP)
 
 
 def planner_rows(queryset: QuerySet[Any]) -> int | None:
@@ -55,7 +60,8 @@ def planner_rows(queryset: QuerySet[Any]) -> int | None:
 
 
 class EstimatingPaginator(Paginator):
-    """The admin list's paginator, counting as above."""
+    """The admin list's paginator, counting as above: Django's counts every row of the
+    list's query on every page view."""
 
     @cached_property
     def count(self) -> int:
