@@ -23,7 +23,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext
 
 from .. import client, counting
 from ..engine import clock, concurrency
@@ -156,6 +157,13 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         return super().response_action(request, queryset, *args, **kwargs)
 
     # -- list ----------------------------------------------------------------------------------
+    def action_checkbox(self, obj: Any) -> SafeString:
+        """Django's checkbox, written out: its widget renders templates for each row, which
+        took a third of the list's time."""
+        label = gettext("Select this object for an action - {}").format(obj)
+        return format_html('<input type="checkbox" name="{}" value="{}" class="action-select" aria-label="{}">',
+                           ACTION_CHECKBOX_NAME, str(obj.pk), label)
+
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return InstanceChangeList
 
@@ -525,4 +533,4 @@ def _queued_behind_text(obj: WorkflowInstance, behind: int) -> str:
 def state_counts() -> dict[State, counting.Count]:
     """Instances per state, each exact up to counting.EXACT_UP_TO and estimated past it (an
     index range each: no scan of the whole table on every page view)."""
-    return {state: counting.count(WorkflowInstance.objects.filter(state=state)) for state in State}
+    return dict(zip(State, counting.count_each([WorkflowInstance.objects.filter(state=state) for state in State]), strict=True))
