@@ -162,3 +162,9 @@ def test_the_admin_list_pages_with_its_counting_paginator(admin_client, monkeypa
         else:  # a deep page reads its ids, then its rows: one query more, whatever the rows
             assert len(queries.captured_queries) <= first + 1
     assert shown == expected
+
+
+def test_the_browsable_api_links_the_next_page(api):
+    make(3)
+    text = api.get(f"{LIST}?page_size=2", HTTP_ACCEPT="text/html").content.decode()
+    assert 'rel="next"' in text and "?cursor=" in text

@@ -64,6 +64,8 @@ class InstancePagination(CursorPagination):
             rows = self._numbered_page(queryset, _page_number(request))
         self.rows = rows
         self.counted = counting.count(queryset)
+        # The browsable API's previous and next buttons, when there is somewhere to go.
+        self.display_page_controls = bool(self.has_previous or self.has_next)
         return rows
 
     def _from_position(self, queryset: QuerySet[Any], created_at: datetime, pk: str, reverse: bool) -> list[Any]:
