@@ -235,8 +235,11 @@ class WorkflowInstance(ErrorFields):
         verbose_name_plural = "workflow instances"
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["state", "-created_at"], name="dw_instance_state_created"),
-            models.Index(fields=["-created_at"], name="dw_instance_created"),
+            # The lists' order, newest first with the id between equal times: a page of any
+            # list, filtered by state or workflow or not, is one range of one of these.
+            models.Index(fields=["-created_at", "-id"], name="dw_instance_created_id"),
+            models.Index(fields=["state", "-created_at", "-id"], name="dw_instance_state_created_id"),
+            models.Index(fields=["workflow", "-created_at", "-id"], name="dw_instance_workflow_created"),
             models.Index(
                 fields=["lease_expires_at"], name="dw_instance_stale",
                 condition=Q(state="running"),

@@ -12,8 +12,7 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from durable_workflows import client, fire_alarms, workflow
-from durable_workflows.admin import counts
+from durable_workflows import client, counting, fire_alarms, workflow
 from durable_workflows.models import Alarm, StepRecord, WorkflowInstance
 from durable_workflows.registry import unregister
 
@@ -98,7 +97,7 @@ def test_the_instance_page_draws_its_steps_and_waits_as_bars(admin_client):
 def test_counts_past_the_threshold_are_estimated_and_say_so(admin_client, monkeypatch):
     for n in range(6):
         client.start("tests.nap", "1h", instance_id=f"many-{n}")
-    monkeypatch.setattr(counts, "EXACT_UP_TO", 3)
+    monkeypatch.setattr(counting, "EXACT_UP_TO", 3)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {WorkflowInstance._meta.db_table}")

@@ -1,7 +1,7 @@
 """The admin dashboard: what is stuck, what is slow, what failed today, at a glance.
 
 Each panel is one query that an index serves, so the page stays quick on millions of
-instances: the state counts are capped and estimated past that (counts.py); the hourly charts
+instances: the state counts are capped and estimated past that (counting.py); the hourly charts
 read the last 24 hours by creation and by finish time; the slowest steps and the worst alarm
 lag are taken from the latest RECENT_STEPS step records; the stuck instances from the index
 of Running ones by lease.
@@ -61,9 +61,13 @@ def _per_hour(queryset: Any, field: str) -> dict[datetime, int]:
 
 
 def _recent_steps(kind: str) -> Any:
-    """The latest RECENT_STEPS finished records of a kind, newest first by id (the key's index)."""
-    latest = StepRecord.objects.filter(kind=kind, state=StepState.COMPLETED).order_by("-id").values("id")
-    return StepRecord.objects.filter(id__in=latest[:RECENT_STEPS], finished_at__isnull=False)
+    """The finished records of a kind among the latest RECENT_STEPS records of any kind: an
+    id range of the key's index. (The latest RECENT_STEPS of one kind would walk the whole
+    table back for a kind that is rare, as sleeps are among millions of steps.)"""
+    oldest = StepRecord.objects.order_by("-id").values_list("id", flat=True)[RECENT_STEPS - 1:RECENT_STEPS]
+    recent = StepRecord.objects.filter(kind=kind, state=StepState.COMPLETED, finished_at__isnull=False)
+    floor = list(oldest)
+    return recent.filter(id__gte=floor[0]) if floor else recent
 
 
 def slowest_steps() -> list[SlowStep]:

@@ -168,7 +168,8 @@ class InstanceListView(WorkflowAPIView):
         ],
         responses={
             200: InstanceSerializer(many=True), 400: BAD_REQUEST,
-            404: OpenApiResponse(DetailSerializer, description="No such page."), **DENIED,
+            404: OpenApiResponse(DetailSerializer, description="No such page, or a `cursor` this list did not give."),
+            **DENIED,
         },
     )
     def get(self, request: Request) -> Response:
