@@ -20,6 +20,7 @@ from ..exceptions import SerializationError, UnknownWorkflow
 from ..models import Alarm, StepRecord, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import decode_input
+from ..start_options import StartOptions
 from ..states import State, as_state
 
 INPUT_SCHEMA = {
@@ -131,7 +132,7 @@ class InstanceSerializer(OutcomeSerializer, serializers.ModelSerializer):
         model = WorkflowInstance
         fields = [
             "id", "workflow", "state", "input", "result", "error", "meta",
-            "cancel_requested", "cancel_reason",
+            "cancel_requested", "cancel_reason", "priority", "start_at",
             "created_at", "started_at", "updated_at", "finished_at",
         ]
         read_only_fields = fields
@@ -230,6 +231,28 @@ class StartSerializer(serializers.Serializer):
         max_length=255, required=False, allow_null=True,
         help_text="Makes the start idempotent: the same id returns the existing instance.",
     )
+    priority = serializers.JSONField(
+        required=False, allow_null=True, default=None,
+        help_text="-100 to 100, larger first (default: the workflow's, 0 unless it says otherwise): "
+        "where instances wait for a slot, the higher start first.",
+    )
+    delay = serializers.JSONField(
+        required=False, allow_null=True, default=None,
+        help_text='Start after this long: seconds, or text such as "5m" or "2 hours".',
+    )
+    start_at = serializers.DateTimeField(
+        required=False, allow_null=True, default=None,
+        help_text="Start at this time (ISO 8601 with an offset); not with delay.",
+    )
+    debounce = serializers.JSONField(
+        required=False, allow_null=True, default=None,
+        help_text="Collapse the starts with the same debounce_key that come within this long into one, "
+        "with the last one's input.",
+    )
+    debounce_key = serializers.JSONField(required=False, allow_null=True, default=None,
+                                         help_text="Any JSON value: the starts to collapse share it.")
+    debounce_max = serializers.JSONField(required=False, allow_null=True, default=None,
+                                         help_text="A debounced start waits at most this long after the first.")
 
     def validate_workflow(self, value: str) -> WorkflowDefinition:
         try:
@@ -259,7 +282,26 @@ class StartSerializer(serializers.Serializer):
         except SerializationError as exc:
             raise serializers.ValidationError({"input": [str(exc)]}) from None
         data["args"], data["kwargs"] = list(args), dict(kwargs)
+        try:
+            StartOptions.parse(instance_id=data.get("instance_id"), **options(data))
+        except ValueError as exc:
+            raise serializers.ValidationError({_named(str(exc)): [str(exc)]}) from None
         return data
+
+
+#: The start body's fields that are `client.start`'s options.
+OPTIONS = ("priority", "delay", "start_at", "debounce", "debounce_key", "debounce_max")
+
+
+def _named(message: str) -> str:
+    """The field a message about the options is about (the first it names)."""
+    found = [(message.find(name), name) for name in OPTIONS if name in message]
+    return min(found, key=lambda f: (f[0], -len(f[1])))[1] if found else "non_field_errors"
+
+
+def options(data: dict[str, Any]) -> dict[str, Any]:
+    """The start options of a validated start body, as `client.start_with` takes them."""
+    return {name: data.get(name) for name in OPTIONS}
 
 
 class CancelSerializer(serializers.Serializer):
