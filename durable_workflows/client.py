@@ -176,7 +176,8 @@ class WorkflowHandle:
         """Block until the instance finishes or `timeout` seconds pass; returns the handle.
 
         With a synchronous dispatcher (django-q2 `sync=True`, InlineDispatcher) there is no
-        worker to fire alarms, so waiting fires this instance's due alarms itself.
+        worker to fire alarms, so waiting fires this instance's due alarms itself (a sleep's,
+        or a delayed start's).
         """
         timeout = _seconds(timeout, "timeout", allow_none=True)
         poll = _seconds(poll, "poll")
@@ -188,7 +189,7 @@ class WorkflowHandle:
                 return self
             if deadline is not None and time.monotonic() >= deadline:
                 return self
-            if synchronous and self.state == State.PAUSED:
+            if synchronous and (self.state == State.PAUSED or self._instance.start_at is not None):
                 fire_alarms(instance_id=self.instance_id)
                 self.refresh()
                 if self.is_finished:

@@ -152,3 +152,8 @@ def test_workflow_parameters_named_like_the_options_go_through_start_with(moving
     assert handle.priority == 0 and handle.start_at is None
     later = client.start_with("flow.options_as_parameters", [], {"delay": "x"}, delay="1h", priority=4)
     assert later.state == "queued" and later.priority == 4
+
+
+def test_waiting_on_a_synchronous_dispatcher_starts_it_when_due(moving):
+    handle = client.start("flow.digest", "ann", [], delay="50ms")
+    assert handle.wait(timeout=10).state == "completed"
