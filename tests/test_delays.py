@@ -157,3 +157,20 @@ def test_workflow_parameters_named_like_the_options_go_through_start_with(moving
 def test_waiting_on_a_synchronous_dispatcher_starts_it_when_due(moving):
     handle = client.start("flow.digest", "ann", [], delay="50ms")
     assert handle.wait(timeout=10).state == "completed"
+
+
+def test_the_command_starts_later_and_with_a_priority(moving):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("durable_workflows", "start", "flow.digest", "--input", '["ann", []]', "--id", "later",
+                 "--priority", "4", "--delay", "1h", stdout=out)
+    assert "Started: flow.digest later (Queued)" in out.getvalue()
+    assert (client.get("later").priority, client.get("later").start_at is not None) == (4, True)
+    with pytest.raises(CommandError, match="invalid delay 'soon'"):
+        call_command("durable_workflows", "start", "flow.digest", "--input", '["bob", []]', "--delay", "soon")
+    with pytest.raises(CommandError, match="priority must be a whole number"):
+        call_command("durable_workflows", "start", "flow.digest", "--input", '["bob", []]', "--priority", "500")
+    assert WorkflowInstance.objects.count() == 1
