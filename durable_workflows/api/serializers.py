@@ -221,6 +221,16 @@ class ExactCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "integer", "minimum": -100, "maximum": 100, "nullable": True})
+class PriorityField(serializers.JSONField):
+    """Taken as given, so that 1.5, true or "5" is refused by the start's own check, by name."""
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number", "minimum": 0}], "nullable": True})
+class DurationField(serializers.JSONField):
+    """A duration as `client.start` takes it: text ("5m", "2 hours") or a number of seconds."""
+
+
 class StartSerializer(serializers.Serializer):
     workflow = ExactCharField(max_length=255, help_text="A registered workflow name (see definitions/).")
     input = InputField(
@@ -231,12 +241,12 @@ class StartSerializer(serializers.Serializer):
         max_length=255, required=False, allow_null=True,
         help_text="Makes the start idempotent: the same id returns the existing instance.",
     )
-    priority = serializers.JSONField(
+    priority = PriorityField(
         required=False, allow_null=True, default=None,
         help_text="-100 to 100, larger first (default: the workflow's, 0 unless it says otherwise): "
         "where instances wait for a slot, the higher start first.",
     )
-    delay = serializers.JSONField(
+    delay = DurationField(
         required=False, allow_null=True, default=None,
         help_text='Start after this long: seconds, or text such as "5m" or "2 hours".',
     )
@@ -244,14 +254,14 @@ class StartSerializer(serializers.Serializer):
         required=False, allow_null=True, default=None,
         help_text="Start at this time (ISO 8601 with an offset); not with delay.",
     )
-    debounce = serializers.JSONField(
+    debounce = DurationField(
         required=False, allow_null=True, default=None,
         help_text="Collapse the starts with the same debounce_key that come within this long into one, "
         "with the last one's input.",
     )
     debounce_key = serializers.JSONField(required=False, allow_null=True, default=None,
                                          help_text="Any JSON value: the starts to collapse share it.")
-    debounce_max = serializers.JSONField(required=False, allow_null=True, default=None,
+    debounce_max = DurationField(required=False, allow_null=True, default=None,
                                          help_text="A debounced start waits at most this long after the first.")
 
     def validate_workflow(self, value: str) -> WorkflowDefinition:
