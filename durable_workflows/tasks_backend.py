@@ -95,9 +95,8 @@ class DurableTaskBackend(BaseTaskBackend):
         # anything is written.
         stored_args, stored_kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
         run_after = None if task.run_after is None else task.run_after.isoformat()
-        # The task's priority is also its instance's: where tasks wait for a slot, it orders them.
         handle = client.start(TASK_WORKFLOW, task.module_path, stored_args, stored_kwargs, self.alias,
-                              task.priority, task.queue_name, run_after, priority=task.priority)
+                              task.priority, task.queue_name, run_after)
         return self._result(handle.instance, task)  # type: ignore[return-value]
 
     def get_result(self, result_id: str) -> TaskResult[..., Any]:
