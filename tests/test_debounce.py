@@ -136,3 +136,52 @@ def test_concurrent_calls_make_one_pending_instance():
     assert sum(h.created for h in handles) == 1
     assert WorkflowInstance.objects.filter(workflow="flow.digest").count() == 1
     assert Alarm.objects.filter(reason="start").count() == 1
+
+
+@pytest.mark.requires_postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_release_that_meets_a_push_under_way_leaves_it_pushed(moving):
+    from durable_workflows import database
+    from durable_workflows.engine import debounce
+    from durable_workflows.engine.concurrency import lock_txn
+    from durable_workflows.registry import get_definition
+    from durable_workflows.start_options import StartOptions
+    from tests.helpers import wait_until
+
+    first = digest("ann", [1])
+    pushed, releasing, released = threading.Event(), threading.Event(), []
+    options = StartOptions.parse(debounce="30s", debounce_key="ann")
+
+    def push() -> None:
+        with database.atomic():
+            lock_txn("debounce", "flow.digest", options.debounce_key)
+            assert debounce.push_txn(get_definition("flow.digest"), ["ann", [1, 2]], {}, options, moving.now())
+            pushed.set()
+            releasing.wait(timeout=30)
+            # The release is blocked on the alarm this push has changed, until it commits.
+            wait_until(_waits_for_a_lock, timeout=30, message="the release to wait for the push")
+
+    def release() -> None:
+        pushed.wait(timeout=30)
+        moving.advance(timedelta(seconds=31))  # the alarm as the release reads it is due
+        releasing.set()
+        released.extend(fire_alarms())
+
+    threads = [in_thread(push), in_thread(release)]
+    for thread in threads:
+        thread.join(timeout=60)
+    assert released == []
+    pending = client.get(first.instance_id)
+    assert pending.state == "queued" and pending.start_at > first.start_at
+    moving.advance(timedelta(seconds=30))
+    assert fire_alarms() == [first.instance_id]
+    assert client.get(first.instance_id).result() == {"user": "ann", "items": [1, 2]}
+
+
+def _waits_for_a_lock() -> bool:
+    from tests.helpers import other_connection
+
+    with other_connection() as db, db.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND datname = current_database()")
+        return cursor.fetchone()[0] > 0
