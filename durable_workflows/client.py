@@ -24,6 +24,7 @@ from .exceptions import (
 from .messaging import send_event
 from .models import Alarm, StepRecord, WorkflowInstance
 from .registry import get_definition
+from .start_options import Duration, StartOptions
 from .states import TERMINAL, State, as_state
 
 __all__ = [
@@ -116,6 +117,16 @@ class WorkflowHandle:
         return self._instance.child_ids()
 
     @property
+    def priority(self) -> int:
+        """-100 to 100: where instances wait for a slot, the higher start first."""
+        return self._instance.priority
+
+    @property
+    def start_at(self) -> datetime | None:
+        """When a delayed or debounced start is scheduled to start (None: at once)."""
+        return self._instance.start_at
+
+    @property
     def is_finished(self) -> bool:
         return self.state in TERMINAL
 
@@ -165,7 +176,8 @@ class WorkflowHandle:
         """Block until the instance finishes or `timeout` seconds pass; returns the handle.
 
         With a synchronous dispatcher (django-q2 `sync=True`, InlineDispatcher) there is no
-        worker to fire alarms, so waiting fires this instance's due alarms itself.
+        worker to fire alarms, so waiting fires this instance's due alarms itself (a sleep's,
+        or a delayed start's).
         """
         timeout = _seconds(timeout, "timeout", allow_none=True)
         poll = _seconds(poll, "poll")
@@ -177,7 +189,7 @@ class WorkflowHandle:
                 return self
             if deadline is not None and time.monotonic() >= deadline:
                 return self
-            if synchronous and self.state == State.PAUSED:
+            if synchronous and (self.state == State.PAUSED or self._instance.start_at is not None):
                 fire_alarms(instance_id=self.instance_id)
                 self.refresh()
                 if self.is_finished:
@@ -207,23 +219,38 @@ def _load(instance_id: str) -> WorkflowInstance:
     return instance
 
 
-def start(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, **kwargs: Any) -> WorkflowHandle:
+def start(workflow: WorkflowRef, /, *args: Any, instance_id: str | None = None, priority: int | None = None,
+          delay: Duration | None = None, start_at: datetime | None = None, debounce: Duration | None = None,
+          debounce_key: Any = None, debounce_max: Duration | None = None, **kwargs: Any) -> WorkflowHandle:
     """Create an instance and queue it to run once the current transaction commits.
 
     With `instance_id`, starting again returns the existing instance and never runs it twice
     (`handle.created` tells which); an id that another workflow's instance has is a
     `WorkflowIdConflict`. Nothing is stored when the workflow is unknown (`UnknownWorkflow`),
     the arguments do not fit its signature (`TypeError`) or cannot be stored
-    (`SerializationError`).
+    (`SerializationError`), or an option is wrong (`ValueError`).
+
+    `priority` (-100..100, larger first; the workflow's own by default) orders the instances
+    that wait for a slot. `delay` (a duration) or `start_at` (an aware datetime) keeps the
+    instance Queued until then. `debounce` (a duration) with `debounce_key` (any JSON value)
+    collapses the calls that come within it into one start with the last call's arguments,
+    at most `debounce_max` after the first. These names are `start`'s own: a workflow
+    parameter with one of them is passed with `start_with()`.
     """
-    return start_with(workflow, args, kwargs, instance_id)
+    return start_with(workflow, args, kwargs, instance_id, priority=priority, delay=delay, start_at=start_at,
+                      debounce=debounce, debounce_key=debounce_key, debounce_max=debounce_max)
 
 
 def start_with(workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
-               instance_id: str | None = None) -> WorkflowHandle:
+               instance_id: str | None = None, *, priority: int | None = None, delay: Duration | None = None,
+               start_at: datetime | None = None, debounce: Duration | None = None, debounce_key: Any = None,
+               debounce_max: Duration | None = None) -> WorkflowHandle:
     """`start()` with the arguments as a list and a dict: how the API and the command pass
-    them, so that a workflow argument named `instance_id` stays the workflow's."""
-    instance, created = starts.start_one(workflow, tuple(args), kwargs, instance_id)
+    them, so that a workflow argument named `instance_id`, `priority`, `delay`, `start_at`,
+    `debounce`, `debounce_key` or `debounce_max` stays the workflow's."""
+    options = StartOptions.parse(priority=priority, delay=delay, start_at=start_at, debounce=debounce,
+                                 debounce_key=debounce_key, debounce_max=debounce_max, instance_id=instance_id)
+    instance, created = starts.start_one(workflow, tuple(args), kwargs, instance_id, options)
     handle = WorkflowHandle(instance, created=created)
     if not created:
         return handle
@@ -231,6 +258,7 @@ def start_with(workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any
 
 
 def start_many(workflow: WorkflowRef, inputs: builtins.list[Any], instance_ids: builtins.list[str] | None = None,
+               *, priority: int | None = None, delay: Duration | None = None, start_at: datetime | None = None,
                ) -> builtins.list[WorkflowHandle]:
     """Start many instances of `workflow`, a batch of 500 at a time (one read, one insert of
     the instances and one of their events per batch). Each input is a list (positional
@@ -240,10 +268,12 @@ def start_many(workflow: WorkflowRef, inputs: builtins.list[Any], instance_ids: 
     The batches commit together, in one transaction: arguments that do not fit (`TypeError`),
     ids and inputs of different lengths or a repeated id (`ValueError`), an input that cannot
     be stored (`SerializationError`) or an id another workflow's instance has
-    (`WorkflowIdConflict`), wherever it is in `inputs`, create nothing."""
+    (`WorkflowIdConflict`), wherever it is in `inputs`, create nothing. `priority`, `delay`
+    and `start_at` are `start()`'s, for every instance."""
+    options = StartOptions.parse(priority=priority, delay=delay, start_at=start_at)
     synchronous = get_dispatcher().synchronous
     handles = [WorkflowHandle(instance, created=created)
-               for instance, created in starts.start_many(workflow, inputs, instance_ids)]
+               for instance, created in starts.start_many(workflow, inputs, instance_ids, options)]
     return [handle.refresh() for handle in handles] if synchronous else handles
 
 

@@ -54,6 +54,7 @@ class AlarmReason(models.TextChoices):
     EVENT = "event", "Event"
     CHILD = "child", "Child finished"
     DEADLINE = "deadline", "Workflow deadline"
+    START = "start", "Delayed start"
 
 
 def _as_state(value: Any) -> Any:
@@ -226,6 +227,20 @@ class WorkflowInstance(ErrorFields):
         "holds a slot", default=False, db_default=False,
         help_text="It counts against its workflow's concurrency limit, from its first claim until it finishes.",
     )
+    priority = models.SmallIntegerField(
+        "priority", default=0, db_default=0,
+        help_text="-100 to 100, larger first: where instances wait for a slot, the higher start "
+                  "first, then the oldest.",
+    )
+    start_at = models.DateTimeField(
+        "scheduled for", null=True, blank=True,
+        help_text="A start with delay=, start_at= or debounce=: it stays Queued until then.",
+    )
+    debounce_key = models.CharField(
+        "debounce key", max_length=255, null=True, blank=True,
+        help_text="A debounced start's key (JSON): later starts with it, while this one has not "
+                  "started, replace its arguments and push its start back.",
+    )
 
     objects = AliasManager()
 
@@ -264,9 +279,15 @@ class WorkflowInstance(ErrorFields):
                 fields=["workflow", "concurrency_key"], name="dw_instance_slots",
                 condition=Q(slot_held=True, state__in=["running", "paused"]),
             ),
+            # The queue for a slot, in the order it goes (engine/priority.py).
             models.Index(
-                fields=["workflow", "concurrency_key", "created_at"], name="dw_instance_slot_queue",
+                fields=["workflow", "concurrency_key", "-priority", "created_at", "id"],
+                name="dw_instance_slot_order",
                 condition=Q(concurrency_key__isnull=False, state="queued"),
+            ),
+            models.Index(
+                fields=["workflow", "debounce_key"], name="dw_instance_debounce",
+                condition=Q(debounce_key__isnull=False, state="queued"),
             ),
         ]
         permissions = [("cancel_workflowinstance", "Can cancel workflow instances")]

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, overload
 from .cron import CronSchedule
 from .durations import parse_duration
 from .exceptions import UnknownWorkflow
+from .start_options import check_priority
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,6 +34,8 @@ class WorkflowDefinition:
     #: At most this many instances (per value of `concurrency_key`) hold a slot at once.
     concurrency: int | None = None
     concurrency_key: str | None = None
+    #: The priority of its instances when their start gives none (-100..100, larger first).
+    priority: int = 0
 
     @property
     def module(self) -> str:
@@ -66,14 +69,16 @@ def workflow(name_or_fn: str | None = None, *, name: str | None = None,
              timeout: timedelta | int | float | str | None = None,
              purge_after: timedelta | int | float | str | None = None,
              schedule: str | Sequence[str] | None = None, schedule_tz: str | None = None,
-             concurrency: int | None = None, concurrency_key: str | None = None) -> Callable[[F], F]: ...
+             concurrency: int | None = None, concurrency_key: str | None = None,
+             priority: int = 0) -> Callable[[F], F]: ...
 
 
 def workflow(name_or_fn: Any = None, *, name: str | None = None,
              timeout: timedelta | int | float | str | None = None,
              purge_after: timedelta | int | float | str | None = None,
              schedule: str | Sequence[str] | None = None, schedule_tz: str | None = None,
-             concurrency: int | None = None, concurrency_key: str | None = None) -> Any:
+             concurrency: int | None = None, concurrency_key: str | None = None,
+             priority: int = 0) -> Any:
     """Register a function as a workflow: `@workflow`, `@workflow()` or `@workflow("order")`.
 
     The name is what instances store, so renaming a workflow strands its running instances:
@@ -89,6 +94,7 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None,
         "concurrency_key": concurrency_key,
         "schedule": schedule,
         "schedule_tz": schedule_tz,
+        "priority": _priority(name or name_or_fn, priority),
     }
     if callable(name_or_fn) and name is None:
         return _register(name_or_fn, None, **options)
@@ -106,6 +112,13 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None,
     return decorator
 
 
+def _priority(named: Any, value: Any) -> int:
+    try:
+        return check_priority(value)
+    except ValueError as error:
+        raise ValueError(f"workflow {getattr(named, '__qualname__', named)!r}: {error}") from None
+
+
 def _purge_after(named: Any, value: Any) -> float:
     label = getattr(named, "__qualname__", named)
     try:
@@ -117,7 +130,7 @@ def _purge_after(named: Any, value: Any) -> float:
 def _register(fn: F, name: str | None, *, timeout: float | None = None, timeout_text: str | None = None,
               purge_after: float | None = None,
               schedule: str | Sequence[str] | None = None, schedule_tz: str | None = None,
-              concurrency: int | None = None, concurrency_key: str | None = None) -> F:
+              concurrency: int | None = None, concurrency_key: str | None = None, priority: int = 0) -> F:
     if not callable(fn):
         raise TypeError(f"@workflow decorates a function, got {fn!r}")
     params = list(inspect.signature(fn).parameters.values())
@@ -158,6 +171,7 @@ def _register(fn: F, name: str | None, *, timeout: float | None = None, timeout_
         schedule=cron,
         concurrency=concurrency,
         concurrency_key=concurrency_key,
+        priority=priority,
     )
     _registry[name] = definition
     # Attributes set on the user's function: no function type declares them.

@@ -326,7 +326,8 @@ def test_resume_now_ends_a_sleep_early(admin_client):
 
 
 def test_resume_now_from_the_page(admin_client):
-    start("tests.flaky", failures=1, max_attempts=3, delay="1h", instance_id="retrying")
+    # `delay` is the workflow's own parameter here, not start()'s option: start_with passes it.
+    client.start_with("tests.flaky", [], {"failures": 1, "max_attempts": 3, "delay": "1h"}, "retrying")
     assert state_of("retrying") == "paused"
     admin_client.post(operation_url("retrying", "resume"))
     assert state_of("retrying") == "completed"

@@ -30,7 +30,7 @@ from .. import client, counting
 from ..engine import clock, concurrency
 from ..engine.instances import findable
 from ..exceptions import InvalidTransition, UnknownWorkflow, WorkflowNotFound
-from ..models import StepKind, StepRecord, StepState, WorkflowInstance
+from ..models import AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
 from ..registry import all_definitions, get_definition
 from ..states import TERMINAL, State, as_state
 from . import actions, dashboard, operations, timeline
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 # The columns the list reads; large text (input, result, traceback) stays in the database.
 LIST_FIELDS = (
     "id", "workflow", "state", "created_at", "updated_at", "finished_at", "error_type",
-    "concurrency_key", "slot_held", "alarm__fire_at", "alarm__fired_at", "alarm__reason",
+    "concurrency_key", "slot_held", "priority", "start_at", "alarm__fire_at", "alarm__fired_at", "alarm__reason",
 )
 
 
@@ -118,7 +118,7 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
     readonly_fields = (
         "id", "workflow", "state_badge", "pending_alarm", "waiting_for", "inbox_display",
         "parent_link", "children_links", "forked_from_link",
-        "deadline_at", "progress", "created_at",
+        "deadline_at", "priority", "start_at", "progress", "created_at",
         "started_at", "finished_at", "updated_at", "input_display", "result_display",
         "error_display", "cancel_reason", "run_count", "last_mode", "epoch", "lease_owner",
         "lease_expires_at", "recovery_count", "cancel_requested", "dispatched_at", "concurrency_display",
@@ -221,6 +221,8 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         if behind is not None:
             return _queued_behind_text(obj, behind)
         alarm = _alarm(obj)
+        if alarm is not None and alarm.reason == AlarmReason.START and as_state(obj.state) == State.QUEUED:
+            return f"{relative(alarm.fire_at)} (scheduled start)"
         if alarm is None or as_state(obj.state) != State.PAUSED:
             return ""
         if alarm.fired_at is None and alarm.fire_at > clock.now():
@@ -242,6 +244,10 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
             summary.append("inbox_display")
         if concurrency.queued_behind(obj) is not None:
             summary.append("concurrency_display")
+        if obj.priority:
+            summary.append("priority")
+        if obj.start_at is not None:
+            summary.append("start_at")
         if obj.deadline_at is not None:
             summary.append("deadline_at")
         if obj.parent_id:

@@ -20,6 +20,7 @@ from ..exceptions import SerializationError, UnknownWorkflow
 from ..models import Alarm, StepRecord, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import decode_input
+from ..start_options import StartOptions
 from ..states import State, as_state
 
 INPUT_SCHEMA = {
@@ -131,7 +132,7 @@ class InstanceSerializer(OutcomeSerializer, serializers.ModelSerializer):
         model = WorkflowInstance
         fields = [
             "id", "workflow", "state", "input", "result", "error", "meta",
-            "cancel_requested", "cancel_reason",
+            "cancel_requested", "cancel_reason", "priority", "start_at",
             "created_at", "started_at", "updated_at", "finished_at",
         ]
         read_only_fields = fields
@@ -220,6 +221,16 @@ class ExactCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "integer", "minimum": -100, "maximum": 100, "nullable": True})
+class PriorityField(serializers.JSONField):
+    """Taken as given, so that 1.5, true or "5" is refused by the start's own check, by name."""
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number", "minimum": 0}], "nullable": True})
+class DurationField(serializers.JSONField):
+    """A duration as `client.start` takes it: text ("5m", "2 hours") or a number of seconds."""
+
+
 class StartSerializer(serializers.Serializer):
     workflow = ExactCharField(max_length=255, help_text="A registered workflow name (see definitions/).")
     input = InputField(
@@ -230,6 +241,28 @@ class StartSerializer(serializers.Serializer):
         max_length=255, required=False, allow_null=True,
         help_text="Makes the start idempotent: the same id returns the existing instance.",
     )
+    priority = PriorityField(
+        required=False, allow_null=True, default=None,
+        help_text="-100 to 100, larger first (default: the workflow's, 0 unless it says otherwise): "
+        "where instances wait for a slot, the higher start first.",
+    )
+    delay = DurationField(
+        required=False, allow_null=True, default=None,
+        help_text='Start after this long: seconds, or text such as "5m" or "2 hours".',
+    )
+    start_at = serializers.DateTimeField(
+        required=False, allow_null=True, default=None,
+        help_text="Start at this time (ISO 8601 with an offset); not with delay.",
+    )
+    debounce = DurationField(
+        required=False, allow_null=True, default=None,
+        help_text="Collapse the starts with the same debounce_key that come within this long into one, "
+        "with the last one's input.",
+    )
+    debounce_key = serializers.JSONField(required=False, allow_null=True, default=None,
+                                         help_text="Any JSON value: the starts to collapse share it.")
+    debounce_max = DurationField(required=False, allow_null=True, default=None,
+                                         help_text="A debounced start waits at most this long after the first.")
 
     def validate_workflow(self, value: str) -> WorkflowDefinition:
         try:
@@ -259,7 +292,26 @@ class StartSerializer(serializers.Serializer):
         except SerializationError as exc:
             raise serializers.ValidationError({"input": [str(exc)]}) from None
         data["args"], data["kwargs"] = list(args), dict(kwargs)
+        try:
+            StartOptions.parse(instance_id=data.get("instance_id"), **options(data))
+        except ValueError as exc:
+            raise serializers.ValidationError({_named(str(exc)): [str(exc)]}) from None
         return data
+
+
+#: The start body's fields that are `client.start`'s options.
+OPTIONS = ("priority", "delay", "start_at", "debounce", "debounce_key", "debounce_max")
+
+
+def _named(message: str) -> str:
+    """The field a message about the options is about (the first it names)."""
+    found = [(message.find(name), name) for name in OPTIONS if name in message]
+    return min(found, key=lambda f: (f[0], -len(f[1])))[1] if found else "non_field_errors"
+
+
+def options(data: dict[str, Any]) -> dict[str, Any]:
+    """The start options of a validated start body, as `client.start_with` takes them."""
+    return {name: data.get(name) for name in OPTIONS}
 
 
 class CancelSerializer(serializers.Serializer):

@@ -46,6 +46,7 @@ from .serializers import (
     InstanceSerializer,
     SendEventSerializer,
     StartSerializer,
+    options,
 )
 
 DENIED = {
@@ -205,7 +206,7 @@ class InstanceListView(WorkflowAPIView):
         instance_id = body.validated_data.get("instance_id")
         args, kwargs = body.validated_data["args"], body.validated_data["kwargs"]
         try:
-            handle = client.start_with(definition, args, kwargs, instance_id)
+            handle = client.start_with(definition, args, kwargs, instance_id, **options(body.validated_data))
         except WorkflowIdConflict as exc:
             state = WorkflowInstance.objects.filter(pk=instance_id).values_list("state", flat=True).first()
             return Response({"detail": f"{exc}.", "state": state}, status=status.HTTP_409_CONFLICT)

@@ -2,17 +2,18 @@
 
 At most N instances of a workflow (per value of its `concurrency_key` argument) hold a slot,
 from their first claim until they finish. The others stay Queued and start oldest first as
-slots free, across all clusters.
+slots free, across all clusters: the highest priority first, then the oldest
+(priority.py), and none of them before its start time (a delayed start).
 
 There is no counter to drift. An instance holds a slot when its `slot_held` is set and it
 is Running or Paused, so a finished one, whatever way it finished, holds none, and a crashed
 holder keeps its slot until recovery runs it again or fails it. Two things are done under a
 lock on the group (an advisory lock on PostgreSQL; SQLite's write lock, taken first):
 
-- a fresh claim counts the holders. With a slot free and no older instance waiting for it, it
-  takes the slot; otherwise the instance stays Queued, marked waiting (`dispatched_at` NULL,
-  so the lost-task scans leave it alone), and the older ones that may go are sent;
-- `admit()` sends the oldest waiting instances for the slots that are free. The run that
+- a fresh claim counts the holders. With a slot free and no instance waiting ahead of it
+  (priority.ORDER), it takes the slot; otherwise the instance stays Queued, marked waiting (`dispatched_at` NULL,
+  so the lost-task scans leave it alone), and those ahead of it that may go are sent;
+- `admit()` sends the first waiting instances for the slots that are free. The run that
   frees a slot calls it once its final move has committed, when any instance of its group
   waits, and `recover()` calls it for every group with instances waiting, so a process that
   dies in between loses no wake-up.
@@ -44,6 +45,7 @@ from ..registry import WorkflowDefinition, get_definition
 from ..states import State
 from . import clock
 from .observe import about
+from .priority import ORDER, ahead_of, ahead_of_outer, due, queued_due
 
 logger = logging.getLogger("durable_workflows")
 
@@ -74,10 +76,16 @@ def _group(workflow: str, key: str) -> Q:
 
 def _lock(workflow: str, key: str) -> None:
     """Serialize the claims and admissions of one group until the transaction ends."""
+    lock_txn(workflow, key)
+
+
+def lock_txn(*names: str) -> None:
+    """Serialize, until the transaction ends, whatever takes the lock of these names (an
+    advisory lock on PostgreSQL; SQLite's database lock)."""
     connection = database.connection()
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            digest = hashlib.sha256(f"durable_workflows\x1f{workflow}\x1f{key}".encode()).digest()
+            digest = hashlib.sha256("\x1f".join(("durable_workflows", *names)).encode()).digest()
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)])
         else:
             # A write that changes nothing still takes SQLite's database lock, which every
@@ -89,12 +97,17 @@ def holders(workflow: str, key: str) -> int:
     return WorkflowInstance.objects.filter(_group(workflow, key), slot_held=True, state__in=HOLDING).count()
 
 
-def _first_waiting(workflow: str, key: str, count: int) -> list[tuple[str, int, datetime | None]]:
-    """The `count` oldest Queued instances of the group without a slot: the next to go."""
+def _waiting(now: datetime) -> Q:
+    """Queued without a slot, and due to start."""
+    return queued_due(now) & Q(slot_held=False)
+
+
+def _first_waiting(workflow: str, key: str, count: int, now: datetime) -> list[tuple[str, int, datetime | None]]:
+    """The first `count` instances of the group waiting for a slot, in ORDER: the next to go."""
     if count <= 0:
         return []
-    queue = WorkflowInstance.objects.filter(_group(workflow, key), state=State.QUEUED, slot_held=False)
-    return list(queue.order_by("created_at", "pk").values_list("pk", "epoch", "dispatched_at")[:count])
+    queue = WorkflowInstance.objects.filter(_group(workflow, key), _waiting(now))
+    return list(queue.order_by(*ORDER).values_list("pk", "epoch", "dispatched_at")[:count])
 
 
 def _limit(workflow: str) -> int | None:
@@ -109,8 +122,8 @@ def may_start_txn(instance: WorkflowInstance, now: datetime) -> bool | None:
     False when it runs without one (its workflow has no limit any more, or its run is only
     going to end it: cancelled, or past its deadline), None when it must wait.
 
-    When it waits, it is left Queued and waiting, in this transaction, and the older ones
-    that may go are sent once it commits."""
+    When it waits, it is left Queued and waiting, in this transaction, and those ahead of
+    it that may go are sent once it commits."""
     limit = _limit(instance.workflow)
     key = instance.concurrency_key
     if key is None or limit is None:
@@ -118,24 +131,19 @@ def may_start_txn(instance: WorkflowInstance, now: datetime) -> bool | None:
     if instance.cancel_requested or (instance.deadline_at is not None and instance.deadline_at <= now):
         return False
     _lock(instance.workflow, key)
-    # The holders and the older ones waiting go first: counted together, and no further
+    # The holders and the ones waiting ahead go first: counted together, and no further
     # than the limit, in one query.
     holding = Q(slot_held=True, state__in=HOLDING)
-    ahead = WorkflowInstance.objects.filter(_group(instance.workflow, key)).filter(holding | _older(instance))
+    waiting_ahead = _waiting(now) & ahead_of(instance)
+    ahead = WorkflowInstance.objects.filter(_group(instance.workflow, key)).filter(holding | waiting_ahead)
     if ahead.order_by()[:limit].count() < limit:
         return True
     free = limit - holders(instance.workflow, key)
     WorkflowInstance.objects.filter(
         pk=instance.pk, epoch=instance.epoch, state__in=(State.QUEUED, State.PENDING)
     ).update(state=State.QUEUED, dispatched_at=None, updated_at=now)
-    _send(_first_waiting(instance.workflow, key, free), now)
+    _send(_first_waiting(instance.workflow, key, free, now), now)
     return None
-
-
-def _older(instance: WorkflowInstance) -> Q:
-    """Queued without a slot, and before it in the queue."""
-    return Q(state=State.QUEUED, slot_held=False) & (
-        Q(created_at__lt=instance.created_at) | Q(created_at=instance.created_at, pk__lt=instance.pk))
 
 
 def _send(ahead: list[tuple[str, int, datetime | None]], now: datetime) -> list[str]:
@@ -146,7 +154,8 @@ def _send(ahead: list[tuple[str, int, datetime | None]], now: datetime) -> list[
     for pk, epoch, dispatched_at in ahead:
         if dispatched_at is not None:
             continue
-        if WorkflowInstance.objects.filter(pk=pk, epoch=epoch, state=State.QUEUED,
+        # Due still: a debounce may have pushed its start back since it was read.
+        if WorkflowInstance.objects.filter(due(now), pk=pk, epoch=epoch, state=State.QUEUED,
                                            dispatched_at__isnull=True).update(dispatched_at=now):
             on_commit(partial(dispatcher.dispatch, pk, "fresh", epoch))
             sent.append(pk)
@@ -154,14 +163,14 @@ def _send(ahead: list[tuple[str, int, datetime | None]], now: datetime) -> list[
 
 
 def admit(workflow: str, key: str) -> list[str]:
-    """Send the oldest waiting instances of a group for the slots free now; returns their ids."""
+    """Send the first waiting instances of a group for the slots free now; returns their ids."""
     limit = _limit(workflow)
     now = clock.now()
     with database.atomic():
         _lock(workflow, key)
         # A workflow whose limit a deploy removed lets every one of them go.
         free = UNLIMITED if limit is None else limit - holders(workflow, key)
-        return _send(_first_waiting(workflow, key, free), now)
+        return _send(_first_waiting(workflow, key, free, now), now)
 
 
 def slot_freed(instance: WorkflowInstance) -> None:
@@ -169,7 +178,7 @@ def slot_freed(instance: WorkflowInstance) -> None:
     if instance.concurrency_key is None or not instance.slot_held:
         return
     waiting = WorkflowInstance.objects.filter(_group(instance.workflow, instance.concurrency_key),
-                                              state=State.QUEUED, slot_held=False, dispatched_at__isnull=True)
+                                              _waiting(clock.now()), dispatched_at__isnull=True)
     if not waiting.exists():
         # Nobody waits, so nobody needs the lock's ordering. A claim that is about to wait
         # (it counted this instance before its end committed) is admitted by recover().
@@ -183,8 +192,8 @@ def slot_freed(instance: WorkflowInstance) -> None:
 def admit_waiting(limit: int = 100) -> list[str]:
     """For `recover()`: admit in every group that has instances waiting with no task out. A
     slot freed by a process that died before it called `slot_freed` is found here."""
-    groups = (WorkflowInstance.objects.filter(concurrency_key__isnull=False, state=State.QUEUED,
-                                              slot_held=False, dispatched_at__isnull=True)
+    groups = (WorkflowInstance.objects.filter(_waiting(clock.now()), concurrency_key__isnull=False,
+                                              dispatched_at__isnull=True)
               .order_by().values_list("workflow", "concurrency_key").distinct()[:limit])
     admitted: list[str] = []
     for workflow, key in list(groups):
@@ -195,14 +204,14 @@ def admit_waiting(limit: int = 100) -> list[str]:
 def queued_behind_each(instances: Iterable[WorkflowInstance]) -> dict[str, int]:
     """`queued_behind` for a page of instances, in one query: id -> how many go before it,
     for those that wait for a slot."""
-    waiting = [i.pk for i in instances
-               if i.concurrency_key is not None and not i.slot_held and i.state == State.QUEUED]
+    now = clock.now()
+    waiting = [i.pk for i in instances if i.concurrency_key is not None and not i.slot_held
+               and i.state == State.QUEUED and (i.start_at is None or i.start_at <= now)]
     if not waiting:
         return {}
     group = {"workflow": OuterRef("workflow"), "concurrency_key": OuterRef("concurrency_key")}
     holding = WorkflowInstance.objects.filter(slot_held=True, state__in=HOLDING, **group)
-    older = WorkflowInstance.objects.filter(state=State.QUEUED, slot_held=False, **group).filter(
-        Q(created_at__lt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), pk__lt=OuterRef("pk")))
+    older = WorkflowInstance.objects.filter(_waiting(now), ahead_of_outer(), **group)
     rows = WorkflowInstance.objects.filter(pk__in=waiting).annotate(
         holding=Coalesce(_count(holding), 0), older=Coalesce(_count(older), 0))
     return {pk: holding + older for pk, holding, older in rows.values_list("pk", "holding", "older")}
@@ -214,5 +223,5 @@ def _count(rows: QuerySet[WorkflowInstance]) -> Subquery:
 
 def queued_behind(instance: WorkflowInstance) -> int | None:
     """How many instances go before a Queued one of a limited workflow: the holders, and the
-    older ones waiting. None when it is not waiting for a slot."""
+    ones waiting ahead of it. None when it is not waiting for a slot."""
     return queued_behind_each([instance]).get(instance.pk)

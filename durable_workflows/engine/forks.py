@@ -43,7 +43,7 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
     args, kwargs = decode_input(original.input)
     # The code deployed now may take other arguments: a fork it could not call would only fail.
     fork = conceive(definition, args, kwargs, new_id, now=clock.now(), forked_from=original.pk,
-                    stored_input=original.input)
+                    stored_input=original.input, priority=original.priority)
     records = list(StepRecord.objects.filter(instance_id=original.pk))
     end = max((_top(r) for r in records), default=-1) + 1
     if from_position is None:

@@ -4,8 +4,9 @@
 `wf.start_child()` and `client.fork()` all build their row with `conceive()` and store it
 with `insert_txn()` (or, on PostgreSQL, `start()`'s single statement, which takes the row
 `conceive()` built). So every instance gets its fields by the same rules: its arguments
-checked against the function, its input stored, its concurrency key, the trace context of
-the code that made it, its creation time and its deadline counted from that time.
+checked against the function, its input stored, its concurrency key, its priority (the
+start's, or its workflow's), the trace context of the code that made it, its creation time,
+its deadline counted from that time, and, for a delayed start, when it is to start.
 """
 
 from __future__ import annotations
@@ -39,18 +40,22 @@ def check_id(instance_id: str | None) -> None:
 def conceive(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str, Any],
              instance_id: str | None, *, now: datetime | None = None, state: State = State.PENDING,
              parent_id: str | None = None, parent_position: int | None = None,
-             forked_from: str | None = None, stored_input: str | None = None) -> WorkflowInstance:
+             forked_from: str | None = None, stored_input: str | None = None, priority: int | None = None,
+             start_at: datetime | None = None, debounce_key: str | None = None) -> WorkflowInstance:
     """A new instance, not yet saved, once its id and arguments are known to fit and to be
     storable. `now` is its creation time; without one, `insert_txn` gives it the time of
     the insert (a child is built when the workflow calls `start_child` and inserted with
-    the run's next write). A fork passes the `stored_input` it copies, as stored."""
+    the run's next write). A fork passes the `stored_input` it copies, as stored. A Queued
+    instance with a `start_at` is not handed to a worker before then (delays.py)."""
     check_id(instance_id)
     definition.check_arguments(tuple(args), kwargs)
     instance = WorkflowInstance(
         id=instance_id or uuid.uuid4().hex, workflow=definition.name,
         input=encode_input(args, kwargs) if stored_input is None else stored_input,
         state=state, concurrency_key=key_of(definition, args, kwargs), parent_id=parent_id,
-        parent_position=parent_position, forked_from=forked_from, **observe.start_fields())
+        parent_position=parent_position, forked_from=forked_from,
+        priority=definition.priority if priority is None else priority, start_at=start_at,
+        debounce_key=debounce_key, **observe.start_fields())
     if now is not None:
         stamp(instance, definition, now)
     return instance
@@ -60,7 +65,7 @@ def stamp(instance: WorkflowInstance, definition: WorkflowDefinition, now: datet
     """Born at `now`: its creation time, the deadline its workflow's timeout counts from it,
     and, for an instance handed to a worker at once, the time it was."""
     instance.created_at = instance.updated_at = now
-    if instance.state == State.QUEUED:
+    if instance.state == State.QUEUED and instance.start_at is None:
         instance.dispatched_at = now
     if definition.timeout is not None:
         instance.deadline_at = now + timedelta(seconds=definition.timeout)

@@ -21,6 +21,7 @@ from ..models import (
 from ..states import State, as_state
 from . import clock
 from .concurrency import admit_waiting
+from .delays import release_due
 from .instances import finished
 from .waits import lock_txn, resume_on_commit, wake_txn
 
@@ -32,18 +33,22 @@ FAMILY_GRACE_SECONDS = 5
 
 
 def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
-    """Resume the Paused instances whose alarm is due. Returns the ids dispatched.
+    """Resume the Paused instances whose alarm is due, and start the delayed starts that
+    are (delays.py). Returns the ids dispatched.
 
     Safe to call from any number of processes at once: each alarm is claimed by exactly one
     (SKIP LOCKED on PostgreSQL, a compare-and-set on fired_at elsewhere), and the resume is
     dispatched only after the claim commits.
     """
     now = clock.now()
-    due = _due_alarms(now).order_by("fire_at")
+    due = _due_alarms(now).exclude(reason=AlarmReason.START).order_by("fire_at")
     if instance_id is not None:
         due = due.filter(instance_id=instance_id)
     dispatched = [(pk, "resume", epoch) for pk, epoch in _claim_alarms(due, now, limit)]
     _dispatch_on_commit(dispatched)
+    started = _guarded(release_due, now, limit, instance_id)
+    _dispatch_on_commit(started)
+    dispatched += started
     # Deadlines come after the claimed alarms are on their way, so that a failure here
     # cannot strand them.
     late = _guarded(_past_deadline, now, limit, instance_id)

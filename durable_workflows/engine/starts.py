@@ -12,6 +12,10 @@ transaction, and hands it to the dispatcher:
 
 `start_many()` does the same for many inputs, a batch at a time: one read for the ids that
 exist already, one insert for the instances and one for their events.
+
+A start with a delay (`delay=`, `start_at=`) inserts the instance the same way with its
+start alarm instead of its task (delays.py); a debounced one first looks for the pending
+instance of its key, under that key's lock (debounce.py).
 """
 
 from __future__ import annotations
@@ -27,9 +31,12 @@ from ..dispatch import get_dispatcher, on_commit
 from ..exceptions import WorkflowIdConflict
 from ..models import WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
+from ..start_options import StartOptions
 from ..states import State
-from . import clock
+from . import clock, debounce
 from . import store as stores
+from .concurrency import lock_txn
+from .delays import schedule_txn
 from .instances import WorkflowRef, existing
 from .lifecycle import check_id, conceive, insert_txn, queued
 from .store import postgres
@@ -40,29 +47,51 @@ BATCH = 500
 
 Input = tuple[Sequence[Any], dict[str, Any], str | None]
 
+NO_OPTIONS = StartOptions()
+
 
 def start_one(workflow: WorkflowRef, args: Sequence[Any], kwargs: dict[str, Any],
-              instance_id: str | None) -> tuple[WorkflowInstance, bool]:
+              instance_id: str | None, options: StartOptions = NO_OPTIONS) -> tuple[WorkflowInstance, bool]:
     definition = get_definition(workflow)
-    if stores.single_statements():
-        started = _start_one_pg(definition, args, kwargs, instance_id)
+    if options.debounce is not None:
+        return _start_debounced(definition, args, kwargs, options)
+    if stores.single_statements() and options.delay is None and options.start_at is None:
+        started = _start_one_pg(definition, args, kwargs, instance_id, options)
         if started is not None:
             return started
     sends: list[Callable[[], None]] = []
-    started = start_rows(definition, [(args, kwargs, instance_id)], sends)[0]
+    started = start_rows(definition, [(args, kwargs, instance_id)], sends, options)[0]
+    for send in sends:
+        on_commit(send)
+    return started
+
+
+def _start_debounced(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str, Any],
+                     options: StartOptions) -> tuple[WorkflowInstance, bool]:
+    """The pending instance of the key, its arguments replaced and its start pushed back;
+    or a new one. Under the key's lock, so that two calls at once never make two."""
+    assert options.debounce_key is not None  # for the type checker: parse() sets it with debounce
+    definition.check_arguments(tuple(args), kwargs)
+    sends: list[Callable[[], None]] = []
+    with database.atomic():
+        lock_txn("debounce", definition.name, options.debounce_key)
+        pending = debounce.push_txn(definition, args, kwargs, options, clock.now())
+        started = (pending, False) if pending is not None else start_rows(
+            definition, [(args, kwargs, None)], sends, options)[0]
     for send in sends:
         on_commit(send)
     return started
 
 
 def _start_one_pg(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str, Any],
-                  instance_id: str | None) -> tuple[WorkflowInstance, bool] | None:
+                  instance_id: str | None, options: StartOptions) -> tuple[WorkflowInstance, bool] | None:
     """One statement: the instance unless its id is taken, its lifecycle row, and on the
     ORM broker its task. None when the id's row vanished between the statement and the
     read that followed it (the general path sorts that out)."""
     check_id(instance_id)
     try:
-        instance = conceive(definition, args, kwargs, instance_id, now=clock.now(), state=State.QUEUED)
+        instance = conceive(definition, args, kwargs, instance_id, now=clock.now(), state=State.QUEUED,
+                            priority=options.priority)
     except (TypeError, ValueError):
         # A repeat is answered before its arguments are checked, as on every path.
         found = existing(instance_id, definition) if instance_id is not None else None
@@ -88,7 +117,7 @@ def _start_one_pg(definition: WorkflowDefinition, args: Sequence[Any], kwargs: d
 
 
 def start_many(workflow: WorkflowRef, inputs: Sequence[Any], instance_ids: Sequence[str] | None = None,
-               ) -> list[tuple[WorkflowInstance, bool]]:
+               options: StartOptions = NO_OPTIONS) -> list[tuple[WorkflowInstance, bool]]:
     definition = get_definition(workflow)
     if isinstance(inputs, (str, bytes, dict)) or not isinstance(inputs, Sequence):
         raise TypeError(f"inputs must be a list of inputs (each a list or a dict), got {type(inputs).__name__}")
@@ -128,20 +157,20 @@ def start_many(workflow: WorkflowRef, inputs: Sequence[Any], instance_ids: Seque
     sends: list[Callable[[], None]] = []
     with database.atomic():
         for offset in range(0, len(rows), BATCH):
-            started += start_rows(definition, rows[offset:offset + BATCH], sends)
+            started += start_rows(definition, rows[offset:offset + BATCH], sends, options)
     for send in sends:
         on_commit(send)
     return started
 
 
-def start_rows(definition: WorkflowDefinition, rows: list[Input],
-               sends: list[Callable[[], None]]) -> list[tuple[WorkflowInstance, bool]]:
+def start_rows(definition: WorkflowDefinition, rows: list[Input], sends: list[Callable[[], None]],
+               options: StartOptions = NO_OPTIONS) -> list[tuple[WorkflowInstance, bool]]:
     """Start one batch; an id that exists returns that instance (created False). What is
     due once it commits is appended to `sends`, for the caller to register with on_commit
     once its transaction is done."""
     for attempt in range(2):
         try:
-            return _start_rows(definition, rows, sends)
+            return _start_rows(definition, rows, sends, options)
         except IntegrityError:
             # Another start inserted one of these ids since they were looked up: look again.
             if attempt:
@@ -149,8 +178,8 @@ def start_rows(definition: WorkflowDefinition, rows: list[Input],
     raise AssertionError("unreachable")
 
 
-def _start_rows(definition: WorkflowDefinition, rows: list[Input],
-                sends: list[Callable[[], None]]) -> list[tuple[WorkflowInstance, bool]]:
+def _start_rows(definition: WorkflowDefinition, rows: list[Input], sends: list[Callable[[], None]],
+                options: StartOptions) -> list[tuple[WorkflowInstance, bool]]:
     ids = [instance_id for _, _, instance_id in rows if instance_id is not None]
     found = {}
     if ids:
@@ -160,13 +189,15 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input],
                 raise WorkflowIdConflict(f"instance {instance.pk!r} already exists for workflow "
                                          f"{instance.workflow!r}, not {definition.name!r}")
     now = clock.now()
+    start_at = options.start_time(now)
     results: list[tuple[WorkflowInstance, bool]] = []
     new: list[WorkflowInstance] = []
     for args, kwargs, instance_id in rows:
         if instance_id is not None and instance_id in found:
             results.append((found[instance_id], False))
             continue
-        instance = conceive(definition, args, kwargs, instance_id, now=now, state=State.QUEUED)
+        instance = conceive(definition, args, kwargs, instance_id, now=now, state=State.QUEUED,
+                            priority=options.priority, start_at=start_at, debounce_key=options.debounce_key)
         new.append(instance)
         results.append((instance, True))
     if not new:
@@ -174,11 +205,14 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input],
     dispatcher = get_dispatcher()
     transactional = dispatcher.transactional
     buffers = [queued(i) for i in new]
+    # A delayed start gets its alarm instead of its task.
+    sent = [] if start_at is not None else new
     try:
         with database.atomic():
             insert_txn(new, buffers)
+            schedule_txn(new)
             if transactional:
-                for instance in new:
+                for instance in sent:
                     dispatcher.dispatch(instance.pk, "fresh", instance.epoch)
     except BaseException:
         for instance in new:
@@ -189,7 +223,7 @@ def _start_rows(definition: WorkflowDefinition, rows: list[Input],
         for buffer in buffers:
             buffer.send()
         if not transactional:
-            for instance in new:
+            for instance in sent:
                 dispatcher.dispatch(instance.pk, "fresh", instance.epoch)
 
     sends.append(after_commit)

@@ -55,6 +55,10 @@ class Command(BaseCommand):
         )
         start.add_argument("--id", default=None, metavar="ID",
                            help="Instance id; starting the same id again does nothing.")
+        start.add_argument("--priority", type=int, default=None, metavar="N",
+                           help="-100 to 100, larger first, among instances waiting for a slot.")
+        start.add_argument("--delay", default=None, metavar="DURATION",
+                           help='Start after this long, e.g. "5m", "2 hours".')
         start.add_argument("--wait", action="store_true", help="Wait for it to finish and print its result.")
         start.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                            help="With --wait: give up after this long (default: wait as long as it takes).")
@@ -134,7 +138,8 @@ class Command(BaseCommand):
         args, kwargs = parse_input(options["input"])
         instance_id = options["id"]
         try:
-            handle = client.start_with(options["workflow"], args, kwargs, instance_id)
+            handle = client.start_with(options["workflow"], args, kwargs, instance_id,
+                                       priority=options["priority"], delay=options["delay"])
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         verb = "Started" if handle.created else "Already exists"
