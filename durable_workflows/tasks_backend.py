@@ -126,7 +126,8 @@ class DurableTaskBackend(BaseTaskBackend):
         instance_id = uuid.uuid4().hex
         remember(instance_id, task, self.alias)
         handle = client.start(TASK_WORKFLOW, task.module_path, stored_args, stored_kwargs, self.alias,
-                              task.priority, task.queue_name, run_after, instance_id=instance_id)
+                              task.priority, task.queue_name, run_after, instance_id=instance_id,
+                              priority=task.priority)
         known = KNOWN.get(instance_id)
         if known is not None and known[2] == TaskResultStatus.READY:
             # Not run in this thread (or not yet): what was just stored is the whole result.

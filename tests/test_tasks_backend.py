@@ -75,6 +75,8 @@ def test_priority_and_queue_name_are_accepted_and_kept():
     fetched = task_backends["default"].get_result(result.id)
     assert fetched.task.priority == -5 and fetched.task.queue_name == "emails"
     assert fetched.return_value == "welcome 7"
+    # The instance has it too: where instances wait for a slot, it orders them.
+    assert client.get(result.id).priority == -5
 
 
 def test_retries_follow_the_retry_option_and_record_each_error():
