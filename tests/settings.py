@@ -129,3 +129,10 @@ TASKS = {} if _find_spec("django.tasks") is None and _find_spec("django_tasks") 
     # Django's own backend, for TasksDispatcher (tests/test_tasks_dispatcher.py).
     "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
 }
+
+# django-tasks-db's DatabaseBackend, where it is installed (it needs the tasks framework too):
+# its `db_worker` runs workflows through TasksDispatcher (tests/test_tasks_db_worker.py).
+TASKS_DB = bool(TASKS) and _find_spec("django_tasks_db") is not None
+if TASKS_DB:
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS["db"] = {"BACKEND": "django_tasks_db.DatabaseBackend"}
