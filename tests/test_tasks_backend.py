@@ -1,8 +1,8 @@
 """Django's tasks framework on durable workflows: `durable_workflows.tasks_backend`.
 
-Django 6.0 and later only. The test settings run django-q2 in the caller's thread, so an
-enqueued task runs before `enqueue` returns (its result is then final); the last test runs one
-on a real `qcluster`."""
+Django 6.0 and later, or Django 5.2 with the django-tasks backport. The test settings run
+django-q2 in the caller's thread, so an enqueued task runs before `enqueue` returns (its result
+is then final); the last tests run one on a real `qcluster`."""
 
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ from signal import SIGKILL
 
 import pytest
 
-pytest.importorskip("django.tasks", reason="django.tasks is Django 6.0+")
+pytest.importorskip("durable_workflows.tasks_framework",
+                    reason="needs Django's tasks framework: Django 6.0+, or the django-tasks backport")
 
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.db import transaction  # noqa: E402
-from django.tasks import TaskResultStatus, task, task_backends  # noqa: E402
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist  # noqa: E402
-from django.tasks.signals import task_enqueued, task_finished, task_started  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from durable_workflows import client, fire_alarms  # noqa: E402
@@ -27,6 +25,16 @@ from durable_workflows.exceptions import NonRetryableError  # noqa: E402
 from durable_workflows.models import Alarm, Event, WorkflowInstance  # noqa: E402
 from durable_workflows.taskflow import TASK_WORKFLOW  # noqa: E402
 from durable_workflows.tasks_backend import DurableTaskBackend  # noqa: E402
+from durable_workflows.tasks_framework import (  # noqa: E402
+    InvalidTask,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task,
+    task_backends,
+    task_enqueued,
+    task_finished,
+    task_started,
+)
 from tests.helpers import wait_until  # noqa: E402
 from tests.testapp import task_defs  # noqa: E402
 from tests.workers.fixtures import workers_fixture  # noqa: E402,F401  (the `workers` fixture)
