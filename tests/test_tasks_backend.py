@@ -2,7 +2,8 @@
 
 Django 6.0 and later, or Django 5.2 with the django-tasks backport. The test settings run
 django-q2 in the caller's thread, so an enqueued task runs before `enqueue` returns (its result
-is then final); the last tests run one on a real `qcluster`."""
+is then final); the last tests run one on real workers: a `qcluster`, and django-tasks-db's
+`db_worker` (through TasksDispatcher) where it is installed."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ from durable_workflows.tasks_framework import (  # noqa: E402
 )
 from tests.helpers import wait_until  # noqa: E402
 from tests.testapp import task_defs  # noqa: E402
+from tests.workers.db_workers import (
+    db_workers_fixture,  # noqa: E402,F401  (the `db_workers` fixture)
+    needs_tasks_db,  # noqa: E402
+)
 from tests.workers.fixtures import workers_fixture  # noqa: E402,F401  (the `workers` fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -230,8 +235,16 @@ def _wait_finished(workers, task, result, message: str) -> None:
     result.refresh()
 
 
+@pytest.fixture(name="runner", params=["qcluster", pytest.param("db_worker", marks=needs_tasks_db)])
+def runner_fixture(request):
+    """The workers of a slow test: a real qcluster, or django-tasks-db's real db_workers with a
+    ticker beside them, the instances' runs sent to them by TasksDispatcher."""
+    return request.getfixturevalue("workers" if request.param == "qcluster" else "db_workers")
+
+
 @pytest.mark.slow
-def test_a_real_qcluster_runs_an_enqueued_task(workers):
+def test_a_real_worker_runs_an_enqueued_task(runner):
+    workers = runner
     cluster = workers.clusters.start("a", workers=1)
     task_defs.FLAKY["left"] = 0
     result = task_defs.add.enqueue(20, 22)
@@ -244,7 +257,8 @@ def test_a_real_qcluster_runs_an_enqueued_task(workers):
 
 
 @pytest.mark.slow
-def test_a_worker_sigkilled_mid_task_is_recovered_and_the_task_runs_again(workers):
+def test_a_worker_sigkilled_mid_task_is_recovered_and_the_task_runs_again(runner):
+    workers = runner
     cluster = workers.clusters.start("a", workers=1, DW_LEASE_SECONDS=3, DW_HEARTBEAT_SECONDS=1,
                                      DW_REDISPATCH_AFTER_SECONDS=5, DW_Q_TIMEOUT=8, DW_Q_RETRY=10)
     result = task_defs.logged_nap.enqueue(2.0)
