@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
     from django.utils.json import normalize_json
-
-    SOURCE = "django.tasks"
 else:
     from importlib import import_module
     from importlib.util import find_spec
@@ -36,22 +34,14 @@ else:
     }
     _BACKPORT_NAMES = {"InvalidTask": "InvalidTaskError", "InvalidTaskBackend": "InvalidTaskBackendError"}
 
-    def _source() -> str:
-        try:
-            if find_spec("django.tasks") is not None:
-                return "django.tasks"
-        except ImportError:  # no django at all: the import below says so
-            pass
-        return "django_tasks"
-
-    #: The package the names come from: "django.tasks", or the backport's "django_tasks".
-    SOURCE = _source()
+    _SOURCE = "django.tasks" if find_spec("django.tasks") is not None else "django_tasks"
     for _module, _names in _WHERE.items():
-        _found = import_module(SOURCE + _module)  # ImportError where neither is installed
+        _found = import_module(_SOURCE + _module)  # ImportError where neither is installed
         for _name in _names:
-            globals()[_name] = getattr(_found, _name if SOURCE == "django.tasks" else _BACKPORT_NAMES.get(_name, _name))
-    normalize_json = import_module("django.utils.json" if SOURCE == "django.tasks" else "django_tasks.utils").normalize_json
+            globals()[_name] = getattr(_found, _name if _SOURCE == "django.tasks" else _BACKPORT_NAMES.get(_name, _name))
+    normalize_json = import_module("django.utils.json" if _SOURCE == "django.tasks" else "django_tasks.utils").normalize_json
+    del _module, _names, _found, _name
 
-__all__ = ["SOURCE", "BaseTaskBackend", "ImmediateBackend", "InvalidTask", "InvalidTaskBackend", "Task",
+__all__ = ["BaseTaskBackend", "ImmediateBackend", "InvalidTask", "InvalidTaskBackend", "Task",
            "TaskContext", "TaskError", "TaskResult", "TaskResultDoesNotExist", "TaskResultStatus",
            "normalize_json", "task", "task_backends", "task_enqueued", "task_finished", "task_started"]
