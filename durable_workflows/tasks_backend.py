@@ -1,5 +1,5 @@
-"""A backend for Django's tasks framework (`django.tasks`, Django 6.0 and later) whose tasks are
-durable workflow instances.
+"""A backend for Django's tasks framework (`django.tasks`, Django 6.0 and later, or the
+django-tasks backport on Django 5.2) whose tasks are durable workflow instances.
 
     TASKS = {"default": {
         "BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend",
@@ -30,20 +30,29 @@ from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, cast
 
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 try:
-    from django.tasks import Task, TaskContext, TaskResult, TaskResultStatus, task_backends
-    from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import TaskError
-    from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-    from django.tasks.signals import task_enqueued, task_finished, task_started
+    from .tasks_framework import (
+        BaseTaskBackend,
+        InvalidTask,
+        Task,
+        TaskContext,
+        TaskError,
+        TaskResult,
+        TaskResultDoesNotExist,
+        TaskResultStatus,
+        normalize_json,
+        task_backends,
+        task_enqueued,
+        task_finished,
+        task_started,
+    )
 except ImportError as missing:  # Django 5.2 without the backport
     raise ImproperlyConfigured(
         "durable_workflows.tasks_backend needs Django's tasks framework: Django 6.0 or later, or on "
         "Django 5.2 the django-tasks backport (pip install 'django-durable-workflows[tasks]')"
     ) from missing
-from django.utils.json import normalize_json
-from django.utils.module_loading import import_string
 
 from . import client, serialization
 from .durations import to_seconds

@@ -12,8 +12,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 try:
-    from django.tasks import task, task_backends
-    from django.tasks.exceptions import InvalidTaskBackend
+    from .tasks_framework import InvalidTaskBackend, task, task_backends
 except ImportError as missing:  # Django 5.2 without the backport
     raise ImproperlyConfigured(
         "durable_workflows.dispatch.TasksDispatcher needs Django's tasks framework: Django 6.0 or later, "

@@ -10,7 +10,8 @@ the periodic work (alarms, recovery, schedules, retention), which django-q2's wo
 otherwise, is `manage.py durable_workflows ticker`'s. The alias must not be our own
 `DurableTaskBackend`, whose tasks are instances run by this dispatcher: a loop.
 
-This module imports `django.tasks` only when a dispatcher is made, so that the engine, which
+This module imports the tasks framework (`django.tasks`, or the django-tasks backport on
+Django 5.2) only when a dispatcher is made, so that the engine, which
 imports `durable_workflows.dispatch`, keeps working on Django 5.2.
 """
 
@@ -34,7 +35,7 @@ class TasksDispatcher(BaseDispatcher):
     @property
     def synchronous(self) -> bool:
         # Django's ImmediateBackend runs the task inside enqueue().
-        from django.tasks.backends.immediate import ImmediateBackend
+        from .tasks_framework import ImmediateBackend
 
         return isinstance(self.backend, ImmediateBackend)
 

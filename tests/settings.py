@@ -120,12 +120,21 @@ if os.environ.get("DW_DISPATCHER"):
 
 # Django's tasks framework (Django 6.0+, or Django 5.2 with the django-tasks backport; without
 # either, the durable_workflows.E009 check refuses it): tests/test_tasks_backend.py.
-TASKS = {} if _find_spec("django.tasks") is None and _find_spec("django_tasks") is None else {
+_TASKS_FRAMEWORK = ("django.tasks" if _find_spec("django.tasks") is not None
+                    else "django_tasks" if _find_spec("django_tasks") is not None else None)
+TASKS = {} if _TASKS_FRAMEWORK is None else {
     "default": {"BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend", "QUEUES": ["default", "emails"]},
     "retrying": {"BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend",
                  "OPTIONS": {"RETRY": {"max_attempts": 3, "initial_delay": 0, "jitter": False}}},
     "patient": {"BACKEND": "durable_workflows.tasks_backend.DurableTaskBackend",
                 "OPTIONS": {"RETRY": {"max_attempts": 2, "initial_delay": "1h", "jitter": False}}},
     # Django's own backend, for TasksDispatcher (tests/test_tasks_dispatcher.py).
-    "immediate": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"},
+    "immediate": {"BACKEND": f"{_TASKS_FRAMEWORK}.backends.immediate.ImmediateBackend"},
 }
+
+# django-tasks-db's DatabaseBackend, where it is installed (it needs the tasks framework too):
+# its `db_worker` runs workflows through TasksDispatcher (tests/test_tasks_db_worker.py).
+TASKS_DB = bool(TASKS) and _find_spec("django_tasks_db") is not None
+if TASKS_DB:
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS["db"] = {"BACKEND": "django_tasks_db.DatabaseBackend"}

@@ -1,8 +1,9 @@
 """Django's tasks framework on durable workflows: `durable_workflows.tasks_backend`.
 
-Django 6.0 and later only. The test settings run django-q2 in the caller's thread, so an
-enqueued task runs before `enqueue` returns (its result is then final); the last test runs one
-on a real `qcluster`."""
+Django 6.0 and later, or Django 5.2 with the django-tasks backport. The test settings run
+django-q2 in the caller's thread, so an enqueued task runs before `enqueue` returns (its result
+is then final); the last tests run one on real workers: a `qcluster`, and django-tasks-db's
+`db_worker` (through TasksDispatcher) where it is installed."""
 
 from __future__ import annotations
 
@@ -14,13 +15,11 @@ from signal import SIGKILL
 import django
 import pytest
 
-pytest.importorskip("django.tasks", reason="django.tasks is Django 6.0+")
+pytest.importorskip("durable_workflows.tasks_framework",
+                    reason="needs Django's tasks framework: Django 6.0+, or the django-tasks backport")
 
 from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 from django.db import transaction  # noqa: E402
-from django.tasks import TaskResultStatus, task, task_backends  # noqa: E402
-from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist  # noqa: E402
-from django.tasks.signals import task_enqueued, task_finished, task_started  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from durable_workflows import client, fire_alarms  # noqa: E402
@@ -29,8 +28,22 @@ from durable_workflows.exceptions import NonRetryableError, StepTimeout  # noqa:
 from durable_workflows.models import Alarm, Event, WorkflowInstance  # noqa: E402
 from durable_workflows.taskflow import TASK_WORKFLOW  # noqa: E402
 from durable_workflows.tasks_backend import DurableTaskBackend  # noqa: E402
+from durable_workflows.tasks_framework import (  # noqa: E402
+    InvalidTask,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    task,
+    task_backends,
+    task_enqueued,
+    task_finished,
+    task_started,
+)
 from tests.helpers import wait_until  # noqa: E402
 from tests.testapp import task_defs  # noqa: E402
+from tests.workers.db_workers import (
+    db_workers_fixture,  # noqa: E402,F401  (the `db_workers` fixture)
+    needs_tasks_db,  # noqa: E402
+)
 from tests.workers.fixtures import workers_fixture  # noqa: E402,F401  (the `workers` fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -272,8 +285,16 @@ def _wait_finished(workers, task, result, message: str) -> None:
     result.refresh()
 
 
+@pytest.fixture(name="runner", params=["qcluster", pytest.param("db_worker", marks=needs_tasks_db)])
+def runner_fixture(request):
+    """The workers of a slow test: a real qcluster, or django-tasks-db's real db_workers with a
+    ticker beside them, the instances' runs sent to them by TasksDispatcher."""
+    return request.getfixturevalue("workers" if request.param == "qcluster" else "db_workers")
+
+
 @pytest.mark.slow
-def test_a_real_qcluster_runs_an_enqueued_task(workers):
+def test_a_real_worker_runs_an_enqueued_task(runner):
+    workers = runner
     cluster = workers.clusters.start("a", workers=1)
     task_defs.FLAKY["left"] = 0
     result = task_defs.add.enqueue(20, 22)
@@ -286,7 +307,8 @@ def test_a_real_qcluster_runs_an_enqueued_task(workers):
 
 
 @pytest.mark.slow
-def test_a_worker_sigkilled_mid_task_is_recovered_and_the_task_runs_again(workers):
+def test_a_worker_sigkilled_mid_task_is_recovered_and_the_task_runs_again(runner):
+    workers = runner
     cluster = workers.clusters.start("a", workers=1, DW_LEASE_SECONDS=3, DW_HEARTBEAT_SECONDS=1,
                                      DW_REDISPATCH_AFTER_SECONDS=5, DW_Q_TIMEOUT=8, DW_Q_RETRY=10)
     result = task_defs.logged_nap.enqueue(2.0)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 
-import django
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
@@ -18,16 +17,18 @@ from durable_workflows import client
 from durable_workflows.dispatch import TasksDispatcher
 from durable_workflows.engine import fire_alarms
 from durable_workflows.models import TickerLease
+from durable_workflows.taskflow import available
 from tests.helpers import ROOT, wait_until
 from tests.testapp.workflows import CALLS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-needs_tasks = pytest.mark.skipif(django.VERSION < (6, 0), reason="django.tasks is Django 6.0 and later")
+needs_tasks = pytest.mark.skipif(not available(), reason="needs Django's tasks framework: Django 6.0+, "
+                                                          "or the django-tasks backport")
 ON_IMMEDIATE = {"DISPATCHER": "durable_workflows.dispatch.TasksDispatcher", "TASKS_BACKEND": "immediate"}
 
 
-@pytest.mark.skipif(django.VERSION >= (6, 0), reason="Django 5.2 only")
+@pytest.mark.skipif(available(), reason="Django's tasks framework is installed here")
 def test_without_django_tasks_the_dispatcher_names_what_it_needs():
     with pytest.raises(ImproperlyConfigured, match=r"Django 6\.0 or later.*django-tasks backport"):
         TasksDispatcher("immediate")
@@ -62,7 +63,7 @@ def test_an_alias_it_cannot_use_is_refused(alias, says):
 def ticker_process(name: str) -> subprocess.Popen:
     """`manage.py durable_workflows ticker --name NAME` on the test database; its resumes run
     in that process (ImmediateBackend on Django 6, InlineDispatcher before)."""
-    dispatcher = ("durable_workflows.dispatch.TasksDispatcher" if django.VERSION >= (6, 0)
+    dispatcher = ("durable_workflows.dispatch.TasksDispatcher" if available()
                   else "durable_workflows.dispatch.InlineDispatcher")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DW_DB_NAME": connection.settings_dict["NAME"],
            "DW_DISPATCHER": dispatcher, "DW_TASKS_BACKEND": "immediate", "DW_LEASE_SECONDS": "3", "DW_HEARTBEAT_SECONDS": "1"}

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def task_function(name: str, fn: Any) -> Any:
     """A task of Django's tasks framework (`@task`) runs as a step by its function. Its module
     is looked up, not imported: a project that has a task has imported it already."""
-    for module in ("django.tasks", "django_tasks"):
+    for module in ("django.tasks", "django_tasks.base"):  # Django 6, the backport on 5.2
         task_class = getattr(sys.modules.get(module), "Task", None)
         if isinstance(task_class, type) and isinstance(fn, task_class):
             if getattr(fn, "takes_context", False):

@@ -1,11 +1,12 @@
-"""Tasks of Django's tasks framework for tests/test_tasks_backend.py (Django 6.0+ only)."""
+"""Tasks of Django's tasks framework for tests/test_tasks_backend.py (Django 6.0+, or the
+django-tasks backport)."""
 
 from __future__ import annotations
 
 import django
-from django.tasks import task
 
 from durable_workflows import workflow
+from durable_workflows.tasks_framework import task
 
 FLAKY = {"left": 0}
 

@@ -22,6 +22,10 @@ DURABLE_WORKFLOWS = {
     "REDISPATCH_AFTER_SECONDS": float(_env("DW_REDISPATCH_AFTER_SECONDS", "60")),
     "WAKEUP": _env("DW_WAKEUP", "notify"),
 }
+# Runs sent through another django.tasks backend (tests/test_tasks_db_worker.py).
+if _env("DW_DISPATCHER"):
+    DURABLE_WORKFLOWS["DISPATCHER"] = _env("DW_DISPATCHER", "")
+    DURABLE_WORKFLOWS["TASKS_BACKEND"] = _env("DW_TASKS_BACKEND", "default")
 
 # Persistent connections, as the README recommends for workers.
 DATABASES["default"]["CONN_MAX_AGE"] = int(_env("DW_CONN_MAX_AGE", "600"))

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 from django.db import connection
 
-from durable_workflows import workflow
+from durable_workflows import RetryPolicy, workflow
+from tests.workers import steplog
 
 
 def _write(entry: dict) -> None:
@@ -98,6 +100,23 @@ def await_event(wf, seconds: float = 0.0) -> object:
     payload = wf.wait_for_event("go")
     wf.step("after", logged, wf.instance_id, _epoch(wf), "after", seconds)
     return payload
+
+
+def fail_first(instance_id: str, epoch: int, failures: int) -> int:
+    """Raises ConnectionError on its first `failures` executions, counted in the step log."""
+    logged(instance_id, epoch, "flaky")
+    attempt = sum(1 for e in steplog.read(Path(os.environ["DW_STEP_LOG"]))
+                  if (e.instance, e.step) == (instance_id, "flaky"))
+    if attempt <= failures:
+        raise ConnectionError(f"attempt {attempt} fails")
+    return attempt
+
+
+@workflow("workers.flaky")
+def flaky(wf, failures: int, delay: float = 0.5) -> int:
+    """A step retried after a delay: each retry waits on an alarm, in another run."""
+    policy = RetryPolicy(max_attempts=failures + 1, backoff="constant", initial_delay=delay, jitter=False)
+    return wf.step("flaky", fail_first, wf.instance_id, _epoch(wf), failures, retry=policy)
 
 
 @workflow("workers.child")
