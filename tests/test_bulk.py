@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from durable_workflows import bulk, client, start
+from durable_workflows.engine.instances import create, enqueue
 from durable_workflows.models import Alarm, Event, WorkflowInstance
 from durable_workflows.signals import lifecycle_event
 from durable_workflows.states import State
@@ -79,6 +80,15 @@ def test_bulk_cancel_cancels_what_matches_and_skips_the_finished(mixed):
     assert client.bulk("cancel", workflow="tests.greet") == 0  # all finished now
     with pytest.raises(Exception, match="cancelled: cleanup"):
         client.get("napping").result()
+
+
+def test_bulk_cancel_asks_an_instance_not_yet_queued_to_stop():
+    pending, _ = create("tests.greet", ("p",), {}, "pending-1")
+    assert client.bulk("cancel", id_prefix="pending-") == 1
+    instance = WorkflowInstance.objects.get(pk="pending-1")
+    assert instance.state == "pending" and instance.cancel_requested and instance.cancel_reason == ""
+    enqueue("pending-1")  # its run, on the synchronous queue, ends it
+    assert client.get("pending-1").state == State.CANCELLED
 
 
 def test_bulk_cancel_takes_the_family_with_it():
