@@ -66,7 +66,11 @@ ACTIONS: dict[str, Action] = {
     "cancel": Action(UNFINISHED, cancel_many_txn),
     # A fork of each finished instance from its first failed or unfinished position.
     "fork": Action(TERMINAL, each(lambda instance_id, reason: fork(instance_id)), bounded=True),
-    # Pause and resume are one entry each: Action(UNFINISHED, each(<pause one instance>)).
+    # Pause and resume are one entry each once client.pause and client.resume exist (import
+    # the client inside the function: it imports this module):
+    #   "pause": Action(UNFINISHED, each(lambda instance_id, reason: client.pause(instance_id, reason))),
+    #   "resume": Action(UNFINISHED, each(lambda instance_id, reason: client.resume(instance_id))),
+    # The API's choices, the command's help and the error messages read the names from here.
 }
 
 
