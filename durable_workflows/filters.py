@@ -113,7 +113,7 @@ def from_data(values: Mapping[str, Any]) -> dict[str, Any]:
     texts: dict[str, list[str]] = {}
     for name, value in values.items():
         given = value if isinstance(value, list) and name == "state" else [value]
-        if not all(isinstance(each, str) for each in given):
+        if name in LOOKUPS and not all(isinstance(each, str) for each in given):
             kind = "text, or a list of texts" if name == "state" else "text"
             raise FilterError(str(name), f"{name} must be {kind}, got {value!r}")
         texts[str(name)] = given
@@ -150,6 +150,11 @@ def _no_nul(name: str, value: Any) -> Any:
     # No stored text has one, and PostgreSQL refuses it as a query parameter.
     if isinstance(value, str) and "\x00" in value:
         raise FilterError(name, f"{name} must not contain a null character")
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise FilterError(name, f"{name} must be valid text (it has a lone surrogate)") from None
     return value
 
 
@@ -159,10 +164,10 @@ def _moment(name: str, value: Any) -> datetime:
     if timezone.is_naive(value):
         raise FilterError(name, f"{name} must be an aware datetime (with a time zone), got the naive {value.isoformat()}")
     try:
-        value.astimezone(dt.timezone.utc)  # what the database is sent
+        # In UTC: PostgreSQL refuses offsets past 15:59, which Python's datetimes allow.
+        return value.astimezone(dt.timezone.utc)
     except OverflowError:
         raise FilterError(name, f"{name} is out of range: {value.isoformat()}") from None
-    return value
 
 
 def _moment_text(name: str, text: str) -> datetime:

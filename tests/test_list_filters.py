@@ -74,6 +74,7 @@ BAD_FILTERS = [
     ({"finished_before": datetime(2026, 1, 1)}, "finished_before must be an aware datetime"),
     ({"id_prefix": ""}, "id_prefix must not be empty"),
     ({"parent": "a\x00b"}, "parent must not contain a null character"),
+    ({"id_prefix": "a\ud800"}, "id_prefix must be valid text"),
 ]
 
 
@@ -114,6 +115,9 @@ def test_the_api_takes_the_same_filters(family):
     assert listed({"created_after": (now - 2.5 * HOUR).isoformat()}) == ["fail-1", "fail-1-fork"]
     assert listed({"created_before": (now - 4 * HOUR).isoformat().replace("+00:00", "Z")}) == ["done-1"]
     assert listed({"finished_before": (now - HOUR).isoformat()}) == []
+    # An offset PostgreSQL would refuse, read as the moment it names.
+    assert listed({"created_after": "1970-01-01T19:04:00+19:04"}) == ["done-1", "fail-1", "fail-1-fork", "nap-1",
+                                                                        "wait-1"]
     assert listed({"page_size": "2", "state": "failed"}) == ["fail-1", "fail-1-fork"]
 
 
