@@ -100,6 +100,15 @@ def test_bulk_cancel_takes_the_family_with_it():
     assert all(client.get(kid).state == State.CANCELLED for kid in kids)
 
 
+def test_bulk_cancel_frees_the_slots_it_held(tmp_path):
+    log = str(tmp_path / "inside.log")
+    first = start("limits.sync_account", "acme", log, instance_id="holder")
+    second = start("limits.sync_account", "acme", log, instance_id="waiting")
+    assert (client.get("holder").state, client.get("waiting").state) == (State.PAUSED, State.QUEUED)
+    assert client.bulk("cancel", id_prefix="holder") == 1
+    assert (first.refresh().state, second.refresh().state) == (State.CANCELLED, State.PAUSED)
+
+
 def test_bulk_cancel_goes_in_chunks(mixed, chunks):
     assert client.bulk("cancel", workflow="tests.greet", id_prefix="queued") == 3
     assert chunks == [2, 1]
