@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from . import bulk as bulk_actions
+from . import filters as instance_filters
 from . import serialization
 from .dispatch import get_dispatcher
 from .engine import clock, execute, fire_alarms, fire_schedules, purge_expired, recover, starts
@@ -23,12 +25,11 @@ from .exceptions import (
 )
 from .messaging import send_event
 from .models import Alarm, StepRecord, WorkflowInstance
-from .registry import get_definition
 from .start_options import Duration, StartOptions
 from .states import TERMINAL, State, as_state
 
 __all__ = [
-    "StepInfo", "WorkflowHandle", "cancel", "check_replay", "fire_alarms", "fire_schedules", "fork", "get", "list", "meta", "purge_expired",
+    "StepInfo", "WorkflowHandle", "bulk", "cancel", "check_replay", "fire_alarms", "fire_schedules", "fork", "get", "list", "meta", "purge_expired",
     "recover", "run_inline", "send_event", "start", "start_many",
 ]
 
@@ -328,20 +329,31 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
     return handle.refresh() if get_dispatcher().synchronous else handle
 
 
-def list(state: State | str | None = None, workflow: str | None = None, limit: int | None = None) -> builtins.list[WorkflowHandle]:  # noqa: A001
-    """Instances, newest first, optionally of one state and one workflow."""
+def list(state: State | str | Iterable[State | str] | None = None, workflow: WorkflowRef | None = None,  # noqa: A001
+         limit: int | None = None, **filters: Any) -> builtins.list[WorkflowHandle]:
+    """Instances, newest first, that match every filter given: `state` (one, or a list),
+    `workflow`, `parent`, `forked_from`, `id_prefix`, `created_after`, `created_before`,
+    `finished_after`, `finished_before` (aware datetimes; "after" and "before" are strict).
+
+    An unknown filter or state, a naive datetime or empty text: `ValueError` naming it."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be a whole number, 0 or more, got {limit!r}")
-    if workflow is not None and not isinstance(workflow, str) and not callable(workflow):
-        raise TypeError(f"workflow must be a workflow's name or function, got {workflow!r}")
-    queryset = WorkflowInstance.objects.order_by("-created_at", "-pk")
-    if state is not None:
-        queryset = queryset.filter(state=as_state(state))
-    if workflow is not None:
-        queryset = queryset.filter(workflow=get_definition(workflow).name if callable(workflow) else workflow)
+    queryset = instance_filters.filtered(WorkflowInstance.objects.order_by("-created_at", "-pk"),
+                                         {"state": state, "workflow": workflow, **filters})
     if limit is not None:
         queryset = queryset[:limit]
     return [WorkflowHandle(instance) for instance in queryset]
+
+
+def bulk(action: str, /, *, reason: str = "", **filters: Any) -> int:
+    """Do `action` ("cancel" or "fork") to every instance the filters select (the filters of
+    `list`, at least one), a chunk at a time, each chunk in its own transaction; returns how
+    many instances took it (for "fork": how many forks were made). Instances that cannot take
+    it (a finished one for "cancel", an unfinished one for "fork") are skipped.
+
+    `reason` is kept on cancelled instances. An unknown action or filter, a bad value or no
+    filter at all: `ValueError`, and nothing changes."""
+    return bulk_actions.run(action, filters, reason)
 
 
 def meta(instance_id: str, key: str | None = None, default: Any = None) -> Any:

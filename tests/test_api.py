@@ -388,6 +388,7 @@ def test_schema_is_openapi_3_for_this_api_only(api):
     assert sorted(schema["paths"]) == [
         "/api/workflows/definitions/",
         "/api/workflows/instances/",
+        "/api/workflows/instances/bulk/",
         "/api/workflows/instances/{instance_id}/",
         "/api/workflows/instances/{instance_id}/cancel/",
         "/api/workflows/instances/{instance_id}/events/",

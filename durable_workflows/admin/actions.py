@@ -2,6 +2,10 @@
 
 Each instance is handled on its own, so one refusal (an instance that finished meanwhile)
 neither stops the others nor turns into an error page: it becomes a warning message.
+
+Cancel and fork of "all N matching" (Django's select across) go through `client.bulk`'s
+code instead, which takes the filtered list a chunk at a time: a million instances are
+acted on in bounded memory, and the instances that cannot take the action are skipped.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from .. import bulk
 from ..exceptions import InvalidTransition, WorkflowNotFound
 from . import operations
 
@@ -57,8 +62,23 @@ def _ids(queryset: QuerySet) -> list[str]:
     return list(queryset.values_list("pk", flat=True))
 
 
+def across(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet, action: str,
+           done: str) -> bool:
+    """With "select all N matching": do `action` to the whole filtered list, by chunks, and
+    report the count; False when only the ticked rows were chosen."""
+    if request.POST.get("select_across") != "1":
+        return False
+    count = bulk.apply(action, queryset, cancel_reason(request) if action == "cancel" else "")
+    modeladmin.message_user(request, done.format(count=count), messages.SUCCESS if count else messages.WARNING)
+    return True
+
+
 @admin.action(description="Cancel selected instances", permissions=["cancel"])
 def cancel_selected(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    if across(modeladmin, request, queryset, "cancel",
+              "Cancelled {count} instances (those running stop at their next step boundary); "
+              "finished ones were left as they were."):
+        return
     reason = cancel_reason(request)
     apply(modeladmin, request, _ids(queryset), lambda i: operations.cancel(i, reason), "Cancelled")
 
@@ -70,6 +90,9 @@ def resume_selected(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, que
 
 @admin.action(description="Fork selected instances (to repair them after a fix)", permissions=["resume"])
 def fork_selected(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    if across(modeladmin, request, queryset, "fork",
+              "Made {count} forks; instances not finished, or that the code deployed now cannot run, were left out."):
+        return
     apply(modeladmin, request, _ids(queryset), operations.fork, "Forked")
 
 

@@ -36,6 +36,7 @@ from ..states import TERMINAL, State, as_state
 from . import actions, dashboard, operations, timeline
 from .badges import state_badge
 from .display import alarm_text, capped, decode, pretty, pretty_input, relative
+from .list_filters import BY_VALUE, FinishedFilter, ForkFilter
 from .readonly import ReadOnlyAdmin
 
 if TYPE_CHECKING:
@@ -105,7 +106,8 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
     # Narrow enough for a 1,400 px window with the app list open: the last update and the
     # long form of dates are on the instance page.
     list_display = ("id", "workflow", "state_badge", "created", "next_alarm", "error_type")
-    list_filter = ("state", WorkflowFilter, HasParentFilter, "created_at")
+    list_filter = ("state", FinishedFilter, WorkflowFilter, HasParentFilter, ForkFilter, "created_at", "finished_at",
+                   *BY_VALUE)
     list_select_related = ("alarm",)
     search_fields = ("id", "workflow")
     search_help_text = "The beginning of an instance id or of a workflow name."

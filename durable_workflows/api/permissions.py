@@ -55,6 +55,11 @@ class IsStaff(StaffOnly):
 
 
 def required_actions(request: Request, view: Any) -> Sequence[str]:
+    """What the request needs: the view's `permission_actions_of(request)` when what it does
+    depends on the body (the bulk endpoint's action), else `permission_actions` by method."""
+    of_request = getattr(view, "permission_actions_of", None)
+    if of_request is not None and request.method not in SAFE_METHODS:
+        return tuple(of_request(request))
     declared = getattr(view, "permission_actions", None) or {}
     method = request.method or "GET"
     if method in declared:

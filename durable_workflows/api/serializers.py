@@ -15,13 +15,15 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import serialization
+from ..bulk import ACTIONS
 from ..engine.schedules import next_fire
 from ..exceptions import SerializationError, UnknownWorkflow
+from ..filters import MOMENTS
 from ..models import Alarm, StepRecord, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import decode_input
 from ..start_options import StartOptions
-from ..states import State, as_state
+from ..states import State
 
 INPUT_SCHEMA = {
     "oneOf": [
@@ -360,15 +362,44 @@ class AcceptedSerializer(serializers.Serializer):
     accepted = serializers.BooleanField(help_text="False when this instance already had that event_id.")
 
 
-class InstanceFilterSerializer(serializers.Serializer):
-    state = serializers.CharField(required=False, help_text="One state, lower case.")
-    workflow = serializers.CharField(required=False, max_length=255, help_text="A workflow name.")
+FILTER_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Which instances: those that match every filter given (at least one).",
+    "properties": {
+        "state": {"oneOf": [
+            {"type": "string", "enum": [s.value for s in State]},
+            {"type": "array", "items": {"type": "string", "enum": [s.value for s in State]}, "minItems": 1},
+        ], "description": "One state, or a list of them."},
+        "workflow": {"type": "string", "description": "A workflow name."},
+        "parent": {"type": "string", "description": "The children of this instance."},
+        "forked_from": {"type": "string", "description": "The forks of this instance."},
+        "id_prefix": {"type": "string", "minLength": 1, "description": "Ids that start with this."},
+        **{name: {"type": "string", "format": "date-time",
+                  "description": f"{name.split('_')[0].capitalize()} strictly {name.split('_')[1]} this time "
+                                 "(ISO 8601 with an offset)."}
+           for name in MOMENTS},
+    },
+}
 
-    def validate_state(self, value: str) -> State:
-        try:
-            return as_state(value)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from None
+
+@extend_schema_field(FILTER_SCHEMA)
+class FilterField(serializers.DictField):
+    """The filters as a JSON object; their values are checked by `filters.from_data`."""
+
+
+class BulkSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=sorted(ACTIONS), help_text="What to do to each instance.")
+    filter = FilterField(help_text="The filters of the instance list (at least one).")
+    reason = ExactCharField(
+        required=False, allow_blank=True, default="", max_length=10_000,
+        help_text="Kept on the instances (a cancel's reason).",
+    )
+
+
+class BulkResultSerializer(serializers.Serializer):
+    action = serializers.CharField()
+    count = serializers.IntegerField(help_text="How many instances took the action (for fork: forks made).")
 
 
 class ParameterSerializer(serializers.Serializer):

@@ -10,6 +10,8 @@ app_name = "durable_workflows_api"
 
 urlpatterns = [
     path("instances/", views.InstanceListView.as_view(), name="instance-list"),
+    # POST only; its GET reads the instance "bulk", like any other id (views.InstanceBulkView).
+    path("instances/bulk/", views.InstanceBulkView.as_view(), name="instance-bulk"),
     # Ids are free text, slashes included ("orders/1001"): any id gets its instance or a JSON
     # 404. The operations come first, so POST "a/b/cancel/" cancels "a/b"; they take POST
     # only, and their GET reads the instance "a/b/cancel" (views.InstanceOperationView).

@@ -18,7 +18,7 @@ from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from .. import __version__, client
+from .. import __version__, bulk, client, filters
 from ..engine.instances import findable
 from ..exceptions import (
     InvalidTransition,
@@ -36,13 +36,14 @@ from .permissions import READ, configured_permissions
 from .serializers import (
     VALIDATION_ERROR_SCHEMA,
     AcceptedSerializer,
+    BulkResultSerializer,
+    BulkSerializer,
     CancelSerializer,
     ConflictSerializer,
     DefinitionSerializer,
     DetailSerializer,
     ForkSerializer,
     InstanceDetailSerializer,
-    InstanceFilterSerializer,
     InstanceSerializer,
     SendEventSerializer,
     StartSerializer,
@@ -150,8 +151,22 @@ def _conflict(instance_id: str, error: InvalidTransition) -> Response:
     return Response({"detail": str(error), "state": current}, status=status.HTTP_409_CONFLICT)
 
 
+LIST_PARAMETERS = [
+    OpenApiParameter("state", {"type": "array", "items": {"type": "string", "enum": [s.value for s in State]}},
+                     explode=True, description="Only these states: repeat it for several "
+                     "(`?state=failed&state=cancelled`), or separate them with commas."),
+    OpenApiParameter("workflow", OpenApiTypes.STR, description="Only this workflow."),
+    OpenApiParameter("parent", OpenApiTypes.STR, description="Only the children of this instance."),
+    OpenApiParameter("forked_from", OpenApiTypes.STR, description="Only the forks of this instance."),
+    OpenApiParameter("id_prefix", OpenApiTypes.STR, description="Only ids that start with this."),
+    *(OpenApiParameter(name, OpenApiTypes.DATETIME, description=f"Only instances {name.split('_')[0]} strictly "
+                       f"{name.split('_')[1]} this time (ISO 8601 with an offset, e.g. 2026-01-31T12:00:00Z).")
+      for name in filters.MOMENTS),
+]
+
+
 class InstanceListView(WorkflowAPIView):
-    """Instances, newest first, filtered by `state` and `workflow`; POST starts one."""
+    """Instances, newest first, filtered by the instance filters (filters.py); POST starts one."""
 
     serializer_class = InstanceSerializer
     pagination_class = InstancePagination
@@ -163,10 +178,7 @@ class InstanceListView(WorkflowAPIView):
     @documented(
         operation_id="workflow_instances_list",
         summary="List instances, newest first",
-        parameters=[
-            OpenApiParameter("state", OpenApiTypes.STR, enum=[s.value for s in State], description="Only this state."),
-            OpenApiParameter("workflow", OpenApiTypes.STR, description="Only this workflow."),
-        ],
+        parameters=LIST_PARAMETERS,
         responses={
             200: InstanceSerializer(many=True), 400: BAD_REQUEST,
             404: OpenApiResponse(DetailSerializer, description="No such page, or a `cursor` this list did not give."),
@@ -174,13 +186,14 @@ class InstanceListView(WorkflowAPIView):
         },
     )
     def get(self, request: Request) -> Response:
-        filters = InstanceFilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        try:
+            given = filters.from_text({name: request.query_params.getlist(name)
+                                       for name in filters.NAMES if name in request.query_params})
+        except filters.FilterError as exc:
+            return Response({exc.name: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         queryset = self.get_queryset()
-        if "state" in filters.validated_data:
-            queryset = queryset.filter(state=filters.validated_data["state"])
-        if "workflow" in filters.validated_data:
-            queryset = queryset.filter(workflow=filters.validated_data["workflow"])
+        if given:
+            queryset = queryset.filter(filters.condition(given))
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(InstanceSerializer(page, many=True).data)
 
@@ -343,6 +356,44 @@ class InstanceForkView(InstanceOperationView):
         return instance_operation(request, instance_id, ForkSerializer, fork)
 
 
+class InstanceBulkView(WorkflowAPIView):
+    """One action on every instance a filter selects (client.bulk), at `instances/bulk/`.
+
+    POST only: GET `instances/bulk/` reads the instance whose id is "bulk", as for any id."""
+
+    serializer_class = BulkSerializer
+
+    def permission_actions_of(self, request: Request) -> tuple[str, ...]:
+        """As for the action on one instance: cancel also with the cancel permission."""
+        data = request.data
+        return ("change", "cancel") if isinstance(data, dict) and data.get("action") == "cancel" else ("change",)
+
+    @documented(exclude=True)
+    def get(self, request: Request) -> Response:
+        return _detail("bulk")
+
+    @documented(
+        operation_id="workflow_instances_bulk",
+        summary="Act on every instance a filter selects",
+        description="Cancels or forks every instance that matches the filter (the instance list's filters, at "
+        "least one), a chunk at a time. Instances that cannot take the action (a finished one for cancel, an "
+        "unfinished one for fork) are skipped. Answers how many took it; a bad action or filter changes nothing.",
+        request={"application/json": BulkSerializer},
+        responses={200: BulkResultSerializer, 400: BAD_REQUEST, 415: NOT_JSON, **DENIED},
+    )
+    def post(self, request: Request) -> Response:
+        body = BulkSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        action = body.validated_data["action"]
+        try:
+            given = filters.from_data(body.validated_data["filter"])
+            count = bulk.run(action, given, body.validated_data["reason"])
+        except ValueError as exc:
+            message = exc.named if isinstance(exc, filters.FilterError) else str(exc)
+            return Response({"filter": [message]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"action": action, "count": count})
+
+
 class DefinitionListView(WorkflowAPIView):
     """The registered workflows and the arguments each takes."""
 
@@ -363,7 +414,7 @@ def only_workflow_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> 
 
 
 API_VIEWS = (InstanceListView, InstanceDetailView, InstanceCancelView, InstanceEventsView, InstanceForkView,
-             DefinitionListView)
+             InstanceBulkView, DefinitionListView)
 
 
 class SchemaView(SpectacularAPIView):

@@ -20,6 +20,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from durable_workflows import bulk as bulk_actions
 from durable_workflows import client
 from durable_workflows.durations import parse_duration
 from durable_workflows.engine import clock, fire_alarms, fire_schedules, recover
@@ -32,6 +33,7 @@ from durable_workflows.exceptions import (
     WorkflowIdConflict,
     WorkflowNotFound,
 )
+from durable_workflows.management.filter_options import add_filter_arguments, filters_of
 from durable_workflows.models import WorkflowInstance
 from durable_workflows.nesting import MAX_NESTING, TooDeep, check_nesting
 from durable_workflows.registry import get_definition
@@ -64,8 +66,7 @@ class Command(BaseCommand):
                            help="With --wait: give up after this long (default: wait as long as it takes).")
 
         listing = subs.add_parser("list", help="List instances, newest first.")
-        listing.add_argument("--state", default=None, help="Only this state (pending, queued, running, ...).")
-        listing.add_argument("--workflow", default=None, help="Only this workflow.")
+        add_filter_arguments(listing)
         listing.add_argument("--limit", type=int, default=50, help="At most this many rows (default 50).")
 
         show = subs.add_parser("show", help="One instance: its state, input, outcome and steps.")
@@ -108,6 +109,13 @@ class Command(BaseCommand):
                              help="Copy the records before position N (default: before the first failed or "
                                   "unfinished one).")
         forking.add_argument("--id", dest="new_id", default=None, metavar="NEW_ID", help="The new instance's id.")
+
+        bulk = subs.add_parser(
+            "bulk", help="Do ACTION to every instance the filters select (at least one filter), "
+                         "a chunk at a time; prints how many took it.")
+        bulk.add_argument("action", metavar="ACTION", help=f"One of: {', '.join(sorted(bulk_actions.ACTIONS))}.")
+        add_filter_arguments(bulk)
+        bulk.add_argument("--reason", default="", help="Kept on the instances (a cancel's reason).")
 
         check = subs.add_parser(
             "check", help="Replay every unfinished instance against the code installed now; exit 1 "
@@ -161,8 +169,7 @@ class Command(BaseCommand):
     def do_list(self, options: dict[str, Any]) -> None:
         if options["limit"] < 1:
             raise CommandError("--limit must be at least 1")
-        state = parse_state(options["state"], "--state")
-        handles = client.list(state=state, workflow=options["workflow"], limit=options["limit"])
+        handles = client.list(limit=options["limit"], **filters_of(options))
         rows = [
             (h.instance_id, h.workflow, h.state.label, when(h.instance.created_at), when(h.instance.finished_at))
             for h in handles
@@ -274,6 +281,14 @@ class Command(BaseCommand):
         except (TypeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Forked {options['instance_id']} as {handle.instance_id} ({handle.refresh().state.label})")
+
+    def do_bulk(self, options: dict[str, Any]) -> None:
+        given = filters_of(options)
+        try:
+            count = bulk_actions.run(options["action"], given, options["reason"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"{options['action']}: {plural(count, 'instance')}.")
 
     def do_check(self, options: dict[str, Any]) -> None:
         from durable_workflows.engine.check import ReplayProblem, run_check
