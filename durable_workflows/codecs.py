@@ -223,7 +223,10 @@ class SealedJSONField(models.JSONField):
         return super().get_prep_value(value)
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
-        return open_meta(super().from_db_value(value, expression, connection))
+        value = super().from_db_value(value, expression, connection)
+        if type(value) is dict and META_KEY in value:  # a claim reads it: no call for plain meta
+            return open_meta(value)
+        return value
 
     def deconstruct(self) -> Any:
         name, _, args, kwargs = super().deconstruct()

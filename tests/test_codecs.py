@@ -18,7 +18,7 @@ from django.db import connection
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from durable_workflows import CodecError, client, send_event, workflow
+from durable_workflows import CodecError, client, rotation, send_event, serialization, workflow
 from durable_workflows.codecs import PLACEHOLDER, FernetCodec, key_id, sealed_key
 from durable_workflows.models import InboxMessage, StepRecord, WorkflowInstance
 from tests.helpers import staff_user
@@ -141,6 +141,17 @@ def test_an_older_key_second_still_reads_and_rotation_moves_every_value_to_the_n
         assert_reads(before)
         assert plain.refresh().state == "paused"
         assert MARK not in raw_rows()
+
+
+def test_rotation_leaves_alone_a_value_a_worker_wrote_since_it_was_read():
+    with codec(OLD):
+        handle = run()
+    with codec(NEW, OLD):
+        read = WorkflowInstance.objects.values_list("result", flat=True).get(pk=handle.instance_id)
+        written = serialization.dumps({"written": "meanwhile"}, "a result")  # under NEW
+        WorkflowInstance.objects.filter(pk=handle.instance_id).update(result=written)
+        assert rotation._write(WorkflowInstance, "result", [(handle.instance_id, read, "stale")]) == 0
+        assert handle.refresh().result() == {"written": "meanwhile"}
 
 
 def test_a_value_under_a_key_no_longer_held_names_the_key():
