@@ -75,7 +75,7 @@ class Codec:
         key, token = self.seal(data if isinstance(data, bytes) else data.encode("utf-8"))
         return f"{PREFIX}{version}:{key}:{token}"
 
-    def decode(self, stored: str) -> Any:
+    def decode(self, stored: str) -> str | bytes:
         """What `encode` was given (text or bytes); text without the prefix as it is."""
         if not stored.startswith(PREFIX):
             return stored

@@ -204,6 +204,15 @@ def loads(text: str | None) -> Any:
         raise
 
 
+def resealed(text: str | None) -> str | None:
+    """Stored `text` copied into another row, under the newest key: a copy of a value sealed
+    under an older key would otherwise outlive a key rotation that had already passed the row."""
+    codec = codecs.current()
+    if codec is None or not text or codec.is_current(text):
+        return text
+    return codec.encode(codec.decode_text(text))
+
+
 # What the default serializer gives back exactly as it was given (the type, and the value:
 # NaN and the infinities are refused when stored).
 _AS_STORED = frozenset({type(None), bool, int, float, str})
