@@ -33,6 +33,7 @@ _EXPORTS = {
     "InvalidTransition": "exceptions",
     "NonDeterminismError": "exceptions",
     "SerializationError": "exceptions",
+    "CodecError": "exceptions",
     "StepTimeout": "exceptions",
     "StepScopeError": "exceptions",
     "NonRetryableError": "exceptions",
@@ -53,7 +54,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "ChildHandle", "ChildWorkflowFailed", "DispatchError", "DurableWorkflowError", "EventTimeout", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
+    "ChildHandle", "ChildWorkflowFailed", "CodecError", "DispatchError", "DurableWorkflowError", "EventTimeout", "InvalidTransition", "NonDeterminismError", "NonRetryableError",
     "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
     "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
     "WorkflowNotFound", "WorkflowTimeout", "cancel", "check_replay", "client", "fork", "fire_alarms", "fire_schedules", "get", "list",
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
     from .engine.children import ChildHandle
     from .exceptions import (
         ChildWorkflowFailed,
+        CodecError,
         DispatchError,
         DurableWorkflowError,
         EventTimeout,

@@ -7,6 +7,7 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings as django_settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.urls import URLResolver, get_resolver
 
 from .conf import DEFAULTS, WAKEUPS
@@ -52,6 +53,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="durable_workflows.E008",
             )
         )
+    messages += _check_codec(user)
     alias = user.get("DATABASE", DEFAULTS["DATABASE"])
     if alias not in django_settings.DATABASES:
         messages.append(
@@ -90,6 +92,24 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
     return messages
+
+
+def _check_codec(user: dict[str, Any]) -> list[checks.CheckMessage]:
+    """A bad key found by the first value read or written would fail a run, or a page."""
+    name = user.get("CODEC")
+    if name is None:
+        return []
+    from .codecs import build
+
+    try:
+        build(name, user.get("CODEC_KEYS", DEFAULTS["CODEC_KEYS"]))
+    except ImproperlyConfigured as exc:
+        return [checks.Error(
+            str(exc),
+            hint="CODEC_KEYS lists Fernet keys, newest first: cryptography.fernet.Fernet.generate_key()",
+            id="durable_workflows.E010",
+        )]
+    return []
 
 
 @checks.register()

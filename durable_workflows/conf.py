@@ -26,6 +26,11 @@ DEFAULTS: dict[str, Any] = {
     "TASKS_BACKEND": "default",
     # Stores inputs, step results and outputs. Needs `dumps(obj) -> str` and `loads(str)`.
     "SERIALIZER": "durable_workflows.serialization.JSONSerializer",
+    # Encrypts inputs, results, step results, event payloads and meta at rest:
+    # "durable_workflows.codecs.FernetCodec" (the [encryption] extra) or a Codec of one's own.
+    "CODEC": None,
+    # The codec's keys, newest first: new values are sealed with the first, any of them opens.
+    "CODEC_KEYS": [],
     # Queued instances nobody claimed, or fired alarms nobody resumed, for this long are
     # dispatched again (the broker may have lost the task).
     "REDISPATCH_AFTER_SECONDS": 60,

@@ -41,6 +41,10 @@ class SerializationError(DurableWorkflowError, TypeError):
     """The value cannot be stored."""
 
 
+class CodecError(DurableWorkflowError, ValueError):
+    """A stored value cannot be decrypted."""
+
+
 class StepTimeout(DurableWorkflowError, TimeoutError):
     """The step attempt ran past its deadline."""
 

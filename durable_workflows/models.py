@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
+from .codecs import SealedJSONField
 from .states import State, as_state
 
 #: The lease owner of a Running instance a recovery scan has reserved for its recovery run.
@@ -148,7 +149,7 @@ class WorkflowInstance(ErrorFields):
         help_text="Changes only through the state machine.",
     )
     result = models.TextField("result", null=True, blank=True, help_text="The return value, serialized.")
-    meta = models.JSONField(
+    meta = SealedJSONField(
         "meta", default=dict, blank=True,
         help_text="Small values the workflow publishes with wf.set_meta() (progress).",
     )
@@ -290,7 +291,10 @@ class WorkflowInstance(ErrorFields):
                 condition=Q(debounce_key__isnull=False, state="queued"),
             ),
         ]
-        permissions = [("cancel_workflowinstance", "Can cancel workflow instances")]
+        permissions = [
+            ("cancel_workflowinstance", "Can cancel workflow instances"),
+            ("view_payloads", "Can see stored values in plain while they are encrypted"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.workflow} {self.pk} ({self.get_state_display()})"

@@ -27,8 +27,9 @@ from typing import Any, Protocol
 
 from django.utils.dateparse import parse_date, parse_datetime, parse_time
 
+from . import codecs
 from .conf import settings
-from .exceptions import SerializationError
+from .exceptions import CodecError, SerializationError
 from .text import NUL, refused
 
 TAG = "__dw__"
@@ -174,20 +175,42 @@ def _resolve(serializer: Any) -> Serializer:
     return serializer
 
 
-def dumps(value: Any, what: str) -> str:
-    """Serialize `value`, naming `what` (the input, a step) in the error if it cannot be stored."""
+def dumps(value: Any, what: str, sealed: bool = True) -> str:
+    """Serialize `value`, naming `what` (the input, a step) in the error if it cannot be stored.
+    With a CODEC set the text is encrypted, unless `sealed` is False (what is no user value)."""
     try:
-        return get_serializer().dumps(value)
+        text = get_serializer().dumps(value)
     except SerializationError as exc:
         raise SerializationError(f"{what} cannot be stored: {exc}") from None
     except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise SerializationError(f"{what} cannot be stored: {exc}") from None
+    if settings.CODEC is not None and sealed:  # one attribute read without a codec
+        return codecs.current().encode(text)  # type: ignore[union-attr]  # CODEC set: a codec
+    return text
 
 
 def loads(text: str | None) -> Any:
     if text is None or text == "":
         return None
-    return get_serializer().loads(text)
+    if settings.CODEC is not None:
+        text = codecs.current().decode_text(text)  # type: ignore[union-attr]  # CODEC set: a codec
+    try:
+        return get_serializer().loads(text)
+    except Exception:
+        key = codecs.sealed_key(text)
+        if key is not None:  # sealed, and no codec set to open it
+            raise CodecError(f"stored value was encrypted with key {key}, and DURABLE_WORKFLOWS "
+                             "sets no CODEC") from None
+        raise
+
+
+def resealed(text: str | None) -> str | None:
+    """Stored `text` copied into another row, under the newest key: a copy of a value sealed
+    under an older key would otherwise outlive a key rotation that had already passed the row."""
+    codec = codecs.current()
+    if codec is None or not text or codec.is_current(text):
+        return text
+    return codec.encode(codec.decode_text(text))
 
 
 # What the default serializer gives back exactly as it was given (the type, and the value:

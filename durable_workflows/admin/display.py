@@ -11,7 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .. import serialization
+from ..conf import settings
 from ..engine import clock
+from ..exceptions import CodecError
 
 _UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 
@@ -82,12 +84,24 @@ def step_duration(started_at: datetime | None, finished_at: datetime | None,
     return humanize_delta(finished_at - started_at)
 
 
+#: Set on an instance the admin shows: whether the user sees its stored values in plain.
+SHOWN = "dw_values_shown"
+
+
+def shown(instance: Any) -> bool:
+    """Whether the page shows `instance`'s stored values; not, with a codec set, to whoever
+    the page did not say may see them (codecs.shown_to)."""
+    return bool(getattr(instance, SHOWN, settings.CODEC is None))
+
+
 def decode(text: str | None) -> Any:
     """Load a stored value; a value the serializer cannot read is shown as it is stored."""
     if text is None or text == "":
         return None
     try:
         return serialization.loads(text)
+    except CodecError as exc:  # a key no longer held: say so, rather than show the token
+        return f"({exc})"
     except Exception:  # a page must render even if the serializer setting changed
         return text
 

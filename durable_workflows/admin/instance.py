@@ -26,7 +26,8 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext
 
-from .. import client, counting
+from .. import client, codecs, counting
+from ..codecs import PLACEHOLDER
 from ..engine import clock, concurrency
 from ..engine.instances import findable
 from ..exceptions import InvalidTransition, UnknownWorkflow, WorkflowNotFound
@@ -35,7 +36,7 @@ from ..registry import all_definitions, get_definition
 from ..states import TERMINAL, State, as_state
 from . import actions, dashboard, operations, timeline
 from .badges import state_badge
-from .display import alarm_text, capped, decode, pretty, pretty_input, relative
+from .display import SHOWN, alarm_text, capped, decode, pretty, pretty_input, relative, shown
 from .list_filters import BY_VALUE, FinishedFilter, ForkFilter
 from .readonly import ReadOnlyAdmin
 
@@ -144,7 +145,10 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         # PostgreSQL refuses.
         if not findable(unquote(object_id)):
             return None
-        return super().get_object(request, object_id, from_field)
+        obj = super().get_object(request, object_id, from_field)
+        if obj is not None:
+            setattr(obj, SHOWN, codecs.shown_to(request.user))
+        return obj
 
     def response_action(self, request: HttpRequest, queryset: QuerySet, *args: Any, **kwargs: Any,
                         ) -> HttpResponse | None:
@@ -315,7 +319,8 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         rows = [
             format_html("<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
                         m.name, timezone.localtime(m.received_at).strftime("%Y-%m-%d %H:%M:%S"),
-                        m.event_id or "", capped(pretty(decode(m.payload)), INBOX_VALUE_CHARS))
+                        m.event_id or "", capped(pretty(decode(m.payload)), INBOX_VALUE_CHARS)
+                        if shown(obj) else PLACEHOLDER)
             for m in waiting[:INBOX_SHOWN]
         ]
         if not rows:
@@ -362,17 +367,21 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="progress")
     def progress(self, obj: WorkflowInstance) -> str:
-        return pretty(obj.meta) if obj.meta else ""
+        if not obj.meta:
+            return ""
+        return pretty(obj.meta) if shown(obj) else PLACEHOLDER
 
     @admin.display(description="input")
     def input_display(self, obj: WorkflowInstance) -> str:
-        return format_html('<pre class="dw-value">{}</pre>', capped(pretty_input(obj.input)))
+        text = capped(pretty_input(obj.input)) if shown(obj) else PLACEHOLDER
+        return format_html('<pre class="dw-value">{}</pre>', text)
 
     @admin.display(description="result")
     def result_display(self, obj: WorkflowInstance) -> str:
         if as_state(obj.state) != State.COMPLETED:
             return ""
-        return format_html('<pre class="dw-value">{}</pre>', capped(pretty(decode(obj.result))))
+        text = capped(pretty(decode(obj.result))) if shown(obj) else PLACEHOLDER
+        return format_html('<pre class="dw-value">{}</pre>', text)
 
     @admin.display(description="error")
     def error_display(self, obj: WorkflowInstance) -> str:

@@ -12,12 +12,13 @@ from typing import Any
 
 from django.utils.safestring import SafeString
 
+from ..codecs import PLACEHOLDER
 from ..engine import clock
 from ..engine.eventlog import event_log
 from ..models import StepKind, StepRecord, StepState, WorkflowInstance
 from . import charts
 from .badges import step_state_badge
-from .display import capped, compact, decode, pretty, relative, shorten, step_duration
+from .display import capped, compact, decode, pretty, relative, shorten, shown, step_duration
 
 MAX_STEPS = 500
 MAX_EVENTS = 200
@@ -65,7 +66,8 @@ def step_rows(instance: WorkflowInstance) -> tuple[list[StepRow], int, SafeStrin
     records.sort(key=lambda record: record.sort_key)  # a branch's steps under its wf.parallel
     drawn = records[-MAX_BARS:]
     bars = [bar for bar in (_bar(record, now) for record in drawn) if bar is not None]
-    return [_step_row(record, now) for record in records], total, charts.timeline(bars), len(drawn)
+    values = shown(instance)
+    return [_step_row(record, now, values) for record in records], total, charts.timeline(bars), len(drawn)
 
 
 def _bar(record: StepRecord, now: datetime) -> charts.Bar | None:
@@ -85,9 +87,12 @@ def _bar(record: StepRecord, now: datetime) -> charts.Bar | None:
     return charts.Bar(label, record.started_at, max(end, record.started_at), css, note)
 
 
-def _step_row(record: StepRecord, now: datetime) -> StepRow:
+def _step_row(record: StepRecord, now: datetime, values: bool = True) -> StepRow:
     result_full = result = ""
-    if record.state == StepState.COMPLETED and record.kind in (StepKind.STEP, StepKind.EVENT):
+    completed = record.state == StepState.COMPLETED and record.kind in (StepKind.STEP, StepKind.EVENT)
+    if completed and not values:
+        result = PLACEHOLDER
+    elif completed:
         value = decode(record.result)
         result = shorten(compact(value))
         if result != compact(value):

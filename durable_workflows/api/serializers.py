@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .. import serialization
+from .. import codecs, serialization
 from ..bulk import ACTIONS
 from ..engine.schedules import next_fire
 from ..exceptions import SerializationError, UnknownWorkflow
@@ -32,6 +32,9 @@ INPUT_SCHEMA = {
     ],
 }
 ERROR_INFO_FIELDS = ("type", "message", "traceback")
+#: With a codec set, what a user without the view_payloads permission gets for a value.
+PLACEHOLDER_SCHEMA = {"type": "string", "enum": [codecs.PLACEHOLDER],
+                      "description": "Encrypted at rest, and not shown to this user."}
 
 
 def plain(value: Any) -> Any:
@@ -92,8 +95,18 @@ class OutcomeSerializer(serializers.Serializer):
     error = serializers.SerializerMethodField(
         help_text="The failure (a step's: its last attempt's, even while it retries), else null.")
 
+    def values_shown(self) -> bool:
+        """Whether the requesting user sees stored values in plain (codecs.shown_to); the
+        nested step records are handed the answer."""
+        known = self.context.get("values_shown")
+        if known is None:
+            known = codecs.shown_to(getattr(self.context.get("request"), "user", None))
+        return bool(known)
+
     @extend_schema_field(OpenApiTypes.ANY)
     def get_result(self, row: StepRecord | WorkflowInstance) -> Any:
+        if row.result is not None and not self.values_shown():
+            return codecs.PLACEHOLDER
         return stored(row.result)
 
     @extend_schema_field(ErrorInfoSerializer(allow_null=True))
@@ -139,12 +152,15 @@ class InstanceSerializer(OutcomeSerializer, serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field({**INPUT_SCHEMA, "description": "The arguments it was started with."})
+    @extend_schema_field({"oneOf": [*INPUT_SCHEMA["oneOf"], PLACEHOLDER_SCHEMA],
+                          "description": "The arguments it was started with."})
     def get_input(self, instance: WorkflowInstance) -> Any:
-        return input_json(instance)
+        return input_json(instance) if self.values_shown() else codecs.PLACEHOLDER
 
-    @extend_schema_field({"type": "object", "additionalProperties": True})
-    def get_meta(self, instance: WorkflowInstance) -> dict[str, Any]:
+    @extend_schema_field({"oneOf": [{"type": "object", "additionalProperties": True}, PLACEHOLDER_SCHEMA]})
+    def get_meta(self, instance: WorkflowInstance) -> Any:
+        if instance.meta and not self.values_shown():
+            return codecs.PLACEHOLDER
         return dict(instance.meta or {})
 
 
@@ -176,7 +192,8 @@ class InstanceDetailSerializer(InstanceSerializer):
     def get_steps(self, instance: WorkflowInstance) -> list[dict[str, Any]]:
         records = sorted(StepRecord.objects.filter(instance_id=instance.pk), key=lambda r: r.sort_key)
         # many=True makes a ListSerializer, whose data is a list; the stubs type it as one record's.
-        return cast("list[dict[str, Any]]", StepSerializer(records, many=True).data)
+        return cast("list[dict[str, Any]]", StepSerializer(
+            records, many=True, context={**self.context, "values_shown": self.values_shown()}).data)
 
     @extend_schema_field(AlarmSerializer(allow_null=True))
     def get_alarm(self, instance: WorkflowInstance) -> dict[str, Any] | None:

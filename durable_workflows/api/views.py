@@ -195,7 +195,7 @@ class InstanceListView(WorkflowAPIView):
         if given:
             queryset = queryset.filter(filters.condition(given))
         page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(InstanceSerializer(page, many=True).data)
+        return self.get_paginated_response(InstanceSerializer(page, many=True, context={"request": request}).data)
 
     @documented(
         operation_id="workflow_instances_start",
@@ -227,7 +227,7 @@ class InstanceListView(WorkflowAPIView):
             return Response({"input": [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
         code = status.HTTP_201_CREATED if handle.created else status.HTTP_200_OK
         handle.refresh()
-        return Response(InstanceDetailSerializer(handle.instance).data, status=code)
+        return Response(InstanceDetailSerializer(handle.instance, context={"request": request}).data, status=code)
 
 
 class InstanceDetailView(WorkflowAPIView):
@@ -242,14 +242,14 @@ class InstanceDetailView(WorkflowAPIView):
         responses={200: InstanceDetailSerializer, 404: NOT_FOUND, **DENIED},
     )
     def get(self, request: Request, instance_id: str) -> Response:
-        return _detail(instance_id)
+        return _detail(request, instance_id)
 
 
-def _detail(instance_id: str, hint: str = "") -> Response:
+def _detail(request: Request, instance_id: str, hint: str = "") -> Response:
     instance = _find(instance_id)
     if instance is None:
         return _not_found(instance_id, hint)
-    return Response(InstanceDetailSerializer(instance).data)
+    return Response(InstanceDetailSerializer(instance, context={"request": request}).data)
 
 
 class InstanceOperationView(WorkflowAPIView):
@@ -264,7 +264,7 @@ class InstanceOperationView(WorkflowAPIView):
 
     @documented(exclude=True)
     def get(self, request: Request, instance_id: str) -> Response:
-        return _detail(f"{instance_id}/{self.operation}",
+        return _detail(request, f"{instance_id}/{self.operation}",
                        f" ({self.operation}/ of {instance_id!r} takes POST)")
 
 
@@ -285,7 +285,7 @@ class InstanceCancelView(InstanceOperationView):
     def post(self, request: Request, instance_id: str) -> Response:
         def cancel(data: dict[str, Any]) -> Response:
             handle = client.cancel(instance_id, reason=data["reason"])
-            return Response(InstanceDetailSerializer(handle.instance).data)
+            return Response(InstanceDetailSerializer(handle.instance, context={"request": request}).data)
 
         return instance_operation(request, instance_id, CancelSerializer, cancel)
 
@@ -351,7 +351,7 @@ class InstanceForkView(InstanceOperationView):
                 field = "from_position" if str(exc).startswith("from_position") else "new_id"
                 return Response({field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
             handle.refresh()
-            return Response(InstanceDetailSerializer(handle.instance).data, status=status.HTTP_201_CREATED)
+            return Response(InstanceDetailSerializer(handle.instance, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
         return instance_operation(request, instance_id, ForkSerializer, fork)
 
@@ -370,7 +370,7 @@ class InstanceBulkView(WorkflowAPIView):
 
     @documented(exclude=True)
     def get(self, request: Request) -> Response:
-        return _detail("bulk")
+        return _detail(request, "bulk")
 
     @documented(
         operation_id="workflow_instances_bulk",

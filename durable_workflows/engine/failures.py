@@ -31,10 +31,11 @@ def replay_info(error: BaseException) -> str:
     _seen[path] = cls
     info: dict[str, Any] = {"class": path}
     try:
-        info["args"] = serialization.dumps(list(error.args), "the step's error")
+        info["args"] = serialization.dumps(list(error.args), "the step's error", sealed=False)
     except SerializationError:
         pass  # arguments that cannot be stored: the replay gets the message instead
-    return serialization.dumps(info, "the step's error")
+    # Not encrypted, like the error's type and message beside it.
+    return serialization.dumps(info, "the step's error", sealed=False)
 
 
 def rebuild(record: StepRecord) -> BaseException:

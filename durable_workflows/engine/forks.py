@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from django.db import IntegrityError
 
-from .. import database
+from .. import database, serialization
 from ..dispatch import on_commit
 from ..exceptions import InvalidTransition, WorkflowIdConflict, WorkflowNotFound
 from ..models import StepRecord, StepState, WorkflowInstance
@@ -43,8 +43,10 @@ def fork(instance_id: str, *, from_position: int | None = None, new_id: str | No
     args, kwargs = decode_input(original.input)
     # The code deployed now may take other arguments: a fork it could not call would only fail.
     fork = conceive(definition, args, kwargs, new_id, now=clock.now(), forked_from=original.pk,
-                    stored_input=original.input, priority=original.priority)
+                    stored_input=serialization.resealed(original.input), priority=original.priority)
     records = list(StepRecord.objects.filter(instance_id=original.pk))
+    for record in records:  # copies under the newest key, which a key rotation may have passed
+        record.result = serialization.resealed(record.result)
     end = max((_top(r) for r in records), default=-1) + 1
     if from_position is None:
         from_position = min((_top(r) for r in records if r.state != StepState.COMPLETED), default=end)

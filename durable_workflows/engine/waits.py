@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from django.db.models import F
 
 from .. import database, serialization
+from ..conf import settings
 from ..dispatch import get_dispatcher, on_commit
 from ..models import Alarm, AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
 from ..states import State, as_state
@@ -70,6 +71,8 @@ def new_wait(cursor: Cursor, name: str, kind: str, **fields: Any) -> StepRecord:
 def complete_wait(cursor: Cursor, record: StepRecord, stored: str | None) -> Any:
     """The wait ended with `stored` (its serialized outcome); it is written with the next write."""
     now = clock.now()
+    if settings.CODEC is not None:  # copied from another row (a payload, a child's result)
+        stored = serialization.resealed(stored)
     record.state = StepState.COMPLETED
     record.result = stored
     record.finished_at = now

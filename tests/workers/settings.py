@@ -27,6 +27,11 @@ if _env("DW_DISPATCHER"):
     DURABLE_WORKFLOWS["DISPATCHER"] = _env("DW_DISPATCHER", "")
     DURABLE_WORKFLOWS["TASKS_BACKEND"] = _env("DW_TASKS_BACKEND", "default")
 
+# Encryption at rest with these keys, newest first (tests/test_workers_codecs.py).
+if _env("DW_CODEC_KEYS"):
+    DURABLE_WORKFLOWS["CODEC"] = "durable_workflows.codecs.FernetCodec"
+    DURABLE_WORKFLOWS["CODEC_KEYS"] = _env("DW_CODEC_KEYS", "").split(",")
+
 # Persistent connections, as the README recommends for workers.
 DATABASES["default"]["CONN_MAX_AGE"] = int(_env("DW_CONN_MAX_AGE", "600"))
 

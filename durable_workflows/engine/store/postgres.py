@@ -96,6 +96,8 @@ EVENT_FIELDS = ("kind", "position", "data", "created_at")
 # A record's values in STEP_FIELDS order, read in one call.
 _step_values = attrgetter(*STEP_FIELDS)
 _encode = DjangoJSONEncoder().encode
+#: The instance's meta column, which seals its value while a codec is set.
+_META = WorkflowInstance._meta.get_field("meta")
 
 
 #: `_encode` for the lifecycle rows' data (plain dicts the engine builds, a few per step):
@@ -281,7 +283,7 @@ def checkpoint(fence: Fence, records: list[StepRecord], events: list[Any],
             raise LeaseLost()
         return {(branch, position): pk for branch, position, pk in rows}
     columns = tuple(fields)
-    params = [_encode(fields[c]) if c == "meta" else fields[c] for c in columns] if fields else []
+    params = [_encode(_META.get_prep_value(fields[c])) if c == "meta" else fields[c] for c in columns] if fields else []
     sql = _statement(len(records), len(events), columns, fence.where(casts=True))
     rows = _run(sql, _written(fence, records, events, params))
     if not rows or rows[0][1] != -1 or rows[0][2] != 1:

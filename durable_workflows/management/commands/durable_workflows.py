@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -27,6 +28,7 @@ from durable_workflows.engine import clock, fire_alarms, fire_schedules, recover
 from durable_workflows.engine.retention import delete_in_batches
 from durable_workflows.engine.schedules import statuses
 from durable_workflows.exceptions import (
+    CodecError,
     InvalidTransition,
     SerializationError,
     UnknownWorkflow,
@@ -37,6 +39,7 @@ from durable_workflows.management.filter_options import add_filter_arguments, fi
 from durable_workflows.models import WorkflowInstance
 from durable_workflows.nesting import MAX_NESTING, TooDeep, check_nesting
 from durable_workflows.registry import get_definition
+from durable_workflows.rotation import rotate_keys
 from durable_workflows.serialization import decode_input
 from durable_workflows.states import TERMINAL, State, as_state
 
@@ -129,15 +132,30 @@ class Command(BaseCommand):
         purge.add_argument("--batch-size", type=int, default=500, help="Rows deleted per transaction.")
         purge.add_argument("--dry-run", action="store_true", help="Count what would go; delete nothing.")
 
+        rotate = subs.add_parser(
+            "rotate-keys", help="Encrypt every stored value again with the newest key of CODEC_KEYS "
+                                "(then the older keys can go); safe while workers run.")
+        rotate.add_argument("--chunk-size", type=int, default=500, help="Rows per transaction (default 500).")
+        rotate.add_argument("--dry-run", action="store_true", help="Count what would be rewritten; write nothing.")
+
     def handle(self, *args: Any, **options: Any) -> None:
         handler = getattr(self, "do_" + options["sub"].replace("-", "_"))
         try:
             handler(options)
         except (WorkflowNotFound, UnknownWorkflow, InvalidTransition, SerializationError,
-                WorkflowIdConflict) as exc:
+                WorkflowIdConflict, CodecError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc)) from None
 
     # -- sub-commands --------------------------------------------------------------------------
+
+    def do_rotate_keys(self, options: dict[str, Any]) -> None:
+        try:
+            done = rotate_keys(chunk_size=options["chunk_size"], dry_run=options["dry_run"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        verb = "Would rewrite" if options["dry_run"] else "Rewrote"
+        detail = ", ".join(f"{label}: {count}" for label, count in done.counts.items())
+        self.stdout.write(f"{verb} {done.total} values under the newest key ({detail}).")
 
     def do_start(self, options: dict[str, Any]) -> None:
         timeout = options["timeout"]
