@@ -11,7 +11,16 @@ from typing import Any
 
 from . import serialization
 from .dispatch import get_dispatcher
-from .engine import clock, execute, fire_alarms, fire_schedules, purge_expired, recover, starts
+from .engine import (
+    clock,
+    execute,
+    fire_alarms,
+    fire_schedules,
+    holds,
+    purge_expired,
+    recover,
+    starts,
+)
 from .engine.check import check_replay
 from .engine.forks import fork as fork_instance
 from .engine.instances import WorkflowRef, cancel_instance, create, findable
@@ -27,8 +36,8 @@ from .registry import get_definition
 from .states import TERMINAL, State, as_state
 
 __all__ = [
-    "StepInfo", "WorkflowHandle", "cancel", "check_replay", "fire_alarms", "fire_schedules", "fork", "get", "list", "meta", "purge_expired",
-    "recover", "run_inline", "send_event", "start", "start_many",
+    "StepInfo", "WorkflowHandle", "cancel", "check_replay", "fire_alarms", "fire_schedules", "fork", "get", "list", "meta", "pause",
+    "purge_expired", "recover", "resume", "run_inline", "send_event", "start", "start_many",
 ]
 
 
@@ -116,6 +125,15 @@ class WorkflowHandle:
         return self._instance.child_ids()
 
     @property
+    def held(self) -> bool:
+        """Whether an operator holds it (`pause`): nothing starts or resumes it until `resume`."""
+        return self._instance.held
+
+    @property
+    def held_reason(self) -> str:
+        return self._instance.held_reason
+
+    @property
     def is_finished(self) -> bool:
         return self.state in TERMINAL
 
@@ -186,6 +204,14 @@ class WorkflowHandle:
 
     def cancel(self, reason: str = "") -> WorkflowHandle:
         cancel(self.instance_id, reason)
+        return self.refresh()
+
+    def pause(self, reason: str = "") -> WorkflowHandle:
+        pause(self.instance_id, reason)
+        return self.refresh()
+
+    def resume(self) -> WorkflowHandle:
+        resume(self.instance_id)
         return self.refresh()
 
 
@@ -279,6 +305,35 @@ def cancel(instance_id: str, reason: str = "") -> WorkflowHandle:
         raise TypeError(f"a cancel reason must be text, got {reason!r}")
     cancel_instance(instance_id, reason or "")
     return get(instance_id)
+
+
+def pause(instance_id: str, reason: str = "") -> WorkflowHandle:
+    """Hold an instance until `resume`: a Queued one is not started, a Paused one is not
+    resumed (whatever comes due: an alarm, an event, a child's end), and a Running one
+    finishes the step it runs and stops, Paused, before its next step. The state it is in
+    does not change for the hold (`handle.held` says it). Pausing a held instance again
+    replaces the reason; a cancel ends the hold.
+
+    Raises `InvalidTransition` for an instance that already finished."""
+    _check_findable(instance_id)
+    if not isinstance(reason, str):
+        raise TypeError(f"a pause reason must be text, got {reason!r}")
+    holds.hold(instance_id, reason)
+    return get(instance_id)
+
+
+def resume(instance_id: str) -> WorkflowHandle:
+    """End the hold `pause` put on an instance, and run it at once if something became due
+    meanwhile (an alarm, an event, a child's end, a start). An instance that is not held is
+    left as it is."""
+    _check_findable(instance_id)
+    holds.release(instance_id)
+    return get(instance_id)
+
+
+def _check_findable(instance_id: object) -> None:
+    if not findable(instance_id):
+        raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
 
 
 def fork(instance_id: str, *, from_position: int | None = None, new_id: str | None = None) -> WorkflowHandle:

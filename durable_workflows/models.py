@@ -226,6 +226,14 @@ class WorkflowInstance(ErrorFields):
         "holds a slot", default=False, db_default=False,
         help_text="It counts against its workflow's concurrency limit, from its first claim until it finishes.",
     )
+    held = models.BooleanField(
+        "held", default=False, db_default=False,
+        help_text="Paused by an operator (client.pause): nothing starts or resumes it until client.resume.",
+    )
+    held_reason = models.TextField(
+        "hold reason", blank=True, default="", db_default="",
+        help_text="Why it was paused, as given to client.pause.",
+    )
 
     objects = AliasManager()
 

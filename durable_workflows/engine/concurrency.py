@@ -2,7 +2,8 @@
 
 At most N instances of a workflow (per value of its `concurrency_key` argument) hold a slot,
 from their first claim until they finish. The others stay Queued and start oldest first as
-slots free, across all clusters.
+slots free, across all clusters; a held one (client.pause) neither takes a slot nor keeps a
+younger one from it.
 
 There is no counter to drift. An instance holds a slot when its `slot_held` is set and it
 is Running or Paused, so a finished one, whatever way it finished, holds none, and a crashed
@@ -93,7 +94,7 @@ def _first_waiting(workflow: str, key: str, count: int) -> list[tuple[str, int, 
     """The `count` oldest Queued instances of the group without a slot: the next to go."""
     if count <= 0:
         return []
-    queue = WorkflowInstance.objects.filter(_group(workflow, key), state=State.QUEUED, slot_held=False)
+    queue = WorkflowInstance.objects.filter(_group(workflow, key), state=State.QUEUED, slot_held=False, held=False)
     return list(queue.order_by("created_at", "pk").values_list("pk", "epoch", "dispatched_at")[:count])
 
 
@@ -133,8 +134,8 @@ def may_start_txn(instance: WorkflowInstance, now: datetime) -> bool | None:
 
 
 def _older(instance: WorkflowInstance) -> Q:
-    """Queued without a slot, and before it in the queue."""
-    return Q(state=State.QUEUED, slot_held=False) & (
+    """Queued without a slot, not held (client.pause), and before it in the queue."""
+    return Q(state=State.QUEUED, slot_held=False, held=False) & (
         Q(created_at__lt=instance.created_at) | Q(created_at=instance.created_at, pk__lt=instance.pk))
 
 
@@ -169,7 +170,8 @@ def slot_freed(instance: WorkflowInstance) -> None:
     if instance.concurrency_key is None or not instance.slot_held:
         return
     waiting = WorkflowInstance.objects.filter(_group(instance.workflow, instance.concurrency_key),
-                                              state=State.QUEUED, slot_held=False, dispatched_at__isnull=True)
+                                              state=State.QUEUED, slot_held=False, dispatched_at__isnull=True,
+                                              held=False)
     if not waiting.exists():
         # Nobody waits, so nobody needs the lock's ordering. A claim that is about to wait
         # (it counted this instance before its end committed) is admitted by recover().
@@ -184,7 +186,7 @@ def admit_waiting(limit: int = 100) -> list[str]:
     """For `recover()`: admit in every group that has instances waiting with no task out. A
     slot freed by a process that died before it called `slot_freed` is found here."""
     groups = (WorkflowInstance.objects.filter(concurrency_key__isnull=False, state=State.QUEUED,
-                                              slot_held=False, dispatched_at__isnull=True)
+                                              slot_held=False, dispatched_at__isnull=True, held=False)
               .order_by().values_list("workflow", "concurrency_key").distinct()[:limit])
     admitted: list[str] = []
     for workflow, key in list(groups):
