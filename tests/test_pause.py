@@ -11,6 +11,7 @@ from django.test import override_settings
 
 from durable_workflows import InvalidTransition, WorkflowNotFound, client
 from durable_workflows.engine import clock, execute, fire_alarms, recover
+from durable_workflows.engine.runs import claim
 from durable_workflows.models import Alarm, InboxMessage, StepRecord, WorkflowInstance
 from tests.helpers import in_thread, logged, queued
 from tests.testapp.fault_workflows import RAN, gate
@@ -58,9 +59,10 @@ def test_resume_before_the_alarm_is_due_leaves_it_to_the_alarm():
     assert Alarm.objects.get(instance_id=handle.instance_id).fired_at is None
 
 
+@pytest.mark.parametrize("workflow", ["pause.two_steps", "pause.two_steps_async"])
 @pytest.mark.parametrize("retried", [False, True], ids=["plain", "retried"])
-def test_a_running_instance_finishes_its_step_and_stops_before_the_next(retried):
-    handle = queued("pause.two_steps", retried=retried)
+def test_a_running_instance_finishes_its_step_and_stops_before_the_next(workflow, retried):
+    handle = queued(workflow, retried=retried)
     pk = handle.instance_id
     thread = in_thread(lambda: execute(pk, "fresh", handle.instance.epoch))
     assert gate("first-started").wait(30)
@@ -115,6 +117,19 @@ def test_a_held_instance_neither_takes_a_free_slot_nor_keeps_a_younger_one_from_
     assert execute(younger.instance_id, "fresh", younger.instance.epoch) == "completed"
     assert client.get(older.instance_id).state == "queued"
     assert client.resume(older.instance_id).result() == "older"
+
+
+def test_a_held_instance_whose_worker_died_is_recovered_only_once_resumed():
+    handle = queued("pause.queued")
+    assert claim(handle.instance_id, "fresh", handle.instance.epoch) is not None  # then its worker dies
+    WorkflowInstance.objects.filter(pk=handle.instance_id).update(lease_expires_at=clock.now() - timedelta(seconds=1))
+    client.pause(handle.instance_id)
+    with override_settings(DURABLE_WORKFLOWS=NO_DISPATCH):
+        assert recover() == []
+    assert execute(handle.instance_id, "recover") is None
+    assert client.resume(handle.instance_id).state == "running"  # left to recovery
+    assert handle.instance_id in recover()
+    assert client.get(handle.instance_id).result() == "ran"
 
 
 def test_pausing_again_replaces_the_reason_and_resume_of_an_unheld_instance_changes_nothing():

@@ -48,3 +48,11 @@ def parent(wf):
 @workflow("pause.limited", concurrency=1)
 def limited(wf, label: str):
     return wf.step("Work", note, label, label)
+
+
+@workflow("pause.two_steps_async")
+async def two_steps_async(wf, retried: bool = False):
+    first = await wf.step("First", gated, "first", 1)
+    policy = RetryPolicy(max_attempts=2) if retried else None
+    second = await wf.step("Second", note, "second", 2, retry=policy)
+    return first + second
