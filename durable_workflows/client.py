@@ -316,9 +316,9 @@ def pause(instance_id: str, reason: str = "") -> WorkflowHandle:
 
     Raises `InvalidTransition` for an instance that already finished."""
     _check_findable(instance_id)
-    if not isinstance(reason, str):
+    if reason is not None and not isinstance(reason, str):
         raise TypeError(f"a pause reason must be text, got {reason!r}")
-    holds.hold(instance_id, reason)
+    holds.hold(instance_id, reason or "")
     return get(instance_id)
 
 

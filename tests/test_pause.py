@@ -81,6 +81,20 @@ def test_a_running_instance_finishes_its_step_and_stops_before_the_next(workflow
     assert StepRecord.objects.get(instance_id=pk, name="Second").attempts == 1
 
 
+def test_parallel_branches_keep_what_they_finished_and_start_nothing_more():
+    handle = queued("pause.branches")
+    pk = handle.instance_id
+    thread = in_thread(lambda: execute(pk, "fresh", handle.instance.epoch))
+    assert gate("first-started").wait(30)
+    client.pause(pk)
+    gate("first").set()
+    thread.join(30)
+    assert client.get(pk).state == "paused"
+    assert {"First", "Quick"} <= set(steps(pk)) and "After first" not in steps(pk)
+    assert client.resume(pk).result() == [[1, 2], [3, 4]]
+    assert (RAN["first"], RAN["after-first"], RAN["quick"], RAN["after-quick"]) == (1, 1, 1, 1)
+
+
 def test_an_event_sent_to_a_held_instance_is_kept_and_taken_after_resume():
     handle = client.start("pause.await")
     client.pause(handle.instance_id)

@@ -94,10 +94,12 @@ class Checkpoint:
         """Commit `record`, the buffered records, events and meta; extend the lease when due.
         `now` is the engine's time if the caller has just read it (a step attempt's start).
 
-        `begins` is given by the write that begins a step's attempt: how many events were
-        buffered before the attempt added its own. That write is refused once the instance
-        is held (fence.py); the attempt then never began, so `record` and those events are
-        taken out of the buffers again, and the run stops (`hold`)."""
+        The write is refused once the instance is held (fence.py), which is how a run learns
+        of a hold. `begins` is given by the write that begins a step's attempt: how many
+        events were buffered before the attempt added its own. That attempt then never
+        began: `record` and those events are taken out of the buffers again, and the run
+        stops (`hold`). Any other write records work already done, which is kept: it is
+        written again past the hold, and the run stops before its next step's attempt."""
         if record is not None:
             self.dirty[record.slot] = record
         records = list(self.dirty.values())
@@ -114,8 +116,7 @@ class Checkpoint:
         written_meta = self.meta  # read once: an async workflow may set it meanwhile
         if written_meta is not None:
             fields["meta"] = written_meta
-        fence = self.lease.fence if begins is None else self.lease.fence.new_work
-        write = self._write(fields, records, lease_until=lease_until, fence=fence)
+        write = self._write(fields, records, lease_until=lease_until, fence=self.lease.fence.new_work)
         try:
             with engine_io():
                 self._commit(write)
@@ -124,7 +125,13 @@ class Checkpoint:
                 if record is not None:
                     self.dirty.pop(record.slot, None)
                 del self.events.pending[begins:]
-            raise
+                raise
+            if not self._held():
+                raise
+            write = self._write(fields, records, lease_until=lease_until)
+            with engine_io():
+                self._commit(write)
+            self.lease.held = True
         if write.renewed:
             self.lease.renewed()
         self._committed(write.values, written_meta)
@@ -166,7 +173,7 @@ class Checkpoint:
 
     def hold(self) -> None:
         """The instance is held (`client.pause`) and the run stopped before a step's attempt
-        began: commit what it did before (the step it finished last, the waits it got past),
+        began (`save`): commit what it did before (the step it finished last, the waits it got past),
         and the move to Paused with no wait and no alarm, so that only `client.resume`
         runs it again. LeaseLost if the fence failed meanwhile (a cancel came)."""
         self.events.add("workflow.paused", None, reason="held")
@@ -180,6 +187,12 @@ class Checkpoint:
         with engine_io():
             self._commit(write)
         self._committed(values, self.meta)
+
+    def _held(self) -> bool:
+        """After a refused write: whether a hold, and nothing else, refused it."""
+        with engine_io():
+            current = self.store.current(self.lease.fence)
+        return current is not None and current.held and not current.cancel_requested
 
     # -- the writes ------------------------------------------------------------------------
     def _write(self, values: dict[str, Any], records: list[StepRecord], *, transition: bool = False,

@@ -2,10 +2,9 @@
 
 A run may write only while the instance row still says it is the run's: the same epoch (no
 other executor claimed it since), still Running, (for the writes that record progress) no
-cancel requested, and (for the write that begins new work, a step's attempt) not held by an
-operator (`client.pause`). One object states that condition once and renders it for each way the
-engine writes: an ORM filter, and the WHERE clause of the PostgreSQL statements and the
-heartbeat's UPDATE.
+cancel requested, and (for its checkpoints) not held by an operator (`client.pause`). One
+object states that condition once and renders it for each way the engine writes: an ORM
+filter, and the WHERE clause of the PostgreSQL statements and the heartbeat's UPDATE.
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ class Fence:
     #: Refuse the write once a cancel is requested (progress writes); the heartbeat and the
     #: move to Cancelled itself leave this off.
     uncancelled: bool = True
-    #: Refuse the write once the instance is held: a run learns of a hold from the write
-    #: that begins a step's attempt (checkpoint.py), and then stops before that step. The
-    #: writes that record work already done leave this off: they pass a hold.
+    #: Refuse the write once the instance is held: a run learns of a hold from its
+    #: checkpoints (checkpoint.py), and stops before its next step. The run's end, its move
+    #: to Paused and what it writes again past the hold leave this off.
     unheld: bool = False
 
     def lenient(self) -> Fence:
@@ -36,7 +35,7 @@ class Fence:
 
     @cached_property
     def new_work(self) -> Fence:
-        """The same fence, refusing a hold too: for the write that begins new work."""
+        """The same fence, refusing a hold too: for the checkpoints of a run's progress."""
         return replace(self, unheld=True)
 
     def filter(self) -> dict[str, Any]:

@@ -9,9 +9,11 @@ it gets round the hold, whatever sent it: a fired alarm, a sent event, a finishe
 concurrency slot, a redispatch. What came meanwhile stays in the database (the fired alarm, the
 stored event), and `release` runs the instance at once when something did.
 
-A run learns of a hold from the write that begins a step's attempt, which the fence refuses
-once the instance is held (fence.py): no read per step, and nothing on the hot path when no
-instance is held.
+A run learns of a hold from its checkpoints, which the fence refuses once the instance is
+held (fence.py): no read per step, and nothing on the hot path when no instance is held. A
+refused write of work already done (a step's result) is written again past the hold and the
+run stops before its next step's attempt; a refused write that begins an attempt stops it
+there, the attempt never begun (checkpoint.py).
 """
 
 from __future__ import annotations

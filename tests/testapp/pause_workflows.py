@@ -56,3 +56,14 @@ async def two_steps_async(wf, retried: bool = False):
     policy = RetryPolicy(max_attempts=2) if retried else None
     second = await wf.step("Second", note, "second", 2, retry=policy)
     return first + second
+
+
+@workflow("pause.branches")
+def branches(wf):
+    def slow():
+        return [wf.step("First", gated, "first", 1), wf.step("After first", note, "after-first", 2)]
+
+    def quick():
+        return [wf.step("Quick", note, "quick", 3), wf.step("After quick", note, "after-quick", 4)]
+
+    return wf.parallel(slow, quick)
