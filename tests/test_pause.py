@@ -59,7 +59,9 @@ def test_resume_before_the_alarm_is_due_leaves_it_to_the_alarm():
     assert Alarm.objects.get(instance_id=handle.instance_id).fired_at is None
 
 
-@pytest.mark.parametrize("workflow", ["pause.two_steps", "pause.two_steps_async"])
+# An atomic step's transaction holds SQLite's write lock while it runs: a pause there waits for it.
+@pytest.mark.parametrize("workflow", ["pause.two_steps", "pause.two_steps_async",
+                                      pytest.param("pause.two_steps_atomic", marks=pytest.mark.requires_postgres)])
 @pytest.mark.parametrize("retried", [False, True], ids=["plain", "retried"])
 def test_a_running_instance_finishes_its_step_and_stops_before_the_next(workflow, retried):
     handle = queued(workflow, retried=retried)

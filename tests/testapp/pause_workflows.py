@@ -67,3 +67,11 @@ def branches(wf):
         return [wf.step("Quick", note, "quick", 3), wf.step("After quick", note, "after-quick", 4)]
 
     return wf.parallel(slow, quick)
+
+
+@workflow("pause.two_steps_atomic")
+def two_steps_atomic(wf, retried: bool = False):
+    first = wf.step("First", gated, "first", 1, atomic=True)
+    policy = RetryPolicy(max_attempts=2) if retried else None
+    second = wf.step("Second", note, "second", 2, retry=policy)
+    return first + second
