@@ -19,6 +19,8 @@ _EXPORTS = {
     "start": "client",
     "get": "client",
     "cancel": "client",
+    "pause": "client",
+    "resume": "client",
     "fork": "client",
     "start_many": "client",
     "list": "client",
@@ -58,7 +60,7 @@ __all__ = [
     "ReplayError", "RetryPolicy", "SerializationError", "State", "StepScopeError", "StepTimeout",
     "UnknownWorkflow", "WorkflowCancelled", "WorkflowFailed", "WorkflowHandle", "WorkflowIdConflict", "WorkflowNotFinished",
     "WorkflowNotFound", "WorkflowTimeout", "cancel", "check_replay", "client", "fork", "fire_alarms", "fire_schedules", "get", "list",
-    "meta", "purge_expired", "recover", "run_inline", "send_event", "start", "start_many", "workflow",
+    "meta", "pause", "purge_expired", "recover", "resume", "run_inline", "send_event", "start", "start_many", "workflow",
 ]
 
 if TYPE_CHECKING:
@@ -70,6 +72,8 @@ if TYPE_CHECKING:
         get,
         list,
         meta,
+        pause,
+        resume,
         run_inline,
         send_event,
         start,

@@ -23,6 +23,7 @@ from . import database, filters
 from .engine import clock
 from .engine.cancels import cancel_many_txn
 from .engine.forks import fork
+from .engine.holds import hold, release
 from .exceptions import InvalidTransition, UnknownWorkflow, WorkflowNotFound
 from .models import WorkflowInstance
 from .states import TERMINAL, State
@@ -66,12 +67,21 @@ ACTIONS: dict[str, Action] = {
     "cancel": Action(UNFINISHED, cancel_many_txn),
     # A fork of each finished instance from its first failed or unfinished position.
     "fork": Action(TERMINAL, each(lambda instance_id, reason: fork(instance_id)), bounded=True),
-    # Pause and resume are one entry each once client.pause and client.resume exist (import
-    # the client inside the function: it imports this module):
-    #   "pause": Action(UNFINISHED, each(lambda instance_id, reason: client.pause(instance_id, reason))),
-    #   "resume": Action(UNFINISHED, each(lambda instance_id, reason: client.resume(instance_id))),
+    "pause": Action(UNFINISHED, each(hold)),
+    "resume": Action(UNFINISHED, lambda ids, reason: _released(ids)),
     # The API's choices, the command's help and the error messages read the names from here.
 }
+
+
+def _released(ids: Sequence[str]) -> int:
+    """Resume each held instance of the chunk; those not held are skipped."""
+    done = 0
+    for instance_id in ids:
+        try:
+            done += release(instance_id)
+        except WorkflowNotFound:  # deleted meanwhile
+            continue
+    return done
 
 
 def check(action: Any, given: Mapping[str, Any], reason: Any = "") -> tuple[Action, dict[str, Any]]:

@@ -13,7 +13,16 @@ from . import bulk as bulk_actions
 from . import filters as instance_filters
 from . import serialization
 from .dispatch import get_dispatcher
-from .engine import clock, execute, fire_alarms, fire_schedules, purge_expired, recover, starts
+from .engine import (
+    clock,
+    execute,
+    fire_alarms,
+    fire_schedules,
+    holds,
+    purge_expired,
+    recover,
+    starts,
+)
 from .engine.check import check_replay
 from .engine.forks import fork as fork_instance
 from .engine.instances import WorkflowRef, cancel_instance, create, findable
@@ -29,8 +38,8 @@ from .start_options import Duration, StartOptions
 from .states import TERMINAL, State, as_state
 
 __all__ = [
-    "StepInfo", "WorkflowHandle", "bulk", "cancel", "check_replay", "fire_alarms", "fire_schedules", "fork", "get", "list", "meta", "purge_expired",
-    "recover", "run_inline", "send_event", "start", "start_many",
+    "StepInfo", "WorkflowHandle", "bulk", "cancel", "check_replay", "fire_alarms", "fire_schedules", "fork", "get", "list",
+    "meta", "pause", "purge_expired", "recover", "resume", "run_inline", "send_event", "start", "start_many",
 ]
 
 
@@ -128,6 +137,15 @@ class WorkflowHandle:
         return self._instance.start_at
 
     @property
+    def held(self) -> bool:
+        """Whether an operator holds it (`pause`): nothing starts or resumes it until `resume`."""
+        return self._instance.held
+
+    @property
+    def held_reason(self) -> str:
+        return self._instance.held_reason
+
+    @property
     def is_finished(self) -> bool:
         return self.state in TERMINAL
 
@@ -199,6 +217,14 @@ class WorkflowHandle:
 
     def cancel(self, reason: str = "") -> WorkflowHandle:
         cancel(self.instance_id, reason)
+        return self.refresh()
+
+    def pause(self, reason: str = "") -> WorkflowHandle:
+        pause(self.instance_id, reason)
+        return self.refresh()
+
+    def resume(self) -> WorkflowHandle:
+        resume(self.instance_id)
         return self.refresh()
 
 
@@ -312,6 +338,35 @@ def cancel(instance_id: str, reason: str = "") -> WorkflowHandle:
     return get(instance_id)
 
 
+def pause(instance_id: str, reason: str = "") -> WorkflowHandle:
+    """Hold an instance until `resume`: a Queued one is not started, a Paused one is not
+    resumed (whatever comes due: an alarm, an event, a child's end), and a Running one
+    finishes the step it runs and stops, Paused, before its next step. The state it is in
+    does not change for the hold (`handle.held` says it). Pausing a held instance again
+    replaces the reason; a cancel ends the hold.
+
+    Raises `InvalidTransition` for an instance that already finished."""
+    _check_findable(instance_id)
+    if reason is not None and not isinstance(reason, str):
+        raise TypeError(f"a pause reason must be text, got {reason!r}")
+    holds.hold(instance_id, reason or "")
+    return get(instance_id)
+
+
+def resume(instance_id: str) -> WorkflowHandle:
+    """End the hold `pause` put on an instance, and run it at once if something became due
+    meanwhile (an alarm, an event, a child's end, a start). An instance that is not held is
+    left as it is."""
+    _check_findable(instance_id)
+    holds.release(instance_id)
+    return get(instance_id)
+
+
+def _check_findable(instance_id: object) -> None:
+    if not findable(instance_id):
+        raise WorkflowNotFound(f"no workflow instance with id {instance_id!r}")
+
+
 def fork(instance_id: str, *, from_position: int | None = None, new_id: str | None = None) -> WorkflowHandle:
     """A new instance of the same workflow and input that replays the original's records
     before `from_position` of its workflow function (by default, up to its first failed or
@@ -346,12 +401,13 @@ def list(state: State | str | Iterable[State | str] | None = None, workflow: Wor
 
 
 def bulk(action: str, /, *, reason: str = "", **filters: Any) -> int:
-    """Do `action` ("cancel" or "fork") to every instance the filters select (the filters of
-    `list`, at least one), a chunk at a time, each chunk in its own transaction; returns how
-    many instances took it (for "fork": how many forks were made). Instances that cannot take
-    it (a finished one for "cancel", an unfinished one for "fork") are skipped.
+    """Do `action` ("cancel", "fork", "pause" or "resume") to every instance the filters
+    select (the filters of `list`, at least one), a chunk at a time, each chunk in its own
+    transaction; returns how many instances took it (for "fork": how many forks were made).
+    Instances that cannot take it (a finished one for "cancel" or "pause", an unfinished one
+    for "fork", one not held for "resume") are skipped.
 
-    `reason` is kept on cancelled instances. An unknown action or filter, a bad value or no
+    `reason` is kept on cancelled and held instances. An unknown action or filter, a bad value or no
     filter at all: `ValueError`, and nothing changes."""
     return bulk_actions.run(action, filters, reason)
 

@@ -242,6 +242,14 @@ class WorkflowInstance(ErrorFields):
         help_text="A debounced start's key (JSON): later starts with it, while this one has not "
                   "started, replace its arguments and push its start back.",
     )
+    held = models.BooleanField(
+        "held", default=False, db_default=False,
+        help_text="Paused by an operator (client.pause): nothing starts or resumes it until client.resume.",
+    )
+    held_reason = models.TextField(
+        "hold reason", blank=True, default="", db_default="",
+        help_text="Why it was paused, as given to client.pause.",
+    )
 
     objects = AliasManager()
 

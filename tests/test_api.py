@@ -393,6 +393,8 @@ def test_schema_is_openapi_3_for_this_api_only(api):
         "/api/workflows/instances/{instance_id}/cancel/",
         "/api/workflows/instances/{instance_id}/events/",
         "/api/workflows/instances/{instance_id}/fork/",
+        "/api/workflows/instances/{instance_id}/pause/",
+        "/api/workflows/instances/{instance_id}/resume/",
     ]
     start_op = schema["paths"]["/api/workflows/instances/"]["post"]
     assert {"200", "201", "400", "401", "403", "409"} <= set(start_op["responses"])

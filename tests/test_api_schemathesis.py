@@ -89,6 +89,8 @@ def test_api_conforms_to_its_schema(wsgi_app, basic_auth, seeded_ids, mode):
         "POST /api/workflows/instances/{instance_id}/cancel/",
         "POST /api/workflows/instances/{instance_id}/events/",
         "POST /api/workflows/instances/{instance_id}/fork/",
+        "POST /api/workflows/instances/{instance_id}/pause/",
+        "POST /api/workflows/instances/{instance_id}/resume/",
     }
     statuses: dict[str, set[int]] = {}
     for operation in operations:
@@ -100,7 +102,9 @@ def test_api_conforms_to_its_schema(wsgi_app, basic_auth, seeded_ids, mode):
                       "GET /api/workflows/instances/{instance_id}/",
                       "POST /api/workflows/instances/{instance_id}/cancel/",
                       "POST /api/workflows/instances/{instance_id}/events/",
-                      "POST /api/workflows/instances/{instance_id}/fork/"):
+                      "POST /api/workflows/instances/{instance_id}/fork/",
+                      "POST /api/workflows/instances/{instance_id}/pause/",
+                      "POST /api/workflows/instances/{instance_id}/resume/"):
             assert any(200 <= code < 300 for code in statuses[label]), (label, statuses[label])
     assert all(code < 500 for codes in statuses.values() for code in codes), statuses
 
@@ -121,8 +125,10 @@ def fuzz(operation, mode, auth, seeded_ids, statuses):
     def exercise(case, data):
         # Half the time, aim at a real instance instead of a generated (unknown) id.
         if "instance_id" in (case.path_parameters or {}) and data.draw(st.booleans()):
-            # Events go to an instance no cancel is aimed at, so that some are accepted.
-            choices = [LISTENING] if operation.label.endswith("/events/") else seeded_ids
+            # Events, pauses and resumes go to an instance no cancel is aimed at, so that some
+            # are accepted.
+            spared = operation.label.endswith(("/events/", "/pause/", "/resume/"))
+            choices = [LISTENING] if spared else seeded_ids
             case.path_parameters["instance_id"] = path_segment(data.draw(st.sampled_from(choices)))
         # Generated start bodies name no registered workflow; half of them start a real one,
         # with generated text as its argument and, sometimes, as the instance id.

@@ -271,3 +271,13 @@ def test_the_command_refuses_bad_input_and_changes_nothing(mixed):
         with pytest.raises(CommandError, match=message):
             run(*args)
     assert snapshot() == before
+
+
+def test_bulk_pause_holds_what_matches_and_bulk_resume_lets_it_go(mixed):
+    assert client.bulk("pause", state=["queued", "paused", "completed"], reason="deploy") == 4
+    held = dict(WorkflowInstance.objects.filter(held=True).values_list("pk", "held_reason"))
+    assert held == {"queued-0": "deploy", "queued-1": "deploy", "queued-2": "deploy", "napping": "deploy"}
+    assert client.bulk("resume", id_prefix="queued-") == 3
+    assert set(WorkflowInstance.objects.filter(held=True).values_list("pk", flat=True)) == {"napping"}
+    assert client.bulk("resume", id_prefix="queued-") == 0  # none of them is held now
+    assert client.get("napping").held and client.get("napping").held_reason == "deploy"

@@ -200,6 +200,21 @@ def test_the_heartbeat_renews_only_the_owners_lease_and_hears_of_a_cancel(store)
     assert store.current(Fence("a", 2)) is None
 
 
+def test_a_held_instance_is_claimed_by_no_mode_and_refuses_only_the_write_of_new_work(store):
+    born(store, "a")
+    _hold(store, "a", True)
+    assert claimed(store, "a") is None and claimed(store, "a", epoch=None) is None
+    _hold(store, "a", False)
+    assert claimed(store, "a") is not None
+    _hold(store, "a", True)
+    with pytest.raises(LeaseLost):
+        store.commit(write(Fence("a", 1).new_work, [step("a", 0)]))
+    store.commit(write(Fence("a", 1), [step("a", 0)]))  # work already done is kept
+    assert store.current(Fence("a", 1)) is not None and set(store.load_records("a")) == {("", 0)}
+    store.release(Lease("a", 1, OWNER, store=store))
+    assert claimed(store, "a", "recover", epoch=None) is None
+
+
 def test_children_are_known_by_their_parent(store):
     born(store, "parent")
     assert not store.has_children("parent")
@@ -217,6 +232,16 @@ def _request_cancel(store: Store, instance_id: str) -> None:
         from durable_workflows.models import WorkflowInstance
 
         WorkflowInstance.objects.filter(pk=instance_id).update(cancel_requested=True)
+
+
+def _hold(store: Store, instance_id: str, held: bool) -> None:
+    """What `client.pause` (or `client.resume`) does to the row, done the store's way."""
+    if isinstance(store, MemoryStore):
+        store._instances[instance_id].held = held
+    else:
+        from durable_workflows.models import WorkflowInstance
+
+        WorkflowInstance.objects.filter(pk=instance_id).update(held=held)
 
 
 def _pause_again(store: Store, instance_id: str, epoch: int, waits: list[Wait]) -> None:

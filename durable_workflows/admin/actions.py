@@ -1,4 +1,4 @@
-"""Change-list actions: cancel, resume now, fork and recover the selected instances.
+"""Change-list actions: cancel, pause, resume, resume now, fork and recover the selected instances.
 
 Each instance is handled on its own, so one refusal (an instance that finished meanwhile)
 neither stops the others nor turns into an error page: it becomes a warning message.
@@ -81,6 +81,21 @@ def cancel_selected(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, que
         return
     reason = cancel_reason(request)
     apply(modeladmin, request, _ids(queryset), lambda i: operations.cancel(i, reason), "Cancelled")
+
+
+def pause_reason(request: HttpRequest) -> str:
+    return f"paused in the admin by {request.user.get_username()}"
+
+
+@admin.action(description="Pause selected instances", permissions=["cancel"])
+def pause_selected(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    reason = pause_reason(request)
+    apply(modeladmin, request, _ids(queryset), lambda i: operations.pause(i, reason), "Paused")
+
+
+@admin.action(description="Resume selected held instances", permissions=["cancel"])
+def release_selected(modeladmin: WorkflowInstanceAdmin, request: HttpRequest, queryset: QuerySet) -> None:
+    apply(modeladmin, request, _ids(queryset), operations.release, "Resumed")
 
 
 @admin.action(description="Resume selected Paused instances now", permissions=["resume"])

@@ -51,3 +51,11 @@ def step_state_badge(state: StepState | str) -> SafeString:
     except ValueError:  # a state written by a newer version: show it, uncoloured
         return _badge("step-unknown", str(state), "#6b7280")
     return _badge(f"step-{value.value}", value.label, STEP_STATE_BADGES[value])
+
+
+HELD_BADGE = "#9333ea"
+
+
+def held_badge() -> SafeString:
+    """Beside the state of an instance an operator holds (client.pause)."""
+    return _badge("held", "held", HELD_BADGE)

@@ -35,7 +35,7 @@ from ..models import AlarmReason, StepKind, StepRecord, StepState, WorkflowInsta
 from ..registry import all_definitions, get_definition
 from ..states import TERMINAL, State, as_state
 from . import actions, dashboard, operations, timeline
-from .badges import state_badge
+from .badges import held_badge, state_badge
 from .display import SHOWN, alarm_text, capped, decode, pretty, pretty_input, relative, shown
 from .list_filters import BY_VALUE, FinishedFilter, ForkFilter
 from .readonly import ReadOnlyAdmin
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 # The columns the list reads; large text (input, result, traceback) stays in the database.
 LIST_FIELDS = (
     "id", "workflow", "state", "created_at", "updated_at", "finished_at", "error_type",
-    "concurrency_key", "slot_held", "priority", "start_at", "alarm__fire_at", "alarm__fired_at", "alarm__reason",
+    "concurrency_key", "slot_held", "held", "priority", "start_at", "alarm__fire_at", "alarm__fired_at", "alarm__reason",
 )
 
 
@@ -107,7 +107,7 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
     # Narrow enough for a 1,400 px window with the app list open: the last update and the
     # long form of dates are on the instance page.
     list_display = ("id", "workflow", "state_badge", "created", "next_alarm", "error_type")
-    list_filter = ("state", FinishedFilter, WorkflowFilter, HasParentFilter, ForkFilter, "created_at", "finished_at",
+    list_filter = ("state", "held", FinishedFilter, WorkflowFilter, HasParentFilter, ForkFilter, "created_at", "finished_at",
                    *BY_VALUE)
     list_select_related = ("alarm",)
     search_fields = ("id", "workflow")
@@ -115,7 +115,8 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
     ordering = ("-created_at",)
     show_full_result_count = False
     list_per_page = 50
-    actions = (actions.cancel_selected, actions.resume_selected, actions.fork_selected, actions.recover_selected)
+    actions = (actions.cancel_selected, actions.pause_selected, actions.release_selected, actions.resume_selected,
+               actions.fork_selected, actions.recover_selected)
     change_form_template = "admin/durable_workflows/workflowinstance/change_form.html"
     change_list_template = "admin/durable_workflows/workflowinstance/change_list.html"
     readonly_fields = (
@@ -123,7 +124,7 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         "parent_link", "children_links", "forked_from_link",
         "deadline_at", "priority", "start_at", "progress", "created_at",
         "started_at", "finished_at", "updated_at", "input_display", "result_display",
-        "error_display", "cancel_reason", "run_count", "last_mode", "epoch", "lease_owner",
+        "error_display", "cancel_reason", "held_reason", "run_count", "last_mode", "epoch", "lease_owner",
         "lease_expires_at", "recovery_count", "cancel_requested", "dispatched_at", "concurrency_display",
     )
 
@@ -217,6 +218,8 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_badge(self, obj: WorkflowInstance) -> str:
+        if obj.held:
+            return format_html("{} {}", state_badge(obj.state), held_badge())
         return state_badge(obj.state)
 
     @admin.display(description="resumes")
@@ -242,6 +245,8 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
             return []
         state = as_state(obj.state)
         summary = ["id", "workflow", "state_badge"]
+        if obj.held:
+            summary.append("held_reason")
         if state == State.PAUSED:
             summary.append("pending_alarm")
         if state not in TERMINAL and _event_wait(obj) is not None:
@@ -408,11 +413,14 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
                 "dw_event_total": event_total,
                 "dw_can_cancel": operations.can_cancel(obj) and self.has_cancel_permission(request),
                 "dw_can_resume": operations.can_resume(obj) and self.has_resume_permission(request),
+                "dw_can_pause": operations.can_cancel(obj) and not obj.held and self.has_cancel_permission(request),
+                "dw_can_release": obj.held and self.has_cancel_permission(request),
                 "dw_can_recover": obj.is_stale() and self.has_resume_permission(request),
                 "dw_can_fork": as_state(obj.state) in (State.FAILED, State.CANCELLED)
                 and self.has_resume_permission(request),
                 "dw_urls": {
-                    name: self._operation_url(obj, name) for name in ("cancel", "resume", "recover", "fork")
+                    name: self._operation_url(obj, name)
+                    for name in ("cancel", "pause", "release", "resume", "recover", "fork")
                 },
             })
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -425,6 +433,8 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
             path("dashboard/", view(self.dashboard_view), name=f"{prefix}_dashboard"),
             path("<path:object_id>/cancel/", view(self.cancel_view), name=f"{prefix}_cancel"),
             path("<path:object_id>/resume/", view(self.resume_view), name=f"{prefix}_resume"),
+            path("<path:object_id>/pause/", view(self.pause_view), name=f"{prefix}_pause"),
+            path("<path:object_id>/release/", view(self.release_view), name=f"{prefix}_release"),
             path("<path:object_id>/recover/", view(self.recover_view), name=f"{prefix}_recover"),
             path("<path:object_id>/fork/", view(self.fork_view), name=f"{prefix}_fork"),
             *super().get_urls(),
@@ -465,6 +475,16 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
             lambda i: operations.cancel(i, request.POST.get("reason", "").strip()
                                         or actions.cancel_reason(request)),
         )
+
+    def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        reason = request.POST.get("reason", "").strip() or actions.pause_reason(request)
+        return _post_only(request) or self._run_operation(
+            request, object_id, self.has_cancel_permission(request), lambda i: operations.pause(i, reason))
+
+    def release_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Ends an operator's hold (the "Resume" button; "Resume now" fires an alarm)."""
+        return _post_only(request) or self._run_operation(
+            request, object_id, self.has_cancel_permission(request), operations.release)
 
     def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The page's button sends the epoch it was drawn at: resumed since, it says so."""

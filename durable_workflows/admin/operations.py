@@ -1,7 +1,7 @@
-"""The three things an operator may do to an instance from the admin, each through the engine.
+"""What an operator may do to an instance from the admin, each through the engine.
 
-The admin never writes a state itself: cancel goes through `client.cancel`, "resume now"
-through `engine.fire_alarm_now`, and "recover" hands the instance to the dispatcher in recover
+The admin never writes a state itself: cancel goes through `client.cancel`, pause and its
+resume through `client.pause` and `client.resume`, "resume now" through `engine.fire_alarm_now`, and "recover" hands the instance to the dispatcher in recover
 mode, where `engine.execute` takes it over only if its lease really expired. Each function
 returns the sentence to show, or raises `Refused` (or the engine's `InvalidTransition`) with
 the reason the instance was left as it was.
@@ -32,6 +32,20 @@ def cancel(instance_id: str, reason: str) -> str:
     return f"Cancel requested for {instance_id}: it stops at its next step boundary."
 
 
+def pause(instance_id: str, reason: str) -> str:
+    handle = client.pause(instance_id, reason)
+    if handle.state == State.RUNNING:
+        return f"Paused {instance_id}: it stops before its next step."
+    return f"Paused {instance_id}: nothing starts or resumes it until it is resumed."
+
+
+def release(instance_id: str) -> str:
+    """End the hold (client.resume)."""
+    if not _load(instance_id).held:
+        raise Refused(f"instance {instance_id} is not paused by an operator.")
+    return f"Resumed {instance_id}; it is {client.resume(instance_id).state.label} now."
+
+
 def resume_now(instance_id: str, seen_epoch: int | None = None) -> str:
     """Resume now, unless it resumed already: from the page, `seen_epoch` is the epoch the
     operator saw, and a later one means its alarm fired first and a worker took it (so
@@ -41,6 +55,8 @@ def resume_now(instance_id: str, seen_epoch: int | None = None) -> str:
         if instance.epoch != seen_epoch:
             return _under_way(instance, seen_epoch)
     instance = _load_in(instance_id, State.PAUSED, "resumed")
+    if instance.held:
+        raise Refused(f"instance {instance_id} is paused by an operator: resume it (end the hold) instead.")
     if not fire_alarm_now(instance_id):
         # The ticker may have fired the alarm between our two statements.
         again = _load(instance_id)
@@ -92,7 +108,7 @@ def can_cancel(instance: WorkflowInstance) -> bool:
 
 
 def can_resume(instance: WorkflowInstance) -> bool:
-    return as_state(instance.state) == State.PAUSED
+    return as_state(instance.state) == State.PAUSED and not instance.held
 
 
 def _load_in(instance_id: str, wanted: State, done: str) -> WorkflowInstance:

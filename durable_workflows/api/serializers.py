@@ -147,7 +147,7 @@ class InstanceSerializer(OutcomeSerializer, serializers.ModelSerializer):
         model = WorkflowInstance
         fields = [
             "id", "workflow", "state", "input", "result", "error", "meta",
-            "cancel_requested", "cancel_reason", "priority", "start_at",
+            "cancel_requested", "cancel_reason", "priority", "start_at", "held", "held_reason",
             "created_at", "started_at", "updated_at", "finished_at",
         ]
         read_only_fields = fields
@@ -338,6 +338,17 @@ class CancelSerializer(serializers.Serializer):
         required=False, allow_blank=True, default="", max_length=10_000,
         help_text="Kept on the instance and sent with the workflow.cancelled event.",
     )
+
+
+class PauseSerializer(serializers.Serializer):
+    reason = ExactCharField(
+        required=False, allow_blank=True, default="", max_length=10_000,
+        help_text="Why it is held: kept on the instance (`held_reason`) until it is resumed.",
+    )
+
+
+class ResumeSerializer(serializers.Serializer):
+    """No fields: resume takes no body."""
 
 
 class SendEventSerializer(serializers.Serializer):

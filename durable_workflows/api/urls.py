@@ -16,6 +16,8 @@ urlpatterns = [
     # 404. The operations come first, so POST "a/b/cancel/" cancels "a/b"; they take POST
     # only, and their GET reads the instance "a/b/cancel" (views.InstanceOperationView).
     re_path(r"^instances/(?P<instance_id>[\s\S]+)/cancel/$", views.InstanceCancelView.as_view(), name="instance-cancel"),
+    re_path(r"^instances/(?P<instance_id>[\s\S]+)/pause/$", views.InstancePauseView.as_view(), name="instance-pause"),
+    re_path(r"^instances/(?P<instance_id>[\s\S]+)/resume/$", views.InstanceResumeView.as_view(), name="instance-resume"),
     re_path(r"^instances/(?P<instance_id>[\s\S]+)/fork/$", views.InstanceForkView.as_view(), name="instance-fork"),
     re_path(r"^instances/(?P<instance_id>[\s\S]+)/events/$", views.InstanceEventsView.as_view(), name="instance-events"),
     re_path(r"^instances/(?P<instance_id>[\s\S]+)/$", views.InstanceDetailView.as_view(), name="instance-detail"),

@@ -45,6 +45,8 @@ from .serializers import (
     ForkSerializer,
     InstanceDetailSerializer,
     InstanceSerializer,
+    PauseSerializer,
+    ResumeSerializer,
     SendEventSerializer,
     StartSerializer,
     options,
@@ -290,6 +292,48 @@ class InstanceCancelView(InstanceOperationView):
         return instance_operation(request, instance_id, CancelSerializer, cancel)
 
 
+class InstancePauseView(InstanceOperationView):
+    """Holds an instance (client.pause); a finished instance answers 409."""
+
+    serializer_class = PauseSerializer
+    operation = "pause"
+    # Holding and releasing an instance are the operator's controls cancel is.
+    permission_actions = {"POST": ("change", "cancel")}
+
+    @documented_operation(
+        "workflow_instances_pause", "Pause (hold) an instance",
+        "Nothing starts or resumes a held instance until it is resumed: a Queued one stays Queued, a Paused "
+        "one Paused, and a Running one finishes the step it runs and stops, Paused, before its next step. "
+        "`held` is true until then; pausing a held instance again replaces `held_reason`.",
+        PauseSerializer, {200: InstanceDetailSerializer, 409: FINISHED},
+    )
+    def post(self, request: Request, instance_id: str) -> Response:
+        return instance_operation(request, instance_id, PauseSerializer, lambda data: _answer(
+            client.pause(instance_id, reason=data["reason"])))
+
+
+class InstanceResumeView(InstanceOperationView):
+    """Ends the hold of an instance (client.resume), and runs it if something came due meanwhile."""
+
+    serializer_class = ResumeSerializer
+    operation = "resume"
+    permission_actions = {"POST": ("change", "cancel")}
+
+    @documented_operation(
+        "workflow_instances_resume", "Resume a paused (held) instance",
+        "Ends the hold and runs the instance at once if something became due while it was held (an alarm, "
+        "an event, a child that finished, a start). An instance that is not held is left as it is (200).",
+        ResumeSerializer, {200: InstanceDetailSerializer},
+    )
+    def post(self, request: Request, instance_id: str) -> Response:
+        return instance_operation(request, instance_id, ResumeSerializer,
+                                  lambda data: _answer(client.resume(instance_id)))
+
+
+def _answer(handle: client.WorkflowHandle) -> Response:
+    return Response(InstanceDetailSerializer(handle.instance).data)
+
+
 class InstanceEventsView(InstanceOperationView):
     """Sends an event to an instance: what its `wf.wait_for_event` of that name takes."""
 
@@ -413,8 +457,8 @@ def only_workflow_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> 
     return [e for e in endpoints if getattr(e[3], "cls", None) in API_VIEWS]
 
 
-API_VIEWS = (InstanceListView, InstanceDetailView, InstanceCancelView, InstanceEventsView, InstanceForkView,
-             InstanceBulkView, DefinitionListView)
+API_VIEWS = (InstanceListView, InstanceDetailView, InstanceCancelView, InstancePauseView, InstanceResumeView,
+             InstanceEventsView, InstanceForkView, InstanceBulkView, DefinitionListView)
 
 
 class SchemaView(SpectacularAPIView):
@@ -427,7 +471,7 @@ class SchemaView(SpectacularAPIView):
 
     custom_settings = {
         "TITLE": "Durable workflows API",
-        "DESCRIPTION": "List, start, inspect and cancel durable workflow instances.",
+        "DESCRIPTION": "List, start, inspect, pause, resume and cancel durable workflow instances.",
         "VERSION": __version__,
         "PREPROCESSING_HOOKS": ["durable_workflows.api.views.only_workflow_endpoints"],
         "ENUM_NAME_OVERRIDES": {

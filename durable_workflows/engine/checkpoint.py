@@ -21,12 +21,14 @@ from datetime import datetime
 from typing import Any
 
 from ..dispatch import get_dispatcher
+from ..exceptions import LeaseLost
 from ..models import StepRecord, WorkflowInstance
 from ..states import State, as_state, transition_values
 from . import clock
 from . import store as stores
 from .events import EventBuffer, record_events
 from .faults import engine_io
+from .fence import Fence
 from .instances import enqueue
 from .lanes import branch_data
 from .lease import Lease
@@ -87,9 +89,17 @@ class Checkpoint:
         self.dirty[record.slot] = record
         self.deferred = True
 
-    def save(self, record: StepRecord | None = None, now: datetime | None = None) -> None:
+    def save(self, record: StepRecord | None = None, now: datetime | None = None, *,
+             begins: int | None = None) -> None:
         """Commit `record`, the buffered records, events and meta; extend the lease when due.
-        `now` is the engine's time if the caller has just read it (a step attempt's start)."""
+        `now` is the engine's time if the caller has just read it (a step attempt's start).
+
+        The write is refused once the instance is held (fence.py), which is how a run learns
+        of a hold. `begins` is given by the write that begins a step's attempt: how many
+        events were buffered before the attempt added its own. That attempt then never
+        began: `record` and those events are taken out of the buffers again, and the run
+        stops (`hold`). Any other write records work already done, which is kept: it is
+        written again past the hold, and the run stops before its next step's attempt."""
         if record is not None:
             self.dirty[record.slot] = record
         records = list(self.dirty.values())
@@ -106,9 +116,22 @@ class Checkpoint:
         written_meta = self.meta  # read once: an async workflow may set it meanwhile
         if written_meta is not None:
             fields["meta"] = written_meta
-        write = self._write(fields, records, lease_until=lease_until)
-        with engine_io():
-            self._commit(write)
+        write = self._write(fields, records, lease_until=lease_until, fence=self.lease.fence.new_work)
+        try:
+            with engine_io():
+                self._commit(write)
+        except LeaseLost:
+            if begins is not None:
+                if record is not None:
+                    self.dirty.pop(record.slot, None)
+                del self.events.pending[begins:]
+                raise
+            if not self._held():
+                raise
+            write = self._write(fields, records, lease_until=lease_until)
+            with engine_io():
+                self._commit(write)
+            self.lease.held = True
         if write.renewed:
             self.lease.renewed()
         self._committed(write.values, written_meta)
@@ -148,10 +171,33 @@ class Checkpoint:
             self._commit(write)
         self._committed(values, self.meta)
 
+    def hold(self) -> None:
+        """The instance is held (`client.pause`) and the run stopped before a step's attempt
+        began (`save`): commit what it did before (the step it finished last, the waits it got past),
+        and the move to Paused with no wait and no alarm, so that only `client.resume`
+        runs it again. LeaseLost if the fence failed meanwhile (a cancel came)."""
+        self.events.add("workflow.paused", None, reason="held")
+        fields: dict[str, Any] = {"lease_owner": "", "lease_expires_at": None}
+        if self.step_finished and self.instance.recovery_count > 0:
+            fields["recovery_count"] = 0
+        if self.meta is not None:
+            fields["meta"] = self.meta
+        values = transition_values(as_state(self.instance.state), State.PAUSED, fields)
+        write = self._write(values, list(self.dirty.values()), transition=True)
+        with engine_io():
+            self._commit(write)
+        self._committed(values, self.meta)
+
+    def _held(self) -> bool:
+        """After a refused write: whether a hold, and nothing else, refused it."""
+        with engine_io():
+            current = self.store.current(self.lease.fence)
+        return current is not None and current.held and not current.cancel_requested
+
     # -- the writes ------------------------------------------------------------------------
     def _write(self, values: dict[str, Any], records: list[StepRecord], *, transition: bool = False,
-               lease_until: datetime | None = None) -> stores.Write:
-        return stores.Write(self.lease.fence, values, records, self.events.rows(), transition=transition,
+               lease_until: datetime | None = None, fence: Fence | None = None) -> stores.Write:
+        return stores.Write(fence or self.lease.fence, values, records, self.events.rows(), transition=transition,
                             taken=self.taken, children=list(self.children.values()),
                             children_events=self._children_events, lease_until=lease_until)
 

@@ -3,7 +3,8 @@
 At most N instances of a workflow (per value of its `concurrency_key` argument) hold a slot,
 from their first claim until they finish. The others stay Queued and start oldest first as
 slots free, across all clusters: the highest priority first, then the oldest
-(priority.py), and none of them before its start time (a delayed start).
+(priority.py), none of them before its start time (a delayed start), and a held one
+(client.pause) neither takes a slot nor keeps a younger one from it.
 
 There is no counter to drift. An instance holds a slot when its `slot_held` is set and it
 is Running or Paused, so a finished one, whatever way it finished, holds none, and a crashed
@@ -99,7 +100,7 @@ def holders(workflow: str, key: str) -> int:
 
 def _waiting(now: datetime) -> Q:
     """Queued without a slot, and due to start."""
-    return queued_due(now) & Q(slot_held=False)
+    return queued_due(now) & Q(slot_held=False, held=False)
 
 
 def _first_waiting(workflow: str, key: str, count: int, now: datetime) -> list[tuple[str, int, datetime | None]]:

@@ -85,7 +85,7 @@ def _settle(run: Run, fn: Any, *args: Any) -> str | None:
             heartbeat.unregister(run.lease)
     except LeaseLost:
         try:
-            run.settle_lost_lease()
+            return run.settle_lost_lease()
         except StoreFault as fault:
             _abandon(run, fault)
         return None

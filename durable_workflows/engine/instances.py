@@ -100,8 +100,9 @@ def cancel_instance(instance_id: str, reason: str = "") -> None:
         if state in TERMINAL:
             raise InvalidTransition(f"cannot cancel instance {instance_id!r}: it is already {state.label}")
         if state in (State.RUNNING, State.PENDING):
+            # A cancel ends a hold: the run (or the recovery) that ends it must be let in.
             updated = WorkflowInstance.objects.filter(pk=instance.pk, state=state).update(
-                cancel_requested=True, cancel_reason=reason, updated_at=clock.now()
+                cancel_requested=True, cancel_reason=reason, held=False, updated_at=clock.now()
             )
             if updated:
                 return
@@ -110,7 +111,7 @@ def cancel_instance(instance_id: str, reason: str = "") -> None:
         try:
             with database.atomic():
                 transition(instance, State.CANCELLED, cancel_requested=True, cancel_reason=reason,
-                           family_pending=has_family(instance))
+                           held=False, family_pending=has_family(instance))
                 Alarm.objects.filter(instance_id=instance.pk).delete()
                 events.write_txn()
         except InvalidTransition:

@@ -26,6 +26,8 @@ class Lease:
     # Written by the heartbeat thread, read by the run before each step attempt.
     lost: bool = False
     cancel_requested: bool = False
+    #: Set by the run itself when a checkpoint found the instance held (checkpoint.py).
+    held: bool = False
     #: The store the run writes to, which its heartbeat renews it in (another thread).
     store: Store = field(kw_only=True)
 
@@ -46,8 +48,9 @@ class Lease:
 
     def check(self) -> None:
         """Refuse to start more work once the heartbeat saw the run lose its claim or a
-        cancel requested: the next write would be refused anyway, after the work ran."""
-        if self.lost or self.cancel_requested:
+        cancel requested, or a checkpoint found the instance held: the next write would be
+        refused anyway, after the work ran."""
+        if self.lost or self.cancel_requested or self.held:
             raise LeaseLost()
 
     def release(self) -> None:

@@ -21,7 +21,7 @@ from ..exceptions import InvalidTransition, LeaseLost
 from ..models import StepRecord, WorkflowInstance
 from ..states import State, as_state, transition_values
 from ..text import storable
-from . import clock, concurrency
+from . import clock, concurrency, holds
 from . import store as stores
 from .checkpoint import Checkpoint
 from .events import EventBuffer
@@ -84,12 +84,28 @@ class Run:
     def events(self) -> EventBuffer:
         return self.checkpoint.events
 
-    def settle_lost_lease(self) -> None:
-        """After a refused write: cancel if that is why, otherwise leave it to the new owner."""
-        with engine_io():
-            current = stores.current().current(self.lease.fence)
-        if current is not None and current.cancel_requested:
-            cancel_running(current, self.lease)
+    def settle_lost_lease(self) -> str | None:
+        """After a refused write: cancel if that is why; pause if the instance is held (the
+        write that began a step's attempt was refused); otherwise leave it to the new owner.
+        Returns the state the run left the instance in, if it moved it."""
+        for _ in range(2):
+            with engine_io():
+                current = stores.current().current(self.lease.fence)
+            if current is not None and current.cancel_requested:
+                cancel_running(current, self.lease)
+                return None
+            if current is None or not current.held:
+                return None
+            try:
+                self.checkpoint.hold()
+            except LeaseLost:
+                continue  # a cancel came meanwhile
+            held_still = holds.after_hold(self.instance)
+            logger.info("workflow %s paused: it is held%s", self.instance_id,
+                        "" if held_still else ", and resumed at once (its hold ended meanwhile)",
+                        extra=about(self.instance_id, self.instance.workflow))
+            return State.PAUSED
+        return None
 
 
 def _new_run(store: stores.Store, instance: WorkflowInstance, mode: str, owner: str, epoch: int,

@@ -133,7 +133,7 @@ def _backed_off(field: str, now: datetime, base: float, prefix: str = "") -> Q:
 def _lost_queued(now: datetime, base: float, limit: int) -> list[tuple[str, str, int]]:
     """Queued instances no worker claimed `base` seconds (backed off) after their task went
     out: sent again, each with a compare-and-set on its dispatched_at, so one scan sends it."""
-    lost = WorkflowInstance.objects.filter(_backed_off("dispatched_at", now, base), state=State.QUEUED)
+    lost = WorkflowInstance.objects.filter(_backed_off("dispatched_at", now, base), state=State.QUEUED, held=False)
     found = []
     for pk, epoch, at in lost.order_by().values_list("pk", "epoch", "dispatched_at")[:limit]:
         if WorkflowInstance.objects.filter(pk=pk, state=State.QUEUED, dispatched_at=at).update(
@@ -147,7 +147,8 @@ def _lost_resumes(now: datetime, base: float, limit: int) -> list[tuple[str, str
     """Alarms that fired `base` seconds ago (backed off) while their instance is still
     Paused: the resume was lost (the process died before it enqueued, or the broker dropped
     it). Each is claimed again with a compare-and-set on its fired_at, so one scan re-sends it."""
-    lost = Alarm.objects.filter(_backed_off("fired_at", now, base, "instance__"), instance__state=State.PAUSED)
+    lost = Alarm.objects.filter(_backed_off("fired_at", now, base, "instance__"), instance__state=State.PAUSED,
+                                instance__held=False)
     found = []
     for pk, epoch, fired_at in lost.order_by().values_list("instance_id", "epoch", "fired_at")[:limit]:
         if Alarm.objects.filter(instance_id=pk, fired_at=fired_at).update(fired_at=now):
@@ -235,7 +236,7 @@ def _lost_family_news(limit: int) -> None:
 
 def recover(limit: int = 500) -> list[str]:
     """Re-run, in recover mode, Running instances whose lease expired; re-dispatch the tasks
-    a broker lost: Queued instances no worker claimed in REDISPATCH_AFTER_SECONDS, and Paused
+    a broker lost (none of a held instance, whose claim would be refused): Queued instances no worker claimed in REDISPATCH_AFTER_SECONDS, and Paused
     ones whose alarm fired that long ago. The wait doubles with each redispatch of the same
     instance in a row (up to 32 times), so a backlog longer than the wait does not feed itself.
 
@@ -246,7 +247,8 @@ def recover(limit: int = 500) -> list[str]:
     now = clock.now()
     lease = timedelta(seconds=settings.LEASE_SECONDS)
     dispatched: list[tuple[str, str, int]] = []
-    stale = WorkflowInstance.objects.filter(state=State.RUNNING, lease_expires_at__lt=now)
+    # A held one is left until its hold ends: its claim would be refused.
+    stale = WorkflowInstance.objects.filter(state=State.RUNNING, lease_expires_at__lt=now, held=False)
     for pk, epoch, expires in stale.values_list("pk", "epoch", "lease_expires_at")[:limit]:
         reserved = WorkflowInstance.objects.filter(
             pk=pk, state=State.RUNNING, epoch=epoch, lease_expires_at=expires

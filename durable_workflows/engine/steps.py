@@ -126,6 +126,9 @@ class StepCall:
         seconds it may run."""
         self.run.lease.check()
         events = self.events
+        # What the attempt adds to the buffers from here on is taken out again if its write
+        # finds the instance held: then it never began (checkpoint.py).
+        begins = len(events.pending)
         read = clock.now()  # one read of the clock for the attempt's start and its write
         now = events.stamp(read)
         if self.rerun:
@@ -158,19 +161,19 @@ class StepCall:
         # signalled as it starts. Its log entry is read from the record (events.py).
         events.add("step.started", self.position, at=now, derived=True, name=self.name, attempt=self.attempt,
                    **self.where)
-        if not self.durable_attempts:
-            events.announce()
         if self.remaining is not None:
             record.deadline_at = now + timedelta(seconds=self.remaining)
             events.add("timeout.set", self.position, name=self.name, attempt=self.attempt,
                        deadline=record.deadline_at.isoformat(), **self.where)
         if self.durable_attempts:
-            self.checkpoint.save(record, read)
-        elif self.checkpoint.children or self.checkpoint.deferred or self.checkpoint.meta is not None:
+            self.checkpoint.save(record, read, begins=begins)
+            return self.remaining
+        if self.checkpoint.children or self.checkpoint.deferred or self.checkpoint.meta is not None:
             # Children started before this step start before it runs, a step that finished
             # before it is on record before it runs, and progress set before it (set_meta)
             # can be read while it runs.
-            self.checkpoint.save(now=read)
+            self.checkpoint.save(now=read, begins=begins)
+        events.announce()
         return self.remaining
 
     def succeeded(self, value: Any) -> Any:

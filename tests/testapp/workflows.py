@@ -92,6 +92,7 @@ from . import (  # noqa: E402, F401
     flow_workflows,
     limit_workflows,
     patch_workflows,
+    pause_workflows,
     race_workflows,
     testing_workflows,
 )

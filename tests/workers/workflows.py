@@ -165,3 +165,22 @@ if os.environ.get("DW_EVERY_SECOND"):
     @workflow("workers.every_second", schedule="* * * * * *")
     def every_second(wf) -> str:
         return wf.step("tick", logged, wf.instance_id, _epoch(wf), "tick")
+
+
+def behind_gate(instance_id: str, epoch: int, step: str, gate: str) -> str:
+    """Say the step runs (the file `gate`.started), then wait, a minute at most, until the
+    test creates the file `gate`."""
+    with open(f"{gate}.started", "w"):
+        pass
+    deadline = time.monotonic() + 60
+    while not os.path.exists(gate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the test never created {gate}")
+        time.sleep(0.02)
+    return logged(instance_id, epoch, step)
+
+
+@workflow("workers.gated")
+def gated(wf, gate: str) -> list[str]:
+    first = wf.step("first", behind_gate, wf.instance_id, _epoch(wf), "first", gate)
+    return [first, wf.step("second", logged, wf.instance_id, _epoch(wf), "second")]

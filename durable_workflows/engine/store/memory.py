@@ -44,7 +44,7 @@ class MemoryStore(Store):
               lease_until: datetime) -> Claimed | None:
         with self._lock:
             stored = self._instances.get(instance_id)
-            if stored is None or (epoch is not None and stored.epoch != epoch):
+            if stored is None or stored.held or (epoch is not None and stored.epoch != epoch):
                 return None
             if mode == "recover":
                 if not stored.is_stale(now):
@@ -183,7 +183,7 @@ class MemoryStore(Store):
     @staticmethod
     def _holds(stored: WorkflowInstance, fence: Fence) -> bool:
         return (stored.epoch == fence.epoch and stored.state == fence.state
-                and not (fence.uncancelled and stored.cancel_requested))
+                and not (fence.uncancelled and stored.cancel_requested) and not (fence.unheld and stored.held))
 
     def _log(self, instance_id: str, rows: list[Any]) -> None:
         self._events.setdefault(instance_id, []).extend((e.kind, e.position, dict(e.data)) for e in rows)

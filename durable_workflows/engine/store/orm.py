@@ -16,7 +16,7 @@ from ... import database
 from ...conf import settings
 from ...exceptions import InvalidTransition, LeaseLost
 from ...models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
-from ...states import State, transition
+from ...states import State, as_state, transition
 from .. import clock, concurrency
 from ..children import insert_children_txn
 from ..events import EventBuffer, insert_rows_txn
@@ -43,8 +43,8 @@ class OrmStore(Store):
     def claim(self, instance_id: str, mode: str, epoch: int | None, owner: str, now: datetime,
               lease_until: datetime) -> Claimed | None:
         instance = WorkflowInstance.objects.filter(pk=instance_id).first()
-        if instance is None or (epoch is not None and instance.epoch != epoch):
-            return None
+        if instance is None or instance.held or (epoch is not None and instance.epoch != epoch):
+            return None  # not ours to run, or held by an operator (client.pause)
         events = EventBuffer(instance.pk, instance.workflow)
         common: dict[str, Any] = {
             "epoch": instance.epoch + 1,
@@ -71,7 +71,8 @@ class OrmStore(Store):
                         return None  # it waits for a slot: committed as such
                     common["slot_held"] = slot
                 try:
-                    transition(instance, State.RUNNING, expect_epoch=instance.epoch, **common)
+                    # Not held: a hold set since the row was read refuses the claim here.
+                    transition(instance, State.RUNNING, fence=_unheld(instance), **common)
                 except InvalidTransition:
                     return None
                 if mode == "resume":
@@ -102,7 +103,7 @@ class OrmStore(Store):
             return False
         fields = {**fields, "recovery_count": instance.recovery_count + 1, "updated_at": now}
         updated = WorkflowInstance.objects.filter(
-            pk=instance.pk, state=State.RUNNING, epoch=instance.epoch
+            pk=instance.pk, state=State.RUNNING, epoch=instance.epoch, held=False
         ).update(**fields)
         if updated != 1:
             return False
@@ -209,6 +210,11 @@ class OrmStore(Store):
             for child in write.children:
                 child._state.adding = True
             raise
+
+
+def _unheld(instance: WorkflowInstance) -> Fence:
+    """The compare-and-set of a claim: the row as it was read (its state and epoch), and not held."""
+    return Fence(instance.pk, instance.epoch, as_state(instance.state), uncancelled=False, unheld=True)
 
 
 def _mark_taken_txn(taken: dict[int, int]) -> None:

@@ -306,8 +306,8 @@ def _claim_statement(n_sources: int, n_events: int) -> str:
         "started_at = COALESCE(started_at, %s) "
         f"WHERE id = %s AND epoch = %s AND state IN ({', '.join(['%s'] * n_sources)}) "
         # An instance of a workflow with a concurrency limit takes the general path, which
-        # counts the slots under the group's lock.
-        "AND concurrency_key IS NULL "
+        # counts the slots under the group's lock. A held one (client.pause) is not claimed.
+        "AND concurrency_key IS NULL AND NOT held "
         f"RETURNING {columns})"
     ]
     if n_events:

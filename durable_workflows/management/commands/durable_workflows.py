@@ -1,4 +1,4 @@
-"""`manage.py durable_workflows <sub-command>`: start, list, show, cancel and maintain instances
+"""`manage.py durable_workflows <sub-command>`: start, list, show, pause, cancel and maintain instances
 from a shell, for operators and deploy scripts.
 
 Each sub-command parses its arguments, calls the client or the engine, and prints the outcome.
@@ -47,7 +47,7 @@ FINISHED = ", ".join(sorted(state.value for state in TERMINAL))
 
 
 class Command(BaseCommand):
-    help = "Start, inspect, cancel and maintain durable workflow instances."
+    help = "Start, inspect, pause, resume, cancel and maintain durable workflow instances."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         subs = parser.add_subparsers(dest="sub", metavar="<sub-command>", required=True)
@@ -78,6 +78,12 @@ class Command(BaseCommand):
         cancel = subs.add_parser("cancel", help="Cancel an instance that has not finished.")
         cancel.add_argument("instance_id", metavar="ID")
         cancel.add_argument("--reason", default="", help="Kept on the instance.")
+
+        pause = subs.add_parser("pause", help="Hold an instance: nothing starts or resumes it until resume.")
+        pause.add_argument("instance_id", metavar="ID")
+        pause.add_argument("--reason", default="", help="Kept on the instance while it is held.")
+        resume = subs.add_parser("resume", help="End the hold of a paused instance; it runs on if something came due.")
+        resume.add_argument("instance_id", metavar="ID")
 
         send = subs.add_parser("send-event", help="Send an event to an instance (what wf.wait_for_event takes).")
         send.add_argument("instance_id", metavar="ID")
@@ -219,6 +225,8 @@ class Command(BaseCommand):
             lines.append(f"Resumes   {resumes(alarm.fire_at)} ({alarm.get_reason_display().lower()})")
         if instance.cancel_requested and not handle.is_finished:
             lines.append("Cancel    requested; it stops at its next step")
+        if handle.held:
+            lines.append(f"Held      {handle.held_reason or 'yes'} (until `resume`)")
         lines.append(describe_outcome(instance))
         self.stdout.write("\n".join(line for line in lines if line))
         rows = [
@@ -258,6 +266,19 @@ class Command(BaseCommand):
                 f"Cancel requested for {handle.instance_id} ({handle.state.label}): "
                 f"it stops at its next step."
             )
+
+    def do_pause(self, options: dict[str, Any]) -> None:
+        handle = client.pause(options["instance_id"], reason=options["reason"])
+        then = "it stops before its next step" if handle.state == State.RUNNING else "nothing runs it until `resume`"
+        self.stdout.write(self.style.SUCCESS(f"Paused {handle.instance_id} ({handle.state.label}): {then}."))
+
+    def do_resume(self, options: dict[str, Any]) -> None:
+        held = client.get(options["instance_id"]).held
+        handle = client.resume(options["instance_id"])
+        if held:
+            self.stdout.write(self.style.SUCCESS(f"Resumed {handle.instance_id}; it is {handle.state.label} now."))
+        else:
+            self.stdout.write(f"{handle.instance_id} is not paused by an operator ({handle.state.label}); nothing to do.")
 
     def do_recover(self, options: dict[str, Any]) -> None:
         ids = recover()
