@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.db.models.base import ModelState
 from django.db.models.signals import post_init, pre_init
 
+from .choices import AlarmReason, StepKind, StepState
 from .codecs import SealedJSONField
 from .states import State, as_state
 
@@ -28,34 +29,6 @@ class AliasManager(models.Manager[_M]):
         from .conf import settings
 
         return super().get_queryset().using(settings.DATABASE)
-
-
-class StepKind(models.TextChoices):
-    STEP = "step", "Step"
-    SLEEP = "sleep", "Sleep"
-    EVENT = "event", "Event wait"
-    START_CHILD = "start_child", "Child start"
-    CHILD = "child", "Child wait"
-    PATCH = "patch", "Patch marker"
-    PARALLEL = "parallel", "Parallel branches"
-
-
-class StepState(models.TextChoices):
-    RUNNING = "running", "Running"
-    WAITING = "waiting", "Waiting to retry"
-    SLEEPING = "sleeping", "Sleeping"
-    AWAITING = "awaiting", "Awaiting"
-    COMPLETED = "completed", "Completed"
-    FAILED = "failed", "Failed"
-
-
-class AlarmReason(models.TextChoices):
-    SLEEP = "sleep", "Sleep"
-    RETRY = "retry", "Retry delay"
-    EVENT = "event", "Event"
-    CHILD = "child", "Child finished"
-    DEADLINE = "deadline", "Workflow deadline"
-    START = "start", "Delayed start"
 
 
 def _as_state(value: Any) -> Any:
