@@ -54,6 +54,8 @@ class AlarmReason(models.TextChoices):
     EVENT = "event", "Event"
     CHILD = "child", "Child finished"
     DEADLINE = "deadline", "Workflow deadline"
+    RATE = "rate", "Rate limit"
+    LIMITER = "limiter", "Step limiter"
 
 
 def _as_state(value: Any) -> Any:
@@ -226,6 +228,11 @@ class WorkflowInstance(ErrorFields):
         "holds a slot", default=False, db_default=False,
         help_text="It counts against its workflow's concurrency limit, from its first claim until it finishes.",
     )
+    rate_key = models.CharField(
+        "rate key", max_length=255, null=True, blank=True, default=None, db_default=None,
+        help_text="For a workflow with rate_limit=: the value of its rate_key argument (JSON; empty "
+                  "when the limit is for the whole workflow). Its first claim counts for that rate.",
+    )
 
     objects = AliasManager()
 
@@ -264,6 +271,11 @@ class WorkflowInstance(ErrorFields):
             models.Index(
                 fields=["workflow", "concurrency_key", "created_at"], name="dw_instance_slot_queue",
                 condition=Q(concurrency_key__isnull=False, state="queued"),
+            ),
+            # The first claims of a rate-limited group, counted over the window.
+            models.Index(
+                fields=["workflow", "rate_key", "started_at"], name="dw_instance_rate",
+                condition=Q(rate_key__isnull=False),
             ),
         ]
         permissions = [("cancel_workflowinstance", "Can cancel workflow instances")]
@@ -438,6 +450,21 @@ class Alarm(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_reason_display()} alarm for {self.instance_id} at {self.fire_at:%Y-%m-%d %H:%M:%S}"
+
+
+class LimiterUnit(models.Model):
+    """One use of a step limiter (the LIMITERS setting), kept for its rate's period."""
+
+    limiter = models.CharField("limiter", max_length=100, help_text="Its name in the LIMITERS setting.")
+    taken_at = models.DateTimeField("taken", help_text="When a step took it, just before its function ran.")
+
+    objects = AliasManager()
+
+    class Meta:
+        base_manager_name = "objects"
+        verbose_name = "limiter unit"
+        verbose_name_plural = "limiter units"
+        indexes = [models.Index(fields=["limiter", "taken_at"], name="dw_limiter_window")]
 
 
 class Event(models.Model):

@@ -20,7 +20,7 @@ from ..models import Event, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import State
-from . import clock, observe
+from . import clock, observe, ratelimit
 from .concurrency import key_of
 from .events import EventBuffer, record_events
 
@@ -49,7 +49,8 @@ def conceive(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[s
     instance = WorkflowInstance(
         id=instance_id or uuid.uuid4().hex, workflow=definition.name,
         input=encode_input(args, kwargs) if stored_input is None else stored_input,
-        state=state, concurrency_key=key_of(definition, args, kwargs), parent_id=parent_id,
+        state=state, concurrency_key=key_of(definition, args, kwargs),
+        rate_key=ratelimit.key_of(definition, args, kwargs), parent_id=parent_id,
         parent_position=parent_position, forked_from=forked_from, **observe.start_fields())
     if now is not None:
         stamp(instance, definition, now)

@@ -22,6 +22,7 @@ from ..states import State, as_state
 from . import clock
 from .concurrency import admit_waiting
 from .instances import finished
+from .ratelimit import release_due
 from .waits import lock_txn, resume_on_commit, wake_txn
 
 logger = logging.getLogger("durable_workflows")
@@ -39,7 +40,8 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     dispatched only after the claim commits.
     """
     now = clock.now()
-    due = _due_alarms(now).order_by("fire_at")
+    # A rate alarm holds a Queued instance back for its window: ratelimit.py lets it go.
+    due = _due_alarms(now).exclude(reason=AlarmReason.RATE).order_by("fire_at")
     if instance_id is not None:
         due = due.filter(instance_id=instance_id)
     dispatched = [(pk, "resume", epoch) for pk, epoch in _claim_alarms(due, now, limit)]
@@ -49,7 +51,8 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     late = _guarded(_past_deadline, now, limit, instance_id)
     # The Paused ones' resumes went out with their alarms.
     _dispatch_on_commit([(pk, mode, epoch) for pk, mode, epoch in late if mode == "fresh"])
-    return [pk for pk, _, _ in dispatched + late]
+    released = [] if instance_id is not None else _guarded(release_due, now, limit)
+    return [pk for pk, _, _ in dispatched + late] + released
 
 
 def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) -> list[tuple[str, str, int]]:

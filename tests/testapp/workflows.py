@@ -91,5 +91,6 @@ from . import (  # noqa: E402, F401
     fault_workflows,
     limit_workflows,
     patch_workflows,
+    rate_workflows,
     testing_workflows,
 )

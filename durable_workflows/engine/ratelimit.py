@@ -1,0 +1,175 @@
+"""Rate limits: `@workflow(rate_limit="N/s|m|h|d", rate_key=None)`, and the sliding window
+that named step limiters (limiters.py) count with too.
+
+A rate "N/P" allows at most N uses in any window of length P. Each use is a timestamp in the
+database (an instance's first claim, its `started_at`; a limiter's unit), so there is no
+counter to drift and no process keeps state: a use is decided under a lock on what it is
+counted for (an advisory lock on PostgreSQL; SQLite's write lock), and its time is read after
+the lock is taken. The stamps of one group are then in the order of the lock, and a use that
+finds fewer than N stamps after now - P keeps every window at N or fewer, whichever cluster
+made them.
+
+For a workflow, a fresh claim of an instance that never started counts the group's first
+claims in the window. With room for it and no older instance waiting for the window, it
+starts; otherwise it stays Queued with no task out (`dispatched_at` NULL, so the lost-task
+scans leave it alone) and an alarm (reason "rate") at the time the window has room.
+`fire_alarms()` hands due rate alarms to `release_due()`, which, under the same lock, sends
+the oldest waiting instances for the room there is and moves the others' alarms to when
+there is more. A worker killed after its claim loses nothing: its `started_at` counts for
+its window, which then moves on, and its instance is recovered as any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from django.db.models import Q, QuerySet
+
+from .. import database
+from ..dispatch import get_dispatcher, on_commit
+from ..exceptions import UnknownWorkflow
+from ..models import Alarm, AlarmReason, WorkflowInstance
+from ..rates import Rate
+from ..registry import WorkflowDefinition, get_definition
+from ..states import State
+from . import clock
+from .concurrency import argument_key
+from .locks import lock_txn
+
+#: Who goes first among the instances waiting for a window: the oldest.
+ORDER = ("created_at", "pk")
+
+def recent_txn(stamps: QuerySet[Any], field: str, rate: Rate, now: datetime) -> list[datetime]:
+    """The latest `field` stamps of `stamps` after now - period, latest first, at most the
+    rate's count: what `Rate.next_free` judges."""
+    window = stamps.filter(**{f"{field}__gt": now - rate.period}).order_by(f"-{field}")
+    return list(window.values_list(field, flat=True)[:rate.count])
+
+
+def key_of(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str, Any]) -> str | None:
+    """The `rate_key` column of a new instance: None without a rate limit, "" for a limit on
+    the whole workflow, else the JSON of the named argument's value."""
+    if definition.rate_limit is None:
+        return None
+    return argument_key(definition, definition.rate_key, args, kwargs)
+
+
+def _rate(workflow: str) -> Rate | None:
+    try:
+        return get_definition(workflow).rate_limit
+    except UnknownWorkflow:
+        return None
+
+
+def _group(workflow: str, key: str) -> QuerySet[WorkflowInstance]:
+    return WorkflowInstance.objects.filter(workflow=workflow, rate_key=key)
+
+
+def _waiting(workflow: str, key: str) -> QuerySet[WorkflowInstance]:
+    """The group's instances held back for the window: Queued, with a rate alarm."""
+    return _group(workflow, key).filter(state=State.QUEUED, alarm__reason=AlarmReason.RATE)
+
+
+def ahead_of(instance: WorkflowInstance) -> Q:
+    """Those that go before `instance` in ORDER (combine it with the filter of those waiting)."""
+    return Q(created_at__lt=instance.created_at) | Q(created_at=instance.created_at, pk__lt=instance.pk)
+
+
+def start_time_txn(instance: WorkflowInstance, now: datetime) -> datetime | None:
+    """For a fresh claim, inside its transaction: the time its first claim is stamped with
+    when it may start now (`now`, or the time read under the group's lock), or None when it
+    waits for the window, left Queued with its alarm in this transaction."""
+    rate = _rate(instance.workflow)
+    key = instance.rate_key
+    if key is None or rate is None or instance.started_at is not None:
+        return now
+    if instance.cancel_requested or (instance.deadline_at is not None and instance.deadline_at <= now):
+        return now  # its run only ends it
+    lock_txn("rate", instance.workflow, key)
+    now = clock.now()
+    recent = recent_txn(_group(instance.workflow, key), "started_at", rate, now)
+    room = rate.count - len(recent)
+    ahead = _waiting(instance.workflow, key).filter(ahead_of(instance)).order_by(*ORDER)
+    older = _send(list(ahead.values_list("pk", "epoch")[:max(room, 0)]), now)
+    if len(older) < room:
+        Alarm.objects.filter(instance_id=instance.pk, reason=AlarmReason.RATE).delete()
+        return now
+    held = WorkflowInstance.objects.filter(pk=instance.pk, epoch=instance.epoch, state__in=(State.QUEUED, State.PENDING))
+    held.update(state=State.QUEUED, dispatched_at=None, updated_at=now)
+    _hold(instance, _free_at(rate, recent, now))
+    return None
+
+
+def _free_at(rate: Rate, recent: list[datetime], now: datetime) -> datetime:
+    """When the window has room again once those sent now have claimed: when its oldest
+    stamp leaves (for an empty window, the stamps made now)."""
+    return (recent[-1] if recent else now) + rate.period
+
+
+def _hold(instance: WorkflowInstance, until: datetime) -> None:
+    values = {"fire_at": until, "fired_at": None, "reason": AlarmReason.RATE, "position": 0, "branch": "",
+              "epoch": instance.epoch}
+    if not Alarm.objects.filter(instance_id=instance.pk).update(**values):
+        Alarm.objects.create(instance_id=instance.pk, **values)
+
+
+def _send(ahead: list[tuple[str, int]], now: datetime) -> list[str]:
+    """Dispatch `ahead` (waiting instances) once the transaction commits, their alarms gone."""
+    if not ahead:
+        return []
+    dispatcher = get_dispatcher()
+    Alarm.objects.filter(instance_id__in=[pk for pk, _ in ahead], reason=AlarmReason.RATE).delete()
+    sent = []
+    for pk, epoch in ahead:
+        if WorkflowInstance.objects.filter(pk=pk, epoch=epoch, state=State.QUEUED).update(dispatched_at=now):
+            on_commit(partial(dispatcher.dispatch, pk, "fresh", epoch))
+            sent.append(pk)
+    return sent
+
+
+def release(workflow: str, key: str) -> list[str]:
+    """Send the oldest waiting instances of a group for the room its window has now, and move
+    the other waiting ones' alarms to when it has more. Returns the ids sent."""
+    rate = _rate(workflow)
+    with database.atomic():
+        lock_txn("rate", workflow, key)
+        now = clock.now()
+        alarms = Alarm.objects.filter(reason=AlarmReason.RATE, instance__workflow=workflow, instance__rate_key=key)
+        # Alarms left by instances that went another way (cancelled, past their deadline).
+        alarms.filter(fire_at__lte=now).exclude(instance__state=State.QUEUED).delete()
+        queue = _waiting(workflow, key).order_by(*ORDER).values_list("pk", "epoch")
+        if rate is None:  # a deploy removed the limit: all of them go
+            return _send(list(queue), now)
+        recent = recent_txn(_group(workflow, key), "started_at", rate, now)
+        sent = _send(list(queue[:max(rate.count - len(recent), 0)]), now)
+        later = _free_at(rate, recent, now)
+        alarms.filter(fire_at__lt=later).update(fire_at=later, fired_at=None)
+    return sent
+
+
+def release_due(now: datetime, limit: int = 500) -> list[str]:
+    """For `fire_alarms()`: release every group that has a rate alarm due. Returns the ids sent."""
+    due = (Alarm.objects.filter(reason=AlarmReason.RATE, fired_at__isnull=True, fire_at__lte=now)
+           .order_by().values_list("instance__workflow", "instance__rate_key").distinct()[:limit])
+    sent: list[str] = []
+    for workflow, key in list(due):
+        if workflow is not None and key is not None:
+            sent += release(workflow, key)
+    return sent
+
+
+def limited_until_each(instances: Sequence[WorkflowInstance]) -> dict[str, datetime]:
+    """"Rate-limited until T" for a page of instances, in one query: id -> T for those held
+    back by their rate limit."""
+    waiting = [i.pk for i in instances if i.rate_key is not None and i.state == State.QUEUED]
+    if not waiting:
+        return {}
+    rows = Alarm.objects.filter(instance_id__in=waiting, reason=AlarmReason.RATE)
+    return dict(rows.values_list("instance_id", "fire_at"))
+
+
+def limited_until(instance: WorkflowInstance) -> datetime | None:
+    return limited_until_each([instance]).get(instance.pk)
