@@ -158,3 +158,23 @@ def test_claims_at_once_let_only_the_limit_in():
     for thread in [in_thread(lambda task=task: claim(task)) for task in tasks]:
         thread.join(timeout=60)
     assert Counter(states(handles)) == {"completed": 3, "queued": 5}
+
+
+def test_the_api_and_the_admin_show_until_when_an_instance_is_rate_limited(frozen, admin_client):
+    handles = [client.start("rates.per_account", "acme") for _ in range(3)]
+    drain()
+    held = handles[2].instance_id
+    until = limited_until(WorkflowInstance.objects.get(pk=held))
+    detail = admin_client.get(f"/api/workflows/instances/{held}/").json()
+    assert detail["state"] == "queued" and detail["rate_limited_until"] is not None
+    assert detail["rate_limited_until"].startswith(until.isoformat()[:19])
+    assert admin_client.get(f"/api/workflows/instances/{handles[0].instance_id}/").json()["rate_limited_until"] is None
+    definition = next(d for d in admin_client.get("/api/workflows/definitions/").json()
+                      if d["name"] == "rates.per_account")
+    assert (definition["rate_limit"], definition["rate_key"]) == ("2/h", "account")
+
+    shown = f"rate-limited until {timezone.localtime(until):%Y-%m-%d %H:%M:%S} (2/h per &quot;acme&quot;)"
+    listing = admin_client.get("/admin/durable_workflows/workflowinstance/").content.decode()
+    assert shown in listing
+    page = admin_client.get(f"/admin/durable_workflows/workflowinstance/{held}/change/").content.decode()
+    assert shown in page
