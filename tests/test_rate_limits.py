@@ -67,6 +67,15 @@ def states(handles) -> list[str]:
     return [str(client.get(h.instance_id).state) for h in handles]
 
 
+def started(frozen, workflow: str, count: int, *args) -> list:
+    """`count` instances, created in this order (the oldest go first)."""
+    handles = []
+    for _ in range(count):
+        handles.append(client.start(workflow, *args))
+        frozen.advance(0.001)
+    return handles
+
+
 @pytest.mark.parametrize("limit", ["10/x", "0/s", "-1/m", "ten/s", "10", "", 10])
 def test_a_limit_that_does_not_parse_is_refused_at_import(limit):
     with pytest.raises(ValueError, match=r"workflow 'rates.bad': rate_limit: .* is not a rate"):
@@ -84,10 +93,7 @@ def test_a_rate_key_that_is_not_a_parameter_is_refused_at_import():
 
 
 def test_first_claims_are_capped_per_window_and_released_oldest_first_as_it_moves(frozen):
-    handles = []
-    for _ in range(7):
-        handles.append(client.start("rates.three_a_minute"))
-        frozen.advance(0.001)  # created in this order
+    handles = started(frozen, "rates.three_a_minute", 7)
     drain()
     assert states(handles) == ["completed"] * 3 + ["queued"] * 4
     first_window_ends = client.get(handles[0].instance_id).instance.started_at + timedelta(minutes=1)
@@ -115,7 +121,7 @@ def test_first_claims_are_capped_per_window_and_released_oldest_first_as_it_move
 
 
 def test_the_limit_is_counted_per_value_of_the_rate_key(frozen):
-    acme = [client.start("rates.per_account", "acme") for _ in range(3)]
+    acme = started(frozen, "rates.per_account", 3, "acme")
     globex = [client.start("rates.per_account", "globex") for _ in range(2)]
     drain()
     assert states(acme) == ["completed", "completed", "queued"]
@@ -127,7 +133,7 @@ def test_the_limit_is_counted_per_value_of_the_rate_key(frozen):
 
 
 def test_a_redispatched_or_duplicate_task_of_a_held_instance_does_not_start_it(frozen):
-    handles = [client.start("rates.three_a_minute") for _ in range(4)]
+    handles = started(frozen, "rates.three_a_minute", 4)
     duplicate = list(TASKS[-1])
     drain()
     execute(*duplicate)
@@ -136,7 +142,7 @@ def test_a_redispatched_or_duplicate_task_of_a_held_instance_does_not_start_it(f
 
 
 def test_a_cancelled_instance_stops_waiting_for_the_window(frozen):
-    handles = [client.start("rates.three_a_minute") for _ in range(5)]
+    handles = started(frozen, "rates.three_a_minute", 5)
     drain()
     client.cancel(handles[3].instance_id)
     drain()
@@ -161,7 +167,7 @@ def test_claims_at_once_let_only_the_limit_in():
 
 
 def test_the_api_and_the_admin_show_until_when_an_instance_is_rate_limited(frozen, admin_client):
-    handles = [client.start("rates.per_account", "acme") for _ in range(3)]
+    handles = started(frozen, "rates.per_account", 3, "acme")
     drain()
     held = handles[2].instance_id
     until = limited_until(WorkflowInstance.objects.get(pk=held))

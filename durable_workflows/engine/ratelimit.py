@@ -88,51 +88,85 @@ def start_time_txn(instance: WorkflowInstance, now: datetime) -> datetime | None
         return now
     if instance.cancel_requested or (instance.deadline_at is not None and instance.deadline_at <= now):
         return now  # its run only ends it
-    lock_txn("rate", instance.workflow, key)
-    now = clock.now()
-    recent = recent_txn(_group(instance.workflow, key), "started_at", rate, now)
-    room = rate.count - len(recent)
-    ahead = _waiting(instance.workflow, key).filter(ahead_of(instance)).order_by(*ORDER)
-    older = _send(list(ahead.values_list("pk", "epoch")[:max(room, 0)]), now)
-    if len(older) < room:
-        Alarm.objects.filter(instance_id=instance.pk, reason=AlarmReason.RATE).delete()
-        return now
-    held = WorkflowInstance.objects.filter(pk=instance.pk, epoch=instance.epoch, state__in=(State.QUEUED, State.PENDING))
-    held.update(state=State.QUEUED, dispatched_at=None, updated_at=now)
-    _hold(instance, _free_at(rate, recent, now))
-    return None
+    group = _group(instance.workflow, key)
+    if len(recent_txn(group, "started_at", rate, now)) < rate.count:
+        lock_txn("rate", instance.workflow, key)
+        now = clock.now()
+        if instance.pk in _admit(instance.workflow, key, rate.count - len(recent_txn(group, "started_at", rate, now)), now):
+            return now
+    # Full: it waits, which needs no lock. Only a start must be ordered against the others,
+    # and its own alarm brings it back whatever a release does meanwhile.
+    ahead = _waiting(instance.workflow, key).filter(ahead_of(instance)).count()
+    if _held(instance, turn(rate, recent_txn(group, "started_at", rate, now), now, ahead), now):
+        return None
+    # A release admitted it meanwhile: its unit is the stamp that release gave it.
+    return WorkflowInstance.objects.filter(pk=instance.pk).values_list("started_at", flat=True).first() or now
 
 
-def _free_at(rate: Rate, recent: list[datetime], now: datetime) -> datetime:
-    """When the window has room again once those sent now have claimed: when its oldest
-    stamp leaves (for an empty window, the stamps made now)."""
-    return (recent[-1] if recent else now) + rate.period
+def _admit(workflow: str, key: str, room: int, now: datetime) -> list[str]:
+    """Under the group's lock: start the clock of the `room` oldest instances of the group
+    that have not started and want to (a task out, or waiting for the window): their
+    `started_at` is now their unit of the window. Their claims, whenever they come, take the
+    path of an instance that has started, which counts nothing and takes no lock, so one
+    transaction lets a window's worth go. Those that were waiting are dispatched once it
+    commits, their alarms gone. Returns the ids admitted."""
+    if room <= 0:
+        return []
+    wanting = _group(workflow, key).filter(Q(dispatched_at__isnull=False) | Q(alarm__reason=AlarmReason.RATE),
+                                           state=State.QUEUED, started_at__isnull=True)
+    pks = list(wanting.order_by(*ORDER).values_list("pk", flat=True)[:room])
+    if not pks:
+        return []
+    # Each move names what it found, so that a claim that held one of them meanwhile (its
+    # task gone, an alarm set) has that one dispatched rather than stranded.
+    fresh = WorkflowInstance.objects.filter(pk__in=pks, state=State.QUEUED, started_at__isnull=True)
+    fresh.filter(dispatched_at__isnull=False).update(started_at=now)
+    fresh.filter(dispatched_at__isnull=True).update(started_at=now, dispatched_at=now)
+    admitted = WorkflowInstance.objects.filter(pk__in=pks, started_at=now)
+    waiting = list(admitted.filter(dispatched_at=now).values_list("pk", "epoch"))
+    if waiting:
+        dispatcher = get_dispatcher()
+        Alarm.objects.filter(instance_id__in=[pk for pk, _ in waiting], reason=AlarmReason.RATE).delete()
+        for pk, epoch in waiting:
+            on_commit(partial(dispatcher.dispatch, pk, "fresh", epoch))
+    taken = set(admitted.values_list("pk", flat=True))
+    return [pk for pk in pks if pk in taken]
 
 
-def _hold(instance: WorkflowInstance, until: datetime) -> None:
+def batch(rate: Rate) -> int:
+    """How many units a release waits to have room for: a twentieth of the rate, so that a
+    fast rate wakes its group some twenty times a period rather than once per unit."""
+    return max(1, rate.count // 20)
+
+
+def turn(rate: Rate, recent: list[datetime], now: datetime, ahead: int) -> datetime:
+    """When the window has room for the waiting instance with `ahead` before it, were every
+    start made the moment it may: the window's room now goes first, then each stamp's unit
+    as the stamp leaves, a period after each of those again, and so on. Rounded up to the end
+    of its batch, so that the instances of a batch have one alarm time and one release."""
+    last = (ahead // batch(rate) + 1) * batch(rate) - 1
+    units = [now] * (rate.count - len(recent)) + [stamp + rate.period for stamp in reversed(recent)]
+    cycle, place = divmod(last, rate.count)
+    return units[place] + cycle * rate.period
+
+
+def _held(instance: WorkflowInstance, until: datetime, now: datetime) -> bool:
+    """Left Queued with no task out, and its alarm at `until`; False when a release has
+    admitted it since its claim read it."""
+    held = WorkflowInstance.objects.filter(pk=instance.pk, epoch=instance.epoch, started_at__isnull=True,
+                                           state__in=(State.QUEUED, State.PENDING))
+    if not held.update(state=State.QUEUED, dispatched_at=None, updated_at=now):
+        return False
     values = {"fire_at": until, "fired_at": None, "reason": AlarmReason.RATE, "position": 0, "branch": "",
               "epoch": instance.epoch}
     if not Alarm.objects.filter(instance_id=instance.pk).update(**values):
         Alarm.objects.create(instance_id=instance.pk, **values)
-
-
-def _send(ahead: list[tuple[str, int]], now: datetime) -> list[str]:
-    """Dispatch `ahead` (waiting instances) once the transaction commits, their alarms gone."""
-    if not ahead:
-        return []
-    dispatcher = get_dispatcher()
-    Alarm.objects.filter(instance_id__in=[pk for pk, _ in ahead], reason=AlarmReason.RATE).delete()
-    sent = []
-    for pk, epoch in ahead:
-        if WorkflowInstance.objects.filter(pk=pk, epoch=epoch, state=State.QUEUED).update(dispatched_at=now):
-            on_commit(partial(dispatcher.dispatch, pk, "fresh", epoch))
-            sent.append(pk)
-    return sent
+    return True
 
 
 def release(workflow: str, key: str) -> list[str]:
-    """Send the oldest waiting instances of a group for the room its window has now, and move
-    the other waiting ones' alarms to when it has more. Returns the ids sent."""
+    """Admit the oldest instances of a group that wait for the room its window has now; the
+    due alarms of those that stay wait for the next batch's room. Returns the ids admitted."""
     rate = _rate(workflow)
     with database.atomic():
         lock_txn("rate", workflow, key)
@@ -140,13 +174,12 @@ def release(workflow: str, key: str) -> list[str]:
         alarms = Alarm.objects.filter(reason=AlarmReason.RATE, instance__workflow=workflow, instance__rate_key=key)
         # Alarms left by instances that went another way (cancelled, past their deadline).
         alarms.filter(fire_at__lte=now).exclude(instance__state=State.QUEUED).delete()
-        queue = _waiting(workflow, key).order_by(*ORDER).values_list("pk", "epoch")
         if rate is None:  # a deploy removed the limit: all of them go
-            return _send(list(queue), now)
-        recent = recent_txn(_group(workflow, key), "started_at", rate, now)
-        sent = _send(list(queue[:max(rate.count - len(recent), 0)]), now)
-        later = _free_at(rate, recent, now)
-        alarms.filter(fire_at__lt=later).update(fire_at=later, fired_at=None)
+            return _admit(workflow, key, _waiting(workflow, key).count(), now)
+        group = _group(workflow, key)
+        sent = _admit(workflow, key, rate.count - len(recent_txn(group, "started_at", rate, now)), now)
+        recent = recent_txn(group, "started_at", rate, now)
+        alarms.filter(fire_at__lte=now).update(fire_at=turn(rate, recent, now, 0), fired_at=None)
     return sent
 
 
