@@ -184,3 +184,13 @@ def test_the_api_and_the_admin_show_until_when_an_instance_is_rate_limited(froze
     assert shown in listing
     page = admin_client.get(f"/admin/durable_workflows/workflowinstance/{held}/change/").content.decode()
     assert shown in page
+
+
+def test_the_testing_helpers_run_a_held_instance_when_its_window_moves():
+    from durable_workflows import testing
+
+    with testing.virtual_clock() as virtual:
+        began = virtual.now()
+        handles = [testing.run("rates.three_a_minute") for _ in range(4)]
+        assert [h.state for h in handles] == ["completed"] * 4
+        assert virtual.now() - began >= timedelta(minutes=1)  # the fourth waited for the window

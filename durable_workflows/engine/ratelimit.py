@@ -183,12 +183,15 @@ def release(workflow: str, key: str) -> list[str]:
     return sent
 
 
-def release_due(now: datetime, limit: int = 500) -> list[str]:
-    """For `fire_alarms()`: release every group that has a rate alarm due. Returns the ids sent."""
-    due = (Alarm.objects.filter(reason=AlarmReason.RATE, fired_at__isnull=True, fire_at__lte=now)
-           .order_by().values_list("instance__workflow", "instance__rate_key").distinct()[:limit])
+def release_due(now: datetime, limit: int = 500, instance_id: str | None = None) -> list[str]:
+    """For `fire_alarms()`: release every group that has a rate alarm due (the group of
+    `instance_id` only, when given). Returns the ids admitted."""
+    due = Alarm.objects.filter(reason=AlarmReason.RATE, fired_at__isnull=True, fire_at__lte=now)
+    if instance_id is not None:
+        due = due.filter(instance_id=instance_id)
+    groups = due.order_by().values_list("instance__workflow", "instance__rate_key").distinct()[:limit]
     sent: list[str] = []
-    for workflow, key in list(due):
+    for workflow, key in list(groups):
         if workflow is not None and key is not None:
             sent += release(workflow, key)
     return sent

@@ -51,7 +51,7 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     late = _guarded(_past_deadline, now, limit, instance_id)
     # The Paused ones' resumes went out with their alarms.
     _dispatch_on_commit([(pk, mode, epoch) for pk, mode, epoch in late if mode == "fresh"])
-    released = [] if instance_id is not None else _guarded(release_due, now, limit)
+    released = _guarded(release_due, now, limit, instance_id)
     return [pk for pk, _, _ in dispatched + late] + released
 
 
