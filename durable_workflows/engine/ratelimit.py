@@ -2,21 +2,24 @@
 that named step limiters (limiters.py) count with too.
 
 A rate "N/P" allows at most N uses in any window of length P. Each use is a timestamp in the
-database (an instance's first claim, its `started_at`; a limiter's unit), so there is no
+database (an instance's admission, its `started_at`; a limiter's unit), so there is no
 counter to drift and no process keeps state: a use is decided under a lock on what it is
 counted for (an advisory lock on PostgreSQL; SQLite's write lock), and its time is read after
 the lock is taken. The stamps of one group are then in the order of the lock, and a use that
 finds fewer than N stamps after now - P keeps every window at N or fewer, whichever cluster
 made them.
 
-For a workflow, a fresh claim of an instance that never started counts the group's first
-claims in the window. With room for it and no older instance waiting for the window, it
-starts; otherwise it stays Queued with no task out (`dispatched_at` NULL, so the lost-task
-scans leave it alone) and an alarm (reason "rate") at the time the window has room.
-`fire_alarms()` hands due rate alarms to `release_due()`, which, under the same lock, sends
-the oldest waiting instances for the room there is and moves the others' alarms to when
-there is more. A worker killed after its claim loses nothing: its `started_at` counts for
-its window, which then moves on, and its instance is recovered as any other.
+For a workflow, an instance's unit is its `started_at`, given when the group admits it:
+under the group's lock, the oldest instances of the group that want to start (a task out,
+or waiting for the window) get the room the window has, all in one transaction, and their
+claims then take the path of a started instance, with no lock and nothing to count. A fresh
+claim that finds room admits (itself, if it is among the oldest); one that finds the window
+full, or is not among those admitted, stays Queued with no task out (`dispatched_at` NULL,
+so the lost-task scans leave it alone) and an alarm (reason "rate") at the time its turn
+comes. `fire_alarms()` hands due rate alarms to `release_due()`, which admits for the room
+there is then and moves the due alarms of those left to the next batch's room. A worker
+killed after its claim loses nothing: its `started_at` counts for its window, which then
+moves on, and its instance is recovered as any other.
 """
 
 from __future__ import annotations
