@@ -113,6 +113,34 @@ def three_steps_limited(wf, n: int) -> int:
     return three_steps(wf, n)
 
 
+@workflow("bench.rate_none")
+def rate_none(wf, n: int) -> int:
+    """bench/rates.py: the same one step without a limit, for what the workers can do at all."""
+    return wf.step("one", identity, n)
+
+
+@workflow("bench.rate_10", rate_limit="10/s")
+def rate_10(wf, n: int) -> int:
+    """bench/rates.py: one step, at most ten first claims a second."""
+    return wf.step("one", identity, n)
+
+
+@workflow("bench.rate_50", rate_limit="50/s")
+def rate_50(wf, n: int) -> int:
+    return wf.step("one", identity, n)
+
+
+@workflow("bench.rate_200", rate_limit="200/s")
+def rate_200(wf, n: int) -> int:
+    return wf.step("one", identity, n)
+
+
+@workflow("bench.limited_step")
+def limited_step(wf, n: int) -> int:
+    """bench/rates.py: one step through the "bench" limiter (LIMITERS in bench/workers_settings.py)."""
+    return wf.step("one", identity, n, limiter="bench")
+
+
 @workflow("bench.sleeper")
 def sleeper(wf, wake_at: str) -> str:
     wf.sleep_until(datetime.fromisoformat(wake_at))

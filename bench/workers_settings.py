@@ -61,6 +61,7 @@ DURABLE_WORKFLOWS = {
     "RECOVERY_POLL_SECONDS": float(os.environ.get("BENCH_RECOVERY_POLL_SECONDS", "1")),
     "REDISPATCH_AFTER_SECONDS": float(os.environ.get("BENCH_REDISPATCH_AFTER_SECONDS", "60")),
     "WAKEUP": os.environ.get("BENCH_WAKEUP", "notify"),
+    "LIMITERS": {"bench": os.environ.get("BENCH_LIMITER", "50/s")},
 }
 
 LOGGING = {

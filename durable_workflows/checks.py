@@ -33,6 +33,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 id="durable_workflows.E002",
             )
         )
+    messages += _check_limiters(user.get("LIMITERS", DEFAULTS["LIMITERS"]))
     lease = user.get("LEASE_SECONDS", DEFAULTS["LEASE_SECONDS"])
     beat = user.get("HEARTBEAT_SECONDS", DEFAULTS["HEARTBEAT_SECONDS"])
     if beat >= lease:
@@ -110,6 +111,26 @@ def _check_codec(user: dict[str, Any]) -> list[checks.CheckMessage]:
             id="durable_workflows.E010",
         )]
     return []
+
+
+def _check_limiters(value: Any) -> list[checks.CheckMessage]:
+    """Each LIMITERS value is a rate: caught here rather than by the first step that uses it."""
+    from .engine.limiters import MAX_NAME
+    from .rates import parse_rate
+
+    if not isinstance(value, dict):
+        return [checks.Error(f"DURABLE_WORKFLOWS LIMITERS must be a dict of names to rates, got {value!r}",
+                             hint='for example {"stripe": "25/s"}', id="durable_workflows.E011")]
+    errors: list[checks.CheckMessage] = []
+    for name, rate in value.items():
+        try:
+            if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+                raise ValueError(f"limiter name {name!r} must be text of 1 to {MAX_NAME} characters")
+            parse_rate(rate, f"limiter {name!r}")
+        except ValueError as error:
+            errors.append(checks.Error(f"DURABLE_WORKFLOWS LIMITERS: {error}", hint='for example {"stripe": "25/s"}',
+                                       id="durable_workflows.E011"))
+    return errors
 
 
 @checks.register()

@@ -32,3 +32,5 @@ class AlarmReason(models.TextChoices):
     CHILD = "child", "Child finished"
     DEADLINE = "deadline", "Workflow deadline"
     START = "start", "Delayed start"
+    RATE = "rate", "Rate limit"
+    LIMITER = "limiter", "Step limiter"

@@ -67,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     # The database alias of our tables: every query, transaction and raw statement of the
     # library uses it, so a project that keeps them on another database stays atomic.
     "DATABASE": "default",
+    # Named step limiters, {"stripe": "25/s"}: a step with limiter="stripe" takes a unit
+    # before each attempt, at most so many in any window of the period, across clusters.
+    "LIMITERS": {},
 }
 
 IMPORT_STRINGS = {"DISPATCHER", "SERIALIZER"}

@@ -223,6 +223,11 @@ class WorkflowInstance(ErrorFields):
         "hold reason", blank=True, default="", db_default="",
         help_text="Why it was paused, as given to client.pause.",
     )
+    rate_key = models.CharField(
+        "rate key", max_length=255, null=True, blank=True, default=None, db_default=None,
+        help_text="For a workflow with rate_limit=: the value of its rate_key argument (JSON; empty "
+                  "when the limit is for the whole workflow). Its first claim counts for that rate.",
+    )
 
     objects = AliasManager()
 
@@ -270,6 +275,11 @@ class WorkflowInstance(ErrorFields):
             models.Index(
                 fields=["workflow", "debounce_key"], name="dw_instance_debounce",
                 condition=Q(debounce_key__isnull=False, state="queued"),
+            ),
+            # The first claims of a rate-limited group, counted over the window.
+            models.Index(
+                fields=["workflow", "rate_key", "started_at"], name="dw_instance_rate",
+                condition=Q(rate_key__isnull=False),
             ),
         ]
         permissions = [
@@ -447,6 +457,21 @@ class Alarm(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_reason_display()} alarm for {self.instance_id} at {self.fire_at:%Y-%m-%d %H:%M:%S}"
+
+
+class LimiterUnit(models.Model):
+    """One use of a step limiter (the LIMITERS setting), kept for its rate's period."""
+
+    limiter = models.CharField("limiter", max_length=100, help_text="Its name in the LIMITERS setting.")
+    taken_at = models.DateTimeField("taken", help_text="When a step took it, just before its function ran.")
+
+    objects = AliasManager()
+
+    class Meta:
+        base_manager_name = "objects"
+        verbose_name = "limiter unit"
+        verbose_name_plural = "limiter units"
+        indexes = [models.Index(fields=["limiter", "taken_at"], name="dw_limiter_window")]
 
 
 class Event(models.Model):

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, overload
 from .cron import CronSchedule
 from .durations import parse_duration
 from .exceptions import UnknownWorkflow
+from .rates import Rate, parse_rate
 from .start_options import check_priority
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +37,9 @@ class WorkflowDefinition:
     concurrency_key: str | None = None
     #: The priority of its instances when their start gives none (-100..100, larger first).
     priority: int = 0
+    #: At most so many first claims (per value of `rate_key`) in any window of its period.
+    rate_limit: Rate | None = None
+    rate_key: str | None = None
 
     @property
     def module(self) -> str:
@@ -70,7 +74,7 @@ def workflow(name_or_fn: str | None = None, *, name: str | None = None,
              purge_after: timedelta | int | float | str | None = None,
              schedule: str | Sequence[str] | None = None, schedule_tz: str | None = None,
              concurrency: int | None = None, concurrency_key: str | None = None,
-             priority: int = 0) -> Callable[[F], F]: ...
+             priority: int = 0, rate_limit: str | None = None, rate_key: str | None = None) -> Callable[[F], F]: ...
 
 
 def workflow(name_or_fn: Any = None, *, name: str | None = None,
@@ -78,7 +82,7 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None,
              purge_after: timedelta | int | float | str | None = None,
              schedule: str | Sequence[str] | None = None, schedule_tz: str | None = None,
              concurrency: int | None = None, concurrency_key: str | None = None,
-             priority: int = 0) -> Any:
+             priority: int = 0, rate_limit: str | None = None, rate_key: str | None = None) -> Any:
     """Register a function as a workflow: `@workflow`, `@workflow()` or `@workflow("order")`.
 
     The name is what instances store, so renaming a workflow strands its running instances:
@@ -92,6 +96,8 @@ def workflow(name_or_fn: Any = None, *, name: str | None = None,
         "purge_after": None if purge_after is None else _purge_after(name or name_or_fn, purge_after),
         "concurrency": concurrency,
         "concurrency_key": concurrency_key,
+        "rate_limit": rate_limit,
+        "rate_key": rate_key,
         "schedule": schedule,
         "schedule_tz": schedule_tz,
         "priority": _priority(name or name_or_fn, priority),
@@ -130,7 +136,8 @@ def _purge_after(named: Any, value: Any) -> float:
 def _register(fn: F, name: str | None, *, timeout: float | None = None, timeout_text: str | None = None,
               purge_after: float | None = None,
               schedule: str | Sequence[str] | None = None, schedule_tz: str | None = None,
-              concurrency: int | None = None, concurrency_key: str | None = None, priority: int = 0) -> F:
+              concurrency: int | None = None, concurrency_key: str | None = None, priority: int = 0,
+              rate_limit: str | None = None, rate_key: str | None = None) -> F:
     if not callable(fn):
         raise TypeError(f"@workflow decorates a function, got {fn!r}")
     params = list(inspect.signature(fn).parameters.values())
@@ -160,6 +167,7 @@ def _register(fn: F, name: str | None, *, timeout: float | None = None, timeout_
     if cron is not None:
         _check_no_arguments(name, fn)
     _check_concurrency(name, fn, concurrency, concurrency_key)
+    rate = _check_rate(name, fn, rate_limit, rate_key)
     definition = WorkflowDefinition(
         name=name,
         fn=fn,
@@ -172,6 +180,8 @@ def _register(fn: F, name: str | None, *, timeout: float | None = None, timeout_
         concurrency=concurrency,
         concurrency_key=concurrency_key,
         priority=priority,
+        rate_limit=rate,
+        rate_key=rate_key,
     )
     _registry[name] = definition
     # Attributes set on the user's function: no function type declares them.
@@ -198,12 +208,27 @@ def _check_concurrency(name: str, fn: Callable[..., Any], limit: Any, key: Any) 
         return
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"workflow {name!r}: concurrency must be a whole number of at least 1, got {limit!r}")
+    _check_key(name, fn, "concurrency_key", key)
+
+
+def _check_rate(name: str, fn: Callable[..., Any], limit: Any, key: Any) -> Rate | None:
+    if limit is None:
+        if key is not None:
+            raise ValueError(f"workflow {name!r}: rate_key is given without rate_limit=")
+        return None
+    rate = parse_rate(limit, f"workflow {name!r}: rate_limit")
+    _check_key(name, fn, "rate_key", key)
+    return rate
+
+
+def _check_key(name: str, fn: Callable[..., Any], option: str, key: Any) -> None:
+    """A limit counted per argument names a parameter of the function."""
     if key is None:
         return
     parameters = list(inspect.signature(fn).parameters)[1:]
     if not isinstance(key, str) or key not in parameters:
         raise ValueError(
-            f"workflow {name!r}: concurrency_key {key!r} is not a parameter of the function "
+            f"workflow {name!r}: {option} {key!r} is not a parameter of the function "
             f"(its parameters: {', '.join(parameters) or 'none'})"
         )
 

@@ -32,7 +32,7 @@ from ..engine import clock, concurrency
 from ..engine.instances import findable
 from ..exceptions import InvalidTransition, UnknownWorkflow, WorkflowNotFound
 from ..models import AlarmReason, StepKind, StepRecord, StepState, WorkflowInstance
-from ..registry import all_definitions, get_definition
+from ..registry import all_definitions, get_definition, registered
 from ..states import TERMINAL, State, as_state
 from . import actions, dashboard, operations, timeline
 from .badges import held_badge, state_badge
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 # The columns the list reads; large text (input, result, traceback) stays in the database.
 LIST_FIELDS = (
     "id", "workflow", "state", "created_at", "updated_at", "finished_at", "error_type",
-    "concurrency_key", "slot_held", "held", "priority", "start_at", "alarm__fire_at", "alarm__fired_at", "alarm__reason",
+    "concurrency_key", "slot_held", "rate_key", "held", "priority", "start_at", "alarm__fire_at", "alarm__fired_at", "alarm__reason",
 )
 
 
@@ -126,6 +126,7 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         "started_at", "finished_at", "updated_at", "input_display", "result_display",
         "error_display", "cancel_reason", "held_reason", "run_count", "last_mode", "epoch", "lease_owner",
         "lease_expires_at", "recovery_count", "cancel_requested", "dispatched_at", "concurrency_display",
+        "rate_limit_display",
     )
 
     class Media:
@@ -224,6 +225,9 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="resumes")
     def next_alarm(self, obj: WorkflowInstance) -> str:
+        limited = _rate_limited_text(obj)
+        if limited:
+            return limited
         read = getattr(obj, "_dw_queued_behind", _NOT_READ)
         # The change list reads every row's place in one query; any other caller asks.
         behind = concurrency.queued_behind(obj) if read is _NOT_READ else cast("int | None", read)
@@ -259,6 +263,8 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
             summary.append("priority")
         if obj.start_at is not None:
             summary.append("start_at")
+        if _rate_limited_text(obj):
+            summary.append("rate_limit_display")
         if obj.deadline_at is not None:
             summary.append("deadline_at")
         if obj.parent_id:
@@ -306,6 +312,10 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
     def concurrency_display(self, obj: WorkflowInstance) -> str:
         behind = concurrency.queued_behind(obj)
         return "" if behind is None else _queued_behind_text(obj, behind)
+
+    @admin.display(description="rate limit")
+    def rate_limit_display(self, obj: WorkflowInstance) -> str:
+        return _rate_limited_text(obj)
 
     @admin.display(description="waiting for")
     def waiting_for(self, obj: WorkflowInstance) -> str:
@@ -553,6 +563,19 @@ def _alarm(obj: WorkflowInstance) -> Any:
         return obj.alarm
     except WorkflowInstance.alarm.RelatedObjectDoesNotExist:
         return None
+
+
+def _rate_limited_text(obj: WorkflowInstance) -> str:
+    """"rate-limited until 14:05:09 (10/m per "acme")" for a Queued instance its workflow's
+    rate limit holds back (its alarm, read with the row on the change list)."""
+    alarm = _alarm(obj)
+    if alarm is None or alarm.reason != AlarmReason.RATE or as_state(obj.state) != State.QUEUED:
+        return ""
+    definition = registered(obj.workflow)
+    rate = definition.rate_limit if definition is not None else None
+    per = f" per {obj.rate_key}" if obj.rate_key else ""
+    about = f" ({rate}{per})" if rate is not None else ""
+    return f"rate-limited until {timezone.localtime(alarm.fire_at):%Y-%m-%d %H:%M:%S}{about}"
 
 
 def _queued_behind_text(obj: WorkflowInstance, behind: int) -> str:

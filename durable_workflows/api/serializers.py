@@ -16,6 +16,7 @@ from rest_framework import serializers
 
 from .. import codecs, serialization
 from ..bulk import ACTIONS
+from ..engine import ratelimit
 from ..engine.schedules import next_fire
 from ..exceptions import SerializationError, UnknownWorkflow
 from ..filters import MOMENTS
@@ -178,11 +179,18 @@ class InstanceDetailSerializer(InstanceSerializer):
         allow_null=True, read_only=True, help_text="From the workflow's timeout, else null.")
     forked_from = serializers.CharField(
         allow_null=True, read_only=True, help_text="The instance this one was forked from, else null.")
+    rate_limited_until = serializers.SerializerMethodField(
+        help_text="When its workflow's rate limit lets a Queued instance held back by it start, else null.")
 
     class Meta(InstanceSerializer.Meta):
         fields = [*InstanceSerializer.Meta.fields, "run_count", "recovery_count", "deadline_at",
-                  "parent", "children", "forked_from", "alarm", "steps"]
+                  "parent", "children", "forked_from", "rate_limited_until", "alarm", "steps"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_rate_limited_until(self, instance: WorkflowInstance) -> str | None:
+        until = ratelimit.limited_until(instance)
+        return None if until is None else serializers.DateTimeField().to_representation(until)
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_children(self, instance: WorkflowInstance) -> list[str]:
@@ -449,6 +457,8 @@ class DefinitionSerializer(serializers.Serializer):
     next_fire_at = serializers.SerializerMethodField(help_text="When the workers start it next (null: no schedule).")
     concurrency = serializers.IntegerField(allow_null=True, help_text="At most this many instances at once (null: no limit).")
     concurrency_key = serializers.CharField(allow_null=True, help_text="The parameter the limit is counted per, if any.")
+    rate_limit = serializers.CharField(allow_null=True, help_text='At most N first claims per period, "N/s|m|h|d" (null: no limit).')
+    rate_key = serializers.CharField(allow_null=True, help_text="The parameter the rate is counted per, if any.")
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField(), allow_null=True))
     def get_schedule(self, definition: WorkflowDefinition) -> list[str] | None:

@@ -45,6 +45,7 @@ from ..models import WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
 from . import clock
+from .locks import lock_txn
 from .observe import about
 from .priority import ORDER, ahead_of, ahead_of_outer, due, queued_due
 
@@ -61,11 +62,18 @@ def key_of(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[str
     on the whole workflow, else the JSON of the named argument's value."""
     if definition.concurrency is None:
         return None
-    if definition.concurrency_key is None:
+    return argument_key(definition, definition.concurrency_key, args, kwargs)
+
+
+def argument_key(definition: WorkflowDefinition, parameter: str | None, args: Sequence[Any],
+                 kwargs: dict[str, Any]) -> str:
+    """What a limit counted per `parameter` stores: "" when it is for the whole workflow,
+    else the JSON of that argument's value, shortened with a digest when long."""
+    if parameter is None:
         return ""
     bound = definition.signature.bind(None, *args, **kwargs)
     bound.apply_defaults()
-    text = json.dumps(bound.arguments[definition.concurrency_key], sort_keys=True, default=str)
+    text = json.dumps(bound.arguments[parameter], sort_keys=True, default=str)
     if len(text) <= MAX_KEY:
         return text
     return f"{text[:MAX_KEY - 65]}~{hashlib.sha256(text.encode()).hexdigest()}"
@@ -78,20 +86,6 @@ def _group(workflow: str, key: str) -> Q:
 def _lock(workflow: str, key: str) -> None:
     """Serialize the claims and admissions of one group until the transaction ends."""
     lock_txn(workflow, key)
-
-
-def lock_txn(*names: str) -> None:
-    """Serialize, until the transaction ends, whatever takes the lock of these names (an
-    advisory lock on PostgreSQL; SQLite's database lock)."""
-    connection = database.connection()
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            digest = hashlib.sha256("\x1f".join(("durable_workflows", *names)).encode()).digest()
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)])
-        else:
-            # A write that changes nothing still takes SQLite's database lock, which every
-            # other writer then waits for, for the rest of this transaction.
-            cursor.execute(f"UPDATE {WorkflowInstance._meta.db_table} SET epoch = epoch WHERE 1 = 0")
 
 
 def holders(workflow: str, key: str) -> int:

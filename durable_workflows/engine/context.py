@@ -321,17 +321,20 @@ class WorkflowContext:
     def step(
         self, name: str, fn: Callable[..., Any], /, *args: Any,
         retry: RetryPolicy | None = None, timeout: timedelta | int | float | str | None = None,
-        atomic: bool = False, **kwargs: Any,
+        atomic: bool = False, limiter: str | None = None, **kwargs: Any,
     ) -> Any:
         """Run `fn(*args, **kwargs)` once and record its result; later runs return the record.
         With `atomic=True` its database writes and its record commit in one transaction
-        (atomic.py). In an async workflow, an awaitable of the result.
+        (atomic.py); with `limiter=` each attempt first takes a unit of that limiter of the
+        LIMITERS setting, waiting durably while it is full (limiters.py). In an async
+        workflow, an awaitable of the result.
 
         `name` and `fn` are positional-only, so that a step function may itself take keyword
-        arguments called `name` or `fn`; only `retry`, `timeout` and `atomic` are reserved."""
+        arguments called `name` or `fn`; only `retry`, `timeout`, `atomic` and `limiter`
+        are reserved."""
         # The call is checked, and takes its position, here for both kinds of workflow; each
         # runs it its own way (`_step`).
-        return self._step(StepCall(self, name, fn, args, kwargs, retry, timeout, atomic))
+        return self._step(StepCall(self, name, fn, args, kwargs, retry, timeout, atomic, limiter))
 
     def _step(self, call: StepCall) -> Any:
         outcome = self._engine(call.replay)

@@ -21,7 +21,7 @@ from ..models import Event, WorkflowInstance
 from ..registry import WorkflowDefinition, get_definition
 from ..serialization import encode_input
 from ..states import State
-from . import clock, observe
+from . import clock, observe, ratelimit
 from .concurrency import key_of
 from .events import EventBuffer, record_events
 
@@ -52,7 +52,8 @@ def conceive(definition: WorkflowDefinition, args: Sequence[Any], kwargs: dict[s
     instance = WorkflowInstance(
         id=instance_id or uuid.uuid4().hex, workflow=definition.name,
         input=encode_input(args, kwargs) if stored_input is None else stored_input,
-        state=state, concurrency_key=key_of(definition, args, kwargs), parent_id=parent_id,
+        state=state, concurrency_key=key_of(definition, args, kwargs),
+        rate_key=ratelimit.key_of(definition, args, kwargs), parent_id=parent_id,
         parent_position=parent_position, forked_from=forked_from,
         priority=definition.priority if priority is None else priority, start_at=start_at,
         debounce_key=debounce_key, **observe.start_fields())

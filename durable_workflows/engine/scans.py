@@ -19,9 +19,8 @@ from ..models import (
     WorkflowInstance,
 )
 from ..states import State, as_state
-from . import clock
+from . import clock, delays, ratelimit
 from .concurrency import admit_waiting
-from .delays import release_due
 from .instances import finished
 from .waits import lock_txn, resume_on_commit, wake_txn
 
@@ -33,20 +32,23 @@ FAMILY_GRACE_SECONDS = 5
 
 
 def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
-    """Resume the Paused instances whose alarm is due, and start the delayed starts that
-    are (delays.py). Returns the ids dispatched.
+    """Resume the Paused instances whose alarm is due, start the delayed starts that are
+    (delays.py) and let in the rate-limited ones their window has room for (ratelimit.py).
+    Returns the ids dispatched.
 
     Safe to call from any number of processes at once: each alarm is claimed by exactly one
     (SKIP LOCKED on PostgreSQL, a compare-and-set on fired_at elsewhere), and the resume is
     dispatched only after the claim commits.
     """
     now = clock.now()
-    due = _due_alarms(now).exclude(reason=AlarmReason.START).order_by("fire_at")
+    # A start alarm (delays.py) and a rate alarm (ratelimit.py) hold a Queued instance back:
+    # each is let go by its own module.
+    due = _due_alarms(now).exclude(reason__in=[AlarmReason.START, AlarmReason.RATE]).order_by("fire_at")
     if instance_id is not None:
         due = due.filter(instance_id=instance_id)
     dispatched = [(pk, "resume", epoch) for pk, epoch in _claim_alarms(due, now, limit)]
     _dispatch_on_commit(dispatched)
-    started = _guarded(release_due, now, limit, instance_id)
+    started = _guarded(delays.release_due, now, limit, instance_id)
     _dispatch_on_commit(started)
     dispatched += started
     # Deadlines come after the claimed alarms are on their way, so that a failure here
@@ -54,7 +56,8 @@ def fire_alarms(limit: int = 500, instance_id: str | None = None) -> list[str]:
     late = _guarded(_past_deadline, now, limit, instance_id)
     # The Paused ones' resumes went out with their alarms.
     _dispatch_on_commit([(pk, mode, epoch) for pk, mode, epoch in late if mode == "fresh"])
-    return [pk for pk, _, _ in dispatched + late]
+    released = _guarded(ratelimit.release_due, now, limit, instance_id)
+    return [pk for pk, _, _ in dispatched + late] + released
 
 
 def _past_deadline(now: datetime, limit: int, instance_id: str | None = None) -> list[tuple[str, str, int]]:

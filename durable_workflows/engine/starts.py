@@ -35,10 +35,10 @@ from ..start_options import StartOptions
 from ..states import State
 from . import clock, debounce
 from . import store as stores
-from .concurrency import lock_txn
 from .delays import schedule_txn
 from .instances import WorkflowRef, existing
 from .lifecycle import check_id, conceive, insert_txn, queued
+from .locks import lock_txn
 from .store import postgres
 
 logger = logging.getLogger("durable_workflows")

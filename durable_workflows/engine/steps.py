@@ -13,7 +13,7 @@ from ..exceptions import ReplayError, SerializationError, StepScopeError, StepTi
 from ..models import AlarmReason, StepKind, StepRecord, StepState
 from ..retry import RetryPolicy
 from . import atomic as atomic_steps
-from . import clock, failures, observe
+from . import clock, failures, limiters, observe
 from .cursor import Cursor
 from .faults import engine_io
 from .lanes import branch_data
@@ -42,6 +42,7 @@ class StepCall:
     def __init__(
         self, wf: WorkflowContext, name: str, fn: Callable[..., Any], args: tuple[Any, ...],
         kwargs: dict[str, Any], retry: RetryPolicy | None, timeout: Any, atomic: bool = False,
+        limiter: str | None = None,
     ) -> None:
         checked(name, "a step name")
         if not callable(fn):
@@ -55,6 +56,9 @@ class StepCall:
         if atomic:
             atomic_steps.check(name, fn, timeout)
         self.timeout = None if timeout is None else parse_duration(timeout, what=f"timeout of step {name!r}").total_seconds()
+        #: The step limiter each attempt takes a unit of first (limiters.py), and its rate.
+        self.limiter = limiter
+        self.limiter_rate = None if limiter is None else limiters.rate_of(limiter, name)
         self.cursor = cursor = Cursor.enter(wf, "step")
         self.slot = slot = cursor.slot
         self.lane = lane = slot.lane
@@ -125,6 +129,7 @@ class StepCall:
         """Count the attempt; store it first when it must survive a restart. Returns the
         seconds it may run."""
         self.run.lease.check()
+        limiters.before_attempt(self)
         events = self.events
         # What the attempt adds to the buffers from here on is taken out again if its write
         # finds the instance held: then it never began (checkpoint.py).

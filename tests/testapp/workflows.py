@@ -94,5 +94,6 @@ from . import (  # noqa: E402, F401
     patch_workflows,
     pause_workflows,
     race_workflows,
+    rate_workflows,
     testing_workflows,
 )

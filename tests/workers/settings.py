@@ -21,6 +21,8 @@ DURABLE_WORKFLOWS = {
     "HEARTBEAT_SECONDS": float(_env("DW_HEARTBEAT_SECONDS", "10")),
     "REDISPATCH_AFTER_SECONDS": float(_env("DW_REDISPATCH_AFTER_SECONDS", "60")),
     "WAKEUP": _env("DW_WAKEUP", "notify"),
+    # The step limiter the worker tests of limiters share (tests.testapp.rate_workflows).
+    "LIMITERS": {"shared": _env("DW_SHARED_LIMIT", "20/s")},
 }
 # Runs sent through another django.tasks backend (tests/test_tasks_db_worker.py).
 if _env("DW_DISPATCHER"):

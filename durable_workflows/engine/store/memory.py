@@ -55,8 +55,8 @@ class MemoryStore(Store):
             else:
                 if stored.state not in CLAIMABLE[mode]:
                     return None
-                if mode == "fresh" and stored.concurrency_key is not None:
-                    raise NotImplementedError("the memory store has no concurrency limits")
+                if mode == "fresh" and (stored.concurrency_key is not None or stored.rate_key is not None):
+                    raise NotImplementedError("the memory store has no concurrency or rate limits")
                 check_transition(stored.state, State.RUNNING)
                 stored.state = State.RUNNING
                 kind, data = ("workflow.resumed" if mode == "resume" else "workflow.started"), {}

@@ -17,7 +17,7 @@ from ...conf import settings
 from ...exceptions import InvalidTransition, LeaseLost
 from ...models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
 from ...states import State, as_state, transition
-from .. import clock, concurrency
+from .. import clock, concurrency, ratelimit
 from ..children import insert_children_txn
 from ..events import EventBuffer, insert_rows_txn
 from ..fence import Fence
@@ -65,6 +65,11 @@ class OrmStore(Store):
             else:
                 if instance.state not in CLAIMABLE[mode]:
                     return None
+                if mode == "fresh" and instance.rate_key is not None and instance.started_at is None:
+                    started = ratelimit.start_time_txn(instance, now)
+                    if started is None:
+                        return None  # it waits for its rate limit's window: committed as such
+                    common["started_at"] = started
                 if mode == "fresh" and instance.concurrency_key is not None:
                     slot = concurrency.may_start_txn(instance, now)
                     if slot is None:

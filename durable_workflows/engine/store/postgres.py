@@ -305,9 +305,10 @@ def _claim_statement(n_sources: int, n_events: int) -> str:
         "lease_owner = %s, lease_expires_at = %s, run_count = run_count + 1, last_mode = %s, redispatches = 0, "
         "started_at = COALESCE(started_at, %s) "
         f"WHERE id = %s AND epoch = %s AND state IN ({', '.join(['%s'] * n_sources)}) "
-        # An instance of a workflow with a concurrency limit takes the general path, which
-        # counts the slots under the group's lock. A held one (client.pause) is not claimed.
-        "AND concurrency_key IS NULL AND NOT held "
+        # An instance of a workflow with a concurrency limit, or a rate limit it has not yet
+        # started under, takes the general path, which counts the slots or the window under
+        # the group's lock. A held one (client.pause) is not claimed.
+        "AND concurrency_key IS NULL AND NOT held AND (rate_key IS NULL OR started_at IS NOT NULL) "
         f"RETURNING {columns})"
     ]
     if n_events:
