@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import models
 from django.db.models import Q
@@ -12,23 +12,12 @@ from django.db.models.signals import post_init, pre_init
 
 from .choices import AlarmReason, StepKind, StepState
 from .codecs import SealedJSONField
+from .coordination import LimiterUnit, ScheduleFire, TickerLease  # noqa: F401  (models of the app too)
+from .managers import AliasManager
 from .states import State, as_state
 
 #: The lease owner of a Running instance a recovery scan has reserved for its recovery run.
 RECOVERY_OWNER = "recovery:"
-
-_M = TypeVar("_M", bound=models.Model)
-
-
-class AliasManager(models.Manager[_M]):
-    """Every query on the `DATABASE` setting's alias, whatever the project's routers say
-    (see database.py). It is also each model's base manager, so related objects and
-    `refresh_from_db` read from there too."""
-
-    def get_queryset(self) -> models.QuerySet[_M]:
-        from .conf import settings
-
-        return super().get_queryset().using(settings.DATABASE)
 
 
 def _as_state(value: Any) -> Any:
@@ -459,21 +448,6 @@ class Alarm(models.Model):
         return f"{self.get_reason_display()} alarm for {self.instance_id} at {self.fire_at:%Y-%m-%d %H:%M:%S}"
 
 
-class LimiterUnit(models.Model):
-    """One use of a step limiter (the LIMITERS setting), kept for its rate's period."""
-
-    limiter = models.CharField("limiter", max_length=100, help_text="Its name in the LIMITERS setting.")
-    taken_at = models.DateTimeField("taken", help_text="When a step took it, just before its function ran.")
-
-    objects = AliasManager()
-
-    class Meta:
-        base_manager_name = "objects"
-        verbose_name = "limiter unit"
-        verbose_name_plural = "limiter units"
-        indexes = [models.Index(fields=["limiter", "taken_at"], name="dw_limiter_window")]
-
-
 class Event(models.Model):
     """One lifecycle event, append-only.
 
@@ -547,54 +521,3 @@ class InboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} for {self.instance_id}"
-
-
-class ScheduleFire(models.Model):
-    """The last fire time a scheduled workflow was started for (`@workflow(schedule=...)`).
-
-    The instance of a fire time has an id derived from it, which already makes a start once
-    per fire time whatever the number of clusters; this row keeps that true after retention
-    has deleted the instance, and lets a pass skip every schedule that is not due in one
-    query."""
-
-    workflow = models.CharField("workflow", max_length=255, primary_key=True)
-    last_fire_at = models.DateTimeField("last fire time", help_text="The latest fire time started.")
-    last_instance_id = models.CharField(
-        "last instance", max_length=255, help_text="The instance started for that fire time.",
-    )
-    fired_at = models.DateTimeField("started at", help_text="When a worker started it.")
-
-    objects = AliasManager()
-
-    class Meta:
-        base_manager_name = "objects"
-        verbose_name = "schedule"
-        verbose_name_plural = "schedules"
-        ordering = ["workflow"]
-
-    def __str__(self) -> str:
-        return f"{self.workflow} last fired for {self.last_fire_at.isoformat()}"
-
-
-class TickerLease(models.Model):
-    """Which process of a cluster runs its ticker, the periodic work done once per cluster
-    (firing alarms, recovery, lost tasks, schedules, retention): the one whose lease has not
-    expired. One row per cluster name; the other processes of the cluster only try, now and
-    then, to take it, and one of them does once it is released or has expired."""
-
-    name = models.CharField("cluster", max_length=255, primary_key=True,
-                            help_text="The django-q2 cluster's name (Q_CLUSTER name).")
-    holder = models.CharField("holder", max_length=255, blank=True, default="",
-                              help_text="The process holding it (host:pid:token); blank once released.")
-    taken_at = models.DateTimeField("taken", null=True, blank=True,
-                                    help_text="When the holder took it.")
-    expires_at = models.DateTimeField("expires", help_text="Until when the holder holds it without renewing.")
-
-    objects = AliasManager()
-
-    class Meta:
-        base_manager_name = "objects"
-        verbose_name = "ticker lease"
-
-    def __str__(self) -> str:
-        return f"ticker of {self.name}: {self.holder or 'nobody'}"
