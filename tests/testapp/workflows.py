@@ -89,6 +89,7 @@ from . import (  # noqa: E402, F401
     child_workflows,
     event_workflows,
     fault_workflows,
+    generation_workflows,
     limit_workflows,
     patch_workflows,
     race_workflows,
