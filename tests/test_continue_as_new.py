@@ -4,8 +4,10 @@ empty history, so that a workflow that loops for ever replays only its last gene
 from __future__ import annotations
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -138,3 +140,14 @@ def test_a_generation_has_its_own_start_and_deadline():
     assert instance.generation_started_at is not None and instance.generation_started_at > instance.created_at
     assert handle.result() == instance.generation_started_at.isoformat()
     assert instance.deadline_at == instance.generation_started_at + timedelta(hours=1)
+
+
+def test_the_show_command_and_the_admin_show_the_generation(admin_client):
+    handle = client.start("generations.clock", 0).refresh()
+    out = StringIO()
+    call_command("durable_workflows", "show", handle.instance_id, stdout=out)
+    assert "Generation 1 (since " in out.getvalue()
+    page = admin_client.get(f"/admin/durable_workflows/workflowinstance/{handle.instance_id}/change/")
+    assert page.status_code == 200 and b"generation started" in page.content.lower()
+    listed = admin_client.get("/admin/durable_workflows/workflowinstance/")
+    assert listed.status_code == 200 and b"column-generation" in listed.content
