@@ -9,7 +9,8 @@ the turn's history and goes on to the next turn. With `wf.continue_as_new` that 
 the turn's own (three steps and the sleep), so the resume costs the same in the last turn as
 in the first; within one history it is every turn so far. Runs inline, each run executed by
 this script (a dispatcher that only collects the runs it is handed), so the times are the
-engine's own. BENCH_TURNS sets the number of turns (1000). Prints a table; asserts nothing.
+engine's own; the statements of the first and the last such resume are counted too.
+BENCH_TURNS sets the number of turns (1000). Prints a table; asserts nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ django.setup()
 
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from durable_workflows import client, workflow  # noqa: E402
 from durable_workflows.dispatch import DISPATCHER_OVERRIDE, BaseDispatcher  # noqa: E402
@@ -36,8 +38,8 @@ from durable_workflows.engine import execute, fire_alarm_now  # noqa: E402
 from durable_workflows.models import StepRecord, WorkflowInstance  # noqa: E402
 
 TURNS = int(os.environ.get("BENCH_TURNS", 1000))
-#: Resumes measured at each end of the loop; the table shows their median.
-EDGE = 10
+#: Resumes measured at each end of the loop; the table shows their medians.
+EDGE = 20
 
 
 def work(turn: int, i: int) -> int:
@@ -78,12 +80,13 @@ def drain(dispatcher: Collect) -> None:
         execute(*dispatcher.runs.pop(0))
 
 
-def loop(name: str, *args: int) -> tuple[list[float], int]:
-    """Run the loop to its end; the time of each resume that ended a sleep, and the most
-    step records the instance had."""
+def loop(name: str, *args: int) -> tuple[list[float], list[int], int]:
+    """Run the loop to its end; the time and the statements of each resume that ended a
+    sleep, and the most step records the instance had."""
     dispatcher = Collect()
     token = DISPATCHER_OVERRIDE.set(dispatcher)
     resumes: list[float] = []
+    statements: list[int] = []
     peak = 0
     try:
         handle = client.start(name, *args)
@@ -91,27 +94,35 @@ def loop(name: str, *args: int) -> tuple[list[float], int]:
         while handle.refresh().state == "paused":
             peak = max(peak, StepRecord.objects.filter(instance_id=handle.instance_id).count())
             fire_alarm_now(handle.instance_id)
-            started = time.perf_counter()
-            execute(*dispatcher.runs.pop(0))  # the resume that ends the sleep
-            resumes.append(time.perf_counter() - started)
+            with CaptureQueriesContext(connection) as queries:
+                started = time.perf_counter()
+                execute(*dispatcher.runs.pop(0))  # the resume that ends the sleep
+                resumes.append(time.perf_counter() - started)
+            statements.append(len(queries.captured_queries))
             drain(dispatcher)  # the next generation's first run, up to its sleep
     finally:
         DISPATCHER_OVERRIDE.reset(token)
     assert handle.state == "completed", handle.error
-    return resumes, peak
+    return resumes, statements, peak
 
 
 def main() -> None:
     call_command("migrate", verbosity=0)
     median = statistics.median
     print(f"\nA loop of {TURNS} turns (three steps and a sleep each), on {connection.vendor}, inline\n")
-    print(f"{'history':<26}{'first resumes':>15}{'last resumes':>15}{'last/first':>12}{'most records':>14}")
-    print("-" * 82)
+    print(f"{'history':<22}{'first resumes':>15}{'last resumes':>15}{'last/first':>12}{'statements':>12}"
+          f"{'most records':>14}")
+    print("-" * 90)
+    loop("bench.generations", 0, EDGE)  # warm-up: statements prepared, code loaded
+    loop("bench.one_history", EDGE)
     for label, name, args in (("wf.continue_as_new", "bench.generations", (0, TURNS)),
                               ("one history", "bench.one_history", (TURNS,))):
-        resumes, peak = loop(name, *args)
-        first, last = median(resumes[:EDGE]), median(resumes[-EDGE:])
-        print(f"{label:<26}{first * 1000:>12.2f} ms{last * 1000:>12.2f} ms{last / first:>11.2f}x{peak:>14}")
+        resumes, statements, peak = loop(name, *args)
+        # The last window leaves out the final resume, which finishes the workflow instead.
+        first, last = median(resumes[:EDGE]), median(resumes[-EDGE - 1:-1])
+        counts = f"{median(statements[:EDGE]):g} / {median(statements[-EDGE - 1:-1]):g}"
+        print(f"{label:<22}{first * 1000:>12.2f} ms{last * 1000:>12.2f} ms{last / first:>11.2f}x{counts:>12}"
+              f"{peak:>14}")
     WorkflowInstance.objects.filter(workflow__startswith="bench.").delete()
 
 

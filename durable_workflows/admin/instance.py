@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 # The columns the list reads; large text (input, result, traceback) stays in the database.
 LIST_FIELDS = (
     "id", "workflow", "state", "created_at", "updated_at", "finished_at", "error_type",
-    "concurrency_key", "slot_held", "alarm__fire_at", "alarm__fired_at", "alarm__reason",
+    "concurrency_key", "slot_held", "generation", "alarm__fire_at", "alarm__fired_at", "alarm__reason",
 )
 
 
