@@ -34,3 +34,4 @@ class AlarmReason(models.TextChoices):
     START = "start", "Delayed start"
     RATE = "rate", "Rate limit"
     LIMITER = "limiter", "Step limiter"
+    CONTINUED = "continued", "Continued as new"

@@ -122,6 +122,12 @@ class WorkflowHandle:
         return self._instance.forked_from
 
     @property
+    def generation(self) -> int:
+        """How many times the instance continued as new (`wf.continue_as_new`): 0 until it
+        first does. `steps` are those of the current generation."""
+        return self._instance.generation
+
+    @property
     def children(self) -> builtins.list[str]:
         """The ids of the instances this one started with `wf.start_child`, in start order."""
         return self._instance.child_ids()

@@ -117,6 +117,18 @@ class Suspend(BaseException):
     """
 
 
+class ContinueAsNew(BaseException):
+    """Unwinds a workflow function at `wf.continue_as_new(...)`: the executor then starts
+    the instance's next generation with `input` (the new arguments, serialized).
+
+    Control flow like `Suspend`: a workflow's `except Exception:` does not see it.
+    """
+
+    def __init__(self, input: str) -> None:
+        super().__init__("the workflow continues as new")
+        self.input = input
+
+
 class LeaseLost(BaseException):
     """This executor no longer owns the instance: another one claimed it, or it was cancelled."""
 

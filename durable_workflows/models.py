@@ -131,6 +131,14 @@ class WorkflowInstance(ErrorFields):
                   "for the next is twice as long, so a backlog does not feed itself.",
     )
     run_count = models.PositiveIntegerField("runs", default=0, help_text="How many times it was claimed.")
+    generation = models.PositiveIntegerField(
+        "generation", default=0, db_default=0,
+        help_text="How many times it continued as new (wf.continue_as_new): 0 for the first run of its history.",
+    )
+    generation_started_at = models.DateTimeField(
+        "generation started", null=True, blank=True,
+        help_text="When its current generation began; wf.now() and the deadline count from it. Null: the first.",
+    )
     last_mode = models.CharField(
         "last mode", max_length=16, blank=True, default="",
         help_text="fresh, resume or recover: how the last run started.",

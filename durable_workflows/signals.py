@@ -18,6 +18,7 @@ EVENT_NAMES = (
     "workflow.resumed",
     "workflow.cancelled",
     "workflow.recovered",
+    "workflow.continued",
     "step.started",
     "step.completed",
     "step.failed",
@@ -44,6 +45,7 @@ workflow_paused = Signal()
 workflow_resumed = Signal()
 workflow_cancelled = Signal()
 workflow_recovered = Signal()
+workflow_continued = Signal()
 step_started = Signal()
 step_completed = Signal()
 step_failed = Signal()

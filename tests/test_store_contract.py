@@ -186,6 +186,30 @@ def test_a_pause_sets_the_alarm_of_the_first_wait_to_end_and_a_resume_takes_it_o
     assert store.alarm("a") is None
 
 
+def _next_generation(store: Store, epoch: int) -> None:
+    values = transition_values(State.RUNNING, State.PAUSED, {"input": '{"args": [3]}', "generation": 1,
+                                                             "lease_owner": "", "lease_expires_at": None})
+    store.continue_as_new(Fence("a", epoch), values, buffered("a", "workflow.continued"))
+
+
+def test_a_new_generation_starts_with_no_records_and_an_alarm_fired_now(store):
+    born(store, "a")
+    claimed(store, "a")
+    store.commit(write(Fence("a", 1), [step("a", 0), step("a", 1)]))
+    with pytest.raises(LeaseLost):
+        _next_generation(store, 0)
+    assert len(store.load_records("a")) == 2 and store.instance("a").generation == 0
+    _next_generation(store, 1)
+    instance = store.instance("a")
+    assert (instance.state, instance.generation, instance.input) == (State.PAUSED, 1, '{"args": [3]}')
+    assert store.load_records("a") == {}
+    alarm = store.alarm("a")
+    assert (alarm.reason, alarm.epoch, alarm.fired_at is not None) == (AlarmReason.CONTINUED, 1, True)
+    assert store.event_rows("a")[-1][0] == "workflow.continued"
+    resumed = claimed(store, "a", "resume", epoch=1)
+    assert resumed is not None and resumed.instance.generation == 1 and store.alarm("a") is None
+
+
 def test_the_heartbeat_renews_only_the_owners_lease_and_hears_of_a_cancel(store):
     born(store, "a")
     claimed(store, "a")

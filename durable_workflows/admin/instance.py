@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 # The columns the list reads; large text (input, result, traceback) stays in the database.
 LIST_FIELDS = (
     "id", "workflow", "state", "created_at", "updated_at", "finished_at", "error_type",
-    "concurrency_key", "slot_held", "rate_key", "held", "priority", "start_at", "alarm__fire_at", "alarm__fired_at", "alarm__reason",
+    "concurrency_key", "slot_held", "generation", "rate_key", "held", "priority", "start_at", "alarm__fire_at", "alarm__fired_at", "alarm__reason",
 )
 
 
@@ -106,7 +106,7 @@ def refuse_nul_filters(request: HttpRequest, params: dict[str, list[str]]) -> No
 class WorkflowInstanceAdmin(ReadOnlyAdmin):
     # Narrow enough for a 1,400 px window with the app list open: the last update and the
     # long form of dates are on the instance page.
-    list_display = ("id", "workflow", "state_badge", "created", "next_alarm", "error_type")
+    list_display = ("id", "workflow", "state_badge", "generation", "created", "next_alarm", "error_type")
     list_filter = ("state", "held", FinishedFilter, WorkflowFilter, HasParentFilter, ForkFilter, "created_at", "finished_at",
                    *BY_VALUE)
     list_select_related = ("alarm",)
@@ -122,7 +122,7 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
     readonly_fields = (
         "id", "workflow", "state_badge", "pending_alarm", "waiting_for", "inbox_display",
         "parent_link", "children_links", "forked_from_link",
-        "deadline_at", "priority", "start_at", "progress", "created_at",
+        "deadline_at", "priority", "start_at", "progress", "created_at", "generation", "generation_started_at",
         "started_at", "finished_at", "updated_at", "input_display", "result_display",
         "error_display", "cancel_reason", "held_reason", "run_count", "last_mode", "epoch", "lease_owner",
         "lease_expires_at", "recovery_count", "cancel_requested", "dispatched_at", "concurrency_display",
@@ -276,6 +276,8 @@ class WorkflowInstanceAdmin(ReadOnlyAdmin):
         if obj.meta:
             summary.append("progress")
         summary += ["created_at", "started_at", "finished_at", "updated_at"]
+        if obj.generation:
+            summary += ["generation", "generation_started_at"]
         outcome = []
         if state == State.COMPLETED:
             outcome.append("result_display")

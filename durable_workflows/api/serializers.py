@@ -147,7 +147,7 @@ class InstanceSerializer(OutcomeSerializer, serializers.ModelSerializer):
     class Meta:
         model = WorkflowInstance
         fields = [
-            "id", "workflow", "state", "input", "result", "error", "meta",
+            "id", "workflow", "state", "input", "result", "error", "meta", "generation",
             "cancel_requested", "cancel_reason", "priority", "start_at", "held", "held_reason",
             "created_at", "started_at", "updated_at", "finished_at",
         ]

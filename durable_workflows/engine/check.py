@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import database
-from ..exceptions import LeaseLost, StoreFault, Suspend, UnknownWorkflow
+from ..exceptions import ContinueAsNew, LeaseLost, StoreFault, Suspend, UnknownWorkflow
 from ..models import StepRecord, WorkflowInstance
 from ..registry import get_definition
 from ..states import TERMINAL
@@ -119,8 +119,8 @@ def check_instance(instance: WorkflowInstance, records: dict[tuple[str, int], St
         raise wf._halted
     if wf._fatal is not None:
         return _problem(instance, wf._fatal)
-    if returned or isinstance(value, Suspend):
-        return None  # it replayed to its end, or to the first new work of every lane
+    if returned or isinstance(value, (Suspend, ContinueAsNew)):
+        return None  # it replayed to its end, or to the first new work of every lane, or continued
     if isinstance(value, (LeaseLost, StoreFault)) or not isinstance(value, Exception):
         raise value
     return _problem(instance, value)

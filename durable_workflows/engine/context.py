@@ -33,7 +33,7 @@ from ..models import StepKind, StepRecord
 from ..retry import RetryPolicy
 from ..text import refused_in
 from . import atomic as atomic_steps
-from . import branches, children, clock, inbox, patches, races, runner
+from . import branches, children, clock, generations, inbox, patches, races, runner
 from .deadlines import timed_out
 from .lanes import CURRENT, Aborted, Lane, Slot
 from .names import checked
@@ -65,7 +65,8 @@ class WorkflowContext:
         self._fatal: BaseException | None = None
         #: A lost lease or a database fault: it stops every lane of the run.
         self._halted: BaseException | None = None
-        self._root = Lane(self, "", run.instance.created_at)
+        instance = run.instance
+        self._root = Lane(self, "", instance.generation_started_at or instance.created_at)
         #: Hands the engine's side of a primitive called in a branch thread to the run's thread.
         self._driver = branches.Driver()
         #: The patch ids this run has asked for (each may be asked once).
@@ -276,6 +277,13 @@ class WorkflowContext:
         if key in current and current[key] == value:
             return
         checkpoint.meta = {**current, key: value}
+
+    # -- continuing as new -----------------------------------------------------------------------
+    def continue_as_new(self, *args: Any, **kwargs: Any) -> NoReturn:
+        """End the run and start this instance over with these arguments and an empty
+        history (generations.py). In an async workflow it may be awaited or not."""
+        lane = self._check_scope("continue_as_new")
+        generations.continue_at(self.workflow, lane, args, kwargs)
 
     # -- patches ------------------------------------------------------------------------------
     def patched(self, patch_id: str) -> bool:

@@ -12,7 +12,8 @@ from ..registry import registered
 
 
 def timed_out(workflow: str, instance: Any) -> WorkflowTimeout:
-    limit = (instance.deadline_at - instance.created_at).total_seconds()
+    # A later generation's deadline counts from its own start (generations.py).
+    limit = (instance.deadline_at - (instance.generation_started_at or instance.created_at)).total_seconds()
     return WorkflowTimeout(
         f"workflow {workflow!r} ran past its timeout of {timeout_text(workflow, limit)} (deadline "
         f"{instance.deadline_at:%Y-%m-%d %H:%M:%S %Z})"

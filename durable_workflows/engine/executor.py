@@ -15,10 +15,17 @@ from asgiref.sync import async_to_sync
 
 from .. import serialization
 from ..conf import settings
-from ..exceptions import LeaseLost, SerializationError, StoreFault, Suspend, UnknownWorkflow
+from ..exceptions import (
+    ContinueAsNew,
+    LeaseLost,
+    SerializationError,
+    StoreFault,
+    Suspend,
+    UnknownWorkflow,
+)
 from ..registry import WorkflowDefinition, get_definition
 from ..states import State
-from . import clock, heartbeat, observe, runner, stops
+from . import clock, generations, heartbeat, observe, runner, stops
 from .context import AsyncWorkflowContext, WorkflowContext
 from .deadlines import timed_out
 from .faults import after_fault
@@ -52,7 +59,10 @@ def execute(instance_id: str, mode: str = "fresh", epoch: int | None = None, *,
         if run is None:
             return None
         heartbeat.register(run.lease)
-        return _observed(run)
+        outcome = _observed(run)
+        if run.continued:
+            generations.dispatch_next(run)
+        return outcome
     finally:
         runner.IN_STEP.reset(scope)
 
@@ -180,6 +190,8 @@ def _conclude(run: Run, definition: WorkflowDefinition, wf: WorkflowContext, ret
     if wf._fatal is not None:
         return _fail(run, wf._fatal)
     root = wf._root
+    if isinstance(root.stopped, ContinueAsNew):
+        return generations.start_next(run, root.stopped)
     if isinstance(root.stopped, Suspend):
         run.checkpoint.pause(root.waits)
         return State.PAUSED

@@ -75,6 +75,8 @@ class Run:
     observed: RunInfo | None = None
     #: Inbox messages read ahead by its event waits, per event name (inbox.py).
     read_ahead: dict[str, Any] = field(default_factory=dict)
+    #: It committed the instance's next generation, whose resume goes out once it is over.
+    continued: bool = False
 
     @property
     def instance_id(self) -> str:

@@ -1,6 +1,6 @@
 """A BaseException from workflow or step code: the engine's own signal, or a failure.
 
-The engine unwinds runs with BaseExceptions of its own (`Suspend`, `LeaseLost`,
+The engine unwinds runs with BaseExceptions of its own (`Suspend`, `ContinueAsNew`, `LeaseLost`,
 `StoreFault`, a branch's `Aborted`), and a worker told to stop raises one into whatever it
 runs (`WorkerShutdown` from the worker's SIGTERM handler; the task queue's own timeout,
 which its glue adds with `add_stop`). Those stop the run without an outcome and go on
@@ -12,11 +12,11 @@ the worker process, and each recovery of the instance would end another.
 
 from __future__ import annotations
 
-from ..exceptions import LeaseLost, StoreFault, Suspend, WorkerShutdown
+from ..exceptions import ContinueAsNew, LeaseLost, StoreFault, Suspend, WorkerShutdown
 from .lanes import Aborted
 
 #: The engine's control flow within a run.
-RUN_SIGNALS: tuple[type[BaseException], ...] = (Suspend, LeaseLost, StoreFault, Aborted)
+RUN_SIGNALS: tuple[type[BaseException], ...] = (Suspend, ContinueAsNew, LeaseLost, StoreFault, Aborted)
 _stops: tuple[type[BaseException], ...] = (*RUN_SIGNALS, WorkerShutdown)
 
 

@@ -90,6 +90,7 @@ from . import (  # noqa: E402, F401
     event_workflows,
     fault_workflows,
     flow_workflows,
+    generation_workflows,
     limit_workflows,
     patch_workflows,
     pause_workflows,

@@ -90,6 +90,14 @@ class Store(ABC):
         """Commit `write` (see `Write`), setting the new records' keys."""
 
     @abstractmethod
+    def continue_as_new(self, fence: Fence, values: dict[str, Any], events: list[PendingEvent]) -> None:
+        """Start the instance's next generation (engine/generations.py): `values` on the
+        instance row (the checked move to Paused, the new input and generation), every step
+        record and every inbox message already taken deleted, its alarm replaced by one
+        fired now, and `events` written. All of it or nothing; `LeaseLost` when the fence no
+        longer holds. Messages not yet taken stay, for the next generation's waits."""
+
+    @abstractmethod
     def current(self, fence: Fence) -> WorkflowInstance | None:
         """The instance if the (lenient) fence still holds, else None: after a refused write,
         whether a cancel is why."""

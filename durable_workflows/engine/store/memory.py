@@ -25,7 +25,7 @@ from ..fence import Fence
 from ..lanes import branch_data
 from ..lease import Lease
 from .base import CLAIMABLE, Claimed, Store, Write
-from .orm import pause_alarm
+from .orm import next_generation_alarm, pause_alarm
 
 
 class MemoryStore(Store):
@@ -139,6 +139,18 @@ class MemoryStore(Store):
             if write.waits:
                 self._alarm(write)
             self._log(write.fence.instance_id, write.events)
+
+    def continue_as_new(self, fence: Fence, values: dict[str, Any], events: list[Any]) -> None:
+        with self._lock:
+            stored = self._instances.get(fence.instance_id)
+            if stored is None or not self._holds(stored, fence):
+                raise LeaseLost()
+            check_transition(stored.state, values["state"])
+            for key, value in values.items():
+                setattr(stored, key, value)
+            self._records.pop(fence.instance_id, None)
+            self._alarms[fence.instance_id] = next_generation_alarm(fence)
+            self._log(fence.instance_id, events)
 
     def _alarm(self, write: Write) -> None:
         self._alarms.pop(write.fence.instance_id, None)

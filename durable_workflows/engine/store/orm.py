@@ -15,7 +15,7 @@ from django.db.models import Case, PositiveIntegerField, Value, When
 from ... import database
 from ...conf import settings
 from ...exceptions import InvalidTransition, LeaseLost
-from ...models import Alarm, Event, InboxMessage, StepRecord, WorkflowInstance
+from ...models import Alarm, AlarmReason, Event, InboxMessage, StepRecord, WorkflowInstance
 from ...states import State, as_state, transition
 from .. import clock, concurrency, ratelimit
 from ..children import insert_children_txn
@@ -215,6 +215,26 @@ class OrmStore(Store):
             for child in write.children:
                 child._state.adding = True
             raise
+
+
+    def continue_as_new(self, fence: Fence, values: dict[str, Any], events: list[Any]) -> None:
+        instance_id = fence.instance_id
+        with database.atomic():
+            if WorkflowInstance.objects.filter(**fence.filter()).update(**values) != 1:
+                raise LeaseLost()
+            StepRecord.objects.filter(instance_id=instance_id).delete()
+            InboxMessage.objects.filter(instance_id=instance_id, taken_at__isnull=False).delete()
+            Alarm.objects.filter(instance_id=instance_id).delete()
+            next_generation_alarm(fence).save(force_insert=True, using=database.alias())
+            insert_rows_txn(instance_id, events)
+
+
+def next_generation_alarm(fence: Fence) -> Alarm:
+    """The alarm of a new generation (unsaved), for every store: fired now, as a wake that
+    dispatches its resume at once (a lost dispatch is sent again by the scans)."""
+    now = clock.now()
+    return Alarm(instance_id=fence.instance_id, fire_at=now, fired_at=now, reason=AlarmReason.CONTINUED,
+                 branch="", position=0, epoch=fence.epoch)
 
 
 def _unheld(instance: WorkflowInstance) -> Fence:

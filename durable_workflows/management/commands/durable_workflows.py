@@ -218,6 +218,8 @@ class Command(BaseCommand):
             f"Started   {when(instance.started_at)}",
             f"Finished  {when(instance.finished_at)}",
             f"Runs      {instance.run_count}",
+            f"Generation {instance.generation} (since {when(instance.generation_started_at)})"
+            if instance.generation else "",
             f"Input     {as_json(input_of(instance))}",
         ]
         alarm = handle.alarm
