@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('durable_workflows', '0021_list_indexes'),
+        ('durable_workflows', '0018_list_indexes'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('durable_workflows', '0020_rate_limits'),
+        ('durable_workflows', '0022_rate_limits'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('durable_workflows', '0018_held'),
+        ('durable_workflows', '0021_held'),
     ]
 
     operations = [

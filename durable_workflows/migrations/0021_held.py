@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("durable_workflows", "0022_view_payloads"),
+        ("durable_workflows", "0020_view_payloads"),
     ]
 
     operations = [
