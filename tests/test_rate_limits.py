@@ -120,6 +120,19 @@ def test_first_claims_are_capped_per_window_and_released_oldest_first_as_it_move
     assert all(later - earlier >= timedelta(minutes=1) for earlier, later in zip(starts, starts[3:], strict=False))
 
 
+def test_instances_waiting_for_the_window_go_by_priority_then_oldest(frozen):
+    first = started(frozen, "rates.three_a_minute", 3)
+    drain()
+    waiting = []
+    for priority in (0, 5, -3, 5, 10):
+        waiting.append(client.start("rates.three_a_minute", priority=priority))
+        frozen.advance(0.001)
+    drain()
+    assert states(first) == ["completed"] * 3 and states(waiting) == ["queued"] * 5
+    frozen.advance(61)
+    assert fire_alarms() == [waiting[i].instance_id for i in (4, 1, 3)]  # 10, then the older 5, then 5
+
+
 def test_the_limit_is_counted_per_value_of_the_rate_key(frozen):
     acme = started(frozen, "rates.per_account", 3, "acme")
     globex = [client.start("rates.per_account", "globex") for _ in range(2)]

@@ -42,8 +42,9 @@ from . import clock
 from .concurrency import argument_key
 from .locks import lock_txn
 
-#: Who goes first among the instances waiting for a window: the oldest.
-ORDER = ("created_at", "pk")
+# Who goes first among the instances waiting for a window: the highest priority, then the oldest.
+from .priority import ORDER, ahead_of
+
 
 def recent_txn(stamps: QuerySet[Any], field: str, rate: Rate, now: datetime) -> list[datetime]:
     """The latest `field` stamps of `stamps` after now - period, latest first, at most the
@@ -74,11 +75,6 @@ def _group(workflow: str, key: str) -> QuerySet[WorkflowInstance]:
 def _waiting(workflow: str, key: str) -> QuerySet[WorkflowInstance]:
     """The group's instances held back for the window: Queued, with a rate alarm."""
     return _group(workflow, key).filter(state=State.QUEUED, alarm__reason=AlarmReason.RATE)
-
-
-def ahead_of(instance: WorkflowInstance) -> Q:
-    """Those that go before `instance` in ORDER (combine it with the filter of those waiting)."""
-    return Q(created_at__lt=instance.created_at) | Q(created_at=instance.created_at, pk__lt=instance.pk)
 
 
 def start_time_txn(instance: WorkflowInstance, now: datetime) -> datetime | None:
