@@ -156,6 +156,17 @@ def test_show_a_paused_instance_with_its_step_table():
     assert "until" in table[2]
 
 
+def test_show_says_what_a_queued_instance_waits_for(tmp_path):
+    log = str(tmp_path / "log")
+    client.start("flow.one_at_a_time", log, True, instance_id="holder")  # keeps the one slot
+    client.start("flow.one_at_a_time", log, instance_id="behind", priority=7)
+    output = run("show", "behind")
+    assert "Priority  7" in output
+    assert "Queue     1 ahead of it for a concurrency slot" in output
+    client.start("tests.greet", "later", instance_id="later", delay="2h")
+    assert "Starts    in 2 h (" in run("show", "later")
+
+
 def test_show_a_completed_and_a_failed_instance():
     client.start("tests.greet", "Ada", instance_id="done")
     assert 'Result    "Hello, Ada!"' in run("show", "done")

@@ -24,7 +24,14 @@ from django.utils import timezone
 from durable_workflows import bulk as bulk_actions
 from durable_workflows import client
 from durable_workflows.durations import parse_duration
-from durable_workflows.engine import clock, fire_alarms, fire_schedules, recover
+from durable_workflows.engine import (
+    clock,
+    concurrency,
+    fire_alarms,
+    fire_schedules,
+    ratelimit,
+    recover,
+)
 from durable_workflows.engine.retention import delete_in_batches
 from durable_workflows.engine.schedules import statuses
 from durable_workflows.exceptions import (
@@ -229,6 +236,7 @@ class Command(BaseCommand):
             lines.append("Cancel    requested; it stops at its next step")
         if handle.held:
             lines.append(f"Held      {handle.held_reason or 'yes'} (until `resume`)")
+        lines.extend(held_back(instance, handle.state))
         lines.append(describe_outcome(instance))
         self.stdout.write("\n".join(line for line in lines if line))
         rows = [
@@ -503,6 +511,23 @@ def span(seconds: float, precise: bool = False) -> str:
         if len(parts) == 2:
             break
     return " ".join(parts)
+
+
+def held_back(instance: WorkflowInstance, state: State) -> list[str]:
+    """Its priority, and what a Queued instance waits for: its start time, a rate limit's
+    window, a concurrency slot (the admin's and the API's fields, as lines)."""
+    lines = [f"Priority  {instance.priority}"] if instance.priority else []
+    if state != State.QUEUED:
+        return lines
+    if instance.start_at is not None:
+        lines.append(f"Starts    {resumes(instance.start_at)}")
+    until = ratelimit.limited_until(instance)
+    if until is not None:
+        lines.append(f"Starts    {resumes(until)} (rate limit)")
+    ahead = concurrency.queued_behind(instance)
+    if ahead:
+        lines.append(f"Queue     {ahead} ahead of it for a concurrency slot")
+    return lines
 
 
 def resumes(fire_at: datetime) -> str:
