@@ -21,37 +21,18 @@ from durable_workflows.engine.concurrency import queued_behind
 from durable_workflows.models import WorkflowInstance
 from durable_workflows.registry import get_definition
 from tests.helpers import in_thread, wait_until
+from tests.queueing import QUEUE, TASKS, drain  # noqa: E402
 from tests.testapp.limit_workflows import most_inside, read_log
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(__file__).resolve().parent.parent
-TASKS: list[tuple[str, str, int]] = []
-
-
-class QueueDispatcher:
-    """Keeps tasks until the test runs them (`drain`), as a broker would until a worker is free."""
-
-    synchronous = False
-
-    def dispatch(self, instance_id, mode, epoch):
-        TASKS.append((instance_id, mode, epoch))
-
-
-QUEUE = {"DISPATCHER": "tests.test_concurrency.QueueDispatcher"}
-
-
 @pytest.fixture(autouse=True)
 def queue():
     TASKS.clear()
     with override_settings(DURABLE_WORKFLOWS=QUEUE):
         yield
     TASKS.clear()
-
-
-def drain() -> None:
-    while TASKS:
-        execute(*TASKS.pop(0))
 
 
 def states(*handles) -> list[str]:

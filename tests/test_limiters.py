@@ -12,16 +12,17 @@ from django.test import override_settings
 from durable_workflows import client, fire_alarms
 from durable_workflows.engine import clock
 from durable_workflows.models import Alarm, LimiterUnit, StepRecord
-from tests.test_rate_limits import Frozen, drain, states
+from tests.queueing import drain
+from tests.test_rate_limits import Frozen, states
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-LIMITED = {"DISPATCHER": "tests.test_rate_limits.QueueDispatcher", "LIMITERS": {"payments": "2/m"}}
+LIMITED = {"DISPATCHER": "tests.queueing.QueueDispatcher", "LIMITERS": {"payments": "2/m"}}
 
 
 @pytest.fixture(autouse=True)
 def limited():
-    from tests.test_rate_limits import TASKS
+    from tests.queueing import TASKS
 
     TASKS.clear()
     with override_settings(DURABLE_WORKFLOWS=LIMITED), clock.using(Frozen()) as frozen:

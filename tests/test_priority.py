@@ -11,37 +11,20 @@ from django.test import override_settings
 from django.urls import reverse
 
 from durable_workflows import client, workflow
-from durable_workflows.engine import execute
 from durable_workflows.engine.concurrency import queued_behind
 from durable_workflows.engine.priority import ORDER, ahead_of
 from durable_workflows.models import WorkflowInstance
+from tests.queueing import TASKS, drain  # noqa: E402
 from tests.testapp.limit_workflows import read_log
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TASKS: list[tuple[str, str, int]] = []
-
-
-class QueueDispatcher:
-    """Keeps tasks until the test runs them (`drain`), as a broker would until a worker is free."""
-
-    synchronous = False
-
-    def dispatch(self, instance_id, mode, epoch):
-        TASKS.append((instance_id, mode, epoch))
-
-
 @pytest.fixture(autouse=True)
 def queue():
     TASKS.clear()
-    with override_settings(DURABLE_WORKFLOWS={"DISPATCHER": "tests.test_priority.QueueDispatcher"}):
+    with override_settings(DURABLE_WORKFLOWS={"DISPATCHER": "tests.queueing.QueueDispatcher"}):
         yield
     TASKS.clear()
-
-
-def drain() -> None:
-    while TASKS:
-        execute(*TASKS.pop(0))
 
 
 def entered(log: str) -> list[str]:

@@ -16,20 +16,9 @@ from durable_workflows.engine import clock, execute
 from durable_workflows.engine.ratelimit import limited_until
 from durable_workflows.models import Alarm, WorkflowInstance
 from tests.helpers import in_thread
+from tests.queueing import TASKS, drain  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-TASKS: list[tuple[str, str, int]] = []
-
-
-class QueueDispatcher:
-    """Keeps tasks until the test runs them (`drain`), as a broker would until a worker is free."""
-
-    synchronous = False
-
-    def dispatch(self, instance_id, mode, epoch):
-        TASKS.append((instance_id, mode, epoch))
-
 
 class Frozen:
     """The engine's time, moved only by the test."""
@@ -47,7 +36,7 @@ class Frozen:
 @pytest.fixture(autouse=True)
 def queue():
     TASKS.clear()
-    with override_settings(DURABLE_WORKFLOWS={"DISPATCHER": "tests.test_rate_limits.QueueDispatcher"}):
+    with override_settings(DURABLE_WORKFLOWS={"DISPATCHER": "tests.queueing.QueueDispatcher"}):
         yield
     TASKS.clear()
 
@@ -56,11 +45,6 @@ def queue():
 def frozen():
     with clock.using(Frozen()) as source:
         yield source
-
-
-def drain() -> None:
-    while TASKS:
-        execute(*TASKS.pop(0))
 
 
 def states(handles) -> list[str]:
